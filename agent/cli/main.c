@@ -1,0 +1,43 @@
+/* gpuwarden: the operator CLI. Dispatches to one command module per verb. */
+#include <gpuwarden/common.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+
+static const gw_cli_command commands[] = {
+    /* { "discover", ... } is added by the discovery module */
+    { NULL, NULL, NULL },
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: gpuwarden COMMAND [ARGS...]\n"
+               "       gpuwarden COMMAND --help\n\ncommands:\n");
+    for (size_t i = 0; commands[i].name; i++)
+        fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\nexit codes: 0 ok, 1 failure, 2 usage, 3 device errors (discover),\n"
+               "            4 daemon unreachable, 5 refused by the daemon\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return GW_EXIT_USAGE;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return GW_EXIT_OK;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("gpuwarden %s\n", gw_version());
+        return GW_EXIT_OK;
+    }
+    for (size_t i = 0; commands[i].name; i++)
+        if (!strcmp(argv[1], commands[i].name))
+            return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "gpuwarden: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return GW_EXIT_USAGE;
+}
