@@ -1,0 +1,757 @@
+/* The libvirt attachment watcher against libvirt's test driver, and the
+ * domain XML parser. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <gpuwarden/attach.h>
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+
+#include "attach_internal.h"
+#include "util.h"
+
+#define WAIT_MS 5000u           /* how long a test waits for a callback at most */
+#define LATENCY_BOUND_MS 1000u  /* the acceptance bound: seen within 1 s */
+
+static const char *const X299_GPUS[] = { "0000:1a:00.0", "0000:67:00.0", "0000:68:00.0" };
+static const char *const SM4029_GPUS[] = { "0000:1a:00.0", "0000:1c:00.0", "0000:1d:00.0",
+                                           "0000:1e:00.0", "0000:3d:00.0", "0000:3f:00.0",
+                                           "0000:40:00.0", "0000:41:00.0" };
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* ---- a recorder for the change callback ---------------------------------- */
+
+typedef struct change {
+    char address[GW_ADDR_LEN];
+    char *domains;          /* names joined with ',', "" for none */
+    uint64_t at_ms;
+} change;
+
+typedef struct recorder {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    change *v;
+    size_t n;
+    bool bad_thread;        /* a callback arrived on the caller's thread */
+    pthread_t caller;
+} recorder;
+
+static void recorder_init(recorder *r)
+{
+    memset(r, 0, sizeof *r);
+    pthread_mutex_init(&r->lock, NULL);
+    pthread_cond_init(&r->cond, NULL);
+    r->caller = pthread_self();
+}
+
+static void recorder_clear(recorder *r)
+{
+    for (size_t i = 0; i < r->n; i++)
+        free(r->v[i].domains);
+    free(r->v);
+    pthread_cond_destroy(&r->cond);
+    pthread_mutex_destroy(&r->lock);
+}
+
+static void on_changed(const char *address, const char *const *domains, size_t n, void *userdata)
+{
+    recorder *r = userdata;
+    size_t len = 1;
+    for (size_t i = 0; i < n; i++)
+        len += strlen(domains[i]) + 1;
+    char *joined = gw_xcalloc(len, 1);
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            strcat(joined, ",");
+        strcat(joined, domains[i]);
+    }
+    assert_null(domains[n]);
+    pthread_mutex_lock(&r->lock);
+    if (pthread_equal(pthread_self(), r->caller))
+        r->bad_thread = true;
+    r->v = gw_xrealloc(r->v, r->n + 1, sizeof *r->v);
+    change *c = &r->v[r->n++];
+    snprintf(c->address, sizeof c->address, "%s", address);
+    c->domains = joined;
+    c->at_ms = now_ms();
+    pthread_cond_broadcast(&r->cond);
+    pthread_mutex_unlock(&r->lock);
+}
+
+/* Index of the first change at or after `from` for `address` with exactly
+ * `domains`, waiting up to WAIT_MS; -1 when none came. */
+static long wait_change(recorder *r, size_t from, const char *address, const char *domains,
+                        uint64_t *at_ms)
+{
+    uint64_t deadline = now_ms() + WAIT_MS;
+    pthread_mutex_lock(&r->lock);
+    for (;;) {
+        for (size_t i = from; i < r->n; i++) {
+            if (!strcmp(r->v[i].address, address) && !strcmp(r->v[i].domains, domains)) {
+                if (at_ms)
+                    *at_ms = r->v[i].at_ms;
+                pthread_mutex_unlock(&r->lock);
+                return (long)i;
+            }
+        }
+        uint64_t now = now_ms();
+        if (now >= deadline)
+            break;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t ns = (uint64_t)ts.tv_nsec + (deadline - now > 50 ? 50 : deadline - now) * 1000000u;
+        ts.tv_sec += (time_t)(ns / 1000000000u);
+        ts.tv_nsec = (long)(ns % 1000000000u);
+        pthread_cond_timedwait(&r->cond, &r->lock, &ts);
+    }
+    pthread_mutex_unlock(&r->lock);
+    return -1;
+}
+
+/* The last reported set for `address` ("" none; NULL when never reported). */
+static char *last_state(recorder *r, const char *address)
+{
+    char *s = NULL;
+    pthread_mutex_lock(&r->lock);
+    for (size_t i = r->n; i-- > 0;) {
+        if (!strcmp(r->v[i].address, address)) {
+            s = gw_xstrdup(r->v[i].domains);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&r->lock);
+    return s;
+}
+
+static size_t change_count(recorder *r)
+{
+    pthread_mutex_lock(&r->lock);
+    size_t n = r->n;
+    pthread_mutex_unlock(&r->lock);
+    return n;
+}
+
+static void assert_state(recorder *r, const char *address, const char *domains)
+{
+    char *s = last_state(r, address);
+    if (!s || strcmp(s, domains))
+        fail_msg("%s: last reported '%s', expected '%s'", address, s ? s : "(never)", domains);
+    free(s);
+}
+
+/* ---- helpers ------------------------------------------------------------- */
+
+static char *fixture_uri(const char *name)
+{
+    return gw_strdup_printf("test://%s/tests/fixtures/libvirt/%s", GW_SOURCE_DIR, name);
+}
+
+static gw_attach_source *start_watcher(const char *uri, const char *const *gpus, size_t n,
+                                       recorder *rec, bool read_write, bool no_events,
+                                       unsigned int interval_ms)
+{
+    gw_attach_libvirt_options o = GW_ATTACH_LIBVIRT_OPTIONS_INIT;
+    o.uri = uri;
+    o.watch = gpus;
+    o.n_watch = n;
+    o.changed = on_changed;
+    o.userdata = rec;
+    o.read_write = read_write;
+    o.no_events = no_events;
+    o.reconcile_interval_ms = interval_ms;
+    o.reconnect_min_ms = 20;
+    o.reconnect_max_ms = 200;
+    gw_attach_source *src = NULL;
+    if (gw_attach_libvirt_new(&src, &o) < 0)
+        fail_msg("gw_attach_libvirt_new: %s", gw_error_message());
+    assert_string_equal(gw_attach_source_name(src), "libvirt");
+    return src;
+}
+
+static void assert_query(gw_attach_source *src, const char *address, const char *expected)
+{
+    char **names = NULL;
+    if (gw_attach_query(src, address, &names) < 0)
+        fail_msg("query %s: %s", address, gw_error_message());
+    char joined[512] = "";
+    for (char **p = names; *p; p++) {
+        if (p != names)
+            strcat(joined, ",");
+        strcat(joined, *p);
+    }
+    gw_attach_list_free(names);
+    if (strcmp(joined, expected))
+        fail_msg("query %s: '%s', expected '%s'", address, joined, expected);
+}
+
+static char *domain_xml(const char *name, const char *const *sources, size_t n)
+{
+    char *devs = gw_xstrdup("");
+    for (size_t i = 0; i < n; i++) {
+        unsigned dom, bus, slot, fn;
+        assert_int_equal(sscanf(sources[i], "%x:%x:%x.%x", &dom, &bus, &slot, &fn), 4);
+        char *d = gw_strdup_printf(
+            "%s<hostdev mode='subsystem' type='pci' managed='yes'><source>"
+            "<address domain='0x%04x' bus='0x%02x' slot='0x%02x' function='0x%x'/></source>"
+            "</hostdev>", devs, dom, bus, slot, fn);
+        free(devs);
+        devs = d;
+    }
+    char *xml = gw_strdup_printf("<domain type='test'><name>%s</name><memory>1048576</memory>"
+                                 "<os><type>hvm</type></os><devices>%s</devices></domain>",
+                                 name, devs);
+    free(devs);
+    return xml;
+}
+
+static virDomainPtr define(virConnectPtr c, const char *name, const char *const *sources, size_t n)
+{
+    char *xml = domain_xml(name, sources, n);
+    virDomainPtr d = virDomainDefineXML(c, xml);
+    free(xml);
+    if (!d)
+        fail_msg("define %s: %s", name, virGetLastErrorMessage());
+    return d;
+}
+
+static void undefine(virConnectPtr c, const char *name)
+{
+    virDomainPtr d = virDomainLookupByName(c, name);
+    if (!d)
+        fail_msg("lookup %s: %s", name, virGetLastErrorMessage());
+    assert_int_equal(virDomainUndefine(d), 0);
+    virDomainFree(d);
+}
+
+static void assert_latency(const char *what, uint64_t t0, uint64_t t1)
+{
+    uint64_t ms = t1 >= t0 ? t1 - t0 : 0;
+    printf("# %s: callback %llu ms after the libvirt call\n", what, (unsigned long long)ms);
+    if (ms > LATENCY_BOUND_MS)
+        fail_msg("%s took %llu ms, more than %u ms", what, (unsigned long long)ms, LATENCY_BOUND_MS);
+}
+
+/* ---- the XML parser ------------------------------------------------------ */
+
+static void expect_sources(const char *xml, const char *expected, const char *expected_name)
+{
+    char **list = NULL, *name = NULL;
+    if (gw_domain_xml_pci_sources(xml, strlen(xml), &list, &name) < 0)
+        fail_msg("parse: %s", gw_error_message());
+    char joined[512] = "";
+    for (char **p = list; *p; p++) {
+        if (p != list)
+            strcat(joined, ",");
+        strcat(joined, *p);
+    }
+    assert_string_equal(joined, expected);
+    assert_string_equal(name, expected_name);
+    gw_attach_list_free(list);
+    free(name);
+}
+
+static void expect_parse_error(const char *xml, const char *needle)
+{
+    char **list = (char **)1, *name = (char *)1;
+    assert_int_equal(gw_domain_xml_pci_sources(xml, strlen(xml), &list, &name), -EINVAL);
+    assert_null(list);
+    assert_null(name);
+    if (!strstr(gw_error_message(), needle))
+        fail_msg("error '%s' does not mention '%s'", gw_error_message(), needle);
+}
+
+static void xml_source_address_not_guest_address(void **state)
+{
+    /* The guest <address> equals a GPU's host address; only the source counts. */
+    expect_sources("<domain type='kvm'><name>vm1</name><devices>"
+                   "<hostdev mode='subsystem' type='pci' managed='yes'>"
+                   "<source><address domain='0x0000' bus='0x1a' slot='0x00' function='0x0'/></source>"
+                   "<address type='pci' domain='0x0000' bus='0x67' slot='0x00' function='0x0'/>"
+                   "</hostdev></devices></domain>",
+                   "0000:1a:00.0", "vm1");
+    /* Two GPUs, an SR-IOV style interface hostdev, a duplicate, a USB hostdev
+     * (not PCI) and a hostdev outside <devices> (not a device): sorted, unique. */
+    expect_sources("<domain><name>vm2</name><devices>"
+                   "<hostdev type='pci'><source><address domain='0x0000' bus='0x68' slot='0x00' function='0x0'/></source></hostdev>"
+                   "<hostdev type='pci'><source><address domain='0x0000' bus='0x1a' slot='0x00' function='0x1'/></source></hostdev>"
+                   "<hostdev type='pci'><source><address domain='0x0000' bus='0x68' slot='0x00' function='0x0'/></source></hostdev>"
+                   "<interface type='hostdev'><source><address type='pci' domain='0x0001' bus='0x3b' slot='0x02' function='0x7'/></source></interface>"
+                   "<hostdev type='usb'><source><address bus='1' device='2'/></source></hostdev>"
+                   "</devices><hostdev type='pci'><source><address bus='0x99' slot='0' function='0'/></source></hostdev>"
+                   "</domain>",
+                   "0000:1a:00.1,0000:68:00.0,0001:3b:02.7", "vm2");
+    /* libvirt reads attributes with base 0: decimal, 0x-hex, 0-octal;
+     * a missing domain means 0. */
+    expect_sources("<domain><name>vm3</name><devices>"
+                   "<hostdev type='pci'><source><address bus='26' slot='0' function='1'/></source></hostdev>"
+                   "<hostdev type='pci'><source><address domain='0' bus='0150' slot='0x1f' function='7'/></source></hostdev>"
+                   "</devices></domain>",
+                   "0000:1a:00.1,0000:68:1f.7", "vm3");
+    expect_sources("<domain><name>empty</name><devices><disk type='file'/></devices></domain>", "",
+                   "empty");
+}
+
+static void xml_bad_input_is_refused(void **state)
+{
+    expect_parse_error("<domain><name>x</name", "not well-formed");
+    expect_parse_error("", "not well-formed");
+    expect_parse_error("<node><domain/></node>", "expected <domain>");
+    expect_parse_error("<domain><name>x</name><devices><hostdev type='pci'><source>"
+                       "<address bus='0x1a' slot='0x20' function='0'/></source></hostdev></devices></domain>",
+                       "slot='0x20'");
+    expect_parse_error("<domain><name>x</name><devices><hostdev type='pci'><source>"
+                       "<address slot='0' function='0'/></source></hostdev></devices></domain>",
+                       "without 'bus'");
+    expect_parse_error("<domain><name>x</name><devices><hostdev type='pci'><source>"
+                       "<address bus='0x1a' slot='0' function='-1'/></source></hostdev></devices></domain>",
+                       "function='-1'");
+    expect_parse_error("<domain><name>x</name><devices><hostdev type='pci'><source>"
+                       "<address bus='0x1a' slot='0' function='0x0 '/></source></hostdev></devices></domain>",
+                       "function=");
+    expect_parse_error("<domain><name>x</name><devices><hostdev type='pci'><source>"
+                       "<address type='drive' bus='0x1a' slot='0' function='0'/></source></hostdev></devices></domain>",
+                       "type 'drive'");
+    expect_parse_error("<domain><devices/></domain>", "no <name>");
+    /* No name wanted: a nameless domain is fine. */
+    char **list = NULL;
+    assert_int_equal(gw_domain_xml_pci_sources("<domain/>", 9, &list, NULL), 0);
+    assert_null(list[0]);
+    gw_attach_list_free(list);
+}
+
+/* ---- the watcher --------------------------------------------------------- */
+
+static void options_are_checked(void **state)
+{
+    gw_attach_source *src = (gw_attach_source *)1;
+    gw_attach_libvirt_options o = GW_ATTACH_LIBVIRT_OPTIONS_INIT;
+    o.version = 99;
+    assert_int_equal(gw_attach_libvirt_new(&src, &o), -EINVAL);
+    assert_null(src);
+    assert_non_null(strstr(gw_error_message(), "version 99"));
+
+    const char *bad[] = { "0000:1a:00.0", "1a:00.0" };
+    o = (gw_attach_libvirt_options)GW_ATTACH_LIBVIRT_OPTIONS_INIT;
+    o.watch = bad;
+    o.n_watch = 2;
+    assert_int_equal(gw_attach_libvirt_new(&src, &o), -EINVAL);
+    assert_non_null(strstr(gw_error_message(), "'1a:00.0'"));
+
+    o = (gw_attach_libvirt_options)GW_ATTACH_LIBVIRT_OPTIONS_INIT;
+    o.uri = "";
+    assert_int_equal(gw_attach_libvirt_new(&src, &o), -EINVAL);
+    assert_int_equal(gw_attach_libvirt_new(NULL, NULL), -EINVAL);
+
+    char **names = (char **)1;
+    assert_int_equal(gw_attach_query(NULL, "0000:1a:00.0", &names), -EINVAL);
+    assert_null(names);
+    assert_int_equal(gw_attach_libvirt_wait_synced(NULL, 1), -EINVAL);
+    assert_false(gw_attach_libvirt_connected(NULL));
+    gw_attach_source_free(NULL);
+}
+
+static void x299_initial_attachment(void **state)
+{
+    recorder rec;
+    recorder_init(&rec);
+    char *uri = fixture_uri("x299-3xa6000.xml");
+    gw_attach_source *src = start_watcher(uri, X299_GPUS, 3, &rec, false, false, 60000);
+    assert_int_equal(gw_attach_libvirt_wait_synced(src, WAIT_MS), 0);
+    assert_true(gw_attach_libvirt_connected(src));
+
+    /* One initial report per watched GPU, empty ones included. */
+    assert_int_equal(change_count(&rec), 3);
+    assert_state(&rec, "0000:1a:00.0", "vm-a6000");     /* GPU + HDA function, running */
+    assert_state(&rec, "0000:67:00.0", "");             /* only a guest address */
+    assert_state(&rec, "0000:68:00.0", "vm-shutoff");   /* defined, not running */
+    assert_false(rec.bad_thread);
+
+    /* The synchronous query reads libvirt now and matches on the slot. */
+    assert_query(src, "0000:1a:00.0", "vm-a6000");
+    assert_query(src, "0000:1a:00.1", "vm-a6000");
+    assert_query(src, "0000:67:00.0", "");
+    assert_query(src, "0000:68:00.0", "vm-shutoff");
+    assert_query(src, "0000:00:1f.3", "vm-guest-addr");
+    char **names = (char **)1;
+    assert_int_equal(gw_attach_query(src, "67:00.0", &names), -EINVAL);
+    assert_null(names);
+
+    gw_attach_source_free(src);
+    free(uri);
+    recorder_clear(&rec);
+}
+
+static void sm4029_initial_attachment(void **state)
+{
+    recorder rec;
+    recorder_init(&rec);
+    char *uri = fixture_uri("sm4029-8xrtx5000.xml");
+    gw_attach_source *src = start_watcher(uri, SM4029_GPUS, 8, &rec, false, false, 60000);
+    assert_int_equal(gw_attach_libvirt_wait_synced(src, WAIT_MS), 0);
+    assert_int_equal(change_count(&rec), 8);
+    assert_state(&rec, "0000:1a:00.0", "vm-pair");
+    assert_state(&rec, "0000:1c:00.0", "vm-pair");
+    assert_state(&rec, "0000:1d:00.0", "vm-hda-only");
+    assert_state(&rec, "0000:1e:00.0", "");
+    assert_state(&rec, "0000:3d:00.0", "vm-shared-a,vm-shared-b");
+    assert_state(&rec, "0000:3f:00.0", "");
+    assert_state(&rec, "0000:40:00.0", "vm-decimal");
+    assert_state(&rec, "0000:41:00.0", "");
+    gw_attach_source_free(src);
+    free(uri);
+    recorder_clear(&rec);
+}
+
+static void events_define_and_undefine(void **state)
+{
+    recorder rec;
+    recorder_init(&rec);
+    char *uri = fixture_uri("x299-3xa6000.xml");
+    /* A 60 s reconcile period: within the test only events can explain a change. */
+    gw_attach_source *src = start_watcher(uri, X299_GPUS, 3, &rec, true, false, 60000);
+    assert_int_equal(gw_attach_libvirt_wait_synced(src, WAIT_MS), 0);
+    virConnectPtr c = gw_attach_libvirt_connection(src);
+    assert_non_null(c);
+    uint64_t t0, t1;
+
+    /* Defining a domain with a GPU: attached. */
+    size_t mark = change_count(&rec);
+    const char *gpu67[] = { "0000:67:00.0" };
+    t0 = now_ms();
+    virDomainPtr d = define(c, "vm-new", gpu67, 1);
+    assert_true(wait_change(&rec, mark, "0000:67:00.0", "vm-new", &t1) >= 0);
+    assert_latency("define -> attached", t0, t1);
+
+    /* Undefining a shut-off domain: no longer referenced. */
+    mark = change_count(&rec);
+    t0 = now_ms();
+    undefine(c, "vm-shutoff");
+    assert_true(wait_change(&rec, mark, "0000:68:00.0", "", &t1) >= 0);
+    assert_latency("undefine -> detached", t0, t1);
+
+    /* Starting and stopping a defined domain changes nothing: it still
+     * references the GPU. A later change is the barrier that proves the
+     * start/stop events were processed. */
+    mark = change_count(&rec);
+    assert_int_equal(virDomainCreate(d), 0);
+    assert_int_equal(virDomainDestroy(d), 0);
+    const char *gpu68[] = { "0000:68:00.0" };
+    virDomainPtr barrier = define(c, "vm-barrier", gpu68, 1);
+    assert_true(wait_change(&rec, mark, "0000:68:00.0", "vm-barrier", NULL) >= 0);
+    assert_int_equal(change_count(&rec), mark + 1);
+    assert_state(&rec, "0000:67:00.0", "vm-new");
+
+    /* Undefining a RUNNING domain leaves it transient and running: still
+     * attached. Destroying it then makes it vanish: detached. */
+    mark = change_count(&rec);
+    undefine(c, "vm-a6000");
+    assert_int_equal(virDomainUndefine(barrier), 0);
+    assert_true(wait_change(&rec, mark, "0000:68:00.0", "", NULL) >= 0);
+    assert_state(&rec, "0000:1a:00.0", "vm-a6000");
+    assert_query(src, "0000:1a:00.0", "vm-a6000");
+    mark = change_count(&rec);
+    virDomainPtr a = virDomainLookupByName(c, "vm-a6000");
+    assert_non_null(a);
+    t0 = now_ms();
+    assert_int_equal(virDomainDestroy(a), 0);
+    assert_true(wait_change(&rec, mark, "0000:1a:00.0", "", &t1) >= 0);
+    assert_latency("destroy transient -> detached", t0, t1);
+    assert_query(src, "0000:1a:00.0", "");
+
+    /* A transient domain (created, never defined) references while it runs. */
+    mark = change_count(&rec);
+    char *xml = domain_xml("vm-transient", (const char *[]){ "0000:1a:00.1" }, 1);
+    virDomainPtr t = virDomainCreateXML(c, xml, 0);
+    free(xml);
+    assert_non_null(t);
+    assert_true(wait_change(&rec, mark, "0000:1a:00.0", "vm-transient", NULL) >= 0);
+    assert_int_equal(virDomainDestroy(t), 0);
+    assert_true(wait_change(&rec, mark, "0000:1a:00.0", "", NULL) >= 0);
+    assert_false(rec.bad_thread);
+
+    virDomainFree(t);
+    virDomainFree(a);
+    virDomainFree(barrier);
+    virDomainFree(d);
+    virConnectClose(c);
+    gw_attach_source_free(src);
+    free(uri);
+    recorder_clear(&rec);
+}
+
+static void events_domain_with_two_gpus(void **state)
+{
+    recorder rec;
+    recorder_init(&rec);
+    char *uri = fixture_uri("sm4029-8xrtx5000.xml");
+    gw_attach_source *src = start_watcher(uri, SM4029_GPUS, 8, &rec, true, false, 60000);
+    assert_int_equal(gw_attach_libvirt_wait_synced(src, WAIT_MS), 0);
+    virConnectPtr c = gw_attach_libvirt_connection(src);
+    assert_non_null(c);
+
+    size_t mark = change_count(&rec);
+    const char *two[] = { "0000:1e:00.0", "0000:41:00.0" };
+    virDomainPtr d = define(c, "vm-duo", two, 2);
+    assert_true(wait_change(&rec, mark, "0000:1e:00.0", "vm-duo", NULL) >= 0);
+    assert_true(wait_change(&rec, mark, "0000:41:00.0", "vm-duo", NULL) >= 0);
+    assert_query(src, "0000:41:00.0", "vm-duo");
+
+    /* Sharing a GPU with an existing domain: both are listed, sorted. */
+    const char *pair1a[] = { "0000:1a:00.0" };
+    virDomainPtr e = define(c, "vm-aaa", pair1a, 1);
+    assert_true(wait_change(&rec, mark, "0000:1a:00.0", "vm-aaa,vm-pair", NULL) >= 0);
+
+    mark = change_count(&rec);
+    assert_int_equal(virDomainUndefine(d), 0);
+    assert_true(wait_change(&rec, mark, "0000:1e:00.0", "", NULL) >= 0);
+    assert_true(wait_change(&rec, mark, "0000:41:00.0", "", NULL) >= 0);
+    assert_int_equal(virDomainUndefine(e), 0);
+    assert_true(wait_change(&rec, mark, "0000:1a:00.0", "vm-pair", NULL) >= 0);
+    /* Exactly the four changes above, nothing for the untouched GPUs. */
+    assert_int_equal(change_count(&rec), mark + 3);
+
+    virDomainFree(e);
+    virDomainFree(d);
+    virConnectClose(c);
+    gw_attach_source_free(src);
+    free(uri);
+    recorder_clear(&rec);
+}
+
+/* Without events the periodic reconcile alone finds the change. */
+static void reconcile_finds_what_events_missed(void **state)
+{
+    recorder rec;
+    recorder_init(&rec);
+    char *uri = fixture_uri("x299-3xa6000.xml");
+    gw_attach_source *src = start_watcher(uri, X299_GPUS, 3, &rec, true, true, 200);
+    assert_int_equal(gw_attach_libvirt_wait_synced(src, WAIT_MS), 0);
+    virConnectPtr c = gw_attach_libvirt_connection(src);
+    size_t mark = change_count(&rec);
+    uint64_t t0 = now_ms(), t1;
+    undefine(c, "vm-shutoff");
+    assert_true(wait_change(&rec, mark, "0000:68:00.0", "", &t1) >= 0);
+    assert_latency("undefine -> detached by a 200 ms reconcile", t0, t1);
+
+    /* An explicit request works without waiting for the period. */
+    mark = change_count(&rec);
+    const char *gpu67[] = { "0000:67:00.0" };
+    virDomainPtr d = define(c, "vm-new", gpu67, 1);
+    assert_int_equal(gw_attach_reconcile(src), 0);
+    assert_true(wait_change(&rec, mark, "0000:67:00.0", "vm-new", NULL) >= 0);
+    virDomainFree(d);
+    virConnectClose(c);
+    gw_attach_source_free(src);
+    free(uri);
+    recorder_clear(&rec);
+}
+
+/*
+ * A daemon restart: the domain is undefined while no watcher runs. The
+ * fresh watcher's first report says "nobody", which the daemon compares with
+ * its persisted "attached". test:///default is one in-process instance that
+ * lives while any connection to it is open, like a libvirtd outliving the
+ * daemon.
+ */
+static void reconcile_after_restart(void **state)
+{
+    virConnectPtr lv = virConnectOpen("test:///default");
+    assert_non_null(lv);
+    const char *gpu[] = { "0000:1a:00.0" };
+    virDomainPtr d = define(lv, "vm-restart", gpu, 1);
+
+    recorder rec;
+    recorder_init(&rec);
+    gw_attach_source *src = start_watcher("test:///default", gpu, 1, &rec, false, false, 60000);
+    assert_int_equal(gw_attach_libvirt_wait_synced(src, WAIT_MS), 0);
+    assert_state(&rec, "0000:1a:00.0", "vm-restart");
+    gw_attach_source_free(src);
+    recorder_clear(&rec);
+
+    assert_int_equal(virDomainUndefine(d), 0);      /* while the "daemon" is down */
+
+    recorder_init(&rec);
+    uint64_t t0 = now_ms(), t1;
+    src = start_watcher("test:///default", gpu, 1, &rec, false, false, 60000);
+    assert_true(wait_change(&rec, 0, "0000:1a:00.0", "", &t1) >= 0);
+    assert_latency("restart -> initial report 'nobody'", t0, t1);
+    assert_int_equal(change_count(&rec), 1);
+
+    /* A second client of the same libvirt defines a domain: the watcher
+     * hears the event on its own connection. */
+    virDomainFree(d);
+    d = define(lv, "vm-other-client", gpu, 1);
+    assert_true(wait_change(&rec, 0, "0000:1a:00.0", "vm-other-client", NULL) >= 0);
+    assert_int_equal(virDomainUndefine(d), 0);
+    assert_true(wait_change(&rec, 1, "0000:1a:00.0", "", NULL) >= 0);
+
+    gw_attach_source_free(src);
+    recorder_clear(&rec);
+    virDomainFree(d);
+    virConnectClose(lv);
+}
+
+static char *copy_fixture(const char *dir, const char *name)
+{
+    char *from = gw_strdup_printf("%s/tests/fixtures/libvirt/%s", GW_SOURCE_DIR, name);
+    char *to = gw_strdup_printf("%s/%s", dir, name);
+    char *data = NULL;
+    assert_int_equal(gw_read_file(from, &data), 0);
+    FILE *f = fopen(to, "w");
+    assert_non_null(f);
+    fputs(data, f);
+    fclose(f);
+    free(data);
+    free(from);
+    return to;
+}
+
+/* Remove the <domain> whose <name> is `name` from a node file. */
+static void drop_domain(const char *path, const char *name)
+{
+    char *data = NULL;
+    assert_int_equal(gw_read_file(path, &data), 0);
+    char *needle = gw_strdup_printf("<name>%s</name>", name);
+    char *at = strstr(data, needle);
+    assert_non_null(at);
+    *at = '\0';
+    char *start = strrchr(data, '<');
+    while (start && strncmp(start, "<domain", 7))
+        start = start > data ? memrchr(data, '<', (size_t)(start - data)) : NULL;
+    assert_non_null(start);
+    char *end = strstr(at + 1, "</domain>");
+    assert_non_null(end);
+    *start = '\0';
+    FILE *f = fopen(path, "w");
+    fputs(data, f);
+    fputs(end + strlen("</domain>"), f);
+    fclose(f);
+    free(needle);
+    free(data);
+}
+
+/*
+ * libvirtd goes away and comes back with different domains: the watcher
+ * reconnects and reconciles. The test driver never closes on its own, so the
+ * test calls what libvirt's close callback calls; a test:///file connection
+ * reads the file afresh, which plays the restarted libvirtd.
+ */
+static void reconnect_after_close(void **state)
+{
+    char dir[] = "/tmp/gw-attach-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char *path = copy_fixture(dir, "x299-3xa6000.xml");
+    char *uri = gw_strdup_printf("test://%s", path);
+    recorder rec;
+    recorder_init(&rec);
+    gw_attach_source *src = start_watcher(uri, X299_GPUS, 3, &rec, false, false, 60000);
+    assert_int_equal(gw_attach_libvirt_wait_synced(src, WAIT_MS), 0);
+    assert_state(&rec, "0000:68:00.0", "vm-shutoff");
+
+    drop_domain(path, "vm-shutoff");
+    size_t mark = change_count(&rec);
+    gw_attach_libvirt_connection_lost(src, VIR_CONNECT_CLOSE_REASON_EOF);
+    assert_true(wait_change(&rec, mark, "0000:68:00.0", "", NULL) >= 0);
+    assert_true(gw_attach_libvirt_connected(src));
+    /* Only the GPU whose domain went away changed. */
+    assert_int_equal(change_count(&rec), mark + 1);
+    assert_state(&rec, "0000:1a:00.0", "vm-a6000");
+
+    gw_attach_source_free(src);
+    recorder_clear(&rec);
+    unlink(path);
+    rmdir(dir);
+    free(uri);
+    free(path);
+}
+
+/* libvirtd not there yet: retried with backoff; nothing is reported until
+ * a real answer; the query refuses to guess. */
+static void connect_retries_until_libvirt_appears(void **state)
+{
+    char dir[] = "/tmp/gw-attach-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char *uri = gw_strdup_printf("test://%s/x299-3xa6000.xml", dir);
+    recorder rec;
+    recorder_init(&rec);
+    gw_attach_source *src = start_watcher(uri, X299_GPUS, 3, &rec, false, false, 60000);
+    assert_int_equal(gw_attach_libvirt_wait_synced(src, 300), -ETIMEDOUT);
+    assert_false(gw_attach_libvirt_connected(src));
+    assert_int_equal(change_count(&rec), 0);
+    char **names = (char **)1;
+    assert_int_equal(gw_attach_query(src, "0000:1a:00.0", &names), -ENOTCONN);
+    assert_null(names);
+    assert_non_null(strstr(gw_error_message(), "not connected"));
+
+    char *path = copy_fixture(dir, "x299-3xa6000.xml");
+    assert_int_equal(gw_attach_libvirt_wait_synced(src, WAIT_MS), 0);
+    assert_true(gw_attach_libvirt_connected(src));
+    assert_state(&rec, "0000:1a:00.0", "vm-a6000");
+    assert_query(src, "0000:1a:00.0", "vm-a6000");
+
+    gw_attach_source_free(src);
+    recorder_clear(&rec);
+    unlink(path);
+    rmdir(dir);
+    free(path);
+    free(uri);
+}
+
+/* Several watchers share the one libvirt event loop; freeing one leaves the
+ * other's events flowing, and the loop restarts after all are gone. */
+static void watchers_share_the_event_loop(void **state)
+{
+    char *uri = fixture_uri("x299-3xa6000.xml");
+    for (int round = 0; round < 2; round++) {
+        recorder r1, r2;
+        recorder_init(&r1);
+        recorder_init(&r2);
+        gw_attach_source *a = start_watcher(uri, X299_GPUS, 3, &r1, true, false, 60000);
+        gw_attach_source *b = start_watcher(uri, X299_GPUS, 3, &r2, true, false, 60000);
+        assert_int_equal(gw_attach_libvirt_wait_synced(a, WAIT_MS), 0);
+        assert_int_equal(gw_attach_libvirt_wait_synced(b, WAIT_MS), 0);
+        gw_attach_source_free(a);
+        virConnectPtr c = gw_attach_libvirt_connection(b);
+        size_t mark = change_count(&r2);
+        undefine(c, "vm-shutoff");
+        assert_true(wait_change(&r2, mark, "0000:68:00.0", "", NULL) >= 0);
+        virConnectClose(c);
+        gw_attach_source_free(b);
+        recorder_clear(&r1);
+        recorder_clear(&r2);
+    }
+    free(uri);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(xml_source_address_not_guest_address),
+        cmocka_unit_test(xml_bad_input_is_refused),
+        cmocka_unit_test(options_are_checked),
+        cmocka_unit_test(x299_initial_attachment),
+        cmocka_unit_test(sm4029_initial_attachment),
+        cmocka_unit_test(events_define_and_undefine),
+        cmocka_unit_test(events_domain_with_two_gpus),
+        cmocka_unit_test(reconcile_finds_what_events_missed),
+        cmocka_unit_test(reconcile_after_restart),
+        cmocka_unit_test(reconnect_after_close),
+        cmocka_unit_test(connect_retries_until_libvirt_appears),
+        cmocka_unit_test(watchers_share_the_event_loop),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
