@@ -6,7 +6,7 @@
 #include "commands.h"
 
 static const gw_cli_command commands[] = {
-    /* { "discover", ... } is added by the discovery module */
+    { "discover", "list GPUs with topology, NUMA, isolation and P2P cliques", cmd_discover },
     { NULL, NULL, NULL },
 };
 

@@ -131,9 +131,13 @@ typedef struct gw_gpu {
     const char *acs_evidence;           /* why, in words */
     bool group_viable;                  /* every group member is a function of this slot or a bridge */
     const char *group_evidence;
-    int clique;                         /* P2P clique id 0..15; -1 when in none */
+    int clique;                         /* P2P clique id; -1 when in none. Ids of 16 and more
+                                         * exist only with a host error saying QEMU cannot
+                                         * express them (its clique id has 4 bits). */
 
-    const char *const *errors;          /* problems reading this device; empty when fine */
+    /* Problems reading this device and the bridges above it ("upstream
+     * 0000:66:08.0: ..."); empty when fine. */
+    const char *const *errors;
     size_t n_errors;
 } gw_gpu;
 
@@ -142,14 +146,18 @@ typedef struct gw_host gw_host;
 typedef struct gw_host_options {
     unsigned int version;
     const char *root;           /* host root; NULL or "/" = the live host */
-    const char *pci_ids;        /* pci.ids path; NULL = libpci's default */
+    const char *pci_ids;        /* pci.ids path; NULL = /usr/share/misc/pci.ids (udev's hwdb is
+                                 * never used, so names do not depend on the reading machine) */
 } gw_host_options;
 
 #define GW_HOST_OPTIONS_VERSION 1
 #define GW_HOST_OPTIONS_INIT { GW_HOST_OPTIONS_VERSION, NULL, NULL }
 
-/* Scan the host. Fails (-ENOENT, -EIO, ...) only when the PCI tree cannot be
- * read at all; per-device problems land in gw_gpu.errors and host errors. */
+/* Scan the host. Fails (-ENOENT, -EIO, -EINVAL for a bad options version)
+ * only when the PCI tree cannot be read at all; per-device problems land in
+ * gw_gpu.errors and host errors. Safe to call from several threads at once
+ * (each scan has its own libpci handle; libpci's fatal errors are caught per
+ * thread). The result is self-contained and immutable. */
 GW_EXTERN int gw_host_scan(gw_host **out, const gw_host_options *opts);
 GW_EXTERN void gw_host_free(gw_host *host);
 
@@ -165,7 +173,8 @@ GW_EXTERN size_t gw_host_clique_size(const gw_host *host, size_t clique);
 GW_EXTERN const char *gw_host_clique_member(const gw_host *host, size_t clique, size_t index);
 
 /* Host-level problems: entries in devices/ that are not addresses, more than
- * 16 cliques, ... Empty when fine. */
+ * 16 cliques, problems of functions that are neither GPUs nor on a GPU's
+ * upstream path ("0000:02:00.0: ..."). Empty when fine. */
 GW_EXTERN size_t gw_host_error_count(const gw_host *host);
 GW_EXTERN const char *gw_host_error(const gw_host *host, size_t index);
 

@@ -1,0 +1,237 @@
+#include "pcifunc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "util.h"
+
+static int read_config(const char *dir, uint8_t **out, size_t *len)
+{
+    _cleanup_free_ char *path = gw_strdup_printf("%s/config", dir);
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    _cleanup_free_ uint8_t *buf = gw_xcalloc(GW_CONFIG_MAX, 1);
+    size_t got = 0;
+    while (got < GW_CONFIG_MAX) {
+        ssize_t n = pread(fd, buf + got, GW_CONFIG_MAX - got, (off_t)got);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (n == 0)
+            break;
+        got += (size_t)n;
+    }
+    *out = GW_TAKE(buf);
+    *len = got;
+    return 0;
+}
+
+static uint16_t cfg16(const gw_func *f, size_t off)
+{
+    return (uint16_t)(f->config[off] | f->config[off + 1] << 8);
+}
+
+/* Config space as the kernel would hand it to a root reader: 256 bytes
+ * (conventional) or 4096 (PCIe). Less means a truncated file or a reader
+ * without CAP_SYS_ADMIN (the kernel then returns 64 bytes). */
+static void check_config(gw_func *f)
+{
+    int r = read_config(f->dir, &f->config, &f->config_len);
+    if (r < 0) {
+        gw_strv_pushf(&f->errors, "config: cannot read %s/config: %s", f->dir, strerror(-r));
+        return;
+    }
+    if (f->config_len >= 4 && f->config[0] == 0xff && f->config[1] == 0xff &&
+        f->config[2] == 0xff && f->config[3] == 0xff) {
+        f->all_ones = true;
+        gw_strv_pushf(&f->errors, "config space reads all-ones (vendor ffff): the device "
+                                  "fell off the bus (or is powered off); nothing from config "
+                                  "space can be trusted");
+        return;
+    }
+    if (f->config_len < 64) {
+        gw_strv_pushf(&f->errors, "config: truncated: %zu bytes, less than the 64-byte header",
+                      f->config_len);
+        return;
+    }
+    f->config_usable = true;
+    f->hdrtype = f->config[PCI_HEADER_TYPE] & 0x7f;
+    if (f->config_len < 256)
+        gw_strv_pushf(&f->errors, "config: only %zu bytes readable (256 expected; the kernel "
+                                  "shows 64 to readers without CAP_SYS_ADMIN): capabilities unknown",
+                      f->config_len);
+    else if (f->config_len > 256 && f->config_len < GW_CONFIG_MAX)
+        gw_strv_pushf(&f->errors, "config: truncated: %zu bytes (256 or 4096 expected)",
+                      f->config_len);
+    /* libpci's capability walker reads these bytes instead of the file. */
+    pci_setup_cache(f->pdev, f->config, (int)f->config_len);
+}
+
+static void read_ids(gw_func *f)
+{
+    if (gw_pci_fill(f->pdev, PCI_FILL_IDENT, "vendor/device") == 0) {
+        f->ids_known = true;
+        f->vendor_id = f->pdev->vendor_id;
+        f->device_id = f->pdev->device_id;
+    } else if (f->config_usable) {
+        f->ids_known = true;
+        f->vendor_id = cfg16(f, PCI_VENDOR_ID);
+        f->device_id = cfg16(f, PCI_DEVICE_ID);
+        gw_strv_pushf(&f->errors, "%s; ids taken from config space", gw_error_message());
+    } else {
+        gw_strv_pushf(&f->errors, "%s; ids unknown", gw_error_message());
+    }
+    if (f->ids_known && f->config_usable && cfg16(f, PCI_VENDOR_ID) != f->vendor_id)
+        gw_strv_pushf(&f->errors, "vendor: sysfs says %04x but config space says %04x",
+                      f->vendor_id, cfg16(f, PCI_VENDOR_ID));
+
+    if (gw_pci_fill(f->pdev, PCI_FILL_CLASS, "class") == 0) {
+        f->class_known = true;
+        f->class_code = f->pdev->device_class;
+    } else if (f->config_usable) {
+        f->class_known = true;
+        f->class_code = cfg16(f, PCI_CLASS_DEVICE);
+        gw_strv_pushf(&f->errors, "%s; class taken from config space", gw_error_message());
+    } else {
+        gw_strv_pushf(&f->errors, "%s; class unknown", gw_error_message());
+    }
+    /* Optional attributes: libpci falls back to config space by itself. */
+    if (f->class_known && gw_pci_fill(f->pdev, PCI_FILL_CLASS_EXT, "revision") == 0)
+        f->revision = f->pdev->rev_id;
+    else if (f->config_usable)
+        f->revision = f->config[PCI_REVISION_ID];
+    if (gw_pci_fill(f->pdev, PCI_FILL_SUBSYS, "subsystem") == 0 &&
+        (f->pdev->known_fields & PCI_FILL_SUBSYS)) {
+        f->subsystem_vendor_id = f->pdev->subsys_vendor_id;
+        f->subsystem_device_id = f->pdev->subsys_id;
+    }
+    if (f->hdrtype < 0 && f->class_known)
+        f->hdrtype = (f->class_code == 0x0604 || f->class_code == 0x0609) ? 1 : 0;
+}
+
+bool gw_acs_flag_enabled(uint16_t cap, uint16_t ctrl, uint16_t flag)
+{
+    return !(cap & flag) || (ctrl & flag);
+}
+
+static void caps_walk(void *arg)
+{
+    gw_func *f = arg;
+    struct pci_dev *d = f->pdev;
+    pci_fill_info(d, PCI_FILL_CAPS | PCI_FILL_EXT_CAPS);
+    struct pci_cap *c = pci_find_cap(d, PCI_CAP_ID_EXP, PCI_CAP_NORMAL);
+    if (!c)
+        return;
+    f->pcie = true;
+    f->port_type = (pci_read_word(d, (int)c->addr + PCI_EXP_FLAGS) & PCI_EXP_FLAGS_TYPE) >> 4;
+    f->devcap = pci_read_long(d, (int)c->addr + PCI_EXP_DEVCAP);
+    f->lnkcap = pci_read_long(d, (int)c->addr + PCI_EXP_LNKCAP);
+    f->lnksta = pci_read_word(d, (int)c->addr + PCI_EXP_LNKSTA);
+    /* Extended capabilities start at 0x100; libpci finds none in a
+     * 256-byte config, which means "unknown", not "absent". */
+    f->ext_known = f->config_len >= 0x104;
+    f->acs.known = f->ext_known;
+    if (!f->ext_known)
+        return;
+    if ((c = pci_find_cap(d, PCI_EXT_CAP_ID_ACS, PCI_CAP_EXTENDED))) {
+        f->acs.present = true;
+        f->acs.cap = pci_read_word(d, (int)c->addr + PCI_ACS_CAP);
+        f->acs.ctrl = pci_read_word(d, (int)c->addr + PCI_ACS_CTRL);
+        f->acs.sv = gw_acs_flag_enabled(f->acs.cap, f->acs.ctrl, PCI_ACS_CTRL_VALID);
+        f->acs.rr = gw_acs_flag_enabled(f->acs.cap, f->acs.ctrl, PCI_ACS_CTRL_REQ_RED);
+        f->acs.cr = gw_acs_flag_enabled(f->acs.cap, f->acs.ctrl, PCI_ACS_CTRL_CMPLT_RED);
+        f->acs.uf = gw_acs_flag_enabled(f->acs.cap, f->acs.ctrl, PCI_ACS_CTRL_FORWARD);
+    }
+    if ((c = pci_find_cap(d, PCI_EXT_CAP_ID_ATS, PCI_CAP_EXTENDED))) {
+        f->ats_present = true;
+        f->ats_enabled = pci_read_word(d, (int)c->addr + PCI_ATS_CTRL) & PCI_ATS_CTRL_ENABLE;
+    }
+    f->aer_present = pci_find_cap(d, PCI_EXT_CAP_ID_AER, PCI_CAP_EXTENDED) != NULL;
+    if ((c = pci_find_cap(d, PCI_EXT_CAP_ID_DSN, PCI_CAP_EXTENDED))) {
+        f->dsn_present = true;
+        uint64_t lo = pci_read_long(d, (int)c->addr + 4);
+        uint64_t hi = pci_read_long(d, (int)c->addr + 8);
+        f->dsn = hi << 32 | lo;
+    }
+}
+
+static void read_caps(gw_func *f)
+{
+    if (!f->config_usable)
+        return;
+    if (gw_pci_guard("capabilities", caps_walk, f) < 0)
+        gw_strv_pushf(&f->errors, "%s", gw_error_message());
+}
+
+/* libpci resolves driver and iommu_group with realpath() and reports a
+ * dangling link as absent; a dangling link is a broken tree, so say so. */
+static void check_dangling(gw_func *f, const char *name, bool *dangling)
+{
+    _cleanup_free_ char *path = gw_strdup_printf("%s/%s", f->dir, name);
+    struct stat st;
+    if (lstat(path, &st) < 0 || !S_ISLNK(st.st_mode))
+        return;
+    char target[PATH_MAX];
+    ssize_t n = readlink(path, target, sizeof target - 1);
+    target[n < 0 ? 0 : n] = '\0';
+    if (dangling)
+        *dangling = true;
+    gw_strv_pushf(&f->errors, "%s: dangling link to '%s' (target missing)", name, target);
+}
+
+static void read_links(gw_func *f)
+{
+    /* Not PCI_FILL_PARENT: libpci 3.9.0 leaks both realpath() results it
+     * makes per device; topology.c resolves the parent from the same nested
+     * layout itself. */
+    if (gw_pci_fill(f->pdev, PCI_FILL_DRIVER | PCI_FILL_IOMMU_GROUP, "links") < 0) {
+        gw_strv_pushf(&f->errors, "%s", gw_error_message());
+        return;
+    }
+    f->driver = gw_xstrdup(pci_get_string_property(f->pdev, PCI_FILL_DRIVER));
+    f->iommu_group = gw_xstrdup(pci_get_string_property(f->pdev, PCI_FILL_IOMMU_GROUP));
+    if (!f->driver)
+        check_dangling(f, "driver", NULL);
+    if (!f->iommu_group)
+        check_dangling(f, "iommu_group", &f->iommu_group_dangling);
+}
+
+void gw_func_read(gw_pci *p, const char *sysfs_pci, gw_func *f)
+{
+    (void)p;
+    f->dir = gw_strdup_printf("%s/devices/%s", sysfs_pci, f->address);
+    f->hdrtype = -1;
+    f->port_type = GW_PORT_NONE;
+    check_config(f);
+    read_ids(f);
+    read_caps(f);
+    read_links(f);
+}
+
+void gw_func_clear(gw_func *f)
+{
+    free(f->dir);
+    free(f->config);
+    free(f->driver);
+    free(f->iommu_group);
+    gw_strv_free(&f->errors);
+    memset(f, 0, sizeof *f);
+}
+
+bool gw_func_is_gpu(const gw_func *f)
+{
+    return f->class_known && (f->class_code >> 8) == 0x03;
+}
+
+bool gw_func_is_bridge(const gw_func *f)
+{
+    return f->hdrtype == 1;
+}

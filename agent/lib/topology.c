@@ -1,0 +1,327 @@
+#include "topology.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+/* Deeper than any real PCIe hierarchy; stops a cyclic tree. */
+#define MAX_DEPTH 64
+
+/* The parent of a function is the directory above its real sysfs directory
+ * (/sys/devices/pci0000:64/0000:64:00.0/0000:65:00.0/...): a bridge's
+ * address, or pciDDDD:BB for a root bus. This is what libpci's
+ * PCI_FILL_PARENT does. Returns the parent's index or -1 with *problem set
+ * when the parent cannot be placed (NULL problem: on a root bus). */
+static long find_parent(const gw_scan *s, const gw_func *f, char **problem)
+{
+    *problem = NULL;
+    _cleanup_free_ char *real = realpath(f->dir, NULL);
+    if (!real) {
+        *problem = gw_strdup_printf("cannot resolve %s: %s", f->dir, strerror(errno));
+        return -1;
+    }
+    char *slash = strrchr(real, '/');
+    if (!slash || slash == real) {
+        *problem = gw_strdup_printf("%s: no parent directory", real);
+        return -1;
+    }
+    *slash = '\0';
+    const char *base = strrchr(real, '/') + 1;
+    unsigned dom, bus;
+    char tail;
+    if (sscanf(base, "pci%x:%x%c", &dom, &bus, &tail) == 2)
+        return -1;
+    if (!gw_is_bdf(base)) {
+        *problem = gw_strdup_printf("cannot place in the PCI tree: the parent directory %s is "
+                                    "neither a PCI function nor a root bus (pciDDDD:BB); flat "
+                                    "sysfs layout?", real);
+        return -1;
+    }
+    long p = gw_scan_find(s, base);
+    if (p < 0) {
+        *problem = gw_strdup_printf("parent bridge %s (%s) is not listed in bus/pci/devices",
+                                    base, real);
+        return -1;
+    }
+    /* The parent's devices/ entry must lead to the same directory. */
+    _cleanup_free_ char *preal = realpath(s->funcs[p].dir, NULL);
+    if (!preal || strcmp(preal, real) != 0) {
+        *problem = gw_strdup_printf("parent bridge %s: its bus/pci/devices entry does not lead "
+                                    "to %s", base, real);
+        return -1;
+    }
+    return p;
+}
+
+void gw_topo_link_parents(gw_scan *s)
+{
+    s->parent = gw_xcalloc(s->n_funcs ? s->n_funcs : 1, sizeof *s->parent);
+    s->parent_problem = gw_xcalloc(s->n_funcs ? s->n_funcs : 1, sizeof *s->parent_problem);
+    for (size_t i = 0; i < s->n_funcs; i++) {
+        long p = find_parent(s, &s->funcs[i], &s->parent_problem[i]);
+        s->parent[i] = p == (long)i ? -1 : (int)p;
+    }
+}
+
+bool gw_topo_upstream(const gw_scan *s, size_t i, gw_bridge **out, size_t *n, gw_strv *errors)
+{
+    gw_bridge *path = NULL;
+    size_t len = 0;
+    bool complete = true;
+    size_t cur = i;
+    for (;;) {
+        if (s->parent_problem[cur]) {
+            if (cur == i)
+                gw_strv_pushf(errors, "upstream path: %s", s->parent_problem[cur]);
+            else
+                gw_strv_pushf(errors, "upstream path: above %s: %s", s->funcs[cur].address,
+                              s->parent_problem[cur]);
+            complete = false;
+            break;
+        }
+        int p = s->parent[cur];
+        if (p < 0)
+            break;
+        if (len >= MAX_DEPTH) {
+            gw_strv_pushf(errors, "upstream path: deeper than %d bridges (a cycle?)", MAX_DEPTH);
+            complete = false;
+            break;
+        }
+        const gw_func *b = &s->funcs[p];
+        for (size_t e = 0; e < b->errors.n; e++)
+            gw_strv_pushf(errors, "upstream %s: %s", b->address, b->errors.v[e]);
+        path = gw_xrealloc(path, len + 1, sizeof *path);
+        gw_bridge *g = &path[len++];
+        memset(g, 0, sizeof *g);
+        memcpy(g->address, b->address, GW_ADDR_LEN);
+        g->vendor_id = b->vendor_id;
+        g->device_id = b->device_id;
+        g->port_type = b->port_type;
+        g->acs = b->acs;
+        cur = (size_t)p;
+    }
+    *out = path;
+    *n = len;
+    return complete;
+}
+
+static void acs_flags(char *buf, size_t size, const gw_acs *a)
+{
+    snprintf(buf, size, "SV%c RR%c CR%c UF%c (ACS cap %04x ctrl %04x)", a->sv ? '+' : '-',
+             a->rr ? '+' : '-', a->cr ? '+' : '-', a->uf ? '+' : '-', a->cap, a->ctrl);
+}
+
+/* Judge one bridge; NULL when it is not judged (upstream ports). Sets *ok
+ * false when it breaks isolation. */
+static char *judge_bridge(const gw_bridge *b, bool *ok)
+{
+    const char *type = gw_port_type_name(b->port_type);
+    char flags[96];
+    switch (b->port_type) {
+    case GW_PORT_UPSTREAM:
+        return NULL;
+    case GW_PORT_ROOT_PORT:
+    case GW_PORT_DOWNSTREAM:
+        if (!b->acs.known) {
+            *ok = false;
+            return gw_strdup_printf("%s %s: ACS unknown (extended config space not readable)",
+                                    b->address, type);
+        }
+        if (!b->acs.present) {
+            *ok = false;
+            return gw_strdup_printf("%s %s: no ACS capability", b->address, type);
+        }
+        acs_flags(flags, sizeof flags, &b->acs);
+        if (!(b->acs.sv && b->acs.rr && b->acs.cr && b->acs.uf))
+            *ok = false;
+        return gw_strdup_printf("%s %s: %s", b->address, type, flags);
+    case GW_PORT_NONE:
+        *ok = false;
+        return gw_strdup_printf("%s: no PCIe capability (conventional PCI bridge or unreadable "
+                                "config): no ACS", b->address);
+    default:
+        *ok = false;
+        return gw_strdup_printf("%s %s: cannot isolate (the kernel's ACS check fails for this "
+                                "port type)", b->address, type);
+    }
+}
+
+bool gw_topo_acs_verdict(const gw_bridge *path, size_t n, bool complete, char **evidence)
+{
+    bool ok = complete;
+    gw_strv parts = { 0 };
+    if (!complete)
+        gw_strv_pushf(&parts, "upstream path incomplete: ports above are unknown");
+    for (size_t i = 0; i < n; i++) {
+        char *e = judge_bridge(&path[i], &ok);
+        if (e)
+            gw_strv_push(&parts, e);
+    }
+    if (parts.n == 0) {
+        *evidence = gw_xstrdup("no root or downstream port between the GPU and the root complex");
+        return ok;
+    }
+    size_t len = 0;
+    for (size_t i = 0; i < parts.n; i++)
+        len += strlen(parts.v[i]) + 2;
+    char *s = gw_xcalloc(len + 1, 1);
+    for (size_t i = 0; i < parts.n; i++) {
+        if (i)
+            strcat(s, "; ");
+        strcat(s, parts.v[i]);
+    }
+    gw_strv_free(&parts);
+    *evidence = s;
+    return ok;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static bool same_slot(const char *a, const char *b)
+{
+    return strncmp(a, b, 10) == 0;   /* "dddd:bb:dd" */
+}
+
+static void join_append(char **s, const char *sep, const char *item)
+{
+    char *n = *s ? gw_strdup_printf("%s%s%s", *s, sep, item) : gw_xstrdup(item);
+    free(*s);
+    *s = n;
+}
+
+bool gw_topo_group(const gw_scan *s, size_t gpu, gw_group_member **members, size_t *n,
+                   char **evidence, gw_strv *errors)
+{
+    const gw_func *f = &s->funcs[gpu];
+    *members = NULL;
+    *n = 0;
+    if (!f->iommu_group) {
+        *evidence = gw_xstrdup(f->iommu_group_dangling
+                                   ? "IOMMU group unknown: the iommu_group link is dangling"
+                                   : "no IOMMU group: the IOMMU is off or absent, so the GPU "
+                                     "cannot be isolated");
+        return false;
+    }
+    _cleanup_free_ char *dir = gw_strdup_printf("%s/%s/devices", s->iommu_groups, f->iommu_group);
+    DIR *d = opendir(dir);
+    if (!d) {
+        gw_strv_pushf(errors, "iommu group %s: cannot list %s: %s", f->iommu_group, dir,
+                      strerror(errno));
+        *evidence = gw_strdup_printf("IOMMU group %s: members unknown", f->iommu_group);
+        return false;
+    }
+    gw_strv names = { 0 };
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.')
+            continue;
+        if (!gw_is_bdf(de->d_name)) {
+            gw_strv_pushf(errors, "iommu group %s: entry '%s' is not a PCI address", f->iommu_group,
+                          de->d_name);
+            continue;
+        }
+        gw_strv_push(&names, gw_xstrdup(de->d_name));
+    }
+    closedir(d);
+    if (names.n)
+        qsort(names.v, names.n, sizeof *names.v, cmp_str);
+
+    bool viable = true, self = false;
+    char *strangers = NULL, *bridges = NULL, *slot_funcs = NULL;
+    gw_group_member *m = gw_xcalloc(names.n ? names.n : 1, sizeof *m);
+    for (size_t i = 0; i < names.n; i++) {
+        memcpy(m[i].address, names.v[i], GW_ADDR_LEN);
+        m[i].same_slot = same_slot(names.v[i], f->address);
+        self |= !strcmp(names.v[i], f->address);
+        long idx = gw_scan_find(s, names.v[i]);
+        if (idx < 0) {
+            gw_strv_pushf(errors, "iommu group %s: member %s is not listed in bus/pci/devices",
+                          f->iommu_group, names.v[i]);
+        } else {
+            m[i].driver = gw_xstrdup(s->funcs[idx].driver);
+            m[i].is_bridge = gw_func_is_bridge(&s->funcs[idx]);
+        }
+        char item[64];
+        snprintf(item, sizeof item, "%s [%s]", names.v[i], m[i].driver ? m[i].driver : "no driver");
+        if (m[i].same_slot) {
+            join_append(&slot_funcs, ", ", item);
+        } else if (m[i].is_bridge) {
+            join_append(&bridges, ", ", item);
+        } else {
+            viable = false;
+            join_append(&strangers, ", ", item);
+        }
+    }
+    if (!self)
+        gw_strv_pushf(errors, "iommu group %s does not list the GPU itself", f->iommu_group);
+    char slot[11];
+    memcpy(slot, f->address, 10);
+    slot[10] = '\0';
+    if (!viable)
+        *evidence = gw_strdup_printf("group %s also holds %s: neither functions of slot %s nor "
+                                     "bridges", f->iommu_group, strangers, slot);
+    else
+        *evidence = gw_strdup_printf("group %s: %s (functions of slot %s)%s%s", f->iommu_group,
+                                     slot_funcs ? slot_funcs : "none", slot,
+                                     bridges ? " and bridges " : "", bridges ? bridges : "");
+    free(strangers);
+    free(bridges);
+    free(slot_funcs);
+    *members = m;
+    *n = names.n;
+    gw_strv_free(&names);
+    return viable;
+}
+
+void gw_topo_cliques(gw_host *host)
+{
+    /* Nearest switch upstream port of each GPU; GPUs come sorted, so the
+     * first GPU seen under a port is that clique's lowest address. */
+    gw_strv ports = { 0 };
+    gw_strv *members = NULL;
+    for (size_t g = 0; g < host->n_gpus; g++) {
+        gw_gpu *gpu = &host->gpus[g];
+        gpu->clique = -1;
+        const char *port = NULL;
+        for (size_t b = 0; b < gpu->n_upstream && !port; b++)
+            if (gpu->upstream[b].port_type == GW_PORT_UPSTREAM)
+                port = gpu->upstream[b].address;
+        if (!port)
+            continue;
+        long k = gw_strv_find(&ports, port);
+        if (k < 0) {
+            gw_strv_push(&ports, gw_xstrdup(port));
+            members = gw_xrealloc(members, ports.n, sizeof *members);
+            memset(&members[ports.n - 1], 0, sizeof *members);
+            k = (long)ports.n - 1;
+        }
+        gw_strv_push(&members[k], gw_xstrdup(gpu->address));
+    }
+    for (size_t k = 0; k < ports.n; k++) {
+        if (members[k].n < 2) {
+            gw_strv_free(&members[k]);
+            continue;
+        }
+        size_t id = host->n_cliques++;
+        host->cliques = gw_xrealloc(host->cliques, host->n_cliques, sizeof *host->cliques);
+        host->cliques[id].members = members[k];
+        for (size_t i = 0; i < members[k].n; i++) {
+            gw_gpu *gpu = (gw_gpu *)gw_host_find_gpu(host, members[k].v[i]);
+            if (gpu)
+                gpu->clique = (int)id;
+        }
+    }
+    if (host->n_cliques > 16)
+        gw_strv_pushf(&host->errors, "%zu P2P cliques: QEMU's clique id has 4 bits (0-15), so "
+                                     "cliques 16 and above cannot be expressed", host->n_cliques);
+    free(members);
+    gw_strv_free(&ports);
+}
