@@ -182,6 +182,21 @@ GW_EXTERN const char *gw_host_error(const gw_host *host, size_t index);
  * docs/discover-json.md). The caller frees the string with free(). */
 GW_EXTERN int gw_host_to_json(const gw_host *host, char **out);
 
+/* Copy the PCI-relevant sysfs of the host at `root` (NULL = "/") into a new
+ * host tree under `out_dir` (created; must be new or empty, and not inside a
+ * sysfs or procfs): bus/pci/devices links, the nested sys/devices directory of
+ * every PCI function with its attribute files and driver/iommu_group links,
+ * bus/pci/drivers, bus/pci/slots, kernel/iommu_groups and the NUMA nodes'
+ * cpulists. gw_host_scan() on the copy gives what it gives on the original.
+ * The source is only read: BAR resourceN files, rom and vpd (reads with side
+ * effects or meaningless as data) and write-only files (reset, remove,
+ * rescan, bind, ...) are created empty with the same mode; attributes that
+ * refuse to be read are created empty and counted in *n_skipped (logged).
+ * Run as root: the kernel shows only 64 bytes of config space otherwise.
+ * *n_functions (optional) receives the number of functions copied. */
+GW_EXTERN int gw_host_snapshot(const char *root, const char *out_dir, size_t *n_functions,
+                               size_t *n_skipped);
+
 #ifdef __cplusplus
 }
 #endif

@@ -208,6 +208,11 @@ static void ht_place(const char *root, ht_dev *d, const ht_dev *parent)
     ht_printf(d->path, "numa_node", "-1\n");
     ht_write(d->path, "reset", "", 0);
     ht_write(d->path, "remove", "", 0);
+    char wo[PATH_MAX];
+    HT_FMT(wo, "%s/reset", d->path);
+    chmod(wo, 0200);
+    HT_FMT(wo, "%s/remove", d->path);
+    chmod(wo, 0220);
     char devs[PATH_MAX], link[PATH_MAX];
     HT_FMT(devs, "%s/sys/bus/pci/devices", root);
     ht_mkdirs(devs);

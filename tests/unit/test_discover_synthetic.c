@@ -631,6 +631,158 @@ static void attribute_formats(void **state)
     ht_rmroot(root);
 }
 
+/* Every path under `dir` with type, mode and size, sorted: a fingerprint
+ * that shows any write to a tree. */
+static char *listing(const char *dir)
+{
+    char *cmd = gw_strdup_printf("cd '%s' && find . -printf '%%p %%y %%m %%s %%l\\n' | sort", dir);
+    FILE *p = popen(cmd, "r");
+    free(cmd);
+    assert_non_null(p);
+    size_t cap = 1 << 16, len = 0;
+    char *buf = calloc(1, cap);
+    size_t n;
+    while ((n = fread(buf + len, 1, cap - len - 1, p)) > 0) {
+        len += n;
+        if (len + 1 >= cap)
+            buf = realloc(buf, cap *= 2);
+    }
+    buf[len] = '\0';
+    pclose(p);
+    return buf;
+}
+
+static char *json_of(const char *root)
+{
+    gw_host *h = scan(root);
+    char *s = NULL;
+    assert_int_equal(gw_host_to_json(h, &s), 0);
+    gw_host_free(h);
+    /* paths in messages name the root: make them comparable */
+    size_t rl = strlen(root);
+    for (char *p = strstr(s, root); p; p = strstr(p, root)) {
+        memmove(p + 4, p + rl, strlen(p + rl) + 1);
+        memcpy(p, "ROOT", 4);
+    }
+    return s;
+}
+
+static void snapshot_replays_the_same(char *(*make)(void), void (*breakit)(const char *root))
+{
+    char *root = make();
+    if (breakit)
+        breakit(root);
+    char *before = listing(root);
+    char *out = gw_strdup_printf("%s.snap", root);
+    size_t nf = 0, ns = 9;
+    assert_int_equal(gw_host_snapshot(root, out, &nf, &ns), 0);
+    char *after = listing(root);
+    assert_string_equal(before, after);       /* the source was only read */
+    char *a = json_of(root), *b = json_of(out);
+    assert_string_equal(a, b);
+    free(a);
+    free(b);
+    free(before);
+    free(after);
+    char *cmd = gw_strdup_printf("rm -rf '%s'", out);
+    assert_int_equal(system(cmd), 0);
+    free(cmd);
+    free(out);
+    ht_rmroot(root);
+}
+
+static void break_many(const char *root)
+{
+    char *p = path_of(root, "0000:03:00.0", "vendor");
+    assert_int_equal(unlink(p), 0);
+    free(p);
+    p = path_of(root, "0000:04:00.0", "");
+    ht_write(p, "numa_node", "banana\n", 7);
+    uint8_t ones[4096];
+    memset(ones, 0xff, sizeof ones);
+    ht_write(p, "config", ones, sizeof ones);
+    free(p);
+    p = gw_strdup_printf("%s/sys/bus/pci/devices/garbage", root);
+    assert_int_equal(mkdir(p, 0755), 0);
+    free(p);
+    p = gw_strdup_printf("%s/sys/bus/pci/devices/0000:09:00.0", root);
+    assert_int_equal(symlink("../../../devices/pci0000:00/0000:09:00.0", p), 0);
+    free(p);
+    p = gw_strdup_printf("rm -rf '%s/sys/kernel/iommu_groups/20'", root);
+    assert_int_equal(system(p), 0);
+    free(p);
+}
+
+static void snapshot_of_test_trees(void **state)
+{
+    snapshot_replays_the_same(workstation, NULL);
+    snapshot_replays_the_same(switched, NULL);
+    snapshot_replays_the_same(switched, break_many);
+}
+
+static void snapshot_placeholders_and_refusals(void **state)
+{
+    char *root = workstation();
+    char *dir = path_of(root, "0000:01:00.0", "");
+    ht_write(dir, "resource0", "mmio", 4);
+    ht_write(dir, "rom", "firmware", 8);
+    free(dir);
+    char *out = gw_strdup_printf("%s.snap", root);
+    size_t nf = 0, ns = 9;
+    assert_int_equal(gw_host_snapshot(root, out, &nf, &ns), 0);
+    assert_int_equal(nf, 3);
+    assert_int_equal(ns, 0);
+    struct stat st;
+    const char *gpu = "sys/devices/pci0000:00/0000:00:01.0/0000:01:00.0";
+    char *p = gw_strdup_printf("%s/%s/reset", out, gpu);
+    assert_int_equal(stat(p, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0200);
+    assert_int_equal(st.st_size, 0);
+    free(p);
+    p = gw_strdup_printf("%s/%s/resource0", out, gpu);
+    assert_int_equal(stat(p, &st), 0);
+    assert_int_equal(st.st_size, 0);
+    free(p);
+    p = gw_strdup_printf("%s/%s/rom", out, gpu);
+    assert_int_equal(stat(p, &st), 0);
+    assert_int_equal(st.st_size, 0);
+    free(p);
+    p = gw_strdup_printf("%s/%s/config", out, gpu);
+    assert_int_equal(stat(p, &st), 0);
+    assert_int_equal(st.st_size, 4096);
+    free(p);
+    p = gw_strdup_printf("%s/sys/kernel/iommu_groups/7/devices/0000:01:00.1", out);
+    char *real = realpath(p, NULL);
+    char *want = gw_strdup_printf("%s/sys/devices/pci0000:00/0000:00:01.0/0000:01:00.1", out);
+    assert_non_null(real);
+    assert_string_equal(real, want);
+    free(real);
+    free(want);
+    free(p);
+
+    /* a second snapshot into the same (now non-empty) directory */
+    assert_int_equal(gw_host_snapshot(root, out, NULL, NULL), -EEXIST);
+    /* never into the source tree, sysfs or procfs */
+    char *before = listing(root);
+    char *inside = gw_strdup_printf("%s/sys/bus/pci/snap", root);
+    assert_int_equal(gw_host_snapshot(root, inside, NULL, NULL), -EINVAL);
+    assert_non_null(strstr(gw_error_message(), "refusing to write into"));
+    free(inside);
+    assert_int_equal(gw_host_snapshot(root, "/sys/gpuwarden-snap", NULL, NULL), -EINVAL);
+    assert_int_equal(gw_host_snapshot(root, "/proc/gpuwarden-snap", NULL, NULL), -EINVAL);
+    char *after = listing(root);
+    assert_string_equal(before, after);
+    free(before);
+    free(after);
+    assert_int_equal(gw_host_snapshot("/nonexistent-root", "/tmp/gw-never", NULL, NULL), -ENOENT);
+    assert_int_equal(access("/tmp/gw-never", F_OK), -1);
+    char *cmd = gw_strdup_printf("rm -rf '%s'", out);
+    assert_int_equal(system(cmd), 0);
+    free(cmd);
+    free(out);
+    ht_rmroot(root);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -645,6 +797,8 @@ int main(void)
         cmocka_unit_test(scan_fails_without_a_pci_tree),
         cmocka_unit_test(libpci_errors_per_thread),
         cmocka_unit_test(attribute_formats),
+        cmocka_unit_test(snapshot_of_test_trees),
+        cmocka_unit_test(snapshot_placeholders_and_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
