@@ -1,0 +1,1 @@
+"""gpuwarden's OpenStack Cyborg driver (the shim between cyborg-agent and gpuwardend)."""

@@ -1,0 +1,63 @@
+"""The ``[gpuwarden]`` options of cyborg.conf.
+
+Registered the way Cyborg registers its own groups (cyborg/conf/agent.py): an
+OptGroup plus a list of opts, ``register_opts(conf)`` and ``list_opts()``
+returning ``{group: opts}``. The ``oslo.config.opts`` entry point ``gpuwarden``
+points at :func:`list_opts`, so
+``oslo-config-generator --namespace gpuwarden`` prints them.
+"""
+
+from oslo_config import cfg
+
+DEFAULT_ENDPOINT = 'ipc:///run/gpuwarden/read.sock'
+
+gpuwarden_group = cfg.OptGroup(
+    name='gpuwarden',
+    title='gpuwarden driver options',
+    help='How the gpuwarden accelerator driver reaches gpuwardend, the '
+         'per-host daemon that owns GPU state. Enable the driver with '
+         '[agent] enabled_drivers = gpuwarden.')
+
+opts = [
+    cfg.StrOpt(
+        'endpoint',
+        default=DEFAULT_ENDPOINT,
+        help='ZeroMQ endpoint of gpuwardend\'s read-only socket (the '
+             'daemon\'s read_endpoint). The cyborg-agent user must be in the '
+             'group that owns the socket file (gpuwarden.conf read_group).'),
+    cfg.FloatOpt(
+        'request_timeout',
+        default=5.0,
+        min=0.05,
+        help='Seconds to wait for one reply from gpuwardend before the '
+             'attempt counts as timed out.'),
+    cfg.IntOpt(
+        'retries',
+        default=2,
+        min=0,
+        help='Further attempts after a timed-out or unreachable request, '
+             'each on a fresh socket. When all fail, discover() raises and '
+             'Cyborg reports nothing this cycle (it never reports an empty '
+             'or partial list).'),
+    cfg.StrOpt(
+        'host',
+        help='The host name gpuwardend must be naming deployables for '
+             '(its host_name, "<host>_<BDF>"). When set, discover() refuses '
+             'an inventory for another host, which catches an endpoint that '
+             'reaches the wrong daemon. The names themselves are the '
+             'daemon\'s: to change them (e.g. to match Cyborg\'s [DEFAULT] '
+             'host, as the in-tree nvidia_gpu_driver names them), set '
+             'host_name in gpuwarden.conf. Unset: not checked.'),
+]
+
+GPUWARDEN_OPTS = opts
+
+
+def register_opts(conf):
+    conf.register_group(gpuwarden_group)
+    conf.register_opts(opts, group=gpuwarden_group)
+
+
+def list_opts():
+    """The oslo.config.opts entry point: a list of (group, opts) pairs."""
+    return [(gpuwarden_group, GPUWARDEN_OPTS)]
