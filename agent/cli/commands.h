@@ -21,5 +21,6 @@ typedef struct gw_cli_command {
 
 int cmd_discover(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);
+int cmd_xml(int argc, char **argv);
 
 #endif

@@ -1,0 +1,218 @@
+/* gpuwarden xml: libvirt <hostdev> elements for GPUs, with user aliases, and
+ * the <qemu:override> block that gives QEMU each GPU's P2P clique. */
+#include <ctype.h>
+#include <getopt.h>
+#include <gpuwarden/host.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "commands.h"
+
+#define QEMU_NS "http://libvirt.org/schemas/domain/qemu/1.0"
+#define MAX_ADDRS 64
+
+static void xml_usage(FILE *f)
+{
+    fprintf(f,
+        "usage: gpuwarden xml [--host-root DIR] [--alias-prefix PREFIX] [--all-functions]\n"
+        "                     [--hostdevs-only | --override-only] ADDR...\n"
+        "\n"
+        "Print libvirt domain XML for passing the GPUs ADDR... (dddd:bb:dd.f or bb:dd.f)\n"
+        "through to a guest:\n"
+        "  - one <hostdev mode='subsystem' type='pci' managed='yes'> per GPU, for <devices>,\n"
+        "    with a user alias PREFIX0, PREFIX1, ... in argument order;\n"
+        "  - a <qemu:override> block, for <domain>, setting QEMU's x-nv-gpudirect-clique\n"
+        "    property on every GPU that sits in a P2P clique (GPUs under one PCIe switch),\n"
+        "    so the guest's NVIDIA driver enables P2P between them. QEMU accepts the\n"
+        "    property only on NVIDIA (10de) display/3D controllers (class 03xx) and clique\n"
+        "    ids 0-15; other GPUs get none. <qemu:override> needs libvirt >= 8.2 and\n"
+        "    taints the domain; it applies at start, not to hotplug.\n"
+        "The block declares xmlns:qemu itself, so it can be pasted as is.\n"
+        "\n"
+        "  --host-root DIR      read the host from DIR (a sysfs-shaped tree) instead of /\n"
+        "  --alias-prefix P     alias prefix (default ua-gpu; libvirt wants 'ua-' first)\n"
+        "  --all-functions      also pass the other functions of each GPU's slot (HDA, USB),\n"
+        "                       aliased PREFIXn-fnF\n"
+        "  --hostdevs-only      print only the <hostdev> elements\n"
+        "  --override-only      print only the <qemu:override> block\n"
+        "\n"
+        "exit codes: 0 printed, 1 the host could not be read or ADDR is not a GPU on it,\n"
+        "            2 usage\n");
+}
+
+/* "dddd:bb:dd.f" or "bb:dd.f", any case -> canonical; false if malformed. */
+static bool canonical_address(const char *in, char out[GW_ADDR_LEN])
+{
+    static const char shape[] = "xxxx:xx:xx.x";
+    char buf[GW_ADDR_LEN];
+    size_t len = strlen(in);
+    if (len == 7)
+        snprintf(buf, sizeof buf, "0000:%s", in);
+    else if (len == 12)
+        memcpy(buf, in, sizeof buf);
+    else
+        return false;
+    for (size_t i = 0; shape[i]; i++) {
+        if (shape[i] == 'x' ? !isxdigit((unsigned char)buf[i]) : buf[i] != shape[i])
+            return false;
+        buf[i] = (char)tolower((unsigned char)buf[i]);
+    }
+    if (strtoul(buf + 8, NULL, 16) > 0x1f || buf[11] > '7')
+        return false;
+    memcpy(out, buf, sizeof buf);
+    return true;
+}
+
+static bool valid_alias_prefix(const char *p)
+{
+    if (strncmp(p, "ua-", 3) || strlen(p) > 64)
+        return false;
+    for (; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_')
+            return false;
+    return true;
+}
+
+static bool clique_applies(const gw_gpu *g)
+{
+    return g->vendor_id == 0x10de && (g->class_code >> 8) == 0x03 && g->clique >= 0 &&
+           g->clique <= 15;
+}
+
+static void print_hostdev(const char *address, const char *alias)
+{
+    unsigned dom, bus, dev, fn;
+    sscanf(address, "%x:%x:%x.%x", &dom, &bus, &dev, &fn);
+    printf("<hostdev mode='subsystem' type='pci' managed='yes'>\n"
+           "  <source>\n"
+           "    <address domain='0x%04x' bus='0x%02x' slot='0x%02x' function='0x%x'/>\n"
+           "  </source>\n"
+           "  <alias name='%s'/>\n"
+           "</hostdev>\n",
+           dom, bus, dev, fn, alias);
+}
+
+static void print_hostdevs(const gw_gpu *const *gpus, size_t n, const char *prefix, bool all_functions)
+{
+    for (size_t i = 0; i < n; i++) {
+        char alias[96];
+        snprintf(alias, sizeof alias, "%s%zu", prefix, i);
+        print_hostdev(gpus[i]->address, alias);
+        for (size_t f = 0; all_functions && f < gpus[i]->n_functions; f++) {
+            const char *fa = gpus[i]->functions[f];
+            snprintf(alias, sizeof alias, "%s%zu-fn%c", prefix, i, fa[11]);
+            print_hostdev(fa, alias);
+        }
+    }
+}
+
+static void print_override(const gw_gpu *const *gpus, size_t n, const char *prefix)
+{
+    size_t tagged = 0;
+    for (size_t i = 0; i < n; i++)
+        tagged += clique_applies(gpus[i]);
+    for (size_t i = 0; i < n; i++) {
+        const gw_gpu *g = gpus[i];
+        if (g->clique < 0 || clique_applies(g))
+            continue;
+        printf("<!-- %s: in P2P clique %d, but QEMU takes the hint only for NVIDIA (10de) class 03xx "
+               "and clique ids 0-15 (this is %04x, class %04x) -->\n",
+               g->address, g->clique, g->vendor_id, g->class_code);
+    }
+    if (!tagged) {
+        printf("<!-- no <qemu:override>: none of these GPUs is in a P2P clique QEMU can express -->\n");
+        return;
+    }
+    printf("<qemu:override xmlns:qemu='%s'>\n", QEMU_NS);
+    for (size_t i = 0; i < n; i++) {
+        if (!clique_applies(gpus[i]))
+            continue;
+        printf("  <qemu:device alias='%s%zu'>\n"
+               "    <qemu:frontend>\n"
+               "      <qemu:property name='x-nv-gpudirect-clique' type='unsigned' value='%d'/>\n"
+               "    </qemu:frontend>\n"
+               "  </qemu:device>\n",
+               prefix, i, gpus[i]->clique);
+    }
+    printf("</qemu:override>\n");
+}
+
+int cmd_xml(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        { "host-root", required_argument, NULL, 'r' },
+        { "alias-prefix", required_argument, NULL, 'a' },
+        { "all-functions", no_argument, NULL, 'f' },
+        { "hostdevs-only", no_argument, NULL, 'H' },
+        { "override-only", no_argument, NULL, 'O' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    gw_host_options opts = GW_HOST_OPTIONS_INIT;
+    const char *prefix = "ua-gpu";
+    bool all_functions = false, hostdevs = true, override = true;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "hr:a:fHO", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'r': opts.root = optarg; break;
+        case 'a': prefix = optarg; break;
+        case 'f': all_functions = true; break;
+        case 'H': override = false; break;
+        case 'O': hostdevs = false; break;
+        case 'h': xml_usage(stdout); return GW_EXIT_OK;
+        default: xml_usage(stderr); return GW_EXIT_USAGE;
+        }
+    }
+    if (!hostdevs && !override) {
+        fprintf(stderr, "gpuwarden xml: --hostdevs-only and --override-only exclude each other\n");
+        return GW_EXIT_USAGE;
+    }
+    if (!valid_alias_prefix(prefix)) {
+        fprintf(stderr, "gpuwarden xml: alias prefix '%s' must start with 'ua-' and hold only "
+                        "letters, digits, '-' and '_' (64 at most)\n", prefix);
+        return GW_EXIT_USAGE;
+    }
+    size_t n = (size_t)(argc - optind);
+    if (n == 0 || n > MAX_ADDRS) {
+        fprintf(stderr, "gpuwarden xml: give 1 to %d GPU addresses\n", MAX_ADDRS);
+        xml_usage(stderr);
+        return GW_EXIT_USAGE;
+    }
+    char addrs[MAX_ADDRS][GW_ADDR_LEN];
+    for (size_t i = 0; i < n; i++) {
+        const char *a = argv[optind + (int)i];
+        if (!canonical_address(a, addrs[i])) {
+            fprintf(stderr, "gpuwarden xml: '%s' is not a PCI address (dddd:bb:dd.f)\n", a);
+            return GW_EXIT_USAGE;
+        }
+        for (size_t k = 0; k < i; k++)
+            if (!strcmp(addrs[k], addrs[i])) {
+                fprintf(stderr, "gpuwarden xml: %s given twice\n", addrs[i]);
+                return GW_EXIT_USAGE;
+            }
+    }
+
+    gw_host *h;
+    if (gw_host_scan(&h, &opts) < 0) {
+        fprintf(stderr, "gpuwarden xml: %s\n", gw_error_message());
+        return GW_EXIT_FAILURE;
+    }
+    const gw_gpu *gpus[MAX_ADDRS];
+    for (size_t i = 0; i < n; i++) {
+        gpus[i] = gw_host_find_gpu(h, addrs[i]);
+        if (!gpus[i]) {
+            fprintf(stderr, "gpuwarden xml: %s is not a GPU on host %s\n", addrs[i],
+                    gw_host_root(h));
+            gw_host_free(h);
+            return GW_EXIT_FAILURE;
+        }
+    }
+    if (hostdevs)
+        print_hostdevs(gpus, n, prefix, all_functions);
+    if (override)
+        print_override(gpus, n, prefix);
+    gw_host_free(h);
+    return GW_EXIT_OK;
+}
