@@ -3,6 +3,7 @@
 #include <ctype.h>
 #include <getopt.h>
 #include <gpuwarden/host.h>
+#include <gpuwarden/inventory.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,8 +16,8 @@
 static void xml_usage(FILE *f)
 {
     fprintf(f,
-        "usage: gpuwarden xml [--host-root DIR] [--alias-prefix PREFIX] [--all-functions]\n"
-        "                     [--hostdevs-only | --override-only] ADDR...\n"
+        "usage: gpuwarden xml [--host-root DIR] [--cliques FILE] [--alias-prefix PREFIX]\n"
+        "                     [--all-functions] [--hostdevs-only | --override-only] ADDR...\n"
         "\n"
         "Print libvirt domain XML for passing the GPUs ADDR... (dddd:bb:dd.f or bb:dd.f)\n"
         "through to a guest:\n"
@@ -31,6 +32,9 @@ static void xml_usage(FILE *f)
         "The block declares xmlns:qemu itself, so it can be pasted as is.\n"
         "\n"
         "  --host-root DIR      read the host from DIR (a sysfs-shaped tree) instead of /\n"
+        "  --cliques FILE       clique ids from the operator's override file (NVLink\n"
+        "                       partitions; the daemon's `cliques` option, format in\n"
+        "                       gpuwarden/inventory.h) instead of the PCIe topology\n"
         "  --alias-prefix P     alias prefix (default ua-gpu; libvirt wants 'ua-' first)\n"
         "  --all-functions      also pass the other functions of each GPU's slot (HDA, USB),\n"
         "                       aliased PREFIXn-fnF\n"
@@ -74,10 +78,12 @@ static bool valid_alias_prefix(const char *p)
     return true;
 }
 
-static bool clique_applies(const gw_gpu *g)
+/* Each GPU's clique id: the topology's, or the operator override's. */
+static int cliques[MAX_ADDRS];
+
+static bool clique_applies(const gw_gpu *g, int clique)
 {
-    return g->vendor_id == 0x10de && (g->class_code >> 8) == 0x03 && g->clique >= 0 &&
-           g->clique <= 15;
+    return g->vendor_id == 0x10de && (g->class_code >> 8) == 0x03 && clique >= 0 && clique <= 15;
 }
 
 static void print_hostdev(const char *address, const char *alias)
@@ -111,14 +117,14 @@ static void print_override(const gw_gpu *const *gpus, size_t n, const char *pref
 {
     size_t tagged = 0;
     for (size_t i = 0; i < n; i++)
-        tagged += clique_applies(gpus[i]);
+        tagged += clique_applies(gpus[i], cliques[i]);
     for (size_t i = 0; i < n; i++) {
         const gw_gpu *g = gpus[i];
-        if (g->clique < 0 || clique_applies(g))
+        if (cliques[i] < 0 || clique_applies(g, cliques[i]))
             continue;
         printf("<!-- %s: in P2P clique %d, but QEMU takes the hint only for NVIDIA (10de) class 03xx "
                "and clique ids 0-15 (this is %04x, class %04x) -->\n",
-               g->address, g->clique, g->vendor_id, g->class_code);
+               g->address, cliques[i], g->vendor_id, g->class_code);
     }
     if (!tagged) {
         printf("<!-- no <qemu:override>: none of these GPUs is in a P2P clique QEMU can express -->\n");
@@ -126,14 +132,14 @@ static void print_override(const gw_gpu *const *gpus, size_t n, const char *pref
     }
     printf("<qemu:override xmlns:qemu='%s'>\n", QEMU_NS);
     for (size_t i = 0; i < n; i++) {
-        if (!clique_applies(gpus[i]))
+        if (!clique_applies(gpus[i], cliques[i]))
             continue;
         printf("  <qemu:device alias='%s%zu'>\n"
                "    <qemu:frontend>\n"
                "      <qemu:property name='x-nv-gpudirect-clique' type='unsigned' value='%d'/>\n"
                "    </qemu:frontend>\n"
                "  </qemu:device>\n",
-               prefix, i, gpus[i]->clique);
+               prefix, i, cliques[i]);
     }
     printf("</qemu:override>\n");
 }
@@ -142,6 +148,7 @@ int cmd_xml(int argc, char **argv)
 {
     static const struct option longopts[] = {
         { "host-root", required_argument, NULL, 'r' },
+        { "cliques", required_argument, NULL, 'c' },
         { "alias-prefix", required_argument, NULL, 'a' },
         { "all-functions", no_argument, NULL, 'f' },
         { "hostdevs-only", no_argument, NULL, 'H' },
@@ -150,13 +157,14 @@ int cmd_xml(int argc, char **argv)
         { NULL, 0, NULL, 0 },
     };
     gw_host_options opts = GW_HOST_OPTIONS_INIT;
-    const char *prefix = "ua-gpu";
+    const char *prefix = "ua-gpu", *cliques_file = NULL;
     bool all_functions = false, hostdevs = true, override = true;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "hr:a:fHO", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "hr:c:a:fHO", longopts, NULL)) != -1) {
         switch (c) {
         case 'r': opts.root = optarg; break;
+        case 'c': cliques_file = optarg; break;
         case 'a': prefix = optarg; break;
         case 'f': all_functions = true; break;
         case 'H': override = false; break;
@@ -194,8 +202,14 @@ int cmd_xml(int argc, char **argv)
             }
     }
 
+    gw_clique_override *ov = NULL;
+    if (cliques_file && gw_clique_override_load(&ov, cliques_file) < 0) {
+        fprintf(stderr, "gpuwarden xml: %s\n", gw_error_message());
+        return GW_EXIT_FAILURE;
+    }
     gw_host *h;
     if (gw_host_scan(&h, &opts) < 0) {
+        gw_clique_override_free(ov);
         fprintf(stderr, "gpuwarden xml: %s\n", gw_error_message());
         return GW_EXIT_FAILURE;
     }
@@ -206,13 +220,16 @@ int cmd_xml(int argc, char **argv)
             fprintf(stderr, "gpuwarden xml: %s is not a GPU on host %s\n", addrs[i],
                     gw_host_root(h));
             gw_host_free(h);
+            gw_clique_override_free(ov);
             return GW_EXIT_FAILURE;
         }
+        cliques[i] = ov ? gw_clique_override_lookup(ov, addrs[i]) : gpus[i]->clique;
     }
     if (hostdevs)
         print_hostdevs(gpus, n, prefix, all_functions);
     if (override)
         print_override(gpus, n, prefix);
     gw_host_free(h);
+    gw_clique_override_free(ov);
     return GW_EXIT_OK;
 }

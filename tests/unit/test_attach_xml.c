@@ -186,6 +186,47 @@ static void exact_output(void **state)
     ht_rmroot(root);
 }
 
+/* The operator's clique file wins over the topology: 05:00.0 joins 04:00.0
+ * in clique 7, 03:00.0 (not listed) is in none. */
+static void clique_override_file(void **state)
+{
+    char *root = host_with_cliques();
+    char *path = gw_strdup_printf("%s/cliques.conf", root);
+    FILE *f = fopen(path, "w");
+    fputs("# NVLink bridge between these two\n7 = 0000:04:00.0, 0000:05:00.0\n", f);
+    fclose(f);
+    char *args = gw_strdup_printf("--override-only --cliques '%s' 0000:03:00.0 0000:04:00.0 0000:05:00.0", path);
+    run_result r = run_xml(root, args);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out,
+                        "<qemu:override xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>\n"
+                        "  <qemu:device alias='ua-gpu1'>\n"
+                        "    <qemu:frontend>\n"
+                        "      <qemu:property name='x-nv-gpudirect-clique' type='unsigned' value='7'/>\n"
+                        "    </qemu:frontend>\n"
+                        "  </qemu:device>\n"
+                        "  <qemu:device alias='ua-gpu2'>\n"
+                        "    <qemu:frontend>\n"
+                        "      <qemu:property name='x-nv-gpudirect-clique' type='unsigned' value='7'/>\n"
+                        "    </qemu:frontend>\n"
+                        "  </qemu:device>\n"
+                        "</qemu:override>\n");
+    free(r.out);
+    free(args);
+    /* A malformed file is refused, nothing printed. */
+    f = fopen(path, "w");
+    fputs("16 = 0000:04:00.0 0000:05:00.0\n", f);
+    fclose(f);
+    args = gw_strdup_printf("--cliques '%s' 0000:04:00.0", path);
+    r = run_xml(root, args);
+    assert_int_equal(r.status, 1);
+    assert_string_equal(r.out, "");
+    free(r.out);
+    free(args);
+    free(path);
+    ht_rmroot(root);
+}
+
 static void bad_arguments(void **state)
 {
     char *root = host_with_cliques();
@@ -294,6 +335,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(exact_output),
+        cmocka_unit_test(clique_override_file),
         cmocka_unit_test(bad_arguments),
         cmocka_unit_test(output_validates_and_libvirt_accepts_it),
     };
