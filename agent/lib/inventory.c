@@ -15,6 +15,7 @@ typedef struct gpu_rec {
     int numa_node;
     int clique;                 /* after the override */
     gw_state state;
+    bool attached;
     uint16_t class_code;
     const char *model;
     bool carried;               /* claimed by a carried-over deployable */
@@ -138,7 +139,7 @@ static int load_recs(build *b, const gw_inventory_gpu *gpus, size_t n)
         if (g->numa_node < -1)
             return gw_error_set(-EINVAL, "inventory: %s: NUMA node %d", g->address, g->numa_node);
         b->recs[i] = (gpu_rec){ g->address, g->vendor_id, g->device_id, g->numa_node, g->clique, g->state,
-                                g->class_code, g->model, false };
+                                g->attached, g->class_code, g->model, false };
     }
     b->n_recs = n;
     qsort(b->recs, n, sizeof *b->recs, cmp_rec);
@@ -147,6 +148,9 @@ static int load_recs(build *b, const gw_inventory_gpu *gpus, size_t n)
             return gw_error_set(-EINVAL, "inventory: GPU %s is listed twice", b->recs[i].address);
     return 0;
 }
+
+/* In a VM: its allocation holds its capacity and Cyborg has bound its handle. */
+static bool is_attached(const gpu_rec *r) { return r->state == GW_STATE_ATTACHED || r->attached; }
 
 static gpu_rec *find_rec(const build *b, const char *address)
 {
@@ -228,7 +232,7 @@ static bool holds_attached(const build *b, const gw_deployable *d)
 {
     for (size_t i = 0; i < d->n_gpus; i++) {
         const gpu_rec *r = find_rec(b, d->gpus[i]);
-        if (r && r->state == GW_STATE_ATTACHED)
+        if (r && is_attached(r))
             return true;
     }
     return false;
@@ -356,7 +360,7 @@ static void fill_states(const build *b, gw_deployable *d)
     size_t n_ah = 0;
     for (size_t i = 0; i < d->n_gpus; i++) {
         const gpu_rec *r = find_rec(b, d->gpus[i]);
-        if (r && (r->state == GW_STATE_ALLOCATABLE || r->state == GW_STATE_ATTACHED)) {
+        if (r && (r->state == GW_STATE_ALLOCATABLE || is_attached(r))) {
             ah[n_ah++] = (gw_attach_handle){ gw_xstrdup(GW_AH_TYPE_PCI), gw_pci_json(d->gpus[i]),
                                              gw_xstrdup(d->gpus[i]) };
         } else {

@@ -34,16 +34,19 @@
  *   the operator's extra traits, in the order given.
  *
  * Reservation: reserved = the deployable's GPUs that are neither allocatable
- * nor attached. Attach handles are listed only for allocatable or attached
- * GPUs: Cyborg binds the first free handle of a deployable, so the handle of a
- * GPU that is not clean must not exist. Every GPU of the input is in exactly
+ * nor attached (state GW_STATE_ATTACHED, or the `attached` flag: a VM still
+ * holds it). Attach handles are listed only for allocatable or attached GPUs:
+ * Cyborg binds the first free handle of a deployable, so the handle of a GPU
+ * that is not clean must not exist, and a handle Cyborg has bound must not
+ * disappear (it would destroy it under the VM's accelerator request). An
+ * attached GPU is not reserved: its allocation already takes its capacity. Every GPU of the input is in exactly
  * one deployable (an attached GPU is always present), and a deployable of the
  * previous inventory is kept as it was - same name, same GPUs, same traits -
  * while any of its GPUs is attached (see gw_inventory_options.previous).
  *
  *     gw_inventory_gpu gpus[] = {
- *         { "0000:3b:00.0", 0x10de, 0x1eb0, 0, 0, GW_STATE_ALLOCATABLE, 0x0300, "TU104GL [Quadro RTX 5000]" },
- *         { "0000:3c:00.0", 0x10de, 0x1eb0, 0, 0, GW_STATE_QUARANTINED, 0x0300, "TU104GL [Quadro RTX 5000]" },
+ *         { "0000:3b:00.0", 0x10de, 0x1eb0, 0, 0, GW_STATE_ALLOCATABLE, false, 0x0300, "TU104GL [Quadro RTX 5000]" },
+ *         { "0000:3c:00.0", 0x10de, 0x1eb0, 0, 0, GW_STATE_QUARANTINED, false, 0x0300, "TU104GL [Quadro RTX 5000]" },
  *     };
  *     gw_inventory_options opts = GW_INVENTORY_OPTIONS_INIT;
  *     opts.model = GW_INVENTORY_PER_CLIQUE;
@@ -124,6 +127,10 @@ typedef struct gw_inventory_gpu {
     int numa_node;              /* -1 = unknown */
     int clique;                 /* topology clique 0..15; -1 = none */
     gw_state state;
+    /* Referenced by a VM, whatever the state: e.g. quarantined by the operator
+     * while the VM keeps it (the protocol's device object has a domain).
+     * Counts as attached below. */
+    bool attached;
     /* For Cyborg's DriverDevice only (not for placement decisions): */
     uint16_t class_code;        /* 0x0302 -> controller "3D controller"; 0 = unknown */
     const char *model;          /* pci.ids device name; NULL -> "Device 2330" */
@@ -180,6 +187,21 @@ typedef struct gw_inventory_options {
  * clique outside -1..15, an invalid state, a bad host name or extra trait. */
 GW_EXTERN int gw_inventory_new(gw_inventory **out, const gw_inventory_gpu *gpus, size_t n_gpus,
                                const gw_inventory_options *opts);
+
+/* The lifecycle state of a GPU, for gw_inventory_new_from_host(): store it in
+ * *state, and in *attached whether a VM references it (see
+ * gw_inventory_gpu.attached; preset to false), and return 0, or return a
+ * negative errno to abort the build. */
+typedef int (*gw_inventory_state_fn)(const char *address, gw_state *state, bool *attached, void *userdata);
+
+/* Build from a scanned host: address, ids, class, pci.ids name, NUMA node and
+ * clique of each of its GPUs, the state from `state_fn`. A clique id of 16 or
+ * more (the host reports that QEMU cannot express it) counts as no clique. A
+ * GPU the scan no longer sees is not in the result: a caller that must keep a
+ * vanished attached GPU uses gw_inventory_new() with its own list. */
+GW_EXTERN int gw_inventory_new_from_host(gw_inventory **out, const gw_host *host,
+                                         gw_inventory_state_fn state_fn, void *userdata,
+                                         const gw_inventory_options *opts);
 
 GW_EXTERN void gw_inventory_free(gw_inventory *inv);
 

@@ -7,7 +7,7 @@
 #include <gpuwarden/inventory.h>
 #include <string.h>
 
-#define A GW_STATE_ALLOCATABLE
+#define A GW_STATE_ALLOCATABLE, false
 
 /* Cyborg's pci_str_to_json() text, spelled out literally. */
 #define PCIJ(bus, dev, fn) \

@@ -176,6 +176,44 @@ static void sm8_every_state(void **state)
     free(g);
 }
 
+/* Quarantined while its VM keeps it: not reserved (the allocation holds its
+ * capacity) and its handle stays (Cyborg has bound it); quarantined and
+ * free: reserved, no handle. */
+static void quarantined_in_vm(void **state)
+{
+    gw_inventory_gpu *g = copy_gpus(SM8, N(SM8));
+    set_state(g, N(SM8), "0000:1c:00.0", GW_STATE_QUARANTINED);
+    g[1].attached = true;
+    set_state(g, N(SM8), "0000:1d:00.0", GW_STATE_QUARANTINED);
+
+    gw_inventory *inv = build(g, N(SM8), "sm", GW_INVENTORY_PER_CLIQUE);
+    const exp_dep c = { "sm_clique0", 4, 1, 0, false, PCIJ("1a", "00", "0"),
+                        { OWN, "CUSTOM_NVIDIA_1EB0", "CUSTOM_GPU_CLIQUE_0", "CUSTOM_NUMA_NODE_0" },
+                        { PCIJ("1a", "00", "0"), PCIJ("1c", "00", "0"), PCIJ("1e", "00", "0") },
+                        { "0000:1a:00.0", "0000:1c:00.0", "0000:1d:00.0", "0000:1e:00.0" }, DEV_RTX5000 };
+    assert_dep(gw_inventory_deployable(inv, 0), &c);
+    gw_inventory_free(inv);
+
+    inv = build(g, N(SM8), "sm", GW_INVENTORY_PER_GPU);
+    exp_dep e[] = {
+        SM8_GPU("1a", 0), SM8_GPU("1c", 0), SM8_GPU("1d", 0), SM8_GPU("1e", 0),
+        SM8_GPU("3d", 1), SM8_GPU("3f", 1), SM8_GPU("40", 1), SM8_GPU("41", 1),
+    };
+    e[2].reserved = 1;
+    e[2].handles[0] = NULL;
+    assert_inventory(inv, e, N(e), g, N(SM8));
+    gw_inventory_free(inv);
+
+    /* The VM lets go: now it is reserved and its handle goes. */
+    g[1].attached = false;
+    inv = build(g, N(SM8), "sm", GW_INVENTORY_PER_GPU);
+    const gw_deployable *d = gw_inventory_find(inv, "sm_0000:1c:00.0");
+    assert_int_equal(d->reserved, 1);
+    assert_int_equal(d->n_attach_handles, 0);
+    gw_inventory_free(inv);
+    free(g);
+}
+
 /* Other vendors get their own token; an unknown NUMA node gives no trait. */
 static void proart_vendors(void **state)
 {
@@ -219,10 +257,10 @@ static void hgx_no_cliques(void **state)
 static void mixed_clique_traits(void **state)
 {
     const gw_inventory_gpu g[] = {
-        { "0000:19:00.0", 0x10de, 0x2330, 0, 3, GW_STATE_ALLOCATABLE, H100 },
-        { "0000:9b:00.0", 0x10de, 0x2330, 1, 3, GW_STATE_ALLOCATABLE, H100 },
-        { "0000:a1:00.0", 0x10de, 0x2331, 1, 5, GW_STATE_ALLOCATABLE, 0x0302, "GH100 [H100 PCIe]" },
-        { "0000:a2:00.0", 0x10de, 0x2330, 1, 5, GW_STATE_ALLOCATABLE, H100 },
+        { "0000:19:00.0", 0x10de, 0x2330, 0, 3, GW_STATE_ALLOCATABLE, false, H100 },
+        { "0000:9b:00.0", 0x10de, 0x2330, 1, 3, GW_STATE_ALLOCATABLE, false, H100 },
+        { "0000:a1:00.0", 0x10de, 0x2331, 1, 5, GW_STATE_ALLOCATABLE, false, 0x0302, "GH100 [H100 PCIe]" },
+        { "0000:a2:00.0", 0x10de, 0x2330, 1, 5, GW_STATE_ALLOCATABLE, false, H100 },
     };
     /* The device is described by the first GPU. */
     const exp_device DEV_M_19 = DEV_H100;
@@ -244,8 +282,8 @@ static void order_and_address_fields(void **state)
 {
     /* Unknown class and an invalid UTF-8 name: the generic fallbacks. */
     const gw_inventory_gpu g[] = {
-        { "0001:b3:1f.7", 0x10de, 0x20b5, 2, -1, GW_STATE_ALLOCATABLE, 0, "A100 \xff" },
-        { "0000:ff:00.1", 0x10de, 0x20b5, 2, -1, GW_STATE_ALLOCATABLE, 0x0380, "GA100 [A100 PCIe 80GB]" },
+        { "0001:b3:1f.7", 0x10de, 0x20b5, 2, -1, GW_STATE_ALLOCATABLE, false, 0, "A100 \xff" },
+        { "0000:ff:00.1", 0x10de, 0x20b5, 2, -1, GW_STATE_ALLOCATABLE, false, 0x0380, "GA100 [A100 PCIe 80GB]" },
     };
     const exp_device DEV_O_ff = { "NVIDIA", "10de", "GA100 [A100 PCIe 80GB]", BOARD("Display controller", "20b5") };
     const exp_device DEV_O_b3 = { "NVIDIA", "10de", "Device 20b5", BOARD("Display controller", "20b5") };
@@ -283,6 +321,7 @@ int main(void)
         cmocka_unit_test(sm8_per_clique),
         cmocka_unit_test(sm8_quarantined),
         cmocka_unit_test(sm8_every_state),
+        cmocka_unit_test(quarantined_in_vm),
         cmocka_unit_test(proart_vendors),
         cmocka_unit_test(hgx_no_cliques),
         cmocka_unit_test(mixed_clique_traits),

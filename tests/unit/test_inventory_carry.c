@@ -92,6 +92,31 @@ static void override_change_while_attached(void **state)
     free(g);
 }
 
+/* A GPU quarantined while its VM keeps it holds its deployable just the same. */
+static void quarantined_in_vm_is_carried(void **state)
+{
+    gw_inventory_gpu *g = copy_gpus(X299, N(X299));
+    gw_inventory *prev = build(g, N(X299), "x", GW_INVENTORY_PER_CLIQUE, NULL, NULL);
+    set_state(g, N(X299), "0000:67:00.0", GW_STATE_QUARANTINED);
+    g[1].attached = true;
+    gw_clique_override *none = parse("");
+    gw_inventory *inv = build(g, N(X299), "x", GW_INVENTORY_PER_CLIQUE, none, prev);
+    const gw_deployable *c = gw_inventory_find(inv, "x_clique0");
+    assert_non_null(c);
+    assert_true(c->carried);
+    assert_int_equal(c->reserved, 0);
+    assert_int_equal(c->n_attach_handles, 2);
+    g[1].attached = false;
+    gw_inventory *inv2 = build(g, N(X299), "x", GW_INVENTORY_PER_CLIQUE, none, inv);
+    assert_null(gw_inventory_find(inv2, "x_clique0"));
+    assert_int_equal(gw_inventory_find(inv2, "x_0000:67:00.0")->reserved, 1);
+    gw_inventory_free(inv2);
+    gw_inventory_free(inv);
+    gw_inventory_free(prev);
+    gw_clique_override_free(none);
+    free(g);
+}
+
 /* Same grouping as before: nothing is carried, traits follow the config. */
 static void unchanged_grouping_is_fresh(void **state)
 {
@@ -236,6 +261,7 @@ int main(void)
     gw_log_set_level(GW_LOG_WARNING);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(override_change_while_attached),
+        cmocka_unit_test(quarantined_in_vm_is_carried),
         cmocka_unit_test(unchanged_grouping_is_fresh),
         cmocka_unit_test(model_switch_while_attached),
         cmocka_unit_test(name_collision),

@@ -127,7 +127,7 @@ static void json_exact_shape(void **state)
  * first 53 bits. */
 static void generation_is_documented_hash(void **state)
 {
-    const gw_inventory_gpu g[] = { { "0000:3b:00.0", 0x10de, 0x1eb8, 1, -1, GW_STATE_ALLOCATABLE, 0x0302,
+    const gw_inventory_gpu g[] = { { "0000:3b:00.0", 0x10de, 0x1eb8, 1, -1, GW_STATE_ALLOCATABLE, false, 0x0302,
                                      "TU104GL [Tesla T4]" } };
     gw_inventory *inv = build(g, 1, "cn1", GW_INVENTORY_PER_GPU);
     const char canon[] =
@@ -302,7 +302,7 @@ static void json_rejects(void **state)
     expect_bad_json(INV(DEP("a", 1, 0, H3B, "\"0000:3b:00.0\"")), "does not match its content");
     /* ... which is the only thing wrong with it. */
     gw_inventory *inv = NULL;
-    const gw_inventory_gpu g[] = { { "0000:3b:00.0", 0x10de, 0x1eb8, 0, -1, GW_STATE_ALLOCATABLE, 0x0302, "T4" } };
+    const gw_inventory_gpu g[] = { { "0000:3b:00.0", 0x10de, 0x1eb8, 0, -1, GW_STATE_ALLOCATABLE, false, 0x0302, "T4" } };
     gw_inventory_options o = GW_INVENTORY_OPTIONS_INIT;
     o.host = "h";
     assert_int_equal(gw_inventory_new(&inv, g, 1, &o), 0);
