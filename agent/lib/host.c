@@ -128,7 +128,10 @@ static void gpu_attrs(gw_gpu *g, const gw_func *f, gw_strv *errors)
     g->rom_present = gw_attr_rom_present(f->dir);
 }
 
-static void gpu_functions(gw_gpu *g, const gw_scan *s, const gw_func *f)
+/* The other functions of the GPU's slot; their problems are the GPU's too
+ * (an HDA function that fell off the bus went with its GPU). */
+static void gpu_functions(gw_gpu *g, const gw_scan *s, const gw_func *f, gw_strv *errors,
+                          bool *reported)
 {
     char (*fns)[GW_ADDR_LEN] = NULL;
     size_t n = 0;
@@ -138,12 +141,17 @@ static void gpu_functions(gw_gpu *g, const gw_scan *s, const gw_func *f)
             continue;
         fns = gw_xrealloc(fns, n + 1, sizeof *fns);
         memcpy(fns[n++], o->address, GW_ADDR_LEN);
+        if (gw_func_is_gpu(o))
+            continue;   /* reports its own */
+        reported[i] = true;
+        for (size_t e = 0; e < o->errors.n; e++)
+            gw_strv_pushf(errors, "function %s: %s", o->address, o->errors.v[e]);
     }
     g->functions = (const char(*)[GW_ADDR_LEN])fns;
     g->n_functions = n;
 }
 
-static void build_gpu(gw_gpu *g, gw_scan *s, size_t idx, gw_pci *pci, bool *on_path)
+static void build_gpu(gw_gpu *g, gw_scan *s, size_t idx, gw_pci *pci, bool *reported)
 {
     const gw_func *f = &s->funcs[idx];
     gw_strv errors = { 0 };
@@ -170,13 +178,13 @@ static void build_gpu(gw_gpu *g, gw_scan *s, size_t idx, gw_pci *pci, bool *on_p
     g->aer_present = f->aer_present;
     g->dsn_present = f->dsn_present;
     g->dsn = f->dsn;
-    gpu_functions(g, s, f);
+    gpu_functions(g, s, f, &errors, reported);
 
     gw_bridge *path;
     bool complete = gw_topo_upstream(s, idx, &path, &g->n_upstream, &errors);
     g->upstream = path;
     for (size_t i = 0; i < g->n_upstream; i++)
-        on_path[gw_scan_find(s, path[i].address)] = true;
+        reported[gw_scan_find(s, path[i].address)] = true;
     char *ev;
     g->acs_path_ok = gw_topo_acs_verdict(path, g->n_upstream, complete, &ev);
     g->acs_evidence = ev;
@@ -213,7 +221,7 @@ static void free_gpu(gw_gpu *g)
 
 static void build_host(gw_host *h, gw_scan *s, gw_pci *pci)
 {
-    bool *on_path = gw_xcalloc(s->n_funcs ? s->n_funcs : 1, sizeof *on_path);
+    bool *reported = gw_xcalloc(s->n_funcs ? s->n_funcs : 1, sizeof *reported);
     for (size_t i = 0; i < s->n_funcs; i++)
         if (gw_func_is_gpu(&s->funcs[i]))
             h->n_gpus++;
@@ -221,13 +229,13 @@ static void build_host(gw_host *h, gw_scan *s, gw_pci *pci)
     size_t g = 0;
     for (size_t i = 0; i < s->n_funcs; i++)
         if (gw_func_is_gpu(&s->funcs[i]))
-            build_gpu(&h->gpus[g++], s, i, pci, on_path);
+            build_gpu(&h->gpus[g++], s, i, pci, reported);
 
-    /* Problems of other functions: those on a GPU's path are in that GPU's
-     * errors; a function whose class is unknown may be a GPU. */
+    /* Problems of other functions: those on a GPU's path or in its slot are
+     * in that GPU's errors; a function whose class is unknown may be a GPU. */
     for (size_t i = 0; i < s->n_funcs; i++) {
         const gw_func *f = &s->funcs[i];
-        if (gw_func_is_gpu(f) || on_path[i])
+        if (gw_func_is_gpu(f) || reported[i])
             continue;
         if (!f->class_known)
             gw_strv_pushf(&s->errors, "%s: class unknown: cannot tell whether it is a GPU",
@@ -235,7 +243,7 @@ static void build_host(gw_host *h, gw_scan *s, gw_pci *pci)
         for (size_t e = 0; e < f->errors.n; e++)
             gw_strv_pushf(&s->errors, "%s: %s", f->address, f->errors.v[e]);
     }
-    free(on_path);
+    free(reported);
     h->errors = s->errors;
     memset(&s->errors, 0, sizeof s->errors);
     gw_topo_cliques(h);

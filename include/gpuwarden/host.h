@@ -135,8 +135,9 @@ typedef struct gw_gpu {
                                          * exist only with a host error saying QEMU cannot
                                          * express them (its clique id has 4 bits). */
 
-    /* Problems reading this device and the bridges above it ("upstream
-     * 0000:66:08.0: ..."); empty when fine. */
+    /* Problems reading this device, the other functions of its slot
+     * ("function 0000:3b:00.1: ...") and the bridges above it ("upstream
+     * 0000:3a:00.0: ..."); empty when fine. */
     const char *const *errors;
     size_t n_errors;
 } gw_gpu;
@@ -173,8 +174,8 @@ GW_EXTERN size_t gw_host_clique_size(const gw_host *host, size_t clique);
 GW_EXTERN const char *gw_host_clique_member(const gw_host *host, size_t clique, size_t index);
 
 /* Host-level problems: entries in devices/ that are not addresses, more than
- * 16 cliques, problems of functions that are neither GPUs nor on a GPU's
- * upstream path ("0000:02:00.0: ..."). Empty when fine. */
+ * 16 cliques, problems of functions that are neither GPUs, nor in a GPU's
+ * slot, nor on a GPU's upstream path ("0000:02:00.0: ..."). Empty when fine. */
 GW_EXTERN size_t gw_host_error_count(const gw_host *host);
 GW_EXTERN const char *gw_host_error(const gw_host *host, size_t index);
 
