@@ -109,9 +109,11 @@ class Client:
             return max(0, int((deadline - time.monotonic()) * 1000))
 
         if not sock.poll(remaining_ms(), zmq.POLLOUT):
-            raise errors.DaemonTimeout(
-                f"gpuwardend at {self.endpoint} did not take {op!r} within "
-                f"{self.timeout:g} s (not connected)")
+            # ZMQ_IMMEDIATE: no connection came up (a stale socket file
+            # left by a daemon that died, a refused connection).
+            raise errors.DaemonUnreachable(
+                f"cannot connect to gpuwardend at {self.endpoint} within "
+                f"{self.timeout:g} s (is gpuwardend running?)")
         sock.send_multipart([b'', body], zmq.NOBLOCK)
         while True:
             if not sock.poll(remaining_ms(), zmq.POLLIN):

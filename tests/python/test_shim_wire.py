@@ -85,6 +85,17 @@ def test_daemon_stopped_after_a_good_cycle_raises(daemon):
         driver.discover()
 
 
+def test_stale_socket_file_of_a_dead_daemon_raises(tmp_path):
+    import socket
+    path = str(tmp_path / 'read.sock')
+    with socket.socket(socket.AF_UNIX) as s:     # bound, never listening
+        s.bind(path)
+    S.configure_cyborg(str(tmp_path), endpoint='ipc://' + path,
+                       request_timeout=0.2, retries=1)
+    with pytest.raises(errors.DaemonUnreachable, match='cannot connect'):
+        drv().discover()
+
+
 def test_silent_daemon_times_out_after_retries(daemon):
     d = daemon(lambda req: None, request_timeout=0.2, retries=2)
     with pytest.raises(errors.DaemonTimeout, match='did not answer'):
