@@ -61,7 +61,8 @@ static void print_table(const gw_host *h)
                !g->ats_present ? "-" : g->ats_enabled ? "ON" : "off", g->acs_path_ok ? "ok" : "NO",
                g->group_viable ? "ok" : "NO", g->clique < 0 ? "-" : clique);
         if (g->vendor_name || g->device_name)
-            printf("    %s %s\n", g->vendor_name ? g->vendor_name : "",
+            printf("    %s%s%s\n", g->vendor_name ? g->vendor_name : "",
+                   g->vendor_name && g->device_name ? " " : "",
                    g->device_name ? g->device_name : "");
         printf("    acs: %s\n    group: %s\n", g->acs_evidence, g->group_evidence);
         for (size_t e = 0; e < g->n_errors; e++)

@@ -94,17 +94,46 @@ static double speed_of_code(unsigned code)
     return code < sizeof gts / sizeof *gts ? gts[code] : 0;
 }
 
+/* The kernel's pcie_get_speed_cap(): the highest speed of the Link
+ * Capabilities 2 vector when there is one, else LnkCap's. */
+static double max_speed(const gw_func *f)
+{
+    for (unsigned bit = 6; bit >= 1; bit--)
+        if (f->lnkcap2 & (1u << bit))
+            return speed_of_code(bit);
+    return speed_of_code(f->lnkcap & PCI_EXP_LNKCAP_SPEED);
+}
+
+/* Port types with link registers (the kernel's pcie_cap_has_lnkctl()). */
+static bool has_link(int port_type)
+{
+    switch (port_type) {
+    case GW_PORT_ENDPOINT:
+    case GW_PORT_LEGACY_ENDPOINT:
+    case GW_PORT_ROOT_PORT:
+    case GW_PORT_UPSTREAM:
+    case GW_PORT_DOWNSTREAM:
+    case GW_PORT_PCIE_TO_PCI:
+    case GW_PORT_PCI_TO_PCIE:
+        return true;
+    default:
+        return false;
+    }
+}
+
 static void gpu_link(gw_gpu *g, const gw_func *f, gw_strv *errors)
 {
-    if (gw_attr_link(f->dir, &g->link) < 0)
+    if (gw_attr_link(f->dir, &g->link) < 0) {
         gw_strv_pushf(errors, "link: %s", gw_error_message());
-    if (g->link.present || !f->pcie)
+        return;
+    }
+    if (g->link.present || !f->pcie || !has_link(f->port_type))
         return;
     /* Kernels before 4.13 lack the link files for some devices: LnkCap/LnkSta. */
     g->link.present = true;
     g->link.speed_gts = speed_of_code(f->lnksta & PCI_EXP_LNKSTA_SPEED);
     g->link.width = (f->lnksta & PCI_EXP_LNKSTA_WIDTH) >> 4;
-    g->link.max_speed_gts = speed_of_code(f->lnkcap & PCI_EXP_LNKCAP_SPEED);
+    g->link.max_speed_gts = max_speed(f);
     g->link.max_width = (int)((f->lnkcap & PCI_EXP_LNKCAP_WIDTH) >> 4);
 }
 
@@ -298,7 +327,7 @@ GW_EXTERN int gw_host_scan(gw_host **out, const gw_host_options *opts)
     }
     gw_strv_free(&addrs);
     for (size_t i = 0; i < s.n_funcs; i++)
-        gw_func_read(pci, s.sysfs_pci, &s.funcs[i]);
+        gw_func_read(s.sysfs_pci, &s.funcs[i]);
     gw_topo_link_parents(&s);
 
     gw_host *h = gw_xcalloc(1, sizeof *h);

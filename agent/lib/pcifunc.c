@@ -131,7 +131,10 @@ static void caps_walk(void *arg)
     if (!c)
         return;
     f->pcie = true;
-    f->port_type = (pci_read_word(d, (int)c->addr + PCI_EXP_FLAGS) & PCI_EXP_FLAGS_TYPE) >> 4;
+    uint16_t flags = pci_read_word(d, (int)c->addr + PCI_EXP_FLAGS);
+    f->port_type = (flags & PCI_EXP_FLAGS_TYPE) >> 4;
+    if ((flags & PCI_EXP_FLAGS_VERS) > 1)
+        f->lnkcap2 = pci_read_long(d, (int)c->addr + PCI_EXP_LNKCAP2);
     f->devcap = pci_read_long(d, (int)c->addr + PCI_EXP_DEVCAP);
     f->lnkcap = pci_read_long(d, (int)c->addr + PCI_EXP_LNKCAP);
     f->lnksta = pci_read_word(d, (int)c->addr + PCI_EXP_LNKSTA);
@@ -204,9 +207,8 @@ static void read_links(gw_func *f)
         check_dangling(f, "iommu_group", &f->iommu_group_dangling);
 }
 
-void gw_func_read(gw_pci *p, const char *sysfs_pci, gw_func *f)
+void gw_func_read(const char *sysfs_pci, gw_func *f)
 {
-    (void)p;
     f->dir = gw_strdup_printf("%s/devices/%s", sysfs_pci, f->address);
     f->hdrtype = -1;
     f->port_type = GW_PORT_NONE;

@@ -34,6 +34,7 @@ typedef struct gw_func {
     bool pcie;                      /* PCIe capability found */
     int port_type;                  /* gw_port_type */
     uint32_t devcap, lnkcap;
+    uint32_t lnkcap2;               /* 0 for a version-1 PCIe capability */
     uint16_t lnksta;
     bool ext_known;                 /* extended config space was readable */
     gw_acs acs;
@@ -50,7 +51,7 @@ typedef struct gw_func {
 } gw_func;
 
 /* Fill `f` (address and pdev set by the caller). */
-void gw_func_read(gw_pci *p, const char *sysfs_pci, gw_func *f);
+void gw_func_read(const char *sysfs_pci, gw_func *f);
 void gw_func_clear(gw_func *f);
 
 bool gw_func_is_gpu(const gw_func *f);

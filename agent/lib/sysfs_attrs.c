@@ -64,6 +64,10 @@ static int link_width(const char *dir, const char *name, int *out, bool *found)
     if (r < 0)
         return r;
     *found = true;
+    if (v == 255) {
+        *out = 0;   /* PCIE_LNK_WIDTH_UNKNOWN: no Link Capabilities (e.g. an RCiEP) */
+        return 0;
+    }
     if (v < 0 || v > 63)
         return gw_error_set(-EINVAL, "%s: link width %ld out of range", path, v);
     *out = (int)v;

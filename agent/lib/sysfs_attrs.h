@@ -15,7 +15,8 @@
 int gw_attr_reset_methods(const char *dir, gw_strv *out);
 
 /* current_link_speed/width, max_link_speed/width ("8.0 GT/s PCIe", "16").
- * "Unknown" speeds read as 0. present=false when none of the four exists. */
+ * "Unknown" speeds and the kernel's unknown width (255) read as 0.
+ * present=false when none of the four exists. */
 int gw_attr_link(const char *dir, gw_link *out);
 
 /* aer_dev_correctable/fatal/nonfatal: the TOTAL_ERR_* line; -1 when absent. */

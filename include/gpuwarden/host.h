@@ -68,8 +68,12 @@ typedef struct gw_bridge {
     gw_acs acs;
 } gw_bridge;
 
+/* The kernel's view: sysfs current_link_speed/width and max_link_speed/width
+ * (max speed follows the Link Capabilities 2 vector when the device has one,
+ * as pcie_get_speed_cap() does, so it can exceed lspci's LnkCap speed); from
+ * LnkSta/LnkCap/LnkCap2 in config space when the files are absent. */
 typedef struct gw_link {
-    bool present;           /* link attributes exist (PCIe function) */
+    bool present;           /* link attributes exist (PCIe function with a link) */
     double speed_gts;       /* current speed, GT/s; 0 when unknown */
     int width;              /* current width (lanes); 0 when unknown */
     double max_speed_gts;
