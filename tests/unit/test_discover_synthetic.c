@@ -474,7 +474,8 @@ static void flat_layout_has_no_path(void **state)
 {
     char *root = ht_mkroot();
     ht_dev *g = dev("0000:3b:00.0");
-    ht_config(g, 0x10de, 0x20b0, 0x030200, 0, 0, 0x10000000u, 4, 16, 4, 16);
+    ht_config(g, 0x10de, 0x20b0, 0x030200, 0, 0, 0x10000000u, 3, 16, 4, 16);
+    ht_w32(g, 0x40 + 0x2c, 0x1e);   /* LnkCap2: 2.5-16 GT/s, above LnkCap's 8 */
     /* a real directory directly in devices/, not a link into sys/devices */
     snprintf(g->path, sizeof g->path, "%s/sys/bus/pci/devices/%s", root, g->addr);
     ht_mkdirs(g->path);
@@ -493,7 +494,7 @@ static void flat_layout_has_no_path(void **state)
                                   "a root bus (pciDDDD:BB); flat sysfs layout?", root);
     assert_string_equal(gpu->errors[0], want);
     free(want);
-    /* no link files: LnkSta/LnkCap from config space */
+    /* no link files: LnkSta/LnkCap from config space, max speed from LnkCap2 */
     assert_true(gpu->link.present);
     assert_true(gpu->link.speed_gts == 16.0);
     assert_int_equal(gpu->link.width, 16);
@@ -581,6 +582,12 @@ static void attribute_formats(void **state)
     assert_int_equal(gw_attr_link(d, &l), 0);
     assert_true(l.present);
     assert_true(l.speed_gts == 0);
+    ht_printf(d, "max_link_width", "255\n");     /* the kernel's unknown width */
+    assert_int_equal(gw_attr_link(d, &l), 0);
+    assert_int_equal(l.max_width, 0);
+    ht_printf(d, "max_link_width", "64\n");
+    assert_int_equal(gw_attr_link(d, &l), -EINVAL);
+    ht_printf(d, "max_link_width", "16\n");
     ht_printf(d, "max_link_speed", "fast\n");
     assert_int_equal(gw_attr_link(d, &l), -EINVAL);
 
