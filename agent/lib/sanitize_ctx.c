@@ -1,0 +1,131 @@
+/* The per-run context: what steps share, their evidence and the pins, and
+ * the one guarded path by which a step writes to the host. */
+#include <stdarg.h>
+#include <string.h>
+
+#include "sanitize_internal.h"
+
+gw_sctx *gw_sctx_new(gw_hostops *ops, const gw_attach_ops *attach, gw_spolicy *policy,
+                     const gw_sanitize_request *request)
+{
+    gw_sctx *c = gw_xcalloc(1, sizeof *c);
+    atomic_init(&c->refs, 1);
+    pthread_mutex_init(&c->lock, NULL);
+    c->ops = gw_hostops_ref(ops);
+    if (attach && attach->in_use) {
+        c->attach = *attach;
+        c->has_attach = true;
+        if (c->attach.ref)
+            c->attach.ref(c->attach.data);
+    }
+    c->policy = gw_spolicy_ref(policy);
+    snprintf(c->address, sizeof c->address, "%s", request->address);
+    gw_kvlist_copy(&c->pins, request->pins, request->n_pins);
+    return c;
+}
+
+gw_sctx *gw_sctx_ref(gw_sctx *c)
+{
+    atomic_fetch_add(&c->refs, 1);
+    return c;
+}
+
+void gw_sctx_unref(gw_sctx *c)
+{
+    if (!c || atomic_fetch_sub(&c->refs, 1) != 1)
+        return;
+    gw_sctx_release_fn release = c->on_release;
+    void *release_data = c->on_release_data;
+    if (c->has_attach && c->attach.unref)
+        c->attach.unref(c->attach.data);
+    gw_hostops_unref(c->ops);
+    gw_spolicy_unref(c->policy);
+    gw_kvlist_clear(&c->pins);
+    gw_strbuf_clear(&c->evidence);
+    gw_strbuf_clear(&c->history);
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+    if (release)
+        release(release_data);
+}
+
+static void vnote(gw_sctx *c, const char *fmt, va_list ap)
+{
+    char *msg;
+    if (vasprintf(&msg, fmt, ap) < 0)
+        return;
+    pthread_mutex_lock(&c->lock);
+    if (!c->abandoned)
+        gw_strbuf_append(&c->evidence, "%s%s", c->evidence.len ? "; " : "", msg);
+    pthread_mutex_unlock(&c->lock);
+    free(msg);
+}
+
+void gw_note(gw_sctx *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vnote(c, fmt, ap);
+    va_end(ap);
+}
+
+gw_verdict gw_fail(gw_sctx *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vnote(c, fmt, ap);
+    va_end(ap);
+    return GW_VERDICT_FAIL;
+}
+
+gw_verdict gw_skip(gw_sctx *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vnote(c, fmt, ap);
+    va_end(ap);
+    return GW_VERDICT_SKIP;
+}
+
+/* Pins are read by the step that owns them; the lock only guards against the
+ * pipeline snapshotting them while an abandoned step still runs. */
+const char *gw_pin_get(gw_sctx *c, const char *key)
+{
+    pthread_mutex_lock(&c->lock);
+    const char *v = gw_kvlist_get(&c->pins, key);
+    pthread_mutex_unlock(&c->lock);
+    return v;
+}
+
+void gw_pin_set(gw_sctx *c, const char *key, const char *value)
+{
+    pthread_mutex_lock(&c->lock);
+    if (!c->abandoned)
+        gw_kvlist_set(&c->pins, key, value);
+    pthread_mutex_unlock(&c->lock);
+}
+
+int gw_host_write(gw_sctx *c, const char *target, const char *path, const void *buf, size_t len)
+{
+    pthread_mutex_lock(&c->lock);
+    bool abandoned = c->abandoned;
+    pthread_mutex_unlock(&c->lock);
+    if (abandoned)
+        return gw_error_set(-ECANCELED, "%s: clean-up abandoned after a timeout, not writing %s", target, path);
+    _cleanup_free_ char *why = NULL;
+    int m = gw_dev_managed(c->ops, &c->policy->pol, target, &why);
+    if (m <= 0) {
+        gw_note(c, "refused to write %s: %s", path, why ? why : gw_error_message());
+        return gw_error_set(-EPERM, "%s: not managed: %s", target, why ? why : "unreadable");
+    }
+    _cleanup_free_ char *shown = gw_escape_bytes(buf, len);
+    int r = gw_hostops_write(c->ops, path, buf, len);
+    if (r < 0) {
+        _cleanup_free_ char *msg = gw_xstrdup(gw_error_message());
+        gw_note(c, "write '%s' to %s failed: %s", shown, path, strerror(-r));
+        gw_error_set(r, "%s", msg);
+        return r;
+    }
+    gw_note(c, "wrote '%s' to %s", shown, path);
+    return 0;
+}

@@ -1,0 +1,193 @@
+/* Internals of the clean-up pipeline: the per-run context that steps work on,
+ * the step interface, the policy copy, and device helpers that read and write
+ * only through the host backend. */
+#ifndef GW_SANITIZE_INTERNAL_H
+#define GW_SANITIZE_INTERNAL_H
+
+#include <gpuwarden/sanitize.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "util.h"
+
+/* ---- small owned containers ------------------------------------------- */
+
+typedef struct gw_kvlist {
+    gw_kv *v;       /* keys and values are owned (char *) */
+    size_t n;
+} gw_kvlist;
+
+const char *gw_kvlist_get(const gw_kvlist *l, const char *key);
+void gw_kvlist_set(gw_kvlist *l, const char *key, const char *value);
+void gw_kvlist_copy(gw_kvlist *dst, const gw_kv *src, size_t n);
+void gw_kvlist_clear(gw_kvlist *l);
+
+typedef struct gw_addrlist {
+    char (*v)[GW_ADDR_LEN];
+    size_t n;
+} gw_addrlist;
+
+void gw_addrlist_add(gw_addrlist *l, const char *addr);     /* no duplicates */
+bool gw_addrlist_has(const gw_addrlist *l, const char *addr);
+void gw_addrlist_clear(gw_addrlist *l);
+
+/* A growable string. */
+typedef struct gw_strbuf {
+    char *s;
+    size_t len, cap;
+} gw_strbuf;
+
+void gw_strbuf_append(gw_strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void gw_strbuf_clear(gw_strbuf *b);
+const char *gw_strbuf_str(const gw_strbuf *b);
+
+/* Bytes as C-escaped text for evidence: "0\n" -> "0\\n". */
+char *gw_escape_bytes(const void *buf, size_t len);
+
+/* ---- policy ------------------------------------------------------------- */
+
+/* A deep, reference-counted copy of a gw_sanitize_policy with defaults filled
+ * in, so that clean-ups (even abandoned ones) never point into the caller's
+ * memory. `pol` views the owned storage. */
+typedef struct gw_spolicy {
+    atomic_int refs;
+    gw_sanitize_policy pol;
+    char *hooks_dir;
+    gw_rom_allow *allow;
+    uint16_t *vendors;
+    char **addresses;
+} gw_spolicy;
+
+int gw_spolicy_new(gw_spolicy **out, const gw_sanitize_policy *policy);
+gw_spolicy *gw_spolicy_ref(gw_spolicy *p);
+void gw_spolicy_unref(gw_spolicy *p);
+
+#define GW_DEFAULT_HOOKS_DIR "/etc/gpuwarden/sanitize.d"
+
+/* ---- the run context ---------------------------------------------------- */
+
+typedef struct gw_sctx gw_sctx;
+typedef void (*gw_sctx_release_fn)(void *data);
+
+struct gw_sctx {
+    atomic_int refs;
+    pthread_mutex_t lock;       /* evidence, pins, abandoned */
+    gw_hostops *ops;
+    gw_attach_ops attach;
+    bool has_attach;
+    gw_spolicy *policy;
+    char address[GW_ADDR_LEN];
+
+    gw_kvlist pins;             /* in from the request, out with the result */
+    gw_strbuf evidence;         /* of the step now running */
+    gw_strbuf history;          /* "step: verdict: evidence\n" of the finished steps */
+    bool abandoned;             /* a step timed out: no more writes, evidence or pins */
+
+    /* Shared between steps of one run. */
+    bool bars_known;
+    uint64_t bars[7];           /* BAR 0-5 and ROM sizes before the reset */
+    bool id_known;
+    uint32_t id_before;         /* config dword 0 before the reset */
+
+    gw_sctx_release_fn on_release;
+    void *on_release_data;
+};
+
+gw_sctx *gw_sctx_new(gw_hostops *ops, const gw_attach_ops *attach, gw_spolicy *policy,
+                     const gw_sanitize_request *request);
+gw_sctx *gw_sctx_ref(gw_sctx *c);
+void gw_sctx_unref(gw_sctx *c);
+
+/* Append to the running step's evidence ("; "-separated). Ignored once the
+ * run is abandoned. */
+void gw_note(gw_sctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* gw_note() and return GW_VERDICT_FAIL / GW_VERDICT_SKIP. */
+gw_verdict gw_fail(gw_sctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+gw_verdict gw_skip(gw_sctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+const char *gw_pin_get(gw_sctx *c, const char *key);
+void gw_pin_set(gw_sctx *c, const char *key, const char *value);
+
+/* The one way a step writes to the host: refuses when the run was abandoned
+ * or `target` (the device the write is about) is not managed, and records
+ * every write, done or failed, in the evidence. */
+int gw_host_write(gw_sctx *c, const char *target, const char *path, const void *buf, size_t len);
+
+/* ---- steps -------------------------------------------------------------- */
+
+typedef struct gw_step_def {
+    gw_step_id id;
+    const char *name;
+    /* Runs on a thread of its own; writes evidence with gw_note(). */
+    gw_verdict (*run)(gw_sctx *c);
+} gw_step_def;
+
+extern const gw_step_def gw_step_not_in_use;
+extern const gw_step_def gw_step_bind;
+extern const gw_step_def gw_step_reset;
+extern const gw_step_def gw_step_health;
+extern const gw_step_def gw_step_isolation;
+extern const gw_step_def gw_step_firmware;
+extern const gw_step_def gw_step_hooks;
+
+/* Timeout of a step under a policy (defaults applied), milliseconds. */
+unsigned int gw_step_timeout_ms(const gw_sanitize_policy *pol, gw_step_id id);
+
+/* Run the steps on `c` and build the result (pipeline.c). */
+gw_sanitize_result *gw_pipeline_run(gw_sctx *c);
+
+/* ---- device helpers (sanitize_dev.c): all through the host backend ---- */
+
+/* "sys/bus/pci/devices/<addr>/<attr>" (attr NULL: the device directory). */
+char *gw_dev_path(const char *addr, const char *attr);
+int gw_dev_read_text(gw_hostops *ops, const char *addr, const char *attr, char **out);
+int gw_dev_read_long(gw_hostops *ops, const char *addr, const char *attr, long *out);
+int gw_dev_config(gw_hostops *ops, const char *addr, unsigned off, void *buf, size_t len);
+int gw_dev_config16(gw_hostops *ops, const char *addr, unsigned off, uint16_t *out);
+int gw_dev_config32(gw_hostops *ops, const char *addr, unsigned off, uint32_t *out);
+/* Offset of a capability: > 0 found, 0 absent, < 0 unreadable. */
+int gw_dev_find_cap(gw_hostops *ops, const char *addr, uint8_t id);
+int gw_dev_find_ext_cap(gw_hostops *ops, const char *addr, uint16_t id);
+/* Bound driver's name, NULL when none. */
+int gw_dev_driver(gw_hostops *ops, const char *addr, char **out);
+/* 1 for a PCI-to-PCI bridge (header type 1), 0 otherwise. */
+int gw_dev_is_bridge(gw_hostops *ops, const char *addr);
+/* Bridges from the parent up to the root port, from the device link. */
+int gw_dev_upstream(gw_hostops *ops, const char *addr, gw_addrlist *out);
+/* Functions of the same slot, the device included, sorted. */
+int gw_dev_slot_functions(gw_hostops *ops, const char *addr, gw_addrlist *out);
+/* IOMMU group number and members; -ENOENT when the device has no group. */
+int gw_dev_group(gw_hostops *ops, const char *addr, char **group, gw_addrlist *members);
+/* The TOTAL_ERR_<WHICH> count of aer_dev_<which> ("fatal", "nonfatal");
+ * -ENOENT when the attribute is absent. */
+int gw_dev_aer_total(gw_hostops *ops, const char *addr, const char *which, long *out);
+/* Sizes of BAR 0-5 and the ROM BAR from `resource`. */
+int gw_dev_bar_sizes(gw_hostops *ops, const char *addr, uint64_t sizes[7]);
+/* 1 managed, 0 not, < 0 unreadable; *why explains (may be NULL). */
+int gw_dev_managed(gw_hostops *ops, const gw_sanitize_policy *pol, const char *addr, char **why);
+/* What a clean-up of `addr` covers: the functions of its slot and the other
+ * members of its IOMMU group, bridges apart (never rebound). *group is NULL
+ * when the device has no IOMMU group. */
+int gw_dev_targets(gw_hostops *ops, const char *addr, gw_addrlist *functions, gw_addrlist *bridges,
+                   char **group);
+
+/* Fails when any of `targets` is referenced by a VM or the attachment source
+ * cannot tell (step not_in_use; the reset step asks again right before it
+ * writes). */
+gw_verdict gw_check_not_in_use(gw_sctx *c, const gw_addrlist *targets);
+
+/* PCI constants the steps use. */
+#define GW_PCI_CAP_EXP 0x10
+#define GW_PCI_EXT_CAP_AER 0x0001
+#define GW_PCI_EXT_CAP_ACS 0x000d
+#define GW_PCI_EXT_CAP_ATS 0x000f
+#define GW_ACS_SV 0x0001
+#define GW_ACS_TB 0x0002
+#define GW_ACS_RR 0x0004
+#define GW_ACS_CR 0x0008
+#define GW_ACS_UF 0x0010
+#define GW_ACS_EC 0x0020
+#define GW_ACS_DT 0x0040
+#define GW_ATS_ENABLE 0x8000
+
+#endif

@@ -1,0 +1,93 @@
+/* Step firmware: read the VBIOS through sysfs `rom` (write "1" to enable,
+ * read, write exactly "0\n" to disable: any other write, "0" without the
+ * newline included, enables it), SHA-256 it, and compare with the operator's
+ * allowlist for vendor:device:subsystem, else with the hash pinned at the
+ * device's first clean-up. */
+#include <openssl/evp.h>
+#include <string.h>
+
+#include "sanitize_internal.h"
+
+#define PIN_ROM "sanitize.rom_sha256"
+#define ROM_MAX ((size_t)64 << 20)
+
+static int sha256_hex(const void *buf, size_t len, char out[65])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    if (!EVP_Digest(buf, len, md, &mdlen, EVP_sha256(), NULL) || mdlen != 32)
+        return gw_error_set(-EIO, "SHA-256 failed (OpenSSL)");
+    for (unsigned i = 0; i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+    return 0;
+}
+
+static gw_verdict compare(gw_sctx *c, const char *hash)
+{
+    const char *a = c->address;
+    uint16_t ven, dev, sven, sdev;
+    if (gw_dev_config16(c->ops, a, 0x00, &ven) < 0 || gw_dev_config16(c->ops, a, 0x02, &dev) < 0 ||
+        gw_dev_config16(c->ops, a, 0x2c, &sven) < 0 || gw_dev_config16(c->ops, a, 0x2e, &sdev) < 0)
+        return gw_fail(c, "IDs unreadable: %s", gw_error_message());
+    char id4[20], id2[10];
+    snprintf(id4, sizeof id4, "%04x:%04x:%04x:%04x", ven, dev, sven, sdev);
+    snprintf(id2, sizeof id2, "%04x:%04x", ven, dev);
+
+    const gw_sanitize_policy *pol = &c->policy->pol;
+    const char *ids[2] = { id4, id2 };
+    for (int k = 0; k < 2; k++) {
+        size_t named = 0;
+        for (size_t i = 0; i < pol->n_rom_allowlist; i++) {
+            if (strcmp(pol->rom_allowlist[i].id, ids[k]))
+                continue;
+            named++;
+            if (!strcmp(pol->rom_allowlist[i].sha256, hash)) {
+                gw_note(c, "sha256 %s allowed for %s by the allowlist", hash, ids[k]);
+                return GW_VERDICT_PASS;
+            }
+        }
+        if (named)
+            return gw_fail(c, "sha256 %s is not in the allowlist for %s (%zu allowed hash%s)", hash, ids[k], named,
+                           named == 1 ? "" : "es");
+    }
+    const char *pin = gw_pin_get(c, PIN_ROM);
+    if (!pin) {
+        gw_pin_set(c, PIN_ROM, hash);
+        gw_note(c, "sha256 %s pinned at the first clean-up (%s not in the allowlist)", hash, id4);
+        return GW_VERDICT_PASS;
+    }
+    if (strcmp(pin, hash))
+        return gw_fail(c, "sha256 %s changed vs the pin %s from the first clean-up", hash, pin);
+    gw_note(c, "sha256 %s matches the pin", hash);
+    return GW_VERDICT_PASS;
+}
+
+static gw_verdict run(gw_sctx *c)
+{
+    const char *a = c->address;
+    _cleanup_free_ char *rom = gw_dev_path(a, "rom");
+    if (gw_hostops_exists(c->ops, rom) < 0)
+        return gw_skip(c, "no ROM BAR (no sysfs rom attribute): nothing to hash");
+    if (gw_host_write(c, a, rom, "1", 1) < 0)
+        return gw_fail(c, "cannot enable ROM reads");
+    _cleanup_free_ char *img = NULL;
+    size_t len = 0;
+    int rr = gw_hostops_read(c->ops, rom, ROM_MAX, &img, &len);
+    _cleanup_free_ char *read_err = rr < 0 ? gw_xstrdup(gw_error_message()) : NULL;
+    /* Always disable again, also after a failed read. */
+    int rd = gw_host_write(c, a, rom, "0\n", 2);
+    if (rr < 0)
+        return gw_fail(c, "ROM read failed: %s", read_err);
+    if (rd < 0)
+        return gw_fail(c, "ROM read but not disabled again");
+    if (len == 0)
+        return gw_skip(c, "ROM read returned 0 bytes: no ROM image to hash");
+    const unsigned char *u = (const unsigned char *)img;
+    gw_note(c, "ROM %zu bytes%s", len, len >= 2 && u[0] == 0x55 && u[1] == 0xaa ? "" : " (no 55aa signature)");
+    char hash[65];
+    if (sha256_hex(img, len, hash) < 0)
+        return gw_fail(c, "%s", gw_error_message());
+    return compare(c, hash);
+}
+
+const gw_step_def gw_step_firmware = { GW_STEP_FIRMWARE, "firmware", run };

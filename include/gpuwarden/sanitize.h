@@ -1,0 +1,241 @@
+/*
+ * gpuwarden/sanitize.h - the clean-up ("sanitize") pipeline that runs on a
+ * GPU between tenants, with evidence, per-step timeouts and a verdict.
+ *
+ * The steps, in order (docs/sanitize.md has the details):
+ *   not_in_use  no VM references the GPU, its slot functions or group members
+ *   bind        every function of the slot and the rest of the IOMMU group on
+ *               vfio-pci (driver_override, unbind, drivers_probe); bridges are
+ *               never rebound
+ *   reset       the kernel's `reset` after reading `reset_method`
+ *   health      config readable, link width not degraded, no new AER fatal or
+ *               non-fatal errors (GPU and upstream port), BAR sizes unchanged
+ *   isolation   IOMMU group viable, ACS on the upstream path, ATS disabled
+ *   firmware    VBIOS via sysfs `rom`, SHA-256 against an allowlist or a pin
+ *   hooks       operator executables in a directory, each with a timeout
+ * The pipeline stops at the first failing step. A failure makes the overall
+ * verdict fail and its reason "<step>: <evidence>": the quarantine reason.
+ *
+ * Every host operation goes through a gw_hostops backend (hostops.h). The
+ * clean-up writes to a device only when management is enabled for it (see
+ * gw_sanitize_policy); otherwise it writes nothing and the evidence says so.
+ *
+ * Pins (the link width at the first clean-up, the ROM hash, AER baselines)
+ * come in with the request and go out, updated, with the result; the caller
+ * persists them with the device (keys start with "sanitize.").
+ *
+ *     gw_sanitize_policy pol = GW_SANITIZE_POLICY_INIT;
+ *     gw_sanitize_request req = GW_SANITIZE_REQUEST_INIT;
+ *     req.address = "0000:3b:00.0";
+ *     gw_sanitize_result *res;
+ *     gw_sanitize_run(&res, ops, &attach, &pol, &req);
+ *     if (gw_sanitize_result_verdict(res) == GW_VERDICT_FAIL)
+ *         quarantine(gw_sanitize_result_reason(res));
+ *     gw_sanitize_result_free(res);
+ *
+ * Off the request path, gw_cleanup_pool runs clean-ups on worker threads.
+ */
+#ifndef GPUWARDEN_SANITIZE_H
+#define GPUWARDEN_SANITIZE_H
+
+#include <gpuwarden/common.h>
+#include <gpuwarden/hostops.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum gw_verdict {
+    GW_VERDICT_PASS = 0,
+    GW_VERDICT_FAIL = 1,
+    GW_VERDICT_SKIP = 2,
+} gw_verdict;
+
+/* "pass", "fail", "skip". */
+GW_EXTERN const char *gw_verdict_name(gw_verdict v);
+
+typedef enum gw_step_id {
+    GW_STEP_NOT_IN_USE = 0,
+    GW_STEP_BIND = 1,
+    GW_STEP_RESET = 2,
+    GW_STEP_HEALTH = 3,
+    GW_STEP_ISOLATION = 4,
+    GW_STEP_FIRMWARE = 5,
+    GW_STEP_HOOKS = 6,
+} gw_step_id;
+
+#define GW_STEP_COUNT 7
+
+/* "not_in_use", "bind", "reset", "health", "isolation", "firmware", "hooks". */
+GW_EXTERN const char *gw_step_name(gw_step_id step);
+/* Inverse of gw_step_name(); -EINVAL for an unknown name. */
+GW_EXTERN int gw_step_from_name(const char *name, gw_step_id *out);
+
+/* A key/value string pair (pins). */
+typedef struct gw_kv {
+    const char *key;
+    const char *value;
+} gw_kv;
+
+/* ---- attachment: who uses a device ----------------------------------- */
+
+/* The attachment interface: answers whether a VM references a PCI function.
+ * The libvirt module implements it; tests use an in-memory one. in_use sets
+ * *user to a malloc'd description of the user ("domain 'vm1'") or NULL when
+ * free, and returns 0; a negative errno when it cannot tell (then the device
+ * counts as in use). It is called from worker threads. ref/unref, when set,
+ * keep `data` alive while a clean-up (even an abandoned one) holds it. */
+typedef struct gw_attach_ops {
+    unsigned int version;
+    int (*in_use)(void *data, const char *address, char **user);
+    void (*ref)(void *data);
+    void (*unref)(void *data);
+    void *data;
+} gw_attach_ops;
+
+#define GW_ATTACH_OPS_VERSION 1
+
+/* ---- policy ------------------------------------------------------------ */
+
+typedef enum gw_isolation_policy {
+    GW_ISOLATION_FAIL = 0,      /* an isolation problem fails the clean-up */
+    GW_ISOLATION_WARN = 1,      /* it passes with a warning in the evidence */
+} gw_isolation_policy;
+
+/* One allowlist entry: ROM images with this hash are accepted for `id`,
+ * "vvvv:dddd:ssss:ssss" (vendor:device:subsystem vendor:subsystem device) or
+ * "vvvv:dddd" for every subsystem; lower-case hex. `sha256` is 64 hex digits. */
+typedef struct gw_rom_allow {
+    const char *id;
+    const char *sha256;
+} gw_rom_allow;
+
+typedef struct gw_sanitize_policy {
+    unsigned int version;
+    /* Per-step timeouts in milliseconds, indexed by gw_step_id; 0 = default
+     * (not_in_use 10 s, bind 30 s, reset 60 s, health 10 s, isolation 10 s,
+     * firmware 60 s, hooks 600 s). A step past its timeout fails. */
+    unsigned int timeout_ms[GW_STEP_COUNT];
+    /* Directory of operator hooks; NULL = "/etc/gpuwarden/sanitize.d". It is
+     * a path on this machine, not under the host root. */
+    const char *hooks_dir;
+    unsigned int hook_timeout_ms;           /* per hook; 0 = 60 s */
+    gw_isolation_policy isolation;          /* default GW_ISOLATION_FAIL */
+    bool allow_no_reset;                    /* no reset method: skip instead of fail */
+    const gw_rom_allow *rom_allowlist;
+    size_t n_rom_allowlist;
+    /* Management: the clean-up writes to a function only when it is managed.
+     * When both lists are empty, managed = vendor 0x10de, display class
+     * (0x03xx) and already bound to vfio-pci. Otherwise managed = vendor in
+     * manage_vendors or address in manage_addresses. */
+    const uint16_t *manage_vendors;
+    size_t n_manage_vendors;
+    const char *const *manage_addresses;
+    size_t n_manage_addresses;
+} gw_sanitize_policy;
+
+#define GW_SANITIZE_POLICY_VERSION 1
+#define GW_SANITIZE_POLICY_INIT { GW_SANITIZE_POLICY_VERSION, { 0 }, NULL, 0, GW_ISOLATION_FAIL, false, \
+                                  NULL, 0, NULL, 0, NULL, 0 }
+
+/* ---- request and result ------------------------------------------------ */
+
+typedef struct gw_sanitize_request {
+    unsigned int version;
+    const char *address;        /* the GPU function, "0000:3b:00.0" */
+    const gw_kv *pins;          /* from the last clean-up; may be NULL */
+    size_t n_pins;
+} gw_sanitize_request;
+
+#define GW_SANITIZE_REQUEST_VERSION 1
+#define GW_SANITIZE_REQUEST_INIT { GW_SANITIZE_REQUEST_VERSION, NULL, NULL, 0 }
+
+typedef struct gw_step_result {
+    gw_step_id step;
+    const char *name;
+    gw_verdict verdict;
+    const char *evidence;       /* never NULL */
+    uint64_t duration_us;
+} gw_step_result;
+
+typedef struct gw_sanitize_result gw_sanitize_result;
+
+/* Run the whole pipeline on the calling thread (each step on a thread of its
+ * own, so its timeout holds even when a sysfs write blocks). Returns 0 with a
+ * result whenever the pipeline ran, whatever the verdict; a negative errno
+ * only for bad arguments. `attach` may be NULL only to fail not_in_use. */
+GW_EXTERN int gw_sanitize_run(gw_sanitize_result **out, gw_hostops *ops, const gw_attach_ops *attach,
+                              const gw_sanitize_policy *policy, const gw_sanitize_request *request);
+
+/* Whether the policy lets the clean-up write to `address` (see
+ * gw_sanitize_policy). 1 = managed, 0 = not, negative errno when the device
+ * cannot be read. *why (malloc'd, may be NULL) says why in words. */
+GW_EXTERN int gw_sanitize_is_managed(gw_hostops *ops, const gw_sanitize_policy *policy, const char *address,
+                                     char **why);
+
+GW_EXTERN void gw_sanitize_result_free(gw_sanitize_result *r);
+GW_EXTERN const char *gw_sanitize_result_address(const gw_sanitize_result *r);
+/* Wall-clock start and end, milliseconds since the Unix epoch. */
+GW_EXTERN int64_t gw_sanitize_result_start_ms(const gw_sanitize_result *r);
+GW_EXTERN int64_t gw_sanitize_result_end_ms(const gw_sanitize_result *r);
+/* PASS when no step failed (skips allowed), FAIL otherwise. */
+GW_EXTERN gw_verdict gw_sanitize_result_verdict(const gw_sanitize_result *r);
+/* The steps that ran, in order. */
+GW_EXTERN size_t gw_sanitize_result_step_count(const gw_sanitize_result *r);
+GW_EXTERN const gw_step_result *gw_sanitize_result_step(const gw_sanitize_result *r, size_t i);
+/* The failing step (a gw_step_id), or -1 when the clean-up passed. */
+GW_EXTERN int gw_sanitize_result_failed_step(const gw_sanitize_result *r);
+/* "<step>: <evidence>" of the failing step; NULL when passed. */
+GW_EXTERN const char *gw_sanitize_result_reason(const gw_sanitize_result *r);
+/* Pins after the clean-up: the request's, updated. */
+GW_EXTERN size_t gw_sanitize_result_pin_count(const gw_sanitize_result *r);
+GW_EXTERN const gw_kv *gw_sanitize_result_pin(const gw_sanitize_result *r, size_t i);
+GW_EXTERN const char *gw_sanitize_result_pin_get(const gw_sanitize_result *r, const char *key);
+/* The result as a JSON object (schema in docs/sanitize.md); free() it. */
+GW_EXTERN int gw_sanitize_result_to_json(const gw_sanitize_result *r, char **out);
+/* Parse what gw_sanitize_result_to_json() wrote; -EINVAL with the reason. */
+GW_EXTERN int gw_sanitize_result_from_json(gw_sanitize_result **out, const char *json);
+
+/* ---- the worker pool ----------------------------------------------------- */
+
+typedef struct gw_cleanup_pool gw_cleanup_pool;
+
+/* Called on a worker thread when a clean-up ends; the callee owns `result`
+ * (free it with gw_sanitize_result_free()). */
+typedef void (*gw_cleanup_done_fn)(gw_sanitize_result *result, void *userdata);
+
+typedef struct gw_cleanup_pool_options {
+    unsigned int version;
+    unsigned int workers;               /* 0 = 4 */
+    gw_hostops *ops;                    /* referenced by the pool */
+    const gw_attach_ops *attach;        /* copied; see gw_attach_ops for lifetime */
+    const gw_sanitize_policy *policy;   /* deep-copied */
+    gw_cleanup_done_fn done;
+    void *userdata;
+} gw_cleanup_pool_options;
+
+#define GW_CLEANUP_POOL_OPTIONS_VERSION 1
+#define GW_CLEANUP_POOL_OPTIONS_INIT { GW_CLEANUP_POOL_OPTIONS_VERSION, 0, NULL, NULL, NULL, NULL, NULL }
+
+GW_EXTERN int gw_cleanup_pool_new(gw_cleanup_pool **out, const gw_cleanup_pool_options *opts);
+/* Queue a clean-up and return at once. -EBUSY when that device already has
+ * one queued or running, or a timed-out step of its last one still runs;
+ * -ESHUTDOWN while the pool is being freed. The request is copied. */
+GW_EXTERN int gw_cleanup_pool_submit(gw_cleanup_pool *pool, const gw_sanitize_request *request);
+/* Whether the device has a clean-up queued or running (or an abandoned step
+ * still running). Never waits for a clean-up. */
+GW_EXTERN bool gw_cleanup_pool_busy(gw_cleanup_pool *pool, const char *address);
+/* Clean-ups queued or running. */
+GW_EXTERN size_t gw_cleanup_pool_pending(gw_cleanup_pool *pool);
+/* Wait until nothing is queued, running or abandoned; -ETIMEDOUT after
+ * timeout_ms (0 = wait forever). */
+GW_EXTERN int gw_cleanup_pool_wait_idle(gw_cleanup_pool *pool, unsigned int timeout_ms);
+/* Drop queued clean-ups (their callbacks are not called), wait for running
+ * ones to end, free the pool. A step abandoned after its timeout keeps what
+ * it needs alive by reference and releases it when it finally returns. */
+GW_EXTERN void gw_cleanup_pool_free(gw_cleanup_pool *pool);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,922 @@
+/* The clean-up pipeline on the simulated backend: one test for each step's
+ * pass and fail (issue 4's acceptance list), each checking the verdict, the
+ * failing step, the evidence and what was written. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include "hostops_sim.h"
+#include "sanitize_fixture.h"
+#include "sanitize_internal.h"
+
+#define GPU "0000:03:00.0"
+#define HDA "0000:03:00.1"
+#define DSP "0000:02:00.0"
+#define DEV(a, attr) "sys/bus/pci/devices/" a "/" attr
+
+/* ---- the in-memory attachment source ------------------------------------ */
+
+typedef struct mem_attach {
+    const char *busy;       /* address referenced by a VM */
+    const char *user;
+    int err;                /* returned for every query when set */
+    int busy_from_call;     /* busy only from this call on (1-based); 0 = always */
+    int calls;
+} mem_attach;
+
+static int mem_in_use(void *data, const char *address, char **user)
+{
+    mem_attach *m = data;
+    m->calls++;
+    *user = NULL;
+    if (m->err)
+        return m->err;
+    if (m->busy && !strcmp(m->busy, address) && m->calls >= m->busy_from_call)
+        *user = gw_xstrdup(m->user);
+    return 0;
+}
+
+/* ---- per-test world ---------------------------------------------------- */
+
+typedef struct world {
+    fx_host host;
+    gw_hostops *ops;
+    gw_sim *sim;
+    mem_attach att;
+    gw_attach_ops attach;
+    gw_sanitize_policy pol;
+    uint16_t vendors[1];
+    char hooks[64];
+    gw_kv pins[8];
+    size_t n_pins;
+    gw_sanitize_result *res;
+} world;
+
+static world W;
+
+static void world_init(int n_gpus)
+{
+    memset(&W, 0, sizeof W);
+    fx_std(&W.host, n_gpus);
+    W.attach = (gw_attach_ops){ GW_ATTACH_OPS_VERSION, mem_in_use, NULL, NULL, &W.att };
+    W.pol = (gw_sanitize_policy)GW_SANITIZE_POLICY_INIT;
+    W.vendors[0] = 0x10de;
+    W.pol.manage_vendors = W.vendors;
+    W.pol.n_manage_vendors = 1;
+    snprintf(W.hooks, sizeof W.hooks, "/tmp/gw-hooks-XXXXXX");
+    assert_non_null(mkdtemp(W.hooks));
+    W.pol.hooks_dir = W.hooks;
+}
+
+/* Write the tree after the test's tweaks and open the simulated backend. */
+static void world_open(void)
+{
+    fx_write(&W.host);
+    assert_int_equal(gw_hostops_sim_new(&W.ops, &W.sim, W.host.root), 0);
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    gw_sanitize_result_free(W.res);
+    gw_hostops_unref(W.ops);
+    fx_remove(&W.host);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", W.hooks);
+    if (system(cmd) != 0)
+        return -1;
+    return 0;
+}
+
+static int setup1(void **state)
+{
+    (void)state;
+    world_init(1);
+    return 0;
+}
+
+static void run_gpu(const char *addr)
+{
+    gw_sanitize_request req = GW_SANITIZE_REQUEST_INIT;
+    req.address = addr;
+    req.pins = W.pins;
+    req.n_pins = W.n_pins;
+    gw_sanitize_result_free(W.res);
+    W.res = NULL;
+    assert_int_equal(gw_sanitize_run(&W.res, W.ops, &W.attach, &W.pol, &req), 0);
+}
+
+static void run(void) { run_gpu(GPU); }
+
+static const gw_step_result *step(gw_step_id id)
+{
+    for (size_t i = 0; i < gw_sanitize_result_step_count(W.res); i++)
+        if (gw_sanitize_result_step(W.res, i)->step == id)
+            return gw_sanitize_result_step(W.res, i);
+    return NULL;
+}
+
+#define assert_contains(hay, needle)                                                       \
+    do {                                                                                   \
+        const char *h_ = (hay);                                                            \
+        if (!h_ || !strstr(h_, (needle)))                                                  \
+            fail_msg("'%s' not found in '%s'", (needle), h_ ? h_ : "(null)");              \
+    } while (0)
+
+/* The result fails at `id`, the reason names that step and contains `text`. */
+static void assert_fails_at(gw_step_id id, const char *text)
+{
+    if (gw_sanitize_result_verdict(W.res) != GW_VERDICT_FAIL)
+        fail_msg("expected a failure at %s, but the clean-up passed", gw_step_name(id));
+    assert_int_equal(gw_sanitize_result_failed_step(W.res), id);
+    const char *reason = gw_sanitize_result_reason(W.res);
+    char prefix[32];
+    snprintf(prefix, sizeof prefix, "%s: ", gw_step_name(id));
+    assert_int_equal(strncmp(reason, prefix, strlen(prefix)), 0);
+    assert_contains(reason, text);
+    /* The pipeline stops at the failure. */
+    const gw_step_result *last = gw_sanitize_result_step(W.res, gw_sanitize_result_step_count(W.res) - 1);
+    assert_int_equal(last->step, id);
+    assert_int_equal(last->verdict, GW_VERDICT_FAIL);
+}
+
+static void assert_passes(void)
+{
+    if (gw_sanitize_result_verdict(W.res) != GW_VERDICT_PASS)
+        fail_msg("expected a pass: %s", gw_sanitize_result_reason(W.res));
+    assert_int_equal(gw_sanitize_result_failed_step(W.res), -1);
+    assert_null(gw_sanitize_result_reason(W.res));
+    assert_int_equal(gw_sanitize_result_step_count(W.res), GW_STEP_COUNT);
+}
+
+/* Write i of the log is `path` with exactly `data`. */
+static void assert_write(size_t i, const char *path, const char *data, size_t len, int result)
+{
+    const char *p;
+    const void *d;
+    size_t l;
+    int r;
+    assert_int_equal(gw_sim_write_at(W.sim, i, &p, &d, &l, &r), 0);
+    assert_string_equal(p, path);
+    assert_int_equal(l, len);
+    assert_memory_equal(d, data, len);
+    assert_int_equal(r, result);
+}
+
+static void rom_hash(const char *bdf, char out[65])
+{
+    fx_dev *g = fx_find(&W.host, bdf);
+    unsigned char *rom = malloc(g->rom_size);
+    fx_rom_bytes(g, rom, g->rom_size);
+    fx_sha256_hex(rom, g->rom_size, out);
+    free(rom);
+}
+
+static void write_hook(const char *name, const char *body)
+{
+    char p[256];
+    snprintf(p, sizeof p, "%s/%s", W.hooks, name);
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    fprintf(f, "#!/bin/sh\n%s\n", body);
+    fclose(f);
+    chmod(p, 0755);
+}
+
+/* ---- passing ------------------------------------------------------------- */
+
+static void passing_cleanup_writes_exactly_the_expected_sequence(void **state)
+{
+    (void)state;
+    world_open();
+    run();
+    assert_passes();
+    static const gw_verdict expect[GW_STEP_COUNT] = { GW_VERDICT_PASS, GW_VERDICT_PASS, GW_VERDICT_PASS,
+                                                      GW_VERDICT_PASS, GW_VERDICT_PASS, GW_VERDICT_PASS,
+                                                      GW_VERDICT_SKIP };
+    for (int i = 0; i < GW_STEP_COUNT; i++) {
+        const gw_step_result *s = gw_sanitize_result_step(W.res, (size_t)i);
+        assert_int_equal(s->step, i);
+        assert_string_equal(s->name, gw_step_name((gw_step_id)i));
+        assert_int_equal(s->verdict, expect[i]);
+    }
+    assert_contains(step(GW_STEP_NOT_IN_USE)->evidence, "no VM references 0000:03:00.0, 0000:03:00.1");
+    assert_contains(step(GW_STEP_RESET)->evidence, "reset_method 'flr': kernel tries flr first");
+    assert_contains(step(GW_STEP_HEALTH)->evidence, "config readable (10de:2230)");
+    assert_contains(step(GW_STEP_HEALTH)->evidence, "BAR sizes unchanged");
+    assert_contains(step(GW_STEP_ISOLATION)->evidence, "IOMMU group 10 viable (2 members)");
+    assert_contains(step(GW_STEP_ISOLATION)->evidence, "ACS SV RR CR UF on 2 ports above the GPU");
+    assert_contains(step(GW_STEP_ISOLATION)->evidence, "ATS disabled");
+    assert_contains(step(GW_STEP_HOOKS)->evidence, "no hooks in");
+    assert_true(gw_sanitize_result_end_ms(W.res) >= gw_sanitize_result_start_ms(W.res));
+
+    /* driver_override of both functions, reset, ROM on/off: nothing else. */
+    assert_int_equal(gw_sim_write_count(W.sim), 5);
+    assert_write(0, DEV(GPU, "driver_override"), "vfio-pci", 8, 0);
+    assert_write(1, DEV(HDA, "driver_override"), "vfio-pci", 8, 0);
+    assert_write(2, DEV(GPU, "reset"), "1", 1, 0);
+    assert_write(3, DEV(GPU, "rom"), "1", 1, 0);
+    assert_write(4, DEV(GPU, "rom"), "0\n", 2, 0);
+
+    /* Pins out: first link width, ROM hash, AER baselines of GPU and port. */
+    char h[65];
+    rom_hash(GPU, h);
+    assert_string_equal(gw_sanitize_result_pin_get(W.res, "sanitize.rom_sha256"), h);
+    assert_string_equal(gw_sanitize_result_pin_get(W.res, "sanitize.link_width"), "16");
+    assert_string_equal(gw_sanitize_result_pin_get(W.res, "sanitize.aer_fatal." GPU), "0");
+    assert_string_equal(gw_sanitize_result_pin_get(W.res, "sanitize.aer_nonfatal." DSP), "0");
+    assert_int_equal(gw_sanitize_result_pin_count(W.res), 6);
+
+    /* Second clean-up with those pins: passes, overrides already set. */
+    gw_kv pins[6];
+    for (size_t i = 0; i < 6; i++)
+        pins[i] = *gw_sanitize_result_pin(W.res, i);
+    gw_sanitize_result *first = W.res;
+    W.res = NULL;
+    memcpy(W.pins, pins, sizeof pins);
+    W.n_pins = 6;
+    run();
+    assert_passes();
+    assert_contains(step(GW_STEP_FIRMWARE)->evidence, "matches the pin");
+    assert_contains(step(GW_STEP_BIND)->evidence, "0000:03:00.0: already on vfio-pci");
+    assert_int_equal(gw_sim_write_count(W.sim), 5 + 3);    /* reset, rom on, rom off */
+    gw_sanitize_result_free(first);
+}
+
+/* ---- not_in_use ----------------------------------------------------------- */
+
+static void in_use_fails_and_writes_nothing(void **state)
+{
+    (void)state;
+    W.att.busy = HDA;
+    W.att.user = "domain 'tenant-a'";
+    world_open();
+    run();
+    assert_fails_at(GW_STEP_NOT_IN_USE, "0000:03:00.1 is in use by domain 'tenant-a'");
+    assert_int_equal(gw_sim_write_count(W.sim), 0);
+}
+
+static void attachment_error_counts_as_in_use(void **state)
+{
+    (void)state;
+    W.att.err = -ECONNREFUSED;
+    world_open();
+    run();
+    assert_fails_at(GW_STEP_NOT_IN_USE, "cannot tell whether a VM uses it");
+    assert_int_equal(gw_sim_write_count(W.sim), 0);
+}
+
+/* ---- bind ------------------------------------------------------------------ */
+
+static void bind_rebinds_host_drivers_through_driver_override(void **state)
+{
+    (void)state;
+    snprintf(fx_find(&W.host, GPU)->driver, 32, "nvidia");
+    snprintf(fx_find(&W.host, HDA)->driver, 32, "snd_hda_intel");
+    world_open();
+    run();
+    assert_passes();
+    assert_int_equal(gw_sim_write_count(W.sim), 6 + 3);
+    assert_write(0, DEV(GPU, "driver_override"), "vfio-pci", 8, 0);
+    assert_write(1, "sys/bus/pci/drivers/nvidia/unbind", GPU, 12, 0);
+    assert_write(2, "sys/bus/pci/drivers_probe", GPU, 12, 0);
+    assert_write(3, DEV(HDA, "driver_override"), "vfio-pci", 8, 0);
+    assert_write(4, "sys/bus/pci/drivers/snd_hda_intel/unbind", HDA, 12, 0);
+    assert_write(5, "sys/bus/pci/drivers_probe", HDA, 12, 0);
+    assert_contains(step(GW_STEP_BIND)->evidence, "wrote '0000:03:00.0' to sys/bus/pci/drivers/nvidia/unbind");
+    assert_contains(step(GW_STEP_BIND)->evidence, "2 functions on vfio-pci, IOMMU group 10");
+}
+
+static void group_member_on_host_driver_not_managed_fails_bind(void **state)
+{
+    (void)state;
+    /* Default management: the HDA function on snd_hda_intel is not ours. */
+    W.pol.manage_vendors = NULL;
+    W.pol.n_manage_vendors = 0;
+    snprintf(fx_find(&W.host, HDA)->driver, 32, "snd_hda_intel");
+    world_open();
+    run();
+    assert_fails_at(GW_STEP_BIND, "0000:03:00.1 bound to snd_hda_intel and not managed");
+    assert_contains(gw_sanitize_result_reason(W.res), "wrote nothing");
+    assert_int_equal(gw_sim_write_count(W.sim), 0);
+}
+
+static void foreign_device_in_group_fails_bind(void **state)
+{
+    (void)state;
+    /* A NIC in the GPU's group (no ACS below it): never rebound. */
+    fx_dev *nic = fx_add(&W.host, "0000:20:00.0", DSP);
+    nic->vendor = 0x8086;
+    nic->device = 0x1533;
+    nic->class_base = 0x02;
+    nic->port_type = 0;
+    snprintf(nic->driver, 32, "igb");
+    snprintf(nic->group, 8, "10");
+    world_open();
+    run();
+    assert_fails_at(GW_STEP_BIND, "0000:20:00.0 bound to igb and not managed");
+    assert_int_equal(gw_sim_write_count(W.sim), 0);
+}
+
+static void probe_binding_a_host_driver_fails_bind(void **state)
+{
+    (void)state;
+    snprintf(fx_find(&W.host, HDA)->driver, 32, "snd_hda_intel");
+    world_open();
+    /* The kernel bound the host driver anyway (a stale override elsewhere). */
+    gw_sim_after_write_bind(W.sim, "sys/bus/pci/drivers_probe", HDA, HDA, "snd_hda_intel");
+    run();
+    assert_fails_at(GW_STEP_BIND, "0000:03:00.1: after drivers_probe bound to snd_hda_intel, not vfio-pci");
+    assert_int_equal(gw_sim_count_writes(W.sim, "/reset"), 0);
+}
+
+static void unmanaged_gpu_is_never_written(void **state)
+{
+    (void)state;
+    W.pol.manage_vendors = NULL;
+    W.pol.n_manage_vendors = 0;
+    snprintf(fx_find(&W.host, GPU)->driver, 32, "nvidia");
+    world_open();
+    run();
+    assert_fails_at(GW_STEP_BIND, "0000:03:00.0 bound to nvidia and not managed");
+    assert_contains(gw_sanitize_result_reason(W.res), "default rule");
+    assert_int_equal(gw_sim_write_count(W.sim), 0);
+    char *why = NULL;
+    assert_int_equal(gw_sanitize_is_managed(W.ops, &W.pol, GPU, &why), 0);
+    free(why);
+}
+
+static void default_rule_manages_vfio_bound_gpu_only(void **state)
+{
+    (void)state;
+    W.pol.manage_vendors = NULL;
+    W.pol.n_manage_vendors = 0;
+    world_open();
+    run();
+    assert_passes();
+    /* The HDA function (class 0403) is not managed by default: left alone. */
+    assert_contains(step(GW_STEP_BIND)->evidence, "0000:03:00.1: on vfio-pci, not managed: driver_override left");
+    assert_int_equal(gw_sim_write_count(W.sim), 4);
+    assert_write(0, DEV(GPU, "driver_override"), "vfio-pci", 8, 0);
+    assert_write(1, DEV(GPU, "reset"), "1", 1, 0);
+}
+
+/* ---- reset ----------------------------------------------------------------- */
+
+static void reset_write_fails(void **state)
+{
+    (void)state;
+    world_open();
+    gw_sim_fail_write(W.sim, DEV(GPU, "reset"), -EIO);
+    run();
+    assert_fails_at(GW_STEP_RESET, "write '1' to sys/bus/pci/devices/0000:03:00.0/reset failed: Input/output error");
+    assert_contains(gw_sanitize_result_reason(W.res), "reset failed");
+    assert_int_equal(gw_sim_count_writes(W.sim, "/rom"), 0);
+}
+
+static void no_reset_method_fails_unless_policy_allows(void **state)
+{
+    (void)state;
+    fx_dev *g = fx_find(&W.host, GPU);
+    snprintf(g->reset_method, sizeof g->reset_method, "-");
+    g->reset_attr = false;
+    world_open();
+    run();
+    assert_fails_at(GW_STEP_RESET, "no reset method offered (no reset attribute); policy requires a reset");
+
+    W.pol.allow_no_reset = true;
+    run();
+    assert_passes();
+    assert_int_equal(step(GW_STEP_RESET)->verdict, GW_VERDICT_SKIP);
+    assert_contains(step(GW_STEP_RESET)->evidence, "policy allow_no_reset: not reset");
+    assert_int_equal(gw_sim_count_writes(W.sim, "/reset"), 0);
+}
+
+static void reset_method_without_flr_is_said(void **state)
+{
+    (void)state;
+    snprintf(fx_find(&W.host, GPU)->reset_method, 32, "pm bus");
+    world_open();
+    run();
+    assert_passes();
+    assert_contains(step(GW_STEP_RESET)->evidence, "reset_method 'pm bus': no FLR offered, kernel uses pm");
+}
+
+static void reset_refused_when_a_vm_appears_meanwhile(void **state)
+{
+    (void)state;
+    world_open();
+    /* Free for not_in_use's two queries (GPU, HDA), then a VM takes the GPU
+     * before the reset's own check. */
+    W.att.busy = GPU;
+    W.att.user = "domain 'late'";
+    W.att.busy_from_call = 3;
+    run();
+    assert_fails_at(GW_STEP_RESET, "0000:03:00.0 is in use by domain 'late'; not reset");
+    assert_int_equal(W.att.calls, 3);
+    assert_int_equal(gw_sim_count_writes(W.sim, "/reset"), 0);
+}
+
+/* ---- health ---------------------------------------------------------------- */
+
+static void all_ones_after_reset_fails_health(void **state)
+{
+    (void)state;
+    world_open();
+    uint8_t ff[4096];
+    memset(ff, 0xff, sizeof ff);
+    gw_sim_after_write_set(W.sim, DEV(GPU, "reset"), DEV(GPU, "config"), ff, sizeof ff);
+    run();
+    assert_fails_at(GW_STEP_HEALTH, "config space reads all-ones after reset");
+}
+
+static void narrower_link_after_reset_fails_health(void **state)
+{
+    (void)state;
+    world_open();
+    gw_sim_after_write_set(W.sim, DEV(GPU, "reset"), DEV(GPU, "current_link_width"), "8\n", 2);
+    run();
+    assert_fails_at(GW_STEP_HEALTH, "link width x8 below x16, the smaller of both ends' maximum (GPU x16, "
+                                    "0000:02:00.0 x16)");
+}
+
+static void idle_slower_link_passes(void **state)
+{
+    (void)state;
+    world_open();
+    gw_sim_after_write_set(W.sim, DEV(GPU, "reset"), DEV(GPU, "current_link_speed"), "2.5 GT/s PCIe\n", 14);
+    run();
+    assert_passes();
+    assert_contains(step(GW_STEP_HEALTH)->evidence,
+                    "link at 2.5 GT/s of 16.0 GT/s: a lower speed is normal for an idle GPU, not a fault");
+}
+
+static void link_capped_by_partner_passes_but_not_below_first_pin(void **state)
+{
+    (void)state;
+    /* An x16 GPU in an x8 slot: x8 is all the link can reach. */
+    fx_dev *g = fx_find(&W.host, GPU);
+    g->link_width = 8;
+    fx_find(&W.host, DSP)->link_max_width = 8;
+    world_open();
+    run();
+    assert_passes();
+    assert_contains(step(GW_STEP_HEALTH)->evidence, "link x8 (can reach x8)");
+    assert_string_equal(gw_sanitize_result_pin_get(W.res, "sanitize.link_width"), "8");
+
+    /* The same device was x16 at its first clean-up: now degraded. */
+    W.pins[0] = (gw_kv){ "sanitize.link_width", "16" };
+    W.n_pins = 1;
+    run();
+    assert_fails_at(GW_STEP_HEALTH, "link width x8 below x16 recorded at the first clean-up");
+}
+
+static void aer_fatal_increase_fails_health(void **state)
+{
+    (void)state;
+    world_open();
+    char *t = fx_aer_text("fatal", 1);
+    gw_sim_after_write_set(W.sim, DEV(GPU, "reset"), DEV(GPU, "aer_dev_fatal"), t, strlen(t));
+    free(t);
+    W.pins[0] = (gw_kv){ "sanitize.aer_fatal." GPU, "0" };
+    W.n_pins = 1;
+    run();
+    assert_fails_at(GW_STEP_HEALTH, "0000:03:00.0: aer_dev_fatal TOTAL rose from 0 to 1 since the last clean-up");
+    /* The new baseline goes out, so a released device is judged from here. */
+    assert_string_equal(gw_sanitize_result_pin_get(W.res, "sanitize.aer_fatal." GPU), "1");
+}
+
+static void aer_nonfatal_increase_on_upstream_port_fails_health(void **state)
+{
+    (void)state;
+    fx_find(&W.host, DSP)->aer_nonfatal = 7;
+    world_open();
+    W.pins[0] = (gw_kv){ "sanitize.aer_nonfatal." DSP, "3" };
+    W.n_pins = 1;
+    run();
+    assert_fails_at(GW_STEP_HEALTH, "0000:02:00.0: aer_dev_nonfatal TOTAL rose from 3 to 7");
+}
+
+static void aer_counter_below_baseline_is_a_new_baseline(void **state)
+{
+    (void)state;
+    world_open();
+    W.pins[0] = (gw_kv){ "sanitize.aer_fatal." GPU, "4" };
+    W.n_pins = 1;
+    run();
+    assert_passes();
+    assert_contains(step(GW_STEP_HEALTH)->evidence, "below the baseline 4 (host rebooted?)");
+    assert_string_equal(gw_sanitize_result_pin_get(W.res, "sanitize.aer_fatal." GPU), "0");
+}
+
+static void bar_size_change_fails_health(void **state)
+{
+    (void)state;
+    world_open();
+    fx_dev g = *fx_find(&W.host, GPU);
+    g.bar1_size = 0;
+    char *res = fx_resource_text(&g);
+    gw_sim_after_write_set(W.sim, DEV(GPU, "reset"), DEV(GPU, "resource"), res, strlen(res));
+    free(res);
+    run();
+    assert_fails_at(GW_STEP_HEALTH, "BAR1 size changed across the reset: 0x10000000 -> 0x0");
+}
+
+/* ---- isolation ------------------------------------------------------------- */
+
+static void ats_enabled_fails_isolation(void **state)
+{
+    (void)state;
+    fx_find(&W.host, GPU)->ats_ctrl = 0x8000;
+    world_open();
+    run();
+    assert_fails_at(GW_STEP_ISOLATION, "ATS enabled on 0000:03:00.0 (control 0x8000)");
+    /* ... unless the operator chose warn. */
+    W.pol.isolation = GW_ISOLATION_WARN;
+    run();
+    assert_passes();
+    assert_contains(step(GW_STEP_ISOLATION)->evidence, "WARNING (isolation policy warn): ATS enabled");
+}
+
+static void switch_port_lacking_acs_fails_isolation(void **state)
+{
+    (void)state;
+    fx_find(&W.host, DSP)->acs_ctrl = -1;
+    world_open();
+    run();
+    assert_fails_at(GW_STEP_ISOLATION, "0000:02:00.0 (downstream port) has no ACS capability");
+}
+
+static void acs_redirect_disabled_fails_isolation(void **state)
+{
+    (void)state;
+    fx_find(&W.host, DSP)->acs_ctrl = 0x0011;   /* SV UF only: pci=disable_acs_redir */
+    world_open();
+    run();
+    assert_fails_at(GW_STEP_ISOLATION, "0000:02:00.0 (downstream port): ACS RR CR not enabled (cap 0x001f ctrl 0x0011)");
+}
+
+static void acs_flag_not_implemented_counts_as_enabled(void **state)
+{
+    (void)state;
+    fx_dev *d = fx_find(&W.host, DSP);
+    d->acs_cap = 0x0007;    /* SV TB RR: CR and UF hard-wired */
+    d->acs_ctrl = 0x0005;   /* SV RR */
+    world_open();
+    run();
+    assert_passes();
+}
+
+static void group_member_rebound_to_host_driver_fails_isolation(void **state)
+{
+    (void)state;
+    world_open();
+    gw_sim_after_write_bind(W.sim, DEV(GPU, "reset"), NULL, HDA, "snd_hda_intel");
+    run();
+    assert_fails_at(GW_STEP_ISOLATION, "group 10 not viable: 0000:03:00.1 bound to snd_hda_intel");
+}
+
+static void no_iommu_group_fails_isolation(void **state)
+{
+    (void)state;
+    fx_find(&W.host, GPU)->group[0] = '\0';
+    fx_find(&W.host, HDA)->group[0] = '\0';
+    world_open();
+    run();
+    assert_fails_at(GW_STEP_ISOLATION, "no IOMMU group (IOMMU off?)");
+}
+
+/* ---- firmware -------------------------------------------------------------- */
+
+static void rom_hash_changed_vs_pin_fails_firmware(void **state)
+{
+    (void)state;
+    world_open();
+    char h[65];
+    rom_hash(GPU, h);
+    W.pins[0] = (gw_kv){ "sanitize.rom_sha256", "0000000000000000000000000000000000000000000000000000000000000000" };
+    W.n_pins = 1;
+    run();
+    char want[200];
+    snprintf(want, sizeof want, "sha256 %s changed vs the pin 0000", h);
+    assert_fails_at(GW_STEP_FIRMWARE, want);
+    /* The ROM was disabled again after the read. */
+    assert_write(gw_sim_write_count(W.sim) - 1, DEV(GPU, "rom"), "0\n", 2, 0);
+    /* The pin is not overwritten by a mismatch. */
+    assert_string_equal(gw_sanitize_result_pin_get(W.res, "sanitize.rom_sha256"), W.pins[0].value);
+}
+
+static void rom_not_in_allowlist_fails_firmware(void **state)
+{
+    (void)state;
+    world_open();
+    gw_rom_allow allow[] = {
+        { "10de:2230:10de:1459", "1111111111111111111111111111111111111111111111111111111111111111" },
+        { "10de:2230:10de:1459", "2222222222222222222222222222222222222222222222222222222222222222" },
+    };
+    W.pol.rom_allowlist = allow;
+    W.pol.n_rom_allowlist = 2;
+    run();
+    assert_fails_at(GW_STEP_FIRMWARE, "is not in the allowlist for 10de:2230:10de:1459 (2 allowed hashes)");
+
+    /* The allowlist wins over a pin, and a vendor:device entry covers every subsystem. */
+    char h[65];
+    rom_hash(GPU, h);
+    gw_rom_allow ok[] = { { "10de:2230", h } };
+    W.pol.rom_allowlist = ok;
+    W.pol.n_rom_allowlist = 1;
+    W.pins[0] = (gw_kv){ "sanitize.rom_sha256", "3333333333333333333333333333333333333333333333333333333333333333" };
+    W.n_pins = 1;
+    run();
+    assert_passes();
+    assert_contains(step(GW_STEP_FIRMWARE)->evidence, "allowed for 10de:2230 by the allowlist");
+}
+
+static void no_rom_skips_firmware(void **state)
+{
+    (void)state;
+    fx_find(&W.host, GPU)->rom_size = 0;
+    world_open();
+    run();
+    assert_passes();
+    assert_int_equal(step(GW_STEP_FIRMWARE)->verdict, GW_VERDICT_SKIP);
+    assert_contains(step(GW_STEP_FIRMWARE)->evidence, "no ROM BAR");
+    assert_int_equal(gw_sim_count_writes(W.sim, "/rom"), 0);
+}
+
+static void rom_read_error_fails_and_still_disables(void **state)
+{
+    (void)state;
+    world_open();
+    /* Enabling "works" but the ROM cannot be mapped: the sim keeps it
+     * disabled when the enabling write is refused. */
+    gw_sim_fail_write(W.sim, DEV(GPU, "rom"), -EIO);
+    run();
+    assert_fails_at(GW_STEP_FIRMWARE, "cannot enable ROM reads");
+}
+
+/* ---- hooks ----------------------------------------------------------------- */
+
+static void hooks_run_in_order_with_device_and_evidence(void **state)
+{
+    (void)state;
+    world_open();
+    char out[128];
+    snprintf(out, sizeof out, "%s/out", W.hooks);
+    char body[512];
+    snprintf(body, sizeof body, "echo \"$(basename $0) $1 $GW_DEVICE\" >> %s\nprintf '%%s\\n' \"$GW_EVIDENCE\" | cut -d: -f1-2 >> %s",
+             out, out);
+    write_hook("20-second", body);
+    write_hook("10-first", body);
+    write_hook("30-skipped.dpkg-old", "exit 1");     /* not a run-parts name */
+    run();
+    assert_passes();
+    assert_contains(step(GW_STEP_HOOKS)->evidence, "hook 10-first exited 0");
+    assert_contains(step(GW_STEP_HOOKS)->evidence, "hook 20-second exited 0");
+    FILE *f = fopen(out, "r");
+    assert_non_null(f);
+    char got[2048] = "";
+    size_t n = fread(got, 1, sizeof got - 1, f);
+    got[n] = '\0';
+    fclose(f);
+    const char *once = "not_in_use: pass\nbind: pass\nreset: pass\nhealth: pass\nisolation: pass\nfirmware: pass\n";
+    char expect[2048];
+    snprintf(expect, sizeof expect, "10-first " GPU " " GPU "\n%s20-second " GPU " " GPU "\n%s", once, once);
+    assert_string_equal(got, expect);
+}
+
+static void hook_exit_1_fails_hooks(void **state)
+{
+    (void)state;
+    world_open();
+    write_hook("10-ok", "exit 0");
+    write_hook("50-vbios-check", "echo 'checking'; echo 'mismatch' >&2; exit 1");
+    write_hook("90-never", "exit 0");
+    run();
+    assert_fails_at(GW_STEP_HOOKS, "hook 50-vbios-check exited 1, output: checking | mismatch");
+    assert_null(strstr(step(GW_STEP_HOOKS)->evidence, "90-never"));
+}
+
+static int pid_gone(pid_t pid)
+{
+    /* Gone, or a zombie waiting for its reaper: either way not running. */
+    char p[64], st[512];
+    snprintf(p, sizeof p, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(p, "r");
+    if (!f)
+        return 1;
+    size_t n = fread(st, 1, sizeof st - 1, f);
+    fclose(f);
+    st[n] = '\0';
+    const char *paren = strrchr(st, ')');
+    return paren && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X');
+}
+
+static void hook_hanging_past_timeout_is_killed_with_its_group(void **state)
+{
+    (void)state;
+    world_open();
+    char pidfile[128], body[512];
+    snprintf(pidfile, sizeof pidfile, "%s/pids", W.hooks);
+    snprintf(body, sizeof body, "sleep 60 & echo $! > %s.tmp; mv %s.tmp %s; echo started; wait", pidfile, pidfile,
+             pidfile);
+    write_hook("10-hang", body);
+    W.pol.hook_timeout_ms = 300;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    run();
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    assert_fails_at(GW_STEP_HOOKS, "hook 10-hang timed out after 300 ms: killed its process group");
+    assert_contains(gw_sanitize_result_reason(W.res), "output: started");
+    double took = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    assert_true(took < 20.0);   /* generous: far below the hook's 60 s sleep */
+    FILE *f = fopen(pidfile, "r");
+    assert_non_null(f);
+    int child = 0;
+    assert_int_equal(fscanf(f, "%d", &child), 1);
+    fclose(f);
+    /* The background sleep was in the hook's group: killed too. */
+    int tries = 0;
+    while (!pid_gone(child) && tries++ < 100)
+        usleep(20000);
+    assert_true(pid_gone(child));
+}
+
+/* ---- timeouts and the result's JSON ----------------------------------------- */
+
+static void step_timeout_abandons_a_blocked_write(void **state)
+{
+    (void)state;
+    world_open();
+    gw_sim_delay_write(W.sim, DEV(GPU, "reset"), 1500);
+    W.pol.timeout_ms[GW_STEP_RESET] = 200;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    run();
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    assert_fails_at(GW_STEP_RESET, "timed out after 200 ms, step abandoned; before that: reset_method 'flr'");
+    double took = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    assert_true(took < 1.4);    /* returned before the blocked write did */
+    /* Wait for the abandoned write to come back; nothing follows it. */
+    for (int i = 0; i < 300 && gw_sim_count_writes(W.sim, "/reset") == 0; i++)
+        usleep(10000);
+    usleep(100000);
+    assert_int_equal(gw_sim_count_writes(W.sim, "/reset"), 1);
+    assert_int_equal(gw_sim_count_writes(W.sim, "/rom"), 0);
+}
+
+static void result_json_round_trip(void **state)
+{
+    (void)state;
+    world_open();
+    gw_sim_fail_write(W.sim, DEV(GPU, "reset"), -EIO);
+    run();
+    char *json = NULL;
+    assert_int_equal(gw_sanitize_result_to_json(W.res, &json), 0);
+    assert_contains(json, "\"verdict\":\"fail\"");
+    assert_contains(json, "\"failed_step\":\"reset\"");
+    gw_sanitize_result *back = NULL;
+    assert_int_equal(gw_sanitize_result_from_json(&back, json), 0);
+    assert_string_equal(gw_sanitize_result_address(back), GPU);
+    assert_int_equal(gw_sanitize_result_failed_step(back), GW_STEP_RESET);
+    assert_string_equal(gw_sanitize_result_reason(back), gw_sanitize_result_reason(W.res));
+    assert_int_equal(gw_sanitize_result_step_count(back), 3);
+    assert_int_equal(gw_sanitize_result_start_ms(back), gw_sanitize_result_start_ms(W.res));
+    assert_int_equal(gw_sanitize_result_step(back, 2)->duration_us, gw_sanitize_result_step(W.res, 2)->duration_us);
+    char *json2 = NULL;
+    assert_int_equal(gw_sanitize_result_to_json(back, &json2), 0);
+    assert_string_equal(json, json2);
+    free(json2);
+    gw_sanitize_result_free(back);
+
+    /* Damaged input is refused with a reason, never half-read. */
+    json[strlen(json) / 2] = '\0';
+    assert_int_equal(gw_sanitize_result_from_json(&back, json), -EINVAL);
+    assert_contains(gw_error_message(), "clean-up result JSON");
+    assert_int_equal(gw_sanitize_result_from_json(&back, "{\"version\":1,\"address\":\"0000:03:00.0\",\"start_ms\":1,"
+                                                        "\"end_ms\":2,\"verdict\":\"pass\",\"steps\":[{\"step\":\"reset\","
+                                                        "\"verdict\":\"fail\",\"evidence\":\"x\",\"duration_us\":1}],"
+                                                        "\"pins\":{}}"), -EINVAL);
+    assert_contains(gw_error_message(), "disagrees with its steps");
+    free(json);
+}
+
+static void bad_arguments_are_refused(void **state)
+{
+    (void)state;
+    world_open();
+    gw_sanitize_request req = GW_SANITIZE_REQUEST_INIT;
+    req.address = "03:00.0";
+    gw_sanitize_result *r = NULL;
+    assert_int_equal(gw_sanitize_run(&r, W.ops, &W.attach, &W.pol, &req), -EINVAL);
+    assert_contains(gw_error_message(), "'03:00.0' is not a PCI address");
+    req.address = GPU;
+    gw_rom_allow bad[] = { { "10DE:2230", "00" } };
+    W.pol.rom_allowlist = bad;
+    W.pol.n_rom_allowlist = 1;
+    assert_int_equal(gw_sanitize_run(&r, W.ops, &W.attach, &W.pol, &req), -EINVAL);
+    assert_contains(gw_error_message(), "ROM allowlist entry 0");
+    assert_null(r);
+    /* Paths leaving the root never reach a backend. */
+    char *s = NULL;
+    size_t n;
+    assert_int_equal(gw_hostops_read(W.ops, "sys/../../etc/passwd", 100, &s, &n), -EINVAL);
+    assert_int_equal(gw_hostops_write(W.ops, "/etc/passwd", "x", 1), -EINVAL);
+    assert_int_equal(gw_sim_write_count(W.sim), 0);
+}
+
+static void sim_models_the_kernel_attributes(void **state)
+{
+    (void)state;
+    world_open();
+    char *s = NULL;
+    size_t n;
+    /* rom: reads need enabling; "0" alone enables, only "0\n" disables. */
+    assert_int_equal(gw_hostops_read(W.ops, DEV(GPU, "rom"), 1 << 20, &s, &n), -EINVAL);
+    assert_int_equal(gw_hostops_write(W.ops, DEV(GPU, "rom"), "0", 1), 0);
+    assert_int_equal(gw_hostops_read(W.ops, DEV(GPU, "rom"), 1 << 20, &s, &n), 0);
+    assert_int_equal(n, FX_ROM_SIZE);
+    free(s);
+    assert_int_equal(gw_hostops_write(W.ops, DEV(GPU, "rom"), "0\n", 2), 0);
+    assert_int_equal(gw_hostops_read(W.ops, DEV(GPU, "rom"), 1 << 20, &s, &n), -EINVAL);
+    /* reset takes only 1. */
+    assert_int_equal(gw_hostops_write(W.ops, DEV(GPU, "reset"), "2", 1), -EINVAL);
+    /* unbind needs the right driver; override + probe binds. */
+    assert_int_equal(gw_hostops_write(W.ops, "sys/bus/pci/drivers/nvidia/unbind", GPU, 12), -ENOENT);
+    assert_int_equal(gw_hostops_write(W.ops, "sys/bus/pci/drivers/vfio-pci/unbind", GPU, 12), 0);
+    assert_int_equal(gw_hostops_readlink(W.ops, DEV(GPU, "driver"), &s), -ENOENT);
+    assert_int_equal(gw_hostops_write(W.ops, "sys/bus/pci/drivers_probe", GPU, 12), 0);
+    assert_int_equal(gw_hostops_readlink(W.ops, DEV(GPU, "driver"), &s), -ENOENT);   /* no override: stays unbound */
+    assert_int_equal(gw_hostops_write(W.ops, DEV(GPU, "driver_override"), "vfio-pci\n", 9), 0);
+    assert_int_equal(gw_hostops_read(W.ops, DEV(GPU, "driver_override"), 100, &s, &n), 0);
+    assert_string_equal(s, "vfio-pci\n");
+    free(s);
+    assert_int_equal(gw_hostops_write(W.ops, "sys/bus/pci/drivers_probe", GPU, 12), 0);
+    assert_int_equal(gw_hostops_readlink(W.ops, DEV(GPU, "driver"), &s), 0);
+    assert_string_equal(s, "../../../bus/pci/drivers/vfio-pci");
+    free(s);
+    /* Read-only attributes stay read-only. */
+    assert_int_equal(gw_hostops_write(W.ops, DEV(GPU, "vendor"), "0x1234", 6), -EACCES);
+    /* Nothing reached the tree. */
+    fx_snap a;
+    fx_snapshot(W.host.root, &a);
+    const fx_entry *e = fx_snap_get(&a, "/sys/devices/pci0000:00/0000:00:01.0/0000:01:00.0/0000:02:00.0/0000:03:00.0/driver_override");
+    assert_non_null(e);
+    assert_int_equal(e->len, 7);
+    assert_memory_equal(e->data, "(null)\n", 7);
+    fx_snap_free(&a);
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, setup1, teardown)
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    gw_log_set_level(GW_LOG_ERR);
+    const struct CMUnitTest tests[] = {
+        T(passing_cleanup_writes_exactly_the_expected_sequence),
+        T(in_use_fails_and_writes_nothing),
+        T(attachment_error_counts_as_in_use),
+        T(bind_rebinds_host_drivers_through_driver_override),
+        T(group_member_on_host_driver_not_managed_fails_bind),
+        T(foreign_device_in_group_fails_bind),
+        T(probe_binding_a_host_driver_fails_bind),
+        T(unmanaged_gpu_is_never_written),
+        T(default_rule_manages_vfio_bound_gpu_only),
+        T(reset_write_fails),
+        T(no_reset_method_fails_unless_policy_allows),
+        T(reset_method_without_flr_is_said),
+        T(reset_refused_when_a_vm_appears_meanwhile),
+        T(all_ones_after_reset_fails_health),
+        T(narrower_link_after_reset_fails_health),
+        T(idle_slower_link_passes),
+        T(link_capped_by_partner_passes_but_not_below_first_pin),
+        T(aer_fatal_increase_fails_health),
+        T(aer_nonfatal_increase_on_upstream_port_fails_health),
+        T(aer_counter_below_baseline_is_a_new_baseline),
+        T(bar_size_change_fails_health),
+        T(ats_enabled_fails_isolation),
+        T(switch_port_lacking_acs_fails_isolation),
+        T(acs_redirect_disabled_fails_isolation),
+        T(acs_flag_not_implemented_counts_as_enabled),
+        T(group_member_rebound_to_host_driver_fails_isolation),
+        T(no_iommu_group_fails_isolation),
+        T(rom_hash_changed_vs_pin_fails_firmware),
+        T(rom_not_in_allowlist_fails_firmware),
+        T(no_rom_skips_firmware),
+        T(rom_read_error_fails_and_still_disables),
+        T(hooks_run_in_order_with_device_and_evidence),
+        T(hook_exit_1_fails_hooks),
+        T(hook_hanging_past_timeout_is_killed_with_its_group),
+        T(step_timeout_abandons_a_blocked_write),
+        T(result_json_round_trip),
+        T(bad_arguments_are_refused),
+        T(sim_models_the_kernel_attributes),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
