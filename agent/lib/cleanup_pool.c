@@ -33,8 +33,7 @@ typedef struct pool_core {
     size_t running;
     bool shutdown;
     gw_hostops *ops;
-    gw_attach_ops attach;
-    bool has_attach;
+    gw_attach_source *attach;
     gw_spolicy *policy;
     gw_cleanup_done_fn done;
     void *userdata;
@@ -57,8 +56,6 @@ static void core_unref(pool_core *k)
     }
     free(k->busy);
     gw_hostops_unref(k->ops);
-    if (k->has_attach && k->attach.unref)
-        k->attach.unref(k->attach.data);
     gw_spolicy_unref(k->policy);
     pthread_cond_destroy(&k->work);
     pthread_cond_destroy(&k->idle);
@@ -117,7 +114,7 @@ static void *worker_main(void *arg)
 
         q->req.pins = q->pins.v;
         q->req.n_pins = q->pins.n;
-        gw_sctx *c = gw_sctx_new(k->ops, k->has_attach ? &k->attach : NULL, k->policy, &q->req);
+        gw_sctx *c = gw_sctx_new(k->ops, k->attach, k->policy, &q->req);
         release_ctx *rc = gw_xcalloc(1, sizeof *rc);
         atomic_fetch_add(&k->refs, 1);
         rc->core = k;
@@ -150,9 +147,6 @@ GW_EXTERN int gw_cleanup_pool_new(gw_cleanup_pool **out, const gw_cleanup_pool_o
     if (o->version != GW_CLEANUP_POOL_OPTIONS_VERSION)
         return gw_error_set(-EINVAL, "gw_cleanup_pool_new: options version %u, expected %u", o->version,
                             GW_CLEANUP_POOL_OPTIONS_VERSION);
-    if (o->attach && o->attach->version != GW_ATTACH_OPS_VERSION)
-        return gw_error_set(-EINVAL, "gw_cleanup_pool_new: attachment ops version %u, expected %u",
-                            o->attach->version, GW_ATTACH_OPS_VERSION);
     unsigned n = o->workers ? o->workers : 4;
     if (n > 256)
         return gw_error_set(-EINVAL, "gw_cleanup_pool_new: %u workers is more than 256", n);
@@ -167,12 +161,7 @@ GW_EXTERN int gw_cleanup_pool_new(gw_cleanup_pool **out, const gw_cleanup_pool_o
     pthread_cond_init(&k->work, NULL);
     pthread_cond_init(&k->idle, NULL);
     k->ops = gw_hostops_ref(o->ops);
-    if (o->attach && o->attach->in_use) {
-        k->attach = *o->attach;
-        k->has_attach = true;
-        if (k->attach.ref)
-            k->attach.ref(k->attach.data);
-    }
+    k->attach = o->attach;
     k->policy = pol;
     k->done = o->done;
     k->userdata = o->userdata;

@@ -4,48 +4,20 @@
 #include <gpuwarden/hostops.h>
 #include <dirent.h>
 #include <fcntl.h>
-#include <pci/pci.h>
 #include <pthread.h>
-#include <setjmp.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "pciaccess.h"
 #include "util.h"
 
 typedef struct sysfs_host {
     int rootfd;                 /* O_PATH descriptor of the host root */
     char *root;
     pthread_mutex_t pci_lock;   /* libpci's pci_access is not thread-safe */
-    struct pci_access *pacc;
+    gw_pci *pci;
 } sysfs_host;
-
-/* libpci calls a->error() for fatal problems and expects it not to return; its
- * default calls exit(). Ours jumps back into the call that was in progress. */
-static _Thread_local jmp_buf *pci_jump;
-static _Thread_local char pci_msg[256];
-
-static _Noreturn void pci_error_cb(char *msg, ...)
-{
-    va_list ap;
-    va_start(ap, msg);
-    vsnprintf(pci_msg, sizeof pci_msg, msg, ap);
-    va_end(ap);
-    if (pci_jump)
-        longjmp(*pci_jump, 1);
-    gw_log(GW_LOG_ERR, "libpci: %s (outside a guarded call)", pci_msg);
-    abort();
-}
-
-static void pci_warning_cb(char *msg, ...)
-{
-    va_list ap;
-    va_start(ap, msg);
-    vsnprintf(pci_msg, sizeof pci_msg, msg, ap);
-    va_end(ap);
-}
-
-static void pci_debug_cb(char *msg, ...) { (void)msg; }
 
 static int sysfs_read(void *data, const char *path, size_t max, char **out, size_t *len)
 {
@@ -152,6 +124,26 @@ static int sysfs_exists(void *data, const char *path)
     return 0;
 }
 
+struct cfg_read {
+    struct pci_access *acc;
+    int dom, bus, dev, fn;
+    unsigned int offset;
+    void *buf;
+    size_t len;
+    int ok;
+};
+
+static void do_cfg_read(void *arg)
+{
+    struct cfg_read *c = arg;
+    /* A device of our own, not linked into the access's list: a fresh open
+     * of the config file each time, so a reset's effect is what we read. */
+    struct pci_dev *d = pci_get_dev(c->acc, c->dom, c->bus, c->dev, c->fn);
+    c->ok = d && pci_read_block(d, (int)c->offset, c->buf, (int)c->len);
+    if (d)
+        pci_free_dev(d);
+}
+
 static int sysfs_read_config(void *data, const char *address, unsigned int offset, void *buf, size_t len)
 {
     sysfs_host *h = data;
@@ -164,25 +156,15 @@ static int sysfs_read_config(void *data, const char *address, unsigned int offse
     if (fstatat(h->rootfd, cfg, &st, 0) < 0)
         return gw_error_set(-errno, "%s/%s: %s", h->root, cfg, strerror(errno));
 
-    int rc = 0;
-    jmp_buf jb;
+    struct cfg_read c = { gw_pci_access(h->pci), (int)dom, (int)bus, (int)dev, (int)fn, offset, buf, len, 0 };
+    _cleanup_free_ char *what = gw_strdup_printf("config %s", address);
     pthread_mutex_lock(&h->pci_lock);
-    struct pci_dev *volatile pd = NULL;
-    pci_jump = &jb;
-    pci_msg[0] = '\0';
-    if (setjmp(jb) == 0) {
-        pd = pci_get_dev(h->pacc, (int)dom, (int)bus, (int)dev, (int)fn);
-        if (!pd || !pci_read_block(pd, (int)offset, buf, (int)len))
-            rc = gw_error_set(-EIO, "config %s: cannot read %zu bytes at 0x%x%s%s", address, len, offset,
-                              pci_msg[0] ? ": " : "", pci_msg);
-    } else {
-        rc = gw_error_set(-EIO, "config %s: libpci: %s", address, pci_msg);
-    }
-    pci_jump = NULL;
-    if (pd)
-        pci_free_dev(pd);
+    int r = gw_pci_guard(what, do_cfg_read, &c);
+    if (r == 0 && !c.ok)
+        r = gw_error_set(-EIO, "config %s: cannot read %zu bytes at 0x%x%s%s", address, len, offset,
+                         *gw_pci_last_warning() ? ": " : "", gw_pci_last_warning());
     pthread_mutex_unlock(&h->pci_lock);
-    return rc;
+    return r;
 }
 
 static void sysfs_destroy(void *data)
@@ -190,35 +172,12 @@ static void sysfs_destroy(void *data)
     sysfs_host *h = data;
     if (!h)
         return;
-    if (h->pacc)
-        pci_cleanup(h->pacc);
+    gw_pci_close(h->pci);
     pthread_mutex_destroy(&h->pci_lock);
     if (h->rootfd >= 0)
         close(h->rootfd);
     free(h->root);
     free(h);
-}
-
-static int init_libpci(sysfs_host *h, const char *sysfs_path)
-{
-    jmp_buf jb;
-    pci_jump = &jb;
-    if (setjmp(jb) != 0) {
-        pci_jump = NULL;
-        /* pci_access is in an unknown state after the jump: leak it rather
-         * than free something half-initialised. */
-        h->pacc = NULL;
-        return -EIO;
-    }
-    h->pacc = pci_alloc();
-    h->pacc->error = pci_error_cb;
-    h->pacc->warning = pci_warning_cb;
-    h->pacc->debug = pci_debug_cb;
-    h->pacc->method = PCI_ACCESS_SYS_BUS_PCI;
-    pci_set_param(h->pacc, "sysfs.path", (char *)sysfs_path);
-    pci_init(h->pacc);
-    pci_jump = NULL;
-    return 0;
 }
 
 GW_EXTERN int gw_hostops_sysfs_new(gw_hostops **out, const char *root)
@@ -247,9 +206,11 @@ GW_EXTERN int gw_hostops_sysfs_new(gw_hostops **out, const char *root)
     }
 
     _cleanup_free_ char *sysfs_path = gw_strdup_printf("%s/sys/bus/pci", strcmp(h->root, "/") ? h->root : "");
-    if (init_libpci(h, sysfs_path) < 0) {
+    int r = gw_pci_open(&h->pci, sysfs_path, NULL);
+    if (r < 0) {
+        _cleanup_free_ char *msg = gw_xstrdup(gw_error_message());
         sysfs_destroy(h);
-        return gw_error_set(-EIO, "host root %s: libpci: %s", root, pci_msg);
+        return gw_error_set(r, "host root %s: %s", root, msg);
     }
 
     static const char prefix[] = "sysfs:";

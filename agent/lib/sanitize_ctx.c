@@ -5,19 +5,14 @@
 
 #include "sanitize_internal.h"
 
-gw_sctx *gw_sctx_new(gw_hostops *ops, const gw_attach_ops *attach, gw_spolicy *policy,
+gw_sctx *gw_sctx_new(gw_hostops *ops, gw_attach_source *attach, gw_spolicy *policy,
                      const gw_sanitize_request *request)
 {
     gw_sctx *c = gw_xcalloc(1, sizeof *c);
     atomic_init(&c->refs, 1);
     pthread_mutex_init(&c->lock, NULL);
     c->ops = gw_hostops_ref(ops);
-    if (attach && attach->in_use) {
-        c->attach = *attach;
-        c->has_attach = true;
-        if (c->attach.ref)
-            c->attach.ref(c->attach.data);
-    }
+    c->attach = attach;
     c->policy = gw_spolicy_ref(policy);
     snprintf(c->address, sizeof c->address, "%s", request->address);
     gw_kvlist_copy(&c->pins, request->pins, request->n_pins);
@@ -36,8 +31,6 @@ void gw_sctx_unref(gw_sctx *c)
         return;
     gw_sctx_release_fn release = c->on_release;
     void *release_data = c->on_release_data;
-    if (c->has_attach && c->attach.unref)
-        c->attach.unref(c->attach.data);
     gw_hostops_unref(c->ops);
     gw_spolicy_unref(c->policy);
     gw_kvlist_clear(&c->pins);

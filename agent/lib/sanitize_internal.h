@@ -13,13 +13,13 @@
 /* ---- small owned containers ------------------------------------------- */
 
 typedef struct gw_kvlist {
-    gw_kv *v;       /* keys and values are owned (char *) */
+    gw_fact *v;       /* keys and values are owned (char *) */
     size_t n;
 } gw_kvlist;
 
 const char *gw_kvlist_get(const gw_kvlist *l, const char *key);
 void gw_kvlist_set(gw_kvlist *l, const char *key, const char *value);
-void gw_kvlist_copy(gw_kvlist *dst, const gw_kv *src, size_t n);
+void gw_kvlist_copy(gw_kvlist *dst, const gw_fact *src, size_t n);
 void gw_kvlist_clear(gw_kvlist *l);
 
 typedef struct gw_addrlist {
@@ -73,8 +73,7 @@ struct gw_sctx {
     atomic_int refs;
     pthread_mutex_t lock;       /* evidence, pins, abandoned */
     gw_hostops *ops;
-    gw_attach_ops attach;
-    bool has_attach;
+    gw_attach_source *attach;   /* borrowed, may be NULL */
     gw_spolicy *policy;
     char address[GW_ADDR_LEN];
 
@@ -93,7 +92,7 @@ struct gw_sctx {
     void *on_release_data;
 };
 
-gw_sctx *gw_sctx_new(gw_hostops *ops, const gw_attach_ops *attach, gw_spolicy *policy,
+gw_sctx *gw_sctx_new(gw_hostops *ops, gw_attach_source *attach, gw_spolicy *policy,
                      const gw_sanitize_request *request);
 gw_sctx *gw_sctx_ref(gw_sctx *c);
 void gw_sctx_unref(gw_sctx *c);

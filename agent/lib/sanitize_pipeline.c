@@ -157,7 +157,7 @@ gw_sanitize_result *gw_pipeline_run(gw_sctx *c)
     return r;
 }
 
-GW_EXTERN int gw_sanitize_run(gw_sanitize_result **out, gw_hostops *ops, const gw_attach_ops *attach,
+GW_EXTERN int gw_sanitize_run(gw_sanitize_result **out, gw_hostops *ops, gw_attach_source *attach,
                               const gw_sanitize_policy *policy, const gw_sanitize_request *request)
 {
     if (!out || !ops || !request)
@@ -170,9 +170,6 @@ GW_EXTERN int gw_sanitize_run(gw_sanitize_result **out, gw_hostops *ops, const g
                             request->address ? request->address : "(null)");
     if (request->n_pins && !request->pins)
         return gw_error_set(-EINVAL, "gw_sanitize_run: n_pins without pins");
-    if (attach && attach->version != GW_ATTACH_OPS_VERSION)
-        return gw_error_set(-EINVAL, "gw_sanitize_run: attachment ops version %u, expected %u", attach->version,
-                            GW_ATTACH_OPS_VERSION);
     gw_spolicy *p;
     int r = gw_spolicy_new(&p, policy);
     if (r < 0)

@@ -59,7 +59,7 @@ GW_EXTERN int gw_sanitize_result_failed_step(const gw_sanitize_result *r) { retu
 GW_EXTERN const char *gw_sanitize_result_reason(const gw_sanitize_result *r) { return r->reason; }
 GW_EXTERN size_t gw_sanitize_result_pin_count(const gw_sanitize_result *r) { return r->pins.n; }
 
-GW_EXTERN const gw_kv *gw_sanitize_result_pin(const gw_sanitize_result *r, size_t i)
+GW_EXTERN const gw_fact *gw_sanitize_result_pin(const gw_sanitize_result *r, size_t i)
 {
     return i < r->pins.n ? &r->pins.v[i] : NULL;
 }
@@ -176,4 +176,42 @@ out:
     }
     *out = r;
     return 0;
+}
+
+GW_EXTERN int gw_sanitize_result_apply(const gw_sanitize_result *r, gw_registry *reg, const char *actor)
+{
+    if (!r || !reg)
+        return gw_error_set(-EINVAL, "gw_sanitize_result_apply: NULL argument");
+    gw_device *dev = NULL;
+    int rc = gw_registry_get(reg, r->address, &dev);
+    if (rc < 0)
+        return rc;
+    for (size_t i = 0; i < r->pins.n && rc == 0; i++) {
+        const gw_fact *p = &r->pins.v[i];
+        if (strncmp(p->key, "sanitize.", 9))
+            continue;
+        const char *old = gw_device_fact(dev, p->key);
+        if (!old || strcmp(old, p->value))
+            rc = gw_registry_set_fact(reg, r->address, p->key, p->value);
+    }
+    gw_device_free(dev);
+    if (rc < 0)
+        return rc;
+
+    gw_cleanup_step *steps = gw_xcalloc(r->n_steps, sizeof *steps);
+    for (size_t i = 0; i < r->n_steps; i++) {
+        steps[i].name = r->steps[i].name;
+        steps[i].verdict = gw_verdict_name(r->steps[i].verdict);
+        steps[i].evidence = r->steps[i].evidence;
+        steps[i].duration_ms = r->steps[i].duration_us / 1000;
+    }
+    gw_cleanup_result cr = { r->start_ms, r->end_ms, r->verdict == GW_VERDICT_PASS, steps, r->n_steps };
+    gw_apply_options a = GW_APPLY_OPTIONS_INIT;
+    a.actor = actor;
+    a.cleanup = &cr;
+    a.reason = r->reason;
+    gw_event ev = r->verdict == GW_VERDICT_PASS ? GW_EVENT_CLEANUP_PASSED : GW_EVENT_CLEANUP_FAILED;
+    rc = gw_registry_apply(reg, r->address, ev, &a, NULL);
+    free(steps);
+    return rc;
 }

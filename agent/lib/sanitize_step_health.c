@@ -107,6 +107,9 @@ static void check_aer(health *h, const gw_addrlist *up)
 {
     gw_sctx *c = h->c;
     const char *devs[2] = { c->address, up->n ? up->v[0] : NULL };
+    /* Pin keys name the role, not the address: the registry's fact keys are
+     * [a-z0-9_.-], and a record is one identity at one address anyway. */
+    static const char *const roles[2] = { "gpu", "upstream" };
     static const char *const kinds[2] = { "fatal", "nonfatal" };
     for (int d = 0; d < 2 && devs[d]; d++) {
         for (int k = 0; k < 2; k++) {
@@ -121,7 +124,7 @@ static void check_aer(health *h, const gw_addrlist *up)
                 problem(h, "%s: AER counters unreadable: %s", devs[d], gw_error_message());
                 continue;
             }
-            _cleanup_free_ char *key = gw_strdup_printf("sanitize.aer_%s.%s", kinds[k], devs[d]);
+            _cleanup_free_ char *key = gw_strdup_printf("sanitize.aer_%s.%s", kinds[k], roles[d]);
             const char *pin = gw_pin_get(c, key);
             if (!pin) {
                 gw_note(c, "%s: aer_dev_%s TOTAL %ld, baseline recorded", devs[d], kinds[k], now);

@@ -1,26 +1,38 @@
 /* Step not_in_use: no VM references the GPU, the other functions of its slot
- * or the rest of its IOMMU group, as the attachment source (libvirt) says. */
+ * or the rest of its IOMMU group, as the attachment source (libvirt,
+ * gpuwarden/attach.h) says. A source that cannot answer counts as "in use". */
 #include <string.h>
 
 #include "sanitize_internal.h"
 
 gw_verdict gw_check_not_in_use(gw_sctx *c, const gw_addrlist *targets)
 {
-    if (!c->has_attach)
+    if (!c->attach)
         return gw_fail(c, "no attachment source: cannot tell whether a VM uses the device");
     for (size_t i = 0; i < targets->n; i++) {
-        char *user = NULL;
-        int r = c->attach.in_use(c->attach.data, targets->v[i], &user);
+        /* A source answers for a whole slot: ask once per slot. */
+        bool asked = false;
+        for (size_t j = 0; j < i && !asked; j++)
+            asked = !strncmp(targets->v[j], targets->v[i], 10);
+        if (asked)
+            continue;
+        char **doms = NULL;
+        int r = gw_attach_query(c->attach, targets->v[i], &doms);
         if (r < 0) {
-            free(user);
-            return gw_fail(c, "%s: cannot tell whether a VM uses it (%s); counted as in use", targets->v[i],
-                           strerror(-r));
+            gw_attach_list_free(doms);
+            return gw_fail(c, "%s: %s cannot tell whether a VM uses it (%s); counted as in use", targets->v[i],
+                           gw_attach_source_name(c->attach), gw_error_message());
         }
-        if (user) {
-            gw_note(c, "%s is in use by %s", targets->v[i], user);
-            free(user);
+        if (doms && doms[0]) {
+            gw_strbuf who = { 0 };
+            for (size_t k = 0; doms[k]; k++)
+                gw_strbuf_append(&who, "%s'%s'", k ? ", " : "", doms[k]);
+            gw_note(c, "%s is in use by domain %s", targets->v[i], gw_strbuf_str(&who));
+            gw_strbuf_clear(&who);
+            gw_attach_list_free(doms);
             return GW_VERDICT_FAIL;
         }
+        gw_attach_list_free(doms);
     }
     return GW_VERDICT_PASS;
 }

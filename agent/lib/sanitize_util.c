@@ -28,7 +28,7 @@ void gw_kvlist_set(gw_kvlist *l, const char *key, const char *value)
     l->n++;
 }
 
-void gw_kvlist_copy(gw_kvlist *dst, const gw_kv *src, size_t n)
+void gw_kvlist_copy(gw_kvlist *dst, const gw_fact *src, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         if (src[i].key && src[i].value)

@@ -21,14 +21,16 @@
  * gw_sanitize_policy); otherwise it writes nothing and the evidence says so.
  *
  * Pins (the link width at the first clean-up, the ROM hash, AER baselines)
- * come in with the request and go out, updated, with the result; the caller
- * persists them with the device (keys start with "sanitize.").
+ * come in with the request and go out, updated, with the result, as the
+ * registry's device facts (gw_fact, keys starting with "sanitize."): pass a
+ * gw_device's facts in, and gw_sanitize_result_apply() stores the result and
+ * the new pins with the device and moves it on in its lifecycle.
  *
  *     gw_sanitize_policy pol = GW_SANITIZE_POLICY_INIT;
  *     gw_sanitize_request req = GW_SANITIZE_REQUEST_INIT;
  *     req.address = "0000:3b:00.0";
  *     gw_sanitize_result *res;
- *     gw_sanitize_run(&res, ops, &attach, &pol, &req);
+ *     gw_sanitize_run(&res, ops, attach_source, &pol, &req);
  *     if (gw_sanitize_result_verdict(res) == GW_VERDICT_FAIL)
  *         quarantine(gw_sanitize_result_reason(res));
  *     gw_sanitize_result_free(res);
@@ -38,8 +40,10 @@
 #ifndef GPUWARDEN_SANITIZE_H
 #define GPUWARDEN_SANITIZE_H
 
+#include <gpuwarden/attach.h>
 #include <gpuwarden/common.h>
 #include <gpuwarden/hostops.h>
+#include <gpuwarden/registry.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -70,30 +74,6 @@ typedef enum gw_step_id {
 GW_EXTERN const char *gw_step_name(gw_step_id step);
 /* Inverse of gw_step_name(); -EINVAL for an unknown name. */
 GW_EXTERN int gw_step_from_name(const char *name, gw_step_id *out);
-
-/* A key/value string pair (pins). */
-typedef struct gw_kv {
-    const char *key;
-    const char *value;
-} gw_kv;
-
-/* ---- attachment: who uses a device ----------------------------------- */
-
-/* The attachment interface: answers whether a VM references a PCI function.
- * The libvirt module implements it; tests use an in-memory one. in_use sets
- * *user to a malloc'd description of the user ("domain 'vm1'") or NULL when
- * free, and returns 0; a negative errno when it cannot tell (then the device
- * counts as in use). It is called from worker threads. ref/unref, when set,
- * keep `data` alive while a clean-up (even an abandoned one) holds it. */
-typedef struct gw_attach_ops {
-    unsigned int version;
-    int (*in_use)(void *data, const char *address, char **user);
-    void (*ref)(void *data);
-    void (*unref)(void *data);
-    void *data;
-} gw_attach_ops;
-
-#define GW_ATTACH_OPS_VERSION 1
 
 /* ---- policy ------------------------------------------------------------ */
 
@@ -143,7 +123,7 @@ typedef struct gw_sanitize_policy {
 typedef struct gw_sanitize_request {
     unsigned int version;
     const char *address;        /* the GPU function, "0000:3b:00.0" */
-    const gw_kv *pins;          /* from the last clean-up; may be NULL */
+    const gw_fact *pins;        /* the device's facts (gw_device.facts); may be NULL */
     size_t n_pins;
 } gw_sanitize_request;
 
@@ -163,8 +143,10 @@ typedef struct gw_sanitize_result gw_sanitize_result;
 /* Run the whole pipeline on the calling thread (each step on a thread of its
  * own, so its timeout holds even when a sysfs write blocks). Returns 0 with a
  * result whenever the pipeline ran, whatever the verdict; a negative errno
- * only for bad arguments. `attach` may be NULL only to fail not_in_use. */
-GW_EXTERN int gw_sanitize_run(gw_sanitize_result **out, gw_hostops *ops, const gw_attach_ops *attach,
+ * only for bad arguments. `attach` answers not_in_use (gpuwarden/attach.h);
+ * NULL fails that step. It must stay alive until the run and any step it
+ * abandoned after a timeout have returned. */
+GW_EXTERN int gw_sanitize_run(gw_sanitize_result **out, gw_hostops *ops, gw_attach_source *attach,
                               const gw_sanitize_policy *policy, const gw_sanitize_request *request);
 
 /* Whether the policy lets the clean-up write to `address` (see
@@ -189,12 +171,22 @@ GW_EXTERN int gw_sanitize_result_failed_step(const gw_sanitize_result *r);
 GW_EXTERN const char *gw_sanitize_result_reason(const gw_sanitize_result *r);
 /* Pins after the clean-up: the request's, updated. */
 GW_EXTERN size_t gw_sanitize_result_pin_count(const gw_sanitize_result *r);
-GW_EXTERN const gw_kv *gw_sanitize_result_pin(const gw_sanitize_result *r, size_t i);
+GW_EXTERN const gw_fact *gw_sanitize_result_pin(const gw_sanitize_result *r, size_t i);
 GW_EXTERN const char *gw_sanitize_result_pin_get(const gw_sanitize_result *r, const char *key);
 /* The result as a JSON object (schema in docs/sanitize.md); free() it. */
 GW_EXTERN int gw_sanitize_result_to_json(const gw_sanitize_result *r, char **out);
 /* Parse what gw_sanitize_result_to_json() wrote; -EINVAL with the reason. */
 GW_EXTERN int gw_sanitize_result_from_json(gw_sanitize_result **out, const char *json);
+
+/* Record the result with the device in the registry: first every pin
+ * ("sanitize.*" key) whose value differs from the device's fact
+ * (gw_registry_set_fact), then GW_EVENT_CLEANUP_PASSED, or
+ * GW_EVENT_CLEANUP_FAILED with the reason as quarantine reason, with the
+ * steps as the device's last clean-up (gw_apply_options.cleanup). `actor`
+ * NULL = "system". Returns what the registry returns (-EPERM when no
+ * clean-up was started for the device: apply GW_EVENT_CLEANUP_STARTED
+ * before running one). */
+GW_EXTERN int gw_sanitize_result_apply(const gw_sanitize_result *r, gw_registry *reg, const char *actor);
 
 /* ---- the worker pool ----------------------------------------------------- */
 
@@ -208,7 +200,9 @@ typedef struct gw_cleanup_pool_options {
     unsigned int version;
     unsigned int workers;               /* 0 = 4 */
     gw_hostops *ops;                    /* referenced by the pool */
-    const gw_attach_ops *attach;        /* copied; see gw_attach_ops for lifetime */
+    /* Borrowed: must outlive the pool and every abandoned step (wait for
+     * gw_cleanup_pool_wait_idle() before freeing it). */
+    gw_attach_source *attach;
     const gw_sanitize_policy *policy;   /* deep-copied */
     gw_cleanup_done_fn done;
     void *userdata;

@@ -24,6 +24,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <gpuwarden/attach.h>
+
+int gw_error_set(int err, const char *fmt, ...);
+
 /* Paths here are short and bounded by the fixture; gcc cannot see that. */
 #pragma GCC diagnostic ignored "-Wformat-truncation"
 
@@ -468,6 +472,40 @@ static inline void fx_remove(fx_host *h)
     if (h->root[0])
         nftw(h->root, fx_rm_cb, 32, FTW_DEPTH | FTW_PHYS);
     h->root[0] = '\0';
+}
+
+/* ---- an in-memory attachment source -------------------------------------- */
+
+typedef struct fx_attach {
+    gw_attach_source base;
+    const char *busy;       /* a function referenced by domain `user` */
+    const char *user;
+    int err;                /* every query fails with it when set */
+    int busy_from_call;     /* busy only from this query on (1-based); 0 = always */
+    int calls;
+} fx_attach;
+
+static inline int fx_attach_query(gw_attach_source *src, const char *address, char ***domains)
+{
+    fx_attach *a = (fx_attach *)src;
+    int call = __atomic_add_fetch(&a->calls, 1, __ATOMIC_SEQ_CST);
+    if (a->err)
+        return gw_error_set(a->err, "memory source: %s", strerror(-a->err));
+    char **v = calloc(2, sizeof *v);
+    /* Like libvirt's: a reference to any function of the slot counts. */
+    if (a->busy && !strncmp(a->busy, address, 10) && call >= a->busy_from_call)
+        v[0] = strdup(a->user);
+    *domains = v;
+    return 0;
+}
+
+static const gw_attach_source_ops fx_attach_ops = { GW_ATTACH_SOURCE_OPS_VERSION, "memory", fx_attach_query, NULL,
+                                                    NULL };
+
+static inline void fx_attach_init(fx_attach *a)
+{
+    memset(a, 0, sizeof *a);
+    a->base.ops = &fx_attach_ops;
 }
 
 /* ---- snapshots: every file's bytes and every link's target ------------ */

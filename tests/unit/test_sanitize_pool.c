@@ -16,13 +16,6 @@
 
 #define NDEV 8
 
-static int free_in_use(void *data, const char *address, char **user)
-{
-    (void)data;
-    (void)address;
-    *user = NULL;
-    return 0;
-}
 
 static double now_s(void)
 {
@@ -75,11 +68,12 @@ static void open_pool(unsigned workers, const gw_sanitize_policy *pol)
     fx_std(&H, NDEV);
     fx_write(&H);
     assert_int_equal(gw_hostops_sim_new(&ops, &sim, H.root), 0);
-    gw_attach_ops att = { GW_ATTACH_OPS_VERSION, free_in_use, NULL, NULL, NULL };
+    static fx_attach att;
+    fx_attach_init(&att);
     gw_cleanup_pool_options o = GW_CLEANUP_POOL_OPTIONS_INIT;
     o.workers = workers;
     o.ops = ops;
-    o.attach = &att;
+    o.attach = &att.base;
     o.policy = pol;
     o.done = on_done;
     o.userdata = &C;
@@ -210,7 +204,7 @@ static void pins_travel_with_the_request(void **state)
     (void)state;
     gw_sanitize_policy pol = base_policy();
     open_pool(1, &pol);
-    gw_kv pins[] = { { "sanitize.rom_sha256", "ab" } };
+    gw_fact pins[] = { { "sanitize.rom_sha256", "ab" } };
     gw_sanitize_request req = GW_SANITIZE_REQUEST_INIT;
     req.address = "0000:04:00.0";
     req.pins = pins;

@@ -19,40 +19,17 @@
 #define DSP "0000:02:00.0"
 #define DEV(a, attr) "sys/bus/pci/devices/" a "/" attr
 
-/* ---- the in-memory attachment source ------------------------------------ */
-
-typedef struct mem_attach {
-    const char *busy;       /* address referenced by a VM */
-    const char *user;
-    int err;                /* returned for every query when set */
-    int busy_from_call;     /* busy only from this call on (1-based); 0 = always */
-    int calls;
-} mem_attach;
-
-static int mem_in_use(void *data, const char *address, char **user)
-{
-    mem_attach *m = data;
-    m->calls++;
-    *user = NULL;
-    if (m->err)
-        return m->err;
-    if (m->busy && !strcmp(m->busy, address) && m->calls >= m->busy_from_call)
-        *user = gw_xstrdup(m->user);
-    return 0;
-}
-
 /* ---- per-test world ---------------------------------------------------- */
 
 typedef struct world {
     fx_host host;
     gw_hostops *ops;
     gw_sim *sim;
-    mem_attach att;
-    gw_attach_ops attach;
+    fx_attach att;
     gw_sanitize_policy pol;
     uint16_t vendors[1];
     char hooks[64];
-    gw_kv pins[8];
+    gw_fact pins[8];
     size_t n_pins;
     gw_sanitize_result *res;
 } world;
@@ -63,7 +40,7 @@ static void world_init(int n_gpus)
 {
     memset(&W, 0, sizeof W);
     fx_std(&W.host, n_gpus);
-    W.attach = (gw_attach_ops){ GW_ATTACH_OPS_VERSION, mem_in_use, NULL, NULL, &W.att };
+    fx_attach_init(&W.att);
     W.pol = (gw_sanitize_policy)GW_SANITIZE_POLICY_INIT;
     W.vendors[0] = 0x10de;
     W.pol.manage_vendors = W.vendors;
@@ -108,7 +85,7 @@ static void run_gpu(const char *addr)
     req.n_pins = W.n_pins;
     gw_sanitize_result_free(W.res);
     W.res = NULL;
-    assert_int_equal(gw_sanitize_run(&W.res, W.ops, &W.attach, &W.pol, &req), 0);
+    assert_int_equal(gw_sanitize_run(&W.res, W.ops, &W.att.base, &W.pol, &req), 0);
 }
 
 static void run(void) { run_gpu(GPU); }
@@ -228,12 +205,12 @@ static void passing_cleanup_writes_exactly_the_expected_sequence(void **state)
     rom_hash(GPU, h);
     assert_string_equal(gw_sanitize_result_pin_get(W.res, "sanitize.rom_sha256"), h);
     assert_string_equal(gw_sanitize_result_pin_get(W.res, "sanitize.link_width"), "16");
-    assert_string_equal(gw_sanitize_result_pin_get(W.res, "sanitize.aer_fatal." GPU), "0");
-    assert_string_equal(gw_sanitize_result_pin_get(W.res, "sanitize.aer_nonfatal." DSP), "0");
+    assert_string_equal(gw_sanitize_result_pin_get(W.res, "sanitize.aer_fatal.gpu"), "0");
+    assert_string_equal(gw_sanitize_result_pin_get(W.res, "sanitize.aer_nonfatal.upstream"), "0");
     assert_int_equal(gw_sanitize_result_pin_count(W.res), 6);
 
     /* Second clean-up with those pins: passes, overrides already set. */
-    gw_kv pins[6];
+    gw_fact pins[6];
     for (size_t i = 0; i < 6; i++)
         pins[i] = *gw_sanitize_result_pin(W.res, i);
     gw_sanitize_result *first = W.res;
@@ -254,10 +231,11 @@ static void in_use_fails_and_writes_nothing(void **state)
 {
     (void)state;
     W.att.busy = HDA;
-    W.att.user = "domain 'tenant-a'";
+    W.att.user = "tenant-a";
     world_open();
     run();
-    assert_fails_at(GW_STEP_NOT_IN_USE, "0000:03:00.1 is in use by domain 'tenant-a'");
+    /* The HDA function's domain holds the whole slot. */
+    assert_fails_at(GW_STEP_NOT_IN_USE, "0000:03:00.0 is in use by domain 'tenant-a'");
     assert_int_equal(gw_sim_write_count(W.sim), 0);
 }
 
@@ -267,7 +245,8 @@ static void attachment_error_counts_as_in_use(void **state)
     W.att.err = -ECONNREFUSED;
     world_open();
     run();
-    assert_fails_at(GW_STEP_NOT_IN_USE, "cannot tell whether a VM uses it");
+    assert_fails_at(GW_STEP_NOT_IN_USE, "0000:03:00.0: memory cannot tell whether a VM uses it (memory source: "
+                                        "Connection refused); counted as in use");
     assert_int_equal(gw_sim_write_count(W.sim), 0);
 }
 
@@ -411,14 +390,14 @@ static void reset_refused_when_a_vm_appears_meanwhile(void **state)
 {
     (void)state;
     world_open();
-    /* Free for not_in_use's two queries (GPU, HDA), then a VM takes the GPU
+    /* Free for not_in_use's query (one per slot), then a VM takes the GPU
      * before the reset's own check. */
     W.att.busy = GPU;
-    W.att.user = "domain 'late'";
-    W.att.busy_from_call = 3;
+    W.att.user = "late";
+    W.att.busy_from_call = 2;
     run();
     assert_fails_at(GW_STEP_RESET, "0000:03:00.0 is in use by domain 'late'; not reset");
-    assert_int_equal(W.att.calls, 3);
+    assert_int_equal(W.att.calls, 2);
     assert_int_equal(gw_sim_count_writes(W.sim, "/reset"), 0);
 }
 
@@ -470,7 +449,7 @@ static void link_capped_by_partner_passes_but_not_below_first_pin(void **state)
     assert_string_equal(gw_sanitize_result_pin_get(W.res, "sanitize.link_width"), "8");
 
     /* The same device was x16 at its first clean-up: now degraded. */
-    W.pins[0] = (gw_kv){ "sanitize.link_width", "16" };
+    W.pins[0] = (gw_fact){ "sanitize.link_width", "16" };
     W.n_pins = 1;
     run();
     assert_fails_at(GW_STEP_HEALTH, "link width x8 below x16 recorded at the first clean-up");
@@ -483,12 +462,12 @@ static void aer_fatal_increase_fails_health(void **state)
     char *t = fx_aer_text("fatal", 1);
     gw_sim_after_write_set(W.sim, DEV(GPU, "reset"), DEV(GPU, "aer_dev_fatal"), t, strlen(t));
     free(t);
-    W.pins[0] = (gw_kv){ "sanitize.aer_fatal." GPU, "0" };
+    W.pins[0] = (gw_fact){ "sanitize.aer_fatal.gpu", "0" };
     W.n_pins = 1;
     run();
     assert_fails_at(GW_STEP_HEALTH, "0000:03:00.0: aer_dev_fatal TOTAL rose from 0 to 1 since the last clean-up");
     /* The new baseline goes out, so a released device is judged from here. */
-    assert_string_equal(gw_sanitize_result_pin_get(W.res, "sanitize.aer_fatal." GPU), "1");
+    assert_string_equal(gw_sanitize_result_pin_get(W.res, "sanitize.aer_fatal.gpu"), "1");
 }
 
 static void aer_nonfatal_increase_on_upstream_port_fails_health(void **state)
@@ -496,7 +475,7 @@ static void aer_nonfatal_increase_on_upstream_port_fails_health(void **state)
     (void)state;
     fx_find(&W.host, DSP)->aer_nonfatal = 7;
     world_open();
-    W.pins[0] = (gw_kv){ "sanitize.aer_nonfatal." DSP, "3" };
+    W.pins[0] = (gw_fact){ "sanitize.aer_nonfatal.upstream", "3" };
     W.n_pins = 1;
     run();
     assert_fails_at(GW_STEP_HEALTH, "0000:02:00.0: aer_dev_nonfatal TOTAL rose from 3 to 7");
@@ -506,12 +485,12 @@ static void aer_counter_below_baseline_is_a_new_baseline(void **state)
 {
     (void)state;
     world_open();
-    W.pins[0] = (gw_kv){ "sanitize.aer_fatal." GPU, "4" };
+    W.pins[0] = (gw_fact){ "sanitize.aer_fatal.gpu", "4" };
     W.n_pins = 1;
     run();
     assert_passes();
     assert_contains(step(GW_STEP_HEALTH)->evidence, "below the baseline 4 (host rebooted?)");
-    assert_string_equal(gw_sanitize_result_pin_get(W.res, "sanitize.aer_fatal." GPU), "0");
+    assert_string_equal(gw_sanitize_result_pin_get(W.res, "sanitize.aer_fatal.gpu"), "0");
 }
 
 static void bar_size_change_fails_health(void **state)
@@ -599,7 +578,7 @@ static void rom_hash_changed_vs_pin_fails_firmware(void **state)
     world_open();
     char h[65];
     rom_hash(GPU, h);
-    W.pins[0] = (gw_kv){ "sanitize.rom_sha256", "0000000000000000000000000000000000000000000000000000000000000000" };
+    W.pins[0] = (gw_fact){ "sanitize.rom_sha256", "0000000000000000000000000000000000000000000000000000000000000000" };
     W.n_pins = 1;
     run();
     char want[200];
@@ -630,7 +609,7 @@ static void rom_not_in_allowlist_fails_firmware(void **state)
     gw_rom_allow ok[] = { { "10de:2230", h } };
     W.pol.rom_allowlist = ok;
     W.pol.n_rom_allowlist = 1;
-    W.pins[0] = (gw_kv){ "sanitize.rom_sha256", "3333333333333333333333333333333333333333333333333333333333333333" };
+    W.pins[0] = (gw_fact){ "sanitize.rom_sha256", "3333333333333333333333333333333333333333333333333333333333333333" };
     W.n_pins = 1;
     run();
     assert_passes();
@@ -813,13 +792,13 @@ static void bad_arguments_are_refused(void **state)
     gw_sanitize_request req = GW_SANITIZE_REQUEST_INIT;
     req.address = "03:00.0";
     gw_sanitize_result *r = NULL;
-    assert_int_equal(gw_sanitize_run(&r, W.ops, &W.attach, &W.pol, &req), -EINVAL);
+    assert_int_equal(gw_sanitize_run(&r, W.ops, &W.att.base, &W.pol, &req), -EINVAL);
     assert_contains(gw_error_message(), "'03:00.0' is not a PCI address");
     req.address = GPU;
     gw_rom_allow bad[] = { { "10DE:2230", "00" } };
     W.pol.rom_allowlist = bad;
     W.pol.n_rom_allowlist = 1;
-    assert_int_equal(gw_sanitize_run(&r, W.ops, &W.attach, &W.pol, &req), -EINVAL);
+    assert_int_equal(gw_sanitize_run(&r, W.ops, &W.att.base, &W.pol, &req), -EINVAL);
     assert_contains(gw_error_message(), "ROM allowlist entry 0");
     assert_null(r);
     /* Paths leaving the root never reach a backend. */

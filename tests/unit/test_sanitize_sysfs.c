@@ -18,13 +18,6 @@
 #define GPUDIR "/sys/devices/pci0000:00/0000:00:01.0/0000:01:00.0/0000:02:00.0/0000:03:00.0"
 #define HDADIR "/sys/devices/pci0000:00/0000:00:01.0/0000:01:00.0/0000:02:00.0/0000:03:00.1"
 
-static int free_in_use(void *data, const char *address, char **user)
-{
-    (void)data;
-    (void)address;
-    *user = NULL;
-    return 0;
-}
 
 static fx_host H;
 static char hooks_dir[] = "/nonexistent/gpuwarden-test-hooks";
@@ -72,11 +65,12 @@ static gw_sanitize_result *run_real(const gw_sanitize_policy *pol)
 {
     gw_hostops *ops = NULL;
     assert_int_equal(gw_hostops_sysfs_new(&ops, H.root), 0);
-    gw_attach_ops att = { GW_ATTACH_OPS_VERSION, free_in_use, NULL, NULL, NULL };
+    static fx_attach att;
+    fx_attach_init(&att);
     gw_sanitize_request req = GW_SANITIZE_REQUEST_INIT;
     req.address = GPU;
     gw_sanitize_result *res = NULL;
-    assert_int_equal(gw_sanitize_run(&res, ops, &att, pol, &req), 0);
+    assert_int_equal(gw_sanitize_run(&res, ops, &att.base, pol, &req), 0);
     gw_hostops_unref(ops);
     return res;
 }
