@@ -454,7 +454,7 @@ static int get_hex16(json_t *o, const char *key, uint16_t *out, const char *ctx)
         return r;
     char *end;
     unsigned long v = strtoul(s, &end, 16);
-    if (strlen(s) != 4 || *end || v > 0xffff)
+    if (strlen(s) != 4 || strspn(s, "0123456789abcdef") != 4 || *end || v > 0xffff)
         return gw_error_set(GW_ESTATE_CORRUPT, "%s: '%s' is not 4 hex digits: '%.16s'", ctx, key, s);
     *out = (uint16_t)v;
     return 0;
@@ -483,7 +483,7 @@ int gw_identity_from_jobj(json_t *o, gw_identity *out, const char *ctx)
         char *end;
         errno = 0;
         id.dsn = strtoull(s, &end, 16);
-        if (strlen(s) != 16 || *end || errno)
+        if (strlen(s) != 16 || strspn(s, "0123456789abcdef") != 16 || *end || errno)
             return gw_error_set(GW_ESTATE_CORRUPT, "%s: bad dsn '%.20s'", ctx, s);
         id.dsn_present = true;
     } else if (!json_is_null(dsn)) {
