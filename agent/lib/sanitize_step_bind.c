@@ -70,6 +70,13 @@ static gw_verdict run(gw_sctx *c)
     for (size_t i = 0; i < fns.n; i++) {
         fn_plan *p = &plan[i];
         p->addr = fns.v[i];
+        uint32_t id;
+        if (gw_dev_config32(c->ops, p->addr, 0, &id) < 0 || id == 0xffffffff) {
+            gw_strbuf_clear(&refused);
+            v = gw_fail(c, "%s: config space %s: device off the bus; wrote nothing", p->addr,
+                        id == 0xffffffff ? "reads all-ones" : "unreadable");
+            goto out;
+        }
         if ((r = gw_dev_driver(c->ops, p->addr, &p->driver)) < 0 ||
             (r = read_override(c, p->addr, &p->override)) < 0) {
             gw_strbuf_clear(&refused);

@@ -314,6 +314,18 @@ static void probe_binding_a_host_driver_fails_bind(void **state)
     assert_int_equal(gw_sim_count_writes(W.sim, "/reset"), 0);
 }
 
+static void device_off_the_bus_before_cleanup_fails_bind(void **state)
+{
+    (void)state;
+    world_open();
+    uint8_t ff[4096];
+    memset(ff, 0xff, sizeof ff);
+    gw_sim_set(W.sim, DEV(HDA, "config"), ff, sizeof ff);
+    run();
+    assert_fails_at(GW_STEP_BIND, "0000:03:00.1: config space reads all-ones: device off the bus; wrote nothing");
+    assert_int_equal(gw_sim_write_count(W.sim), 0);
+}
+
 static void unmanaged_gpu_is_never_written(void **state)
 {
     (void)state;
@@ -865,6 +877,7 @@ int main(void)
         T(group_member_on_host_driver_not_managed_fails_bind),
         T(foreign_device_in_group_fails_bind),
         T(probe_binding_a_host_driver_fails_bind),
+        T(device_off_the_bus_before_cleanup_fails_bind),
         T(unmanaged_gpu_is_never_written),
         T(default_rule_manages_vfio_bound_gpu_only),
         T(reset_write_fails),
