@@ -39,10 +39,11 @@
  * Cyborg binds the first free handle of a deployable, so the handle of a GPU
  * that is not clean must not exist, and a handle Cyborg has bound must not
  * disappear (it would destroy it under the VM's accelerator request). An
- * attached GPU is not reserved: its allocation already takes its capacity. Every GPU of the input is in exactly
- * one deployable (an attached GPU is always present), and a deployable of the
- * previous inventory is kept as it was - same name, same GPUs, same traits -
- * while any of its GPUs is attached (see gw_inventory_options.previous).
+ * attached GPU is not reserved: its allocation already takes its capacity.
+ * Every GPU of the input is in exactly one deployable (an attached GPU is
+ * always present), and a deployable of the previous inventory is kept as it
+ * was - same name, same GPUs, same traits - while any of its GPUs is attached
+ * (see gw_inventory_options.previous).
  *
  *     gw_inventory_gpu gpus[] = {
  *         { "0000:3b:00.0", 0x10de, 0x1eb0, 0, 0, GW_STATE_ALLOCATABLE, false, 0x0300, "TU104GL [Quadro RTX 5000]" },
