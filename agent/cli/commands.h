@@ -19,6 +19,7 @@ typedef struct gw_cli_command {
     int (*run)(int argc, char **argv);   /* argv[0] is the command name */
 } gw_cli_command;
 
+int cmd_audit(int argc, char **argv);
 int cmd_discover(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);
 int cmd_xml(int argc, char **argv);
