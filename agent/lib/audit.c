@@ -173,6 +173,9 @@ GW_EXTERN int gw_audit_read_file(gw_audit **out, const char *path, const gw_audi
 {
     if (!out || !path)
         return gw_error_set(-EINVAL, "gw_audit_read_file: NULL argument");
+    if (filter && filter->version < 1)
+        return gw_error_set(-EINVAL, "audit filter version %u (initialise it with "
+                            "GW_AUDIT_FILTER_INIT)", filter->version);
     if (filter && filter->address && !gw_is_bdf(filter->address))
         return gw_error_set(-EINVAL, "audit filter: '%s' is not a PCI address like 0000:3b:00.0",
                             filter->address);

@@ -296,6 +296,9 @@ GW_EXTERN int gw_registry_apply(gw_registry *reg, const char *address, gw_event 
         return r;
     if (!opts)
         opts = &defaults;
+    if (opts->version < 1)
+        return gw_error_set(-EINVAL, "gw_registry_apply: options version %u (initialise them "
+                            "with GW_APPLY_OPTIONS_INIT)", opts->version);
     if (!address || !gw_is_bdf(address))
         return gw_error_set(-EINVAL, "'%s' is not a PCI address like 0000:3b:00.0",
                             address ? address : "(null)");

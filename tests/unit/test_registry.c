@@ -267,6 +267,8 @@ static void rejections_change_nothing(void **state)
     gw_apply_options a = GW_APPLY_OPTIONS_INIT;
     a.if_seq = 7;
     assert_int_equal(gw_registry_apply(reg, A3B, GW_EVENT_CLEANUP_STARTED, &a, NULL), -ESTALE);
+    gw_apply_options zero = { 0 };
+    assert_int_equal(gw_registry_apply(reg, A3B, GW_EVENT_SANITIZE, &zero, NULL), -EINVAL);
     gw_identity twice[2] = { id, test_identity(0x3b, 1) };
     assert_int_equal(gw_registry_sync(reg, twice, 2, NULL), -EINVAL);
     gw_identity bad = id;
@@ -448,6 +450,8 @@ static void audit_filters(void **state)
 
     f.address = "0000:02:00";
     assert_int_equal(gw_audit_read(&log, dir, &f), -EINVAL);
+    gw_audit_filter zero = { 0 };
+    assert_int_equal(gw_audit_read(&log, dir, &zero), -EINVAL);
     char *nodir = gw_strdup_printf("%s/nowhere", dir);
     assert_int_equal(gw_audit_read(&log, nodir, NULL), -ENOENT);
     assert_non_null(strstr(gw_error_message(), nodir));
