@@ -90,6 +90,15 @@ typedef struct gw_rom_allow {
     const char *sha256;
 } gw_rom_allow;
 
+/* Read an operator allowlist file: one entry per line, "ID SHA256" separated
+ * by blanks, ID as in gw_rom_allow (hex digits of either case are accepted
+ * and stored lower-case); '#' starts a comment, blank lines are ignored.
+ * Several lines may name the same ID (several allowed images). On a bad line
+ * returns -EINVAL with "PATH:LINE: what is wrong" and nothing in *out; a
+ * missing file is -ENOENT. Free the list with gw_rom_allowlist_free(). */
+GW_EXTERN int gw_rom_allowlist_load(const char *path, gw_rom_allow **out, size_t *n);
+GW_EXTERN void gw_rom_allowlist_free(gw_rom_allow *list, size_t n);
+
 typedef struct gw_sanitize_policy {
     unsigned int version;
     /* Per-step timeouts in milliseconds, indexed by gw_step_id; 0 = default

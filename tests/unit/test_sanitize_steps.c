@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <ctype.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -628,6 +629,56 @@ static void rom_not_in_allowlist_fails_firmware(void **state)
     assert_contains(step(GW_STEP_FIRMWARE)->evidence, "allowed for 10de:2230 by the allowlist");
 }
 
+static void allowlist_file_loads_and_reports_bad_lines(void **state)
+{
+    (void)state;
+    char h[65];
+    world_open();
+    rom_hash(GPU, h);
+    char path[128];
+    snprintf(path, sizeof path, "%s/allow", W.hooks);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    for (char *p = h; *p; p++)      /* upper-case in the file is fine */
+        *p = (char)toupper((unsigned char)*p);
+    fprintf(f, "# RTX A6000 VBIOS 94.02.5C.00.02\n\n10DE:2230:10de:1459  %s  # board A\n"
+               "10de:2230 1111111111111111111111111111111111111111111111111111111111111111\n", h);
+    fclose(f);
+    chmod(path, 0644);     /* not executable: the hooks step ignores it, and says so */
+    gw_rom_allow *allow = NULL;
+    size_t n = 0;
+    assert_int_equal(gw_rom_allowlist_load(path, &allow, &n), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(allow[0].id, "10de:2230:10de:1459");
+    rom_hash(GPU, h);
+    assert_string_equal(allow[0].sha256, h);
+    assert_string_equal(allow[1].id, "10de:2230");
+    W.pol.rom_allowlist = allow;
+    W.pol.n_rom_allowlist = n;
+    run();
+    assert_passes();
+    assert_contains(step(GW_STEP_FIRMWARE)->evidence, "allowed for 10de:2230:10de:1459 by the allowlist");
+    assert_contains(step(GW_STEP_HOOKS)->evidence, "allow ignored: not executable");
+    gw_rom_allowlist_free(allow, n);
+
+    f = fopen(path, "w");
+    fprintf(f, "10de:2230 %s\n\n10de:22 %s\n", h, h);
+    fclose(f);
+    allow = NULL;
+    assert_int_equal(gw_rom_allowlist_load(path, &allow, &n), -EINVAL);
+    assert_null(allow);
+    char want[200];
+    snprintf(want, sizeof want, "%s:3: ID is not vvvv:dddd or vvvv:dddd:ssss:ssss", path);
+    assert_string_equal(gw_error_message(), want);
+    f = fopen(path, "w");
+    fprintf(f, "10de:2230 abc\n");
+    fclose(f);
+    assert_int_equal(gw_rom_allowlist_load(path, &allow, &n), -EINVAL);
+    assert_contains(gw_error_message(), ":1: SHA256 is not 64 hex digits");
+    unlink(path);
+    assert_int_equal(gw_rom_allowlist_load(path, &allow, &n), -ENOENT);
+}
+
 static void no_rom_skips_firmware(void **state)
 {
     (void)state;
@@ -900,6 +951,7 @@ int main(void)
         T(no_iommu_group_fails_isolation),
         T(rom_hash_changed_vs_pin_fails_firmware),
         T(rom_not_in_allowlist_fails_firmware),
+        T(allowlist_file_loads_and_reports_bad_lines),
         T(no_rom_skips_firmware),
         T(rom_read_error_fails_and_still_disables),
         T(hooks_run_in_order_with_device_and_evidence),
