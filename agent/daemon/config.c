@@ -1,0 +1,304 @@
+#include <stdio.h>
+
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <ini.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util.h"
+
+#define GWD_DEFAULT_CONFIG "/etc/gpuwarden/gpuwarden.conf"
+
+typedef enum { OPT_STR, OPT_LONG, OPT_BOOL } opt_type;
+
+/* The single source of truth: INI section/key, flag, type, default, help. */
+typedef struct opt_def {
+    const char *section, *key, *flag;
+    opt_type type;
+    size_t offset;
+    const char *def;
+    const char *help;
+} opt_def;
+
+#define STR(sec, key, flag, field, def, help) { sec, key, flag, OPT_STR, offsetof(gwd_config, field), def, help }
+#define LNG(sec, key, flag, field, def, help) { sec, key, flag, OPT_LONG, offsetof(gwd_config, field), def, help }
+#define BOOL(sec, key, flag, field, def, help) { sec, key, flag, OPT_BOOL, offsetof(gwd_config, field), def, help }
+
+static const opt_def opts[] = {
+    STR("daemon", "host_root", "host-root", host_root, "/", "root of the host's /sys (a test tree in tests)"),
+    STR("daemon", "state_dir", "state-dir", state_dir, "/var/lib/gpuwarden", "checkpoint and audit log directory"),
+    STR("daemon", "admin_endpoint", "admin-endpoint", admin_endpoint, "ipc:///run/gpuwarden/admin.sock",
+        "ZeroMQ endpoint serving every op (ipc: mode 0600)"),
+    STR("daemon", "read_endpoint", "read-endpoint", read_endpoint, "ipc:///run/gpuwarden/read.sock",
+        "ZeroMQ endpoint serving read-only ops (ipc: mode 0660)"),
+    STR("daemon", "events_endpoint", "events-endpoint", events_endpoint, "ipc:///run/gpuwarden/events.sock",
+        "ZeroMQ PUB endpoint for transitions and clean-up results"),
+    STR("daemon", "read_group", "read-group", read_group, "", "group owning the read socket (e.g. cyborg)"),
+    STR("daemon", "curve_secret_key", "curve-secret-key", curve_secret_key, "",
+        "Z85 CURVE server secret key; required for tcp:// endpoints"),
+    STR("daemon", "libvirt_uri", "libvirt-uri", libvirt_uri, "qemu:///system", "libvirt URI; empty disables"),
+    STR("daemon", "host_name", "host-name", host_name, "", "deployable name prefix (default: the host name)"),
+    STR("daemon", "log_level", "log-level", log_level, "info", "err|warning|notice|info|debug"),
+    LNG("daemon", "max_message_bytes", "max-message-bytes", max_message_bytes, "1048576",
+        "largest request accepted (ZMQ_MAXMSGSIZE)"),
+    LNG("daemon", "reconcile_interval_s", "reconcile-interval", reconcile_interval_s, "30",
+        "seconds between full libvirt reconciles"),
+    BOOL("daemon", "foreground", "foreground", foreground, "false", "stay in the foreground (systemd Type=notify)"),
+    STR("manage", "vendors", "manage-vendors", manage_vendors, "",
+        "vendor ids whose devices may be written to (unbind, reset, rom)"),
+    STR("manage", "addresses", "manage-addresses", manage_addresses, "", "PCI addresses that may be written to"),
+    LNG("cleanup", "workers", "cleanup-workers", cleanup_workers, "4", "clean-up worker threads"),
+    LNG("cleanup", "step_timeout_s", "step-timeout", step_timeout_s, "60", "default per-step timeout"),
+    STR("cleanup", "hooks_dir", "hooks-dir", hooks_dir, "/etc/gpuwarden/sanitize.d", "operator hook executables"),
+    STR("cleanup", "rom_allowlist", "rom-allowlist", rom_allowlist, "", "VBIOS SHA-256 allowlist file"),
+    STR("cleanup", "isolation_policy", "isolation-policy", isolation_policy, "fail", "fail|warn"),
+    STR("inventory", "model", "inventory-model", inventory_model, "per-gpu", "per-gpu|per-clique"),
+    STR("inventory", "clique_override", "clique-override", clique_override, "", "NVLink partition file"),
+    STR("inventory", "extra_traits", "extra-traits", extra_traits, "", "comma-separated CUSTOM_ traits"),
+};
+#define N_OPTS (sizeof opts / sizeof opts[0])
+
+static void *field(gwd_config *cfg, const opt_def *o) { return (char *)cfg + o->offset; }
+
+static int parse_bool(const char *v, bool *out)
+{
+    if (!strcmp(v, "1") || !strcasecmp(v, "true") || !strcasecmp(v, "yes") || !strcasecmp(v, "on"))
+        *out = true;
+    else if (!strcmp(v, "0") || !strcasecmp(v, "false") || !strcasecmp(v, "no") || !strcasecmp(v, "off"))
+        *out = false;
+    else
+        return -EINVAL;
+    return 0;
+}
+
+static int set_value(gwd_config *cfg, const opt_def *o, const char *v)
+{
+    switch (o->type) {
+    case OPT_STR: {
+        char **s = field(cfg, o);
+        free(*s);
+        *s = gw_xstrdup(v);
+        return 0;
+    }
+    case OPT_LONG: {
+        char *end;
+        errno = 0;
+        long n = strtol(v, &end, 10);
+        if (errno || end == v || *end || n < 0)
+            return -EINVAL;
+        *(long *)field(cfg, o) = n;
+        return 0;
+    }
+    case OPT_BOOL:
+        return parse_bool(v, field(cfg, o));
+    }
+    return -EINVAL;
+}
+
+typedef struct ini_ctx {
+    gwd_config *cfg;
+    const bool *from_flag;   /* options set on the command line keep their value */
+    const char *path;
+    int error;
+} ini_ctx;
+
+static int apply_ini_entry(void *user, const char *section, const char *key, const char *value)
+{
+    ini_ctx *ctx = user;
+    for (size_t i = 0; i < N_OPTS; i++) {
+        if (strcmp(opts[i].section, section) || strcmp(opts[i].key, key))
+            continue;
+        if (ctx->from_flag && ctx->from_flag[i])
+            return 1;
+        if (set_value(ctx->cfg, &opts[i], value) < 0) {
+            fprintf(stderr, "gpuwardend: %s: [%s] %s: invalid value '%s'\n", ctx->path, section, key, value);
+            ctx->error = -EINVAL;
+            return 0;
+        }
+        return 1;
+    }
+    fprintf(stderr, "gpuwardend: %s: unknown option [%s] %s\n", ctx->path, section, key);
+    ctx->error = -EINVAL;
+    return 0;
+}
+
+static int read_file(gwd_config *cfg, const bool *from_flag)
+{
+    ini_ctx ctx = { cfg, from_flag, cfg->config_file, 0 };
+    FILE *f = fopen(cfg->config_file, "re");
+    if (!f) {
+        fprintf(stderr, "gpuwardend: %s: %s\n", cfg->config_file, strerror(errno));
+        return -errno;
+    }
+    int line = ini_parse_file(f, apply_ini_entry, &ctx);
+    fclose(f);
+    if (ctx.error)
+        return ctx.error;
+    if (line > 0) {
+        fprintf(stderr, "gpuwardend: %s:%d: syntax error\n", cfg->config_file, line);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+void gwd_config_usage(FILE *f)
+{
+    fprintf(f, "usage: gpuwardend [OPTIONS]\n\n"
+               "  --config FILE            config file (default " GWD_DEFAULT_CONFIG " when present)\n"
+               "  --reset-state            move a corrupt checkpoint aside and start afresh\n"
+               "  --print-config           print a sample config file with every option and exit\n"
+               "  --help, --version\n\n"
+               "Every config-file option is also a flag (flags win):\n");
+    for (size_t i = 0; i < N_OPTS; i++)
+        fprintf(f, "  --%-22s [%s] %s: %s (default '%s')\n", opts[i].flag, opts[i].section, opts[i].key,
+                opts[i].help, opts[i].def);
+}
+
+/* The sample config shipped in packaging/ is this output, so the file and the
+ * code cannot drift apart (a test compares them). */
+void gwd_config_print_sample(FILE *f)
+{
+    fprintf(f, "# gpuwardend configuration (/etc/gpuwarden/gpuwarden.conf).\n"
+               "# Every option is also a command-line flag, which wins over this file.\n"
+               "# Generated by `gpuwardend --print-config`; values shown are the defaults.\n");
+    const char *section = "";
+    for (size_t i = 0; i < N_OPTS; i++) {
+        if (strcmp(section, opts[i].section)) {
+            section = opts[i].section;
+            fprintf(f, "\n[%s]\n", section);
+        }
+        fprintf(f, "# %s (flag --%s)\n%s = %s\n", opts[i].help, opts[i].flag, opts[i].key, opts[i].def);
+    }
+}
+
+static bool from_flag_store[N_OPTS];
+
+int gwd_config_load(gwd_config *cfg, int argc, char **argv)
+{
+    memset(cfg, 0, sizeof *cfg);
+    for (size_t i = 0; i < N_OPTS; i++)
+        set_value(cfg, &opts[i], opts[i].def);
+
+    enum { FLAG_CONFIG = 1000, FLAG_RESET, FLAG_HELP, FLAG_VERSION, FLAG_PRINT, FLAG_BASE = 2000 };
+    struct option longopts[N_OPTS + 6];
+    size_t n = 0;
+    longopts[n++] = (struct option){ "config", required_argument, NULL, FLAG_CONFIG };
+    longopts[n++] = (struct option){ "reset-state", no_argument, NULL, FLAG_RESET };
+    longopts[n++] = (struct option){ "help", no_argument, NULL, FLAG_HELP };
+    longopts[n++] = (struct option){ "version", no_argument, NULL, FLAG_VERSION };
+    longopts[n++] = (struct option){ "print-config", no_argument, NULL, FLAG_PRINT };
+    for (size_t i = 0; i < N_OPTS; i++)
+        longopts[n++] = (struct option){ opts[i].flag, opts[i].type == OPT_BOOL ? optional_argument : required_argument,
+                                         NULL, FLAG_BASE + (int)i };
+    longopts[n] = (struct option){ 0 };
+
+    memset(from_flag_store, 0, sizeof from_flag_store);
+    /* Flags are parsed into a scratch config first, so the file can be read
+     * before them and they still win. */
+    char **flag_values = gw_xcalloc(N_OPTS, sizeof *flag_values);
+    int rc = 0;
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        if (c == FLAG_CONFIG) {
+            free(cfg->config_file);
+            cfg->config_file = gw_xstrdup(optarg);
+        } else if (c == FLAG_RESET) {
+            cfg->reset_state = true;
+        } else if (c == FLAG_HELP) {
+            gwd_config_usage(stdout);
+            rc = 1;
+            goto out;
+        } else if (c == FLAG_PRINT) {
+            gwd_config_print_sample(stdout);
+            rc = 1;
+            goto out;
+        } else if (c == FLAG_VERSION) {
+            printf("gpuwardend %s\n", gw_version());
+            rc = 1;
+            goto out;
+        } else if (c >= FLAG_BASE && c < FLAG_BASE + (int)N_OPTS) {
+            size_t i = (size_t)(c - FLAG_BASE);
+            free(flag_values[i]);
+            flag_values[i] = gw_xstrdup(optarg ? optarg : "true");
+            from_flag_store[i] = true;
+        } else {
+            gwd_config_usage(stderr);
+            rc = 2;
+            goto out;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "gpuwardend: unexpected argument '%s'\n", argv[optind]);
+        rc = 2;
+        goto out;
+    }
+    if (!cfg->config_file && access(GWD_DEFAULT_CONFIG, F_OK) == 0)
+        cfg->config_file = gw_xstrdup(GWD_DEFAULT_CONFIG);
+    if (cfg->config_file && read_file(cfg, NULL) < 0) {
+        rc = 2;
+        goto out;
+    }
+    for (size_t i = 0; i < N_OPTS; i++) {
+        if (flag_values[i] && set_value(cfg, &opts[i], flag_values[i]) < 0) {
+            fprintf(stderr, "gpuwardend: --%s: invalid value '%s'\n", opts[i].flag, flag_values[i]);
+            rc = 2;
+            goto out;
+        }
+    }
+    if (strcmp(cfg->isolation_policy, "fail") && strcmp(cfg->isolation_policy, "warn")) {
+        fprintf(stderr, "gpuwardend: isolation_policy must be fail or warn, not '%s'\n", cfg->isolation_policy);
+        rc = 2;
+    } else if (strcmp(cfg->inventory_model, "per-gpu") && strcmp(cfg->inventory_model, "per-clique")) {
+        fprintf(stderr, "gpuwardend: inventory model must be per-gpu or per-clique, not '%s'\n", cfg->inventory_model);
+        rc = 2;
+    } else if (cfg->cleanup_workers < 1 || cfg->cleanup_workers > 256) {
+        fprintf(stderr, "gpuwardend: cleanup workers must be 1..256\n");
+        rc = 2;
+    }
+out:
+    for (size_t i = 0; i < N_OPTS; i++)
+        free(flag_values[i]);
+    free(flag_values);
+    return rc;
+}
+
+/* All or nothing: the file is read into a copy, which replaces the live
+ * config only when it parsed cleanly. */
+int gwd_config_reload(gwd_config *cfg)
+{
+    if (!cfg->config_file)
+        return 0;
+    gwd_config next = *cfg;
+    for (size_t i = 0; i < N_OPTS; i++)
+        if (opts[i].type == OPT_STR) {
+            char **s = field(&next, &opts[i]);
+            *s = gw_xstrdup(*s);
+        }
+    next.config_file = gw_xstrdup(cfg->config_file);
+    int r = read_file(&next, from_flag_store);
+    if (r < 0) {
+        gwd_config_free(&next);
+        return r;
+    }
+    gwd_config_free(cfg);
+    *cfg = next;
+    return 0;
+}
+
+void gwd_config_free(gwd_config *cfg)
+{
+    for (size_t i = 0; i < N_OPTS; i++)
+        if (opts[i].type == OPT_STR) {
+            char **s = field(cfg, &opts[i]);
+            free(*s);
+            *s = NULL;
+        }
+    free(cfg->config_file);
+    cfg->config_file = NULL;
+}

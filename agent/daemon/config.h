@@ -1,0 +1,47 @@
+/* gpuwardend configuration: one table of options read from the config file
+ * (/etc/gpuwarden/gpuwarden.conf, INI) and overridable by a flag each. */
+#ifndef GWD_CONFIG_H
+#define GWD_CONFIG_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+typedef struct gwd_config {
+    char *config_file;
+    char *host_root;
+    char *state_dir;
+    char *admin_endpoint;
+    char *read_endpoint;
+    char *events_endpoint;
+    char *read_group;           /* group owning the read socket (0660) */
+    char *curve_secret_key;     /* Z85; required for tcp:// endpoints */
+    char *libvirt_uri;          /* "" disables the libvirt watcher */
+    char *host_name;            /* deployable name prefix; "" = gethostname() */
+    char *log_level;
+    char *manage_vendors;       /* comma-separated vendor ids, e.g. "10de" */
+    char *manage_addresses;     /* comma-separated BDFs */
+    char *hooks_dir;
+    char *rom_allowlist;
+    char *isolation_policy;     /* fail | warn */
+    char *clique_override;
+    char *inventory_model;      /* per-gpu | per-clique */
+    char *extra_traits;         /* comma-separated CUSTOM_ traits */
+    long cleanup_workers;
+    long step_timeout_s;
+    long reconcile_interval_s;
+    long max_message_bytes;
+    bool foreground;
+    bool reset_state;
+} gwd_config;
+
+/* Fill defaults, read the config file named by --config (or the default path
+ * when it exists), then apply the flags; flags win. Returns 0, or 2 for a usage
+ * error / bad config (message printed), or 1 after --help/--version. */
+int gwd_config_load(gwd_config *cfg, int argc, char **argv);
+/* Re-read the config file on SIGHUP, keeping values that came from flags. */
+int gwd_config_reload(gwd_config *cfg);
+void gwd_config_free(gwd_config *cfg);
+void gwd_config_usage(FILE *f);
+void gwd_config_print_sample(FILE *f);
+
+#endif
