@@ -10,6 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <gpuwarden/inventory.h>
+
 #include "util.h"
 
 #define GWD_DEFAULT_CONFIG "/etc/gpuwarden/gpuwarden.conf"
@@ -57,7 +59,7 @@ static const opt_def opts[] = {
     STR("cleanup", "hooks_dir", "hooks-dir", hooks_dir, "/etc/gpuwarden/sanitize.d", "operator hook executables"),
     STR("cleanup", "rom_allowlist", "rom-allowlist", rom_allowlist, "", "VBIOS SHA-256 allowlist file"),
     STR("cleanup", "isolation_policy", "isolation-policy", isolation_policy, "fail", "fail|warn"),
-    STR("inventory", "model", "inventory-model", inventory_model, "per-gpu", "per-gpu|per-clique"),
+    STR("inventory", "model", "inventory-model", inventory_model, "per_gpu", "per_gpu|per_clique"),
     STR("inventory", "clique_override", "clique-override", clique_override, "", "NVLink partition file"),
     STR("inventory", "extra_traits", "extra-traits", extra_traits, "", "comma-separated CUSTOM_ traits"),
 };
@@ -251,11 +253,12 @@ int gwd_config_load(gwd_config *cfg, int argc, char **argv)
             goto out;
         }
     }
+    gw_inventory_model model;
     if (strcmp(cfg->isolation_policy, "fail") && strcmp(cfg->isolation_policy, "warn")) {
         fprintf(stderr, "gpuwardend: isolation_policy must be fail or warn, not '%s'\n", cfg->isolation_policy);
         rc = 2;
-    } else if (strcmp(cfg->inventory_model, "per-gpu") && strcmp(cfg->inventory_model, "per-clique")) {
-        fprintf(stderr, "gpuwardend: inventory model must be per-gpu or per-clique, not '%s'\n", cfg->inventory_model);
+    } else if (gw_inventory_model_from_name(cfg->inventory_model, &model) < 0) {
+        fprintf(stderr, "gpuwardend: [inventory] model: %s\n", gw_error_message());
         rc = 2;
     } else if (cfg->cleanup_workers < 1 || cfg->cleanup_workers > 256) {
         fprintf(stderr, "gpuwardend: cleanup workers must be 1..256\n");
