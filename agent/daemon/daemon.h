@@ -1,10 +1,23 @@
-/* gpuwardend's shared context. One main thread owns every ZeroMQ socket (they
- * are not thread-safe); clean-up workers and the libvirt thread hand events to
- * it through a locked queue and an eventfd that wakes its poll loop. */
+/* gpuwardend's shared context.
+ *
+ * Threads: the main thread owns every ZeroMQ socket (they are not
+ * thread-safe) and serves requests; clean-up workers (gw_cleanup_pool) and
+ * the libvirt watcher thread report back through the registry (which
+ * serialises itself) and the event queue, then wake the main loop through an
+ * eventfd. `lock` guards the fields marked (L): the host scan, the attachment
+ * view, the inventory and the generations issued. The registry's transition
+ * callback runs under the registry's lock and only queues events, so the
+ * lock order is: d->lock, then the registry's, then event_lock. */
 #ifndef GWD_DAEMON_H
 #define GWD_DAEMON_H
 
+#include <gpuwarden/attach.h>
+#include <gpuwarden/host.h>
+#include <gpuwarden/inventory.h>
+#include <gpuwarden/registry.h>
+#include <gpuwarden/sanitize.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -18,19 +31,95 @@ typedef struct gwd_event {
     size_t len;
 } gwd_event;
 
+/* Which domains reference a managed GPU, as the libvirt watcher (or, without
+ * libvirt, the hook's hints) last said. */
+typedef struct gwd_attachment {
+    char address[GW_ADDR_LEN];
+    char **domains;     /* NULL-terminated, sorted */
+} gwd_attachment;
+
+#define GWD_ISSUED_MAX 32
+
 typedef struct gwd {
     gwd_config cfg;
+    int64_t boot_ms;
+    char *host_name;
+
     void *zctx;
     void *admin_sock, *read_sock, *pub_sock;
     int signal_fd;
-    int wake_fd;                    /* eventfd: events queued */
+    int wake_fd;
+    volatile bool stopping;
+
     pthread_mutex_t event_lock;
     gwd_event *event_head, *event_tail;
-    volatile bool stopping;
+    uint64_t event_seq;                 /* last seq assigned (event_lock) */
+
+    gw_registry *reg;
+    gw_hostops *ops;
+    gw_cleanup_pool *pool;
+    gw_attach_source *attach;           /* NULL: libvirt disabled */
+    gw_sanitize_policy policy;
+    uint16_t *manage_vendors;
+    char **manage_addresses;
+    gw_clique_override *clique_override;
+    char **extra_traits;
+
+    pthread_mutex_t lock;
+    gw_host *host;                      /* (L) the last scan */
+    char **managed;                     /* (L) managed GPU addresses of that scan, sorted */
+    gwd_attachment *attachments;        /* (L) */
+    size_t n_attachments;
+    gw_inventory *inventory;            /* (L) the last inventory built */
+    uint64_t issued[GWD_ISSUED_MAX];    /* (L) generations served, ring */
+    size_t n_issued;
+
+    /* metrics (main thread, except the clean-up counters) */
+    uint64_t requests[16];
+    uint64_t errors[16];
+    atomic_uint_fast64_t cleanups_passed, cleanups_failed;
 } gwd;
 
-/* Queue an event for the PUB socket; callable from any thread. Takes
- * ownership of topic and body. */
-void gwd_event_queue(gwd *d, char *topic, void *body, size_t len);
+/* Queue an event for the PUB socket; callable from any thread. `seq` is
+ * assigned here, so publication order is sequence order. The builder packs the
+ * body given the seq. */
+typedef void (*gwd_event_builder)(void *pk, uint64_t seq, void *userdata);
+void gwd_event_publish(gwd *d, const char *kind, const char *address, gwd_event_builder build, void *userdata);
+/* Wake the main loop (which then starts pending clean-ups). Any thread. */
+void gwd_wake(gwd *d);
+
+/* fleet.c: the host scan and the registry. */
+int gwd_fleet_scan(gwd *d);                         /* scan + registry sync; main thread */
+bool gwd_fleet_is_managed(gwd *d, const char *address);   /* caller holds d->lock */
+const gw_gpu *gwd_fleet_gpu(gwd *d, const char *address); /* caller holds d->lock */
+
+/* attachment.c: the attachment view and the libvirt watcher glue. */
+int gwd_attachment_start(gwd *d);
+void gwd_attachment_stop(gwd *d);
+/* Domains referencing `address` per the view (caller holds d->lock); NULL when none. */
+char *const *gwd_attachment_domains(gwd *d, const char *address);
+/* Apply a new set of referencing domains for a managed GPU: attach seen /
+ * detach seen in the registry. Takes d->lock itself. */
+void gwd_attachment_update(gwd *d, const char *address, const char *const *domains, size_t n);
+
+/* cleanup.c: starting clean-ups and recording their results. */
+int gwd_cleanup_init(gwd *d);
+void gwd_cleanup_fini(gwd *d);
+/* Start a clean-up for every device that waits for one; main thread. */
+void gwd_cleanup_kick(gwd *d);
+
+/* events.c */
+void gwd_events_on_transition(const gw_transition *t, const gw_device *after, void *userdata);
+
+/* server.c */
+void gwd_serve(gwd *d, void *sock, bool admin);
+
+/* ops.c: the inventory (also used by server for metrics). Caller holds d->lock. */
+int gwd_inventory_build(gwd *d, gw_inventory **out);
+
+int64_t gwd_now_ms(void);
+/* Free a NULL-terminated string array (NULL accepted). */
+void gwd_strv_free(char **v);
+char **gwd_strv_copy(const char *const *v, size_t n);
 
 #endif

@@ -1,0 +1,235 @@
+/* The clean-up path. Reads top to bottom:
+ *   kick (main thread): every device waiting for a clean-up, managed, on the
+ *     bus and held by no VM -> "cleanup started" persisted -> queued on the pool;
+ *   the pool runs the pipeline on a worker thread (never the request path);
+ *   done (worker thread): the result and the pins it updated are persisted with
+ *     "cleanup passed" (-> sanitized) or "cleanup failed" (-> quarantined, the
+ *     failing step and its evidence as the reason), a cleanup event is
+ *     published, and the main loop is woken. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <msgpack.h>
+
+#include "daemon.h"
+#include "proto_codec.h"
+#include "util.h"
+
+#define PIN_PREFIX "sanitize."
+
+/* The pipeline's "not in use" step asks here. With libvirt it asks libvirt
+ * itself (from the worker thread, so a slow libvirtd delays only this
+ * clean-up); without it, the view fed by the hook's hints. */
+static int in_use(void *data, const char *address, char **user)
+{
+    gwd *d = data;
+    *user = NULL;
+    if (d->attach) {
+        char **domains = NULL;
+        int r = gw_attach_query(d->attach, address, &domains);
+        if (r < 0)
+            return r;
+        if (domains && domains[0])
+            *user = gw_strdup_printf("domain '%s'", domains[0]);
+        gw_attach_list_free(domains);
+        return 0;
+    }
+    pthread_mutex_lock(&d->lock);
+    char *const *domains = gwd_attachment_domains(d, address);
+    if (domains)
+        *user = gw_strdup_printf("domain '%s' (hook hint)", domains[0]);
+    pthread_mutex_unlock(&d->lock);
+    return 0;
+}
+
+static void pack_cleanup_event(void *pkv, uint64_t seq, void *userdata)
+{
+    msgpack_packer *pk = pkv;
+    gwd *d = ((void **)userdata)[0];
+    const gw_sanitize_result *res = ((void **)userdata)[1];
+    int64_t start = gw_sanitize_result_start_ms(res), end = gw_sanitize_result_end_ms(res);
+    gw_proto_pack_event_head(pk, seq, (uint64_t)d->boot_ms, (uint64_t)end, "cleanup",
+                             gw_sanitize_result_address(res), 3);
+    gw_proto_pack_cstr(pk, "result");
+    gw_proto_pack_cstr(pk, gw_sanitize_result_verdict(res) == GW_VERDICT_PASS ? "passed" : "failed");
+    gw_proto_pack_cstr(pk, "duration_ms");
+    msgpack_pack_uint64(pk, (uint64_t)(end > start ? end - start : 0));
+    gw_proto_pack_cstr(pk, "steps");
+    size_t n = gw_sanitize_result_step_count(res);
+    msgpack_pack_array(pk, n);
+    for (size_t i = 0; i < n; i++) {
+        const gw_step_result *s = gw_sanitize_result_step(res, i);
+        msgpack_pack_map(pk, 4);
+        gw_proto_pack_cstr(pk, "name");
+        gw_proto_pack_cstr(pk, s->name);
+        gw_proto_pack_cstr(pk, "verdict");
+        gw_proto_pack_cstr(pk, gw_verdict_name(s->verdict));
+        gw_proto_pack_cstr(pk, "evidence");
+        gw_proto_pack_cstr(pk, s->evidence);
+        gw_proto_pack_cstr(pk, "duration_ms");
+        msgpack_pack_uint64(pk, s->duration_us / 1000);
+    }
+}
+
+static void record_pins(gwd *d, const gw_sanitize_result *res)
+{
+    const char *address = gw_sanitize_result_address(res);
+    for (size_t i = 0; i < gw_sanitize_result_pin_count(res); i++) {
+        const gw_kv *kv = gw_sanitize_result_pin(res, i);
+        _cleanup_free_ char *key = strncmp(kv->key, PIN_PREFIX, strlen(PIN_PREFIX))
+                                       ? gw_strdup_printf(PIN_PREFIX "%s", kv->key)
+                                       : gw_xstrdup(kv->key);
+        if (gw_registry_set_fact(d->reg, address, key, kv->value) < 0)
+            gw_log(GW_LOG_ERR, "%s: cannot persist pin %s: %s", address, key, gw_error_message());
+    }
+}
+
+/* A domain was defined on the GPU while its clean-up ran, so the device is
+ * attached now and the table takes no clean-up verdict. The verdict still
+ * decides: passed -> that domain got a clean GPU (the gate lets it start);
+ * failed -> quarantined, as any failed clean-up. */
+static void settle_attached(gwd *d, const char *address, bool passed, const char *reason)
+{
+    gw_device *dev = NULL;
+    if (gw_registry_get(d->reg, address, &dev) < 0)
+        return;
+    const char *clean = gw_device_fact(dev, "attach.clean");
+    bool pending = dev->state == GW_STATE_ATTACHED && clean && !strcmp(clean, "pending");
+    gw_device_free(dev);
+    if (!pending) {
+        gw_log(GW_LOG_NOTICE, "%s: clean-up %s after its state changed; not recorded", address,
+               passed ? "passed" : "failed");
+        return;
+    }
+    if (passed) {
+        gw_registry_set_fact(d->reg, address, "attach.clean", "1");
+        return;
+    }
+    gw_apply_options o = GW_APPLY_OPTIONS_INIT;
+    o.reason = reason;
+    if (gw_registry_apply(d->reg, address, GW_EVENT_QUARANTINE, &o, NULL) < 0)
+        gw_log(GW_LOG_ERR, "%s: cannot quarantine after a failed clean-up: %s", address, gw_error_message());
+}
+
+static void done(gw_sanitize_result *res, void *userdata)
+{
+    gwd *d = userdata;
+    const char *address = gw_sanitize_result_address(res);
+    bool passed = gw_sanitize_result_verdict(res) == GW_VERDICT_PASS;
+
+    size_t n = gw_sanitize_result_step_count(res);
+    gw_cleanup_step *steps = gw_xcalloc(n, sizeof *steps);
+    for (size_t i = 0; i < n; i++) {
+        const gw_step_result *s = gw_sanitize_result_step(res, i);
+        steps[i] = (gw_cleanup_step){ s->name, gw_verdict_name(s->verdict), s->evidence, s->duration_us / 1000 };
+    }
+    gw_cleanup_result record = {
+        .start_ms = gw_sanitize_result_start_ms(res),
+        .end_ms = gw_sanitize_result_end_ms(res),
+        .passed = passed,
+        .steps = steps,
+        .n_steps = n,
+    };
+    /* Pins first: a pin taken at the first clean-up must survive even when
+     * the transition below is refused (e.g. the GPU got quarantined meanwhile). */
+    record_pins(d, res);
+    gw_apply_options o = GW_APPLY_OPTIONS_INIT;
+    o.actor = "system";
+    o.reason = passed ? "every clean-up step passed" : gw_sanitize_result_reason(res);
+    o.cleanup = &record;
+    int r = gw_registry_apply(d->reg, address, passed ? GW_EVENT_CLEANUP_PASSED : GW_EVENT_CLEANUP_FAILED, &o, NULL);
+    if (r == -EPERM)
+        settle_attached(d, address, passed, o.reason);
+    else if (r < 0)
+        gw_log(GW_LOG_ERR, "%s: clean-up %s not recorded: %s", address, passed ? "passed" : "failed",
+               gw_error_message());
+    free(steps);
+
+    if (passed)
+        atomic_fetch_add(&d->cleanups_passed, 1);
+    else
+        atomic_fetch_add(&d->cleanups_failed, 1);
+    gw_log(passed ? GW_LOG_INFO : GW_LOG_WARNING, "%s: clean-up %s%s%s", address, passed ? "passed" : "failed",
+           passed ? "" : ": ", passed ? "" : gw_sanitize_result_reason(res));
+    void *ctx[2] = { d, res };
+    gwd_event_publish(d, "cleanup", address, pack_cleanup_event, ctx);
+    gw_sanitize_result_free(res);
+    gwd_wake(d);
+}
+
+int gwd_cleanup_init(gwd *d)
+{
+    /* Copied by the pool. */
+    gw_attach_ops attach = { GW_ATTACH_OPS_VERSION, in_use, NULL, NULL, d };
+    gw_cleanup_pool_options o = GW_CLEANUP_POOL_OPTIONS_INIT;
+    o.workers = (unsigned)d->cfg.cleanup_workers;
+    o.ops = d->ops;
+    o.attach = &attach;
+    o.policy = &d->policy;
+    o.done = done;
+    o.userdata = d;
+    int r = gw_cleanup_pool_new(&d->pool, &o);
+    if (r < 0)
+        gw_log(GW_LOG_ERR, "clean-up pool: %s", gw_error_message());
+    return r;
+}
+
+void gwd_cleanup_fini(gwd *d)
+{
+    gw_cleanup_pool_free(d->pool);
+    d->pool = NULL;
+}
+
+static void start(gwd *d, const gw_device *dev)
+{
+    const char *address = dev->identity.address;
+    gw_apply_options o = GW_APPLY_OPTIONS_INIT;
+    o.actor = "system";
+    o.if_seq = dev->seq;
+    int r = gw_registry_apply(d->reg, address, GW_EVENT_CLEANUP_STARTED, &o, NULL);
+    if (r < 0) {
+        if (r != -ESTALE && r != -EBUSY)
+            gw_log(GW_LOG_ERR, "%s: cannot start clean-up: %s", address, gw_error_message());
+        return;
+    }
+    gw_kv *pins = gw_xcalloc(dev->n_facts + 1, sizeof *pins);
+    size_t n_pins = 0;
+    for (size_t i = 0; i < dev->n_facts; i++)
+        if (!strncmp(dev->facts[i].key, PIN_PREFIX, strlen(PIN_PREFIX)))
+            pins[n_pins++] = (gw_kv){ dev->facts[i].key + strlen(PIN_PREFIX), dev->facts[i].value };
+    gw_sanitize_request req = GW_SANITIZE_REQUEST_INIT;
+    req.address = address;
+    req.pins = pins;
+    req.n_pins = n_pins;
+    r = gw_cleanup_pool_submit(d->pool, &req);
+    free(pins);
+    if (r < 0) {
+        gw_log(GW_LOG_ERR, "%s: clean-up not queued: %s", address, gw_error_message());
+        gw_apply_options a = GW_APPLY_OPTIONS_INIT;
+        a.reason = "clean-up could not be queued";
+        gw_registry_apply(d->reg, address, GW_EVENT_CLEANUP_ABORTED, &a, NULL);
+        return;
+    }
+    gw_log(GW_LOG_INFO, "%s: clean-up started", address);
+}
+
+void gwd_cleanup_kick(gwd *d)
+{
+    gw_device **list = NULL;
+    size_t n = 0;
+    if (gw_registry_list(d->reg, &list, &n) < 0)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        const gw_device *dev = list[i];
+        if (!gw_device_needs_cleanup(dev) || gw_cleanup_pool_busy(d->pool, dev->identity.address))
+            continue;
+        pthread_mutex_lock(&d->lock);
+        bool eligible = gwd_fleet_is_managed(d, dev->identity.address) &&
+                        !gwd_attachment_domains(d, dev->identity.address);
+        pthread_mutex_unlock(&d->lock);
+        if (eligible)
+            start(d, dev);
+    }
+    gw_device_list_free(list, n);
+}

@@ -1,0 +1,692 @@
+/* The ops of PROTOCOL.md §8. Each builds its result as an ordered JSON value
+ * (jansson keeps insertion order, which is the spec's key order) that
+ * server.c packs canonically. Nothing here waits for a clean-up or for
+ * libvirt: the attachment view is the watcher's last report, and clean-ups
+ * are only queued. */
+#include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <gpuwarden/audit.h>
+
+#include "daemon.h"
+#include "ops.h"
+#include "proto_codec.h"
+#include "util.h"
+
+/* ---- mapping library errors to protocol errors ---- */
+
+static int fail_from_errno(gw_proto_error *err, int r, const char *field)
+{
+    gw_proto_code code;
+    switch (r) {
+    case -ENOENT: code = GW_PROTO_NOT_FOUND; break;
+    case -EPERM:
+    case -EALREADY: code = GW_PROTO_ILLEGAL_TRANSITION; break;
+    case -EBUSY: code = GW_PROTO_BUSY; break;
+    case -EINVAL: code = GW_PROTO_INVALID_ARGUMENT; break;
+    case -EEXIST: code = GW_PROTO_CONFLICT; break;
+    case -EAGAIN:
+    case -ENOTCONN: code = GW_PROTO_UNAVAILABLE; break;
+    default: code = GW_PROTO_INTERNAL; break;
+    }
+    return gw_proto_errorf(err, code, field, "%s", gw_error_message());
+}
+
+/* ---- shared objects (§10) ---- */
+
+static json_t *str_or_null(const char *s)
+{
+    return s && *s ? json_string(s) : json_null();
+}
+
+static json_t *hex4(uint16_t v)
+{
+    char buf[8];
+    snprintf(buf, sizeof buf, "%04x", v);
+    return json_string(buf);
+}
+
+static int device_clique(gwd *d, const gw_gpu *g)
+{
+    if (!g)
+        return -1;
+    if (d->clique_override) {
+        int id = gw_clique_override_lookup(d->clique_override, g->address);
+        if (id >= 0)
+            return id;
+    }
+    return g->clique >= 0 && g->clique < 16 ? g->clique : -1;
+}
+
+static const char *device_reason(const gw_device *dev)
+{
+    if (dev->state == GW_STATE_QUARANTINED)
+        return dev->quarantine_reason;
+    return dev->reason;
+}
+
+/* The device object. Caller holds d->lock. */
+static json_t *device_object(gwd *d, const gw_device *dev)
+{
+    const char *address = dev->identity.address;
+    bool present = !(dev->flags & GW_FLAG_MISSING);
+    const gw_gpu *g = present ? gwd_fleet_gpu(d, address) : NULL;
+    char *const *domains = gwd_attachment_domains(d, address);
+
+    json_t *id = json_object();
+    json_object_set_new(id, "vendor_id", hex4(dev->identity.vendor_id));
+    json_object_set_new(id, "device_id", hex4(dev->identity.device_id));
+    json_object_set_new(id, "subsystem_vendor_id", hex4(dev->identity.subsystem_vendor_id));
+    json_object_set_new(id, "subsystem_device_id", hex4(dev->identity.subsystem_device_id));
+    const char *rev = gw_device_fact(dev, "pci.revision");
+    json_object_set_new(id, "revision", json_integer(g ? g->revision : rev ? atoi(rev) : 0));
+    const char *cls = gw_device_fact(dev, "pci.class");
+    char cls_buf[8];
+    if (g)
+        snprintf(cls_buf, sizeof cls_buf, "%04x", g->class_code);
+    json_object_set_new(id, "class", json_string(g ? cls_buf : cls ? cls : "0000"));
+    json_object_set_new(id, "vendor_name", str_or_null(g ? g->vendor_name : gw_device_fact(dev, "pci.vendor_name")));
+    json_object_set_new(id, "device_name", str_or_null(g ? g->device_name : gw_device_fact(dev, "pci.device_name")));
+    if (dev->identity.dsn_present) {
+        char dsn[20];
+        snprintf(dsn, sizeof dsn, "%016llx", (unsigned long long)dev->identity.dsn);
+        json_object_set_new(id, "serial", json_string(dsn));
+    } else {
+        json_object_set_new(id, "serial", json_null());
+    }
+
+    json_t *o = json_object();
+    json_object_set_new(o, "address", json_string(address));
+    json_object_set_new(o, "state", json_string(gw_state_name(dev->state)));
+    json_object_set_new(o, "dirty", json_boolean(dev->flags & GW_FLAG_DIRTY));
+    json_object_set_new(o, "cleaning", json_boolean(dev->flags & GW_FLAG_CLEANING));
+    json_object_set_new(o, "reason", str_or_null(device_reason(dev)));
+    json_object_set_new(o, "since", json_integer(dev->since_ms));
+    json_object_set_new(o, "domain", domains ? json_string(domains[0]) : json_null());
+    json_object_set_new(o, "present", json_boolean(present));
+    json_object_set_new(o, "numa_node", json_integer(g ? g->numa_node : -1));
+    json_object_set_new(o, "clique", json_integer(device_clique(d, g)));
+    json_object_set_new(o, "iommu_group", str_or_null(g ? g->iommu_group : NULL));
+    json_object_set_new(o, "driver", str_or_null(g ? g->driver : NULL));
+    json_object_set_new(o, "identity", id);
+    return o;
+}
+
+static json_t *step_objects(const gw_cleanup_result *c)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < c->n_steps; i++) {
+        json_t *s = json_object();
+        json_object_set_new(s, "name", json_string(c->steps[i].name));
+        json_object_set_new(s, "verdict", json_string(c->steps[i].verdict));
+        json_object_set_new(s, "evidence", json_string(c->steps[i].evidence));
+        json_object_set_new(s, "duration_ms", json_integer((json_int_t)c->steps[i].duration_ms));
+        json_array_append_new(a, s);
+    }
+    return a;
+}
+
+/* ---- the inventory ---- */
+
+int gwd_inventory_build(gwd *d, gw_inventory **out)
+{
+    gw_device **list = NULL;
+    size_t n = 0;
+    int r = gw_registry_list(d->reg, &list, &n);
+    if (r < 0)
+        return r;
+    gw_inventory_gpu *gpus = gw_xcalloc(n, sizeof *gpus);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        const gw_device *dev = list[i];
+        if (dev->flags & GW_FLAG_MISSING)
+            continue;   /* an attached one is carried from the previous inventory */
+        const gw_gpu *g = gwd_fleet_gpu(d, dev->identity.address);
+        if (!g || !gwd_fleet_is_managed(d, dev->identity.address))
+            continue;
+        gpus[k++] = (gw_inventory_gpu){
+            .address = dev->identity.address,
+            .vendor_id = g->vendor_id,
+            .device_id = g->device_id,
+            .numa_node = g->numa_node,
+            .clique = g->clique >= 0 && g->clique < 16 ? g->clique : -1,
+            .state = dev->state,
+            .attached = gwd_attachment_domains(d, dev->identity.address) != NULL,
+            .class_code = g->class_code,
+            .model = g->device_name,
+        };
+    }
+    gw_inventory_options o = GW_INVENTORY_OPTIONS_INIT;
+    o.host = d->host_name;
+    gw_inventory_model_from_name(d->cfg.inventory_model, &o.model);
+    size_t n_extra = 0;
+    for (char **t = d->extra_traits; t && *t; t++)
+        n_extra++;
+    o.extra_traits = (const char *const *)d->extra_traits;
+    o.n_extra_traits = n_extra;
+    o.clique_override = d->clique_override;
+    o.previous = d->inventory;
+    r = gw_inventory_new(out, gpus, k, &o);
+    free(gpus);
+    gw_device_list_free(list, n);
+    return r;
+}
+
+static void remember_generation(gwd *d, uint64_t generation)
+{
+    for (size_t i = 0; i < d->n_issued && i < GWD_ISSUED_MAX; i++)
+        if (d->issued[i] == generation)
+            return;
+    d->issued[d->n_issued % GWD_ISSUED_MAX] = generation;
+    d->n_issued++;
+}
+
+static bool was_issued(gwd *d, uint64_t generation)
+{
+    for (size_t i = 0; i < d->n_issued && i < GWD_ISSUED_MAX; i++)
+        if (d->issued[i] == generation)
+            return true;
+    return false;
+}
+
+/* Build the inventory, keep it as the previous one (for carrying attached
+ * deployables over) and remember its generation. Caller holds d->lock. */
+static int current_inventory(gwd *d, gw_inventory **out)
+{
+    gw_inventory *inv = NULL;
+    int r = gwd_inventory_build(d, &inv);
+    if (r < 0)
+        return r;
+    const char *why = gw_inventory_clique_error(inv);
+    if (why)
+        gw_log(GW_LOG_WARNING, "clique override not applied: %s", why);
+    gw_inventory_free(d->inventory);
+    d->inventory = inv;
+    remember_generation(d, gw_inventory_generation(inv));
+    *out = inv;
+    return 0;
+}
+
+static json_t *deployable_object(const gw_deployable *dp)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "name", json_string(dp->name));
+    json_object_set_new(o, "rc", json_string(dp->rc));
+    json_object_set_new(o, "num_accelerators", json_integer(dp->num_accelerators));
+    json_object_set_new(o, "reserved", json_integer(dp->reserved));
+    json_t *traits = json_array();
+    for (size_t i = 0; i < dp->n_traits; i++)
+        json_array_append_new(traits, json_string(dp->traits[i]));
+    json_object_set_new(o, "traits", traits);
+    json_t *handles = json_array();
+    for (size_t i = 0; i < dp->n_attach_handles; i++) {
+        json_t *h = json_object();
+        json_object_set_new(h, "type", json_string(dp->attach_handles[i].type));
+        json_object_set_new(h, "info", json_string(dp->attach_handles[i].info));
+        json_array_append_new(handles, h);
+    }
+    json_object_set_new(o, "attach_handles", handles);
+    json_t *gpus = json_array();
+    for (size_t i = 0; i < dp->n_gpus; i++)
+        json_array_append_new(gpus, json_string(dp->gpus[i]));
+    json_object_set_new(o, "gpus", gpus);
+    json_object_set_new(o, "driver_name", json_string(dp->driver_name));
+    json_t *dev = json_object();
+    json_object_set_new(dev, "vendor", json_string(dp->vendor));
+    json_object_set_new(dev, "model", json_string(dp->model));
+    json_object_set_new(dev, "type", json_string(dp->type));
+    json_object_set_new(dev, "std_board_info", json_string(dp->std_board_info));
+    json_t *cp = json_object();
+    json_object_set_new(cp, "type", json_string(dp->cpid_type));
+    json_object_set_new(cp, "info", json_string(dp->cpid_info));
+    json_object_set_new(dev, "controlpath", cp);
+    json_object_set_new(o, "device", dev);
+    return o;
+}
+
+static json_t *inventory_object(const gw_inventory *inv)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "generation", json_integer((json_int_t)gw_inventory_generation(inv)));
+    json_object_set_new(o, "host", json_string(gw_inventory_host(inv)));
+    json_object_set_new(o, "model", json_string(gw_inventory_model_name(gw_inventory_model_of(inv))));
+    json_t *deps = json_array();
+    for (size_t i = 0; i < gw_inventory_deployable_count(inv); i++)
+        json_array_append_new(deps, deployable_object(gw_inventory_deployable(inv, i)));
+    json_object_set_new(o, "deployables", deps);
+    return o;
+}
+
+/* ---- ops ---- */
+
+static int op_hello(gwd *d, const gw_proto_request *req, bool admin, json_t **out, gw_proto_error *err)
+{
+    json_t *o = json_object();
+    json_t *versions = json_array();
+    json_array_append_new(versions, json_pack("[ii]", GW_PROTO_VERSION_MAJOR, GW_PROTO_VERSION_MINOR));
+    json_object_set_new(o, "versions", versions);
+    json_object_set_new(o, "daemon", json_string(gw_version()));
+    json_object_set_new(o, "host", json_string(d->host_name));
+    json_object_set_new(o, "endpoint", json_string(admin ? "admin" : "read"));
+    json_t *caps = json_array();
+    json_array_append_new(caps, json_string("events"));
+    if (d->attach)
+        json_array_append_new(caps, json_string("libvirt"));
+    gw_inventory_model model = GW_INVENTORY_PER_GPU;
+    gw_inventory_model_from_name(d->cfg.inventory_model, &model);
+    if (model == GW_INVENTORY_PER_CLIQUE)
+        json_array_append_new(caps, json_string("per_clique"));
+    if (!strncmp(d->cfg.admin_endpoint, "tcp://", 6) || !strncmp(d->cfg.read_endpoint, "tcp://", 6))
+        json_array_append_new(caps, json_string("curve"));
+    json_object_set_new(o, "capabilities", caps);
+    json_t *ops = json_array();
+    for (int op = 0; op < GW_OP_COUNT; op++)
+        if (admin || gw_proto_op_is_read((gw_proto_op)op))
+            json_array_append_new(ops, json_string(gw_proto_op_name((gw_proto_op)op)));
+    json_object_set_new(o, "ops", ops);
+    *out = o;
+    return 0;
+}
+
+static int op_inventory(gwd *d, const gw_proto_request *req, bool admin, json_t **out, gw_proto_error *err)
+{
+    pthread_mutex_lock(&d->lock);
+    gw_inventory *inv = NULL;
+    int r = current_inventory(d, &inv);
+    if (r == 0)
+        *out = inventory_object(inv);
+    pthread_mutex_unlock(&d->lock);
+    return r < 0 ? fail_from_errno(err, r, NULL) : 0;
+}
+
+/* Promote the sanitized GPUs of `generation` when it is still the current
+ * one: the shim has just pushed exactly this content to Placement, so those
+ * GPUs exist there (reserved) and may now be offered. */
+static int op_published(gwd *d, const gw_proto_request *req, bool admin, json_t **out, gw_proto_error *err)
+{
+    uint64_t g = req->args.generation;
+    pthread_mutex_lock(&d->lock);
+    gw_inventory *inv = NULL;
+    int r = current_inventory(d, &inv);
+    if (r < 0) {
+        pthread_mutex_unlock(&d->lock);
+        return fail_from_errno(err, r, NULL);
+    }
+    bool current = gw_inventory_generation(inv) == g;
+    if (!current && !was_issued(d, g)) {
+        pthread_mutex_unlock(&d->lock);
+        return gw_proto_errorf(err, GW_PROTO_INVALID_ARGUMENT, "args.generation",
+                               "args.generation: %llu was never issued by this daemon", (unsigned long long)g);
+    }
+    json_t *promoted = json_array();
+    if (current) {
+        gw_device **list = NULL;
+        size_t n = 0;
+        if (gw_registry_list(d->reg, &list, &n) == 0) {
+            for (size_t i = 0; i < n; i++) {
+                const gw_device *dev = list[i];
+                if (dev->state != GW_STATE_SANITIZED || (dev->flags & GW_FLAG_MISSING) ||
+                    !gw_inventory_find_gpu(inv, dev->identity.address))
+                    continue;
+                gw_apply_options o = GW_APPLY_OPTIONS_INIT;
+                o.actor = "placement";
+                char reason[64];
+                snprintf(reason, sizeof reason, "inventory generation %llu reported", (unsigned long long)g);
+                o.reason = reason;
+                o.if_seq = dev->seq;
+                if (gw_registry_apply(d->reg, dev->identity.address, GW_EVENT_PUBLISHED, &o, NULL) == 0)
+                    json_array_append_new(promoted, json_string(dev->identity.address));
+            }
+            gw_device_list_free(list, n);
+        }
+        if (json_array_size(promoted) > 0)
+            current_inventory(d, &inv);
+    }
+    json_t *o = json_object();
+    json_object_set_new(o, "generation", json_integer((json_int_t)gw_inventory_generation(inv)));
+    json_object_set_new(o, "promoted", promoted);
+    pthread_mutex_unlock(&d->lock);
+    *out = o;
+    return 0;
+}
+
+static int op_devices(gwd *d, const gw_proto_request *req, bool admin, json_t **out, gw_proto_error *err)
+{
+    gw_device **list = NULL;
+    size_t n = 0;
+    int r = gw_registry_list(d->reg, &list, &n);
+    if (r < 0)
+        return fail_from_errno(err, r, NULL);
+    json_t *a = json_array();
+    pthread_mutex_lock(&d->lock);
+    for (size_t i = 0; i < n; i++)
+        if (!req->args.has_state || list[i]->state == req->args.state)
+            json_array_append_new(a, device_object(d, list[i]));
+    pthread_mutex_unlock(&d->lock);
+    gw_device_list_free(list, n);
+    *out = json_pack("{s:o}", "devices", a);
+    return 0;
+}
+
+static json_t *device_with_cleanup(gwd *d, const gw_device *dev)
+{
+    pthread_mutex_lock(&d->lock);
+    json_t *o = device_object(d, dev);
+    pthread_mutex_unlock(&d->lock);
+    const gw_cleanup_result *c = &dev->cleanup;
+    if (dev->flags & GW_FLAG_CLEANING) {
+        json_object_set_new(o, "cleanup", json_pack("{s:s,s:I,s:n,s:I}", "result", "running", "started",
+                                                     (json_int_t)dev->since_ms, "finished", "duration_ms",
+                                                     (json_int_t)(gwd_now_ms() - dev->since_ms)));
+        json_object_set_new(o, "steps", json_array());
+    } else if (c->start_ms) {
+        json_object_set_new(o, "cleanup", json_pack("{s:s,s:I,s:I,s:I}", "result", c->passed ? "passed" : "failed",
+                                                     "started", (json_int_t)c->start_ms, "finished",
+                                                     (json_int_t)c->end_ms, "duration_ms",
+                                                     (json_int_t)(c->end_ms - c->start_ms)));
+        json_object_set_new(o, "steps", step_objects(c));
+    } else {
+        json_object_set_new(o, "cleanup", json_null());
+        json_object_set_new(o, "steps", json_array());
+    }
+    return o;
+}
+
+static int op_device(gwd *d, const gw_proto_request *req, bool admin, json_t **out, gw_proto_error *err)
+{
+    gw_device *dev = NULL;
+    int r = gw_registry_get(d->reg, req->args.address, &dev);
+    if (r < 0)
+        return gw_proto_errorf(err, GW_PROTO_NOT_FOUND, "args.address", "no GPU %s is managed by this daemon",
+                               req->args.address);
+    *out = device_with_cleanup(d, dev);
+    gw_device_free(dev);
+    return 0;
+}
+
+static char *operator_actor(const gw_proto_request *req, bool admin)
+{
+    return gw_strdup_printf("operator:%s(%s endpoint)", req->actor ? req->actor : "unknown",
+                            admin ? "admin" : "read");
+}
+
+/* Apply an operator event, start any clean-up it calls for, and answer with
+ * the device as it now stands. */
+static int operator_event(gwd *d, const gw_proto_request *req, bool admin, gw_event event, const char *reason,
+                          json_t **out, gw_proto_error *err)
+{
+    _cleanup_free_ char *actor = operator_actor(req, admin);
+    gw_apply_options o = GW_APPLY_OPTIONS_INIT;
+    o.actor = actor;
+    o.reason = reason;
+    int r = gw_registry_apply(d->reg, req->args.address, event, &o, NULL);
+    if (r < 0)
+        return fail_from_errno(err, r, r == -ENOENT ? "args.address" : NULL);
+    gwd_cleanup_kick(d);
+    gw_device *dev = NULL;
+    r = gw_registry_get(d->reg, req->args.address, &dev);
+    if (r < 0)
+        return fail_from_errno(err, r, NULL);
+    pthread_mutex_lock(&d->lock);
+    *out = device_object(d, dev);
+    pthread_mutex_unlock(&d->lock);
+    gw_device_free(dev);
+    return 0;
+}
+
+static int op_quarantine(gwd *d, const gw_proto_request *req, bool admin, json_t **out, gw_proto_error *err)
+{
+    return operator_event(d, req, admin, GW_EVENT_QUARANTINE, req->args.reason, out, err);
+}
+
+static int op_release(gwd *d, const gw_proto_request *req, bool admin, json_t **out, gw_proto_error *err)
+{
+    return operator_event(d, req, admin, GW_EVENT_RELEASE,
+                          req->args.reason ? req->args.reason : "released by the operator", out, err);
+}
+
+static int op_sanitize(gwd *d, const gw_proto_request *req, bool admin, json_t **out, gw_proto_error *err)
+{
+    if (gw_cleanup_pool_busy(d->pool, req->args.address))
+        return gw_proto_errorf(err, GW_PROTO_BUSY, "args.address", "%s: a clean-up is running", req->args.address);
+    return operator_event(d, req, admin, GW_EVENT_SANITIZE, "clean-up requested by the operator", out, err);
+}
+
+static int op_audit(gwd *d, const gw_proto_request *req, bool admin, json_t **out, gw_proto_error *err)
+{
+    gw_audit_filter f = GW_AUDIT_FILTER_INIT;
+    f.address = req->args.device;
+    f.since_ms = req->args.has_since ? (int64_t)req->args.since : 0;
+    f.last = (size_t)req->args.limit;
+    gw_audit *log = NULL;
+    json_t *records = json_array();
+    int r = gw_audit_read(&log, d->cfg.state_dir, &f);
+    if (r == -ENOENT) {
+        *out = json_pack("{s:o,s:b}", "records", records, "truncated", 0);
+        return 0;
+    }
+    if (r < 0) {
+        json_decref(records);
+        return fail_from_errno(err, -EIO, NULL);
+    }
+    for (size_t i = 0; i < gw_audit_count(log); i++) {
+        const gw_transition *t = gw_audit_get(log, i);
+        json_t *rec = json_object();
+        json_object_set_new(rec, "time", json_integer(t->time_ms));
+        json_object_set_new(rec, "address", json_string(t->device.address));
+        json_object_set_new(rec, "event", json_string(gw_event_name(t->event)));
+        json_object_set_new(rec, "from", t->event == GW_EVENT_FOUND ? json_null() : json_string(gw_state_name(t->from)));
+        json_object_set_new(rec, "to", json_string(gw_state_name(t->to)));
+        json_object_set_new(rec, "dirty", json_boolean(t->to_flags & GW_FLAG_DIRTY));
+        json_object_set_new(rec, "actor", json_string(t->actor));
+        json_object_set_new(rec, "reason", str_or_null(t->reason));
+        json_object_set_new(rec, "evidence", str_or_null(t->evidence));
+        json_array_append_new(records, rec);
+    }
+    *out = json_pack("{s:o,s:b}", "records", records, "truncated", gw_audit_truncated(log));
+    gw_audit_free(log);
+    return 0;
+}
+
+/* The managed GPUs among a request's addresses, ascending, deduplicated.
+ * Caller holds d->lock. */
+static json_t *managed_among(gwd *d, const gw_proto_request *req)
+{
+    json_t *a = json_array();
+    const char **sorted = gw_xcalloc(req->args.n_addresses, sizeof *sorted);
+    size_t n = 0;
+    for (size_t i = 0; i < req->args.n_addresses; i++)
+        if (gwd_fleet_is_managed(d, req->args.addresses[i]))
+            sorted[n++] = req->args.addresses[i];
+    for (size_t i = 0; i < n; i++) {
+        size_t j = 0;
+        while (j < json_array_size(a) && strcmp(json_string_value(json_array_get(a, j)), sorted[i]) < 0)
+            j++;
+        if (j < json_array_size(a) && !strcmp(json_string_value(json_array_get(a, j)), sorted[i]))
+            continue;
+        json_array_insert_new(a, j, json_string(sorted[i]));
+    }
+    free(sorted);
+    return a;
+}
+
+static int op_attached(gwd *d, const gw_proto_request *req, bool admin, json_t **out, gw_proto_error *err)
+{
+    pthread_mutex_lock(&d->lock);
+    json_t *gpus = managed_among(d, req);
+    for (size_t i = 0; i < json_array_size(gpus); i++) {
+        const char *addr = json_string_value(json_array_get(gpus, i));
+        char *const *domains = gwd_attachment_domains(d, addr);
+        for (char *const *dm = domains; dm && *dm; dm++) {
+            if (strcmp(*dm, req->args.domain)) {
+                gw_proto_errorf(err, GW_PROTO_CONFLICT, "args.addresses", "%s is attached to domain '%s', not '%s'",
+                                addr, *dm, req->args.domain);
+                pthread_mutex_unlock(&d->lock);
+                json_decref(gpus);
+                return -1;
+            }
+        }
+    }
+    pthread_mutex_unlock(&d->lock);
+    if (d->attach) {
+        /* libvirt is the truth: ask the watcher to look now. */
+        gw_attach_reconcile(d->attach);
+    } else {
+        const char *dom[] = { req->args.domain };
+        for (size_t i = 0; i < json_array_size(gpus); i++)
+            gwd_attachment_update(d, json_string_value(json_array_get(gpus, i)), dom, 1);
+    }
+    *out = json_pack("{s:o}", "devices", gpus);
+    return 0;
+}
+
+/* "release end": the domain let go of its GPUs. libvirt may still be tearing
+ * the domain down, so nothing here calls libvirt (the hook waits for this
+ * reply and libvirtd waits for the hook): the watcher is asked to reconcile
+ * on its own thread, and its report makes the GPUs dirty and starts their
+ * clean-ups. Without libvirt the hint itself is the report. */
+static int op_released(gwd *d, const gw_proto_request *req, bool admin, json_t **out, gw_proto_error *err)
+{
+    pthread_mutex_lock(&d->lock);
+    json_t *gpus = managed_among(d, req);
+    pthread_mutex_unlock(&d->lock);
+    if (d->attach) {
+        gw_attach_reconcile(d->attach);
+    } else {
+        for (size_t i = 0; i < json_array_size(gpus); i++) {
+            const char *addr = json_string_value(json_array_get(gpus, i));
+            pthread_mutex_lock(&d->lock);
+            char *const *domains = gwd_attachment_domains(d, addr);
+            const char *rest[8];
+            size_t n = 0;
+            for (char *const *dm = domains; dm && *dm && n < 8; dm++)
+                if (strcmp(*dm, req->args.domain))
+                    rest[n++] = *dm;
+            char **keep = gwd_strv_copy(rest, n);
+            pthread_mutex_unlock(&d->lock);
+            gwd_attachment_update(d, addr, (const char *const *)keep, n);
+            gwd_strv_free(keep);
+        }
+        gwd_cleanup_kick(d);
+    }
+    *out = json_pack("{s:o}", "devices", gpus);
+    return 0;
+}
+
+/* Why `domain` may not start on the GPU `dev`; NULL when it may. Caller holds d->lock. */
+static char *gate_refusal(gwd *d, const gw_device *dev, const char *domain)
+{
+    const char *addr = dev->identity.address;
+    char *const *domains = gwd_attachment_domains(d, addr);
+    for (char *const *dm = domains; dm && *dm; dm++)
+        if (strcmp(*dm, domain))
+            return gw_strdup_printf("attached to domain '%s'", *dm);
+    if (dev->flags & GW_FLAG_MISSING)
+        return gw_xstrdup("not on the bus");
+    switch (dev->state) {
+    case GW_STATE_ALLOCATABLE:
+    case GW_STATE_SANITIZED:
+        return NULL;
+    case GW_STATE_ATTACHED: {
+        const char *owner = gw_device_fact(dev, "attach.domain");
+        const char *clean = gw_device_fact(dev, "attach.clean");
+        if (owner && strcmp(owner, domain))
+            return gw_strdup_printf("attached to domain '%s'", owner);
+        if (clean && !strcmp(clean, "1"))
+            return NULL;
+        if (clean && !strcmp(clean, "pending"))
+            return gw_xstrdup("dirty: clean-up running");
+        return gw_xstrdup("dirty: it was attached before a clean-up made it allocatable");
+    }
+    case GW_STATE_QUARANTINED:
+        return gw_strdup_printf("quarantined: %s", dev->quarantine_reason);
+    case GW_STATE_DISCOVERED:
+        return gw_xstrdup(dev->flags & GW_FLAG_CLEANING ? "dirty: clean-up running"
+                                                        : "dirty: waiting for its clean-up");
+    }
+    return gw_xstrdup("unknown state");
+}
+
+static int op_gate(gwd *d, const gw_proto_request *req, bool admin, json_t **out, gw_proto_error *err)
+{
+    pthread_mutex_lock(&d->lock);
+    json_t *gpus = managed_among(d, req);
+    json_t *reasons = json_array();
+    for (size_t i = 0; i < json_array_size(gpus); i++) {
+        const char *addr = json_string_value(json_array_get(gpus, i));
+        gw_device *dev = NULL;
+        char *why = gw_registry_get(d->reg, addr, &dev) < 0 ? gw_xstrdup("unknown to the daemon")
+                                                             : gate_refusal(d, dev, req->args.domain);
+        gw_device_free(dev);
+        if (why) {
+            json_array_append_new(reasons, json_pack("{s:s,s:s}", "address", addr, "reason", why));
+            free(why);
+        }
+    }
+    pthread_mutex_unlock(&d->lock);
+    json_decref(gpus);
+    *out = json_pack("{s:b,s:o}", "allowed", json_array_size(reasons) == 0, "reasons", reasons);
+    return 0;
+}
+
+static int op_metrics(gwd *d, const gw_proto_request *req, bool admin, json_t **out, gw_proto_error *err)
+{
+    gw_device **list = NULL;
+    size_t n = 0;
+    uint64_t per_state[GW_STATE_COUNT] = { 0 }, dirty = 0, cleaning = 0;
+    if (gw_registry_list(d->reg, &list, &n) == 0) {
+        for (size_t i = 0; i < n; i++) {
+            if ((unsigned)list[i]->state < GW_STATE_COUNT)
+                per_state[list[i]->state]++;
+            dirty += !!(list[i]->flags & GW_FLAG_DIRTY);
+            cleaning += !!(list[i]->flags & GW_FLAG_CLEANING);
+        }
+        gw_device_list_free(list, n);
+    }
+    json_t *o = json_object();
+    json_object_set_new(o, "uptime_ms", json_integer(gwd_now_ms() - d->boot_ms));
+    json_t *states = json_object();
+    for (int s = 0; s < GW_STATE_COUNT; s++)
+        json_object_set_new(states, gw_state_name((gw_state)s), json_integer((json_int_t)per_state[s]));
+    json_object_set_new(o, "devices", states);
+    json_object_set_new(o, "dirty", json_integer((json_int_t)dirty));
+    json_object_set_new(o, "cleaning", json_integer((json_int_t)cleaning));
+    json_object_set_new(o, "cleanups", json_pack("{s:I,s:I}", "passed", (json_int_t)atomic_load(&d->cleanups_passed),
+                                                 "failed", (json_int_t)atomic_load(&d->cleanups_failed)));
+    json_t *reqs = json_object();
+    for (int op = 0; op < GW_OP_COUNT; op++)
+        json_object_set_new(reqs, gw_proto_op_name((gw_proto_op)op), json_integer((json_int_t)d->requests[op]));
+    json_object_set_new(o, "requests", reqs);
+    json_t *errs = json_object();
+    for (int c = 1; c < GW_PROTO_CODE_COUNT; c++)
+        json_object_set_new(errs, gw_proto_code_name((gw_proto_code)c), json_integer((json_int_t)d->errors[c]));
+    json_object_set_new(o, "errors", errs);
+    pthread_mutex_lock(&d->event_lock);
+    json_object_set_new(o, "events", json_integer((json_int_t)d->event_seq));
+    pthread_mutex_unlock(&d->event_lock);
+    pthread_mutex_lock(&d->lock);
+    gw_inventory *inv = NULL;
+    json_object_set_new(o, "generation",
+                        json_integer(current_inventory(d, &inv) == 0 ? (json_int_t)gw_inventory_generation(inv) : 0));
+    pthread_mutex_unlock(&d->lock);
+    *out = o;
+    return 0;
+}
+
+typedef int (*op_fn)(gwd *, const gw_proto_request *, bool, json_t **, gw_proto_error *);
+
+static const op_fn ops[GW_OP_COUNT] = {
+    [GW_OP_HELLO] = op_hello,           [GW_OP_INVENTORY] = op_inventory, [GW_OP_PUBLISHED] = op_published,
+    [GW_OP_DEVICES] = op_devices,       [GW_OP_DEVICE] = op_device,       [GW_OP_QUARANTINE] = op_quarantine,
+    [GW_OP_RELEASE] = op_release,       [GW_OP_SANITIZE] = op_sanitize,   [GW_OP_AUDIT] = op_audit,
+    [GW_OP_ATTACHED] = op_attached,     [GW_OP_RELEASED] = op_released,   [GW_OP_GATE] = op_gate,
+    [GW_OP_METRICS] = op_metrics,
+};
+
+int gwd_op_run(gwd *d, const gw_proto_request *req, bool admin, json_t **result, gw_proto_error *err)
+{
+    *result = NULL;
+    return ops[req->op](d, req, admin, result, err);
+}
