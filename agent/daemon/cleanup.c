@@ -72,14 +72,33 @@ static void pack_cleanup_event(void *pkv, uint64_t seq, void *userdata)
     }
 }
 
+/* Pin keys name addresses ("aer_fatal.0000:66:08.0") but registry fact keys
+ * may not hold ':'; the clean-up's keys never hold '-', so ':' <-> '-' is a
+ * lossless mapping. */
+static char *fact_key(const char *pin_key)
+{
+    char *k = gw_strdup_printf(PIN_PREFIX "%s", pin_key);
+    for (char *p = k; *p; p++)
+        if (*p == ':')
+            *p = '-';
+    return k;
+}
+
+static char *pin_key(const char *fact)
+{
+    char *k = gw_xstrdup(fact + strlen(PIN_PREFIX));
+    for (char *p = k; *p; p++)
+        if (*p == '-')
+            *p = ':';
+    return k;
+}
+
 static void record_pins(gwd *d, const gw_sanitize_result *res)
 {
     const char *address = gw_sanitize_result_address(res);
     for (size_t i = 0; i < gw_sanitize_result_pin_count(res); i++) {
         const gw_kv *kv = gw_sanitize_result_pin(res, i);
-        _cleanup_free_ char *key = strncmp(kv->key, PIN_PREFIX, strlen(PIN_PREFIX))
-                                       ? gw_strdup_printf(PIN_PREFIX "%s", kv->key)
-                                       : gw_xstrdup(kv->key);
+        _cleanup_free_ char *key = fact_key(kv->key);
         if (gw_registry_set_fact(d->reg, address, key, kv->value) < 0)
             gw_log(GW_LOG_ERR, "%s: cannot persist pin %s: %s", address, key, gw_error_message());
     }
@@ -197,12 +216,14 @@ static void start(gwd *d, const gw_device *dev)
     size_t n_pins = 0;
     for (size_t i = 0; i < dev->n_facts; i++)
         if (!strncmp(dev->facts[i].key, PIN_PREFIX, strlen(PIN_PREFIX)))
-            pins[n_pins++] = (gw_kv){ dev->facts[i].key + strlen(PIN_PREFIX), dev->facts[i].value };
+            pins[n_pins++] = (gw_kv){ pin_key(dev->facts[i].key), dev->facts[i].value };
     gw_sanitize_request req = GW_SANITIZE_REQUEST_INIT;
     req.address = address;
     req.pins = pins;
     req.n_pins = n_pins;
     r = gw_cleanup_pool_submit(d->pool, &req);
+    for (size_t i = 0; i < n_pins; i++)
+        free((char *)pins[i].key);
     free(pins);
     if (r < 0) {
         gw_log(GW_LOG_ERR, "%s: clean-up not queued: %s", address, gw_error_message());

@@ -43,6 +43,10 @@ static const opt_def opts[] = {
     STR("daemon", "read_group", "read-group", read_group, "", "group owning the read socket (e.g. cyborg)"),
     STR("daemon", "curve_secret_key", "curve-secret-key", curve_secret_key, "",
         "Z85 CURVE server secret key; required for tcp:// endpoints"),
+    STR("daemon", "host_backend", "host-backend", host_backend, "sysfs",
+        "sysfs (the host's kernel) | simulated (test trees: models the kernel's reactions, writes nothing)"),
+    LNG("daemon", "rescan_interval_s", "rescan-interval", rescan_interval_s, "60",
+        "seconds between host rescans (hot-plug); 0 = never"),
     STR("daemon", "libvirt_uri", "libvirt-uri", libvirt_uri, "qemu:///system", "libvirt URI; empty disables"),
     STR("daemon", "host_name", "host-name", host_name, "", "deployable name prefix (default: the host name)"),
     STR("daemon", "log_level", "log-level", log_level, "info", "err|warning|notice|info|debug"),
@@ -55,7 +59,9 @@ static const opt_def opts[] = {
         "vendor ids whose devices may be written to (unbind, reset, rom)"),
     STR("manage", "addresses", "manage-addresses", manage_addresses, "", "PCI addresses that may be written to"),
     LNG("cleanup", "workers", "cleanup-workers", cleanup_workers, "4", "clean-up worker threads"),
-    LNG("cleanup", "step_timeout_s", "step-timeout", step_timeout_s, "60", "default per-step timeout"),
+    LNG("cleanup", "step_timeout_s", "step-timeout", step_timeout_s, "0",
+        "timeout of every clean-up step except hooks, seconds; 0 = each step's own default"),
+    LNG("cleanup", "hook_timeout_s", "hook-timeout", hook_timeout_s, "60", "timeout of each operator hook, seconds"),
     STR("cleanup", "hooks_dir", "hooks-dir", hooks_dir, "/etc/gpuwarden/sanitize.d", "operator hook executables"),
     STR("cleanup", "rom_allowlist", "rom-allowlist", rom_allowlist, "", "VBIOS SHA-256 allowlist file"),
     STR("cleanup", "isolation_policy", "isolation-policy", isolation_policy, "fail", "fail|warn"),
@@ -259,6 +265,9 @@ int gwd_config_load(gwd_config *cfg, int argc, char **argv)
         rc = 2;
     } else if (gw_inventory_model_from_name(cfg->inventory_model, &model) < 0) {
         fprintf(stderr, "gpuwardend: [inventory] model: %s\n", gw_error_message());
+        rc = 2;
+    } else if (strcmp(cfg->host_backend, "sysfs") && strcmp(cfg->host_backend, "simulated")) {
+        fprintf(stderr, "gpuwardend: host_backend must be sysfs or simulated, not '%s'\n", cfg->host_backend);
         rc = 2;
     } else if (cfg->cleanup_workers < 1 || cfg->cleanup_workers > 256) {
         fprintf(stderr, "gpuwardend: cleanup workers must be 1..256\n");

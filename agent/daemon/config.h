@@ -15,6 +15,7 @@ typedef struct gwd_config {
     char *events_endpoint;
     char *read_group;           /* group owning the read socket (0660) */
     char *curve_secret_key;     /* Z85; required for tcp:// endpoints */
+    char *host_backend;         /* sysfs | simulated */
     char *libvirt_uri;          /* "" disables the libvirt watcher */
     char *host_name;            /* deployable name prefix; "" = gethostname() */
     char *log_level;
@@ -28,6 +29,8 @@ typedef struct gwd_config {
     char *extra_traits;         /* comma-separated CUSTOM_ traits */
     long cleanup_workers;
     long step_timeout_s;
+    long hook_timeout_s;
+    long rescan_interval_s;
     long reconcile_interval_s;
     long max_message_bytes;
     bool foreground;

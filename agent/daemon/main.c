@@ -1,18 +1,87 @@
-/* gpuwardend: the per-host daemon. Reads as: load config, open state, bind the
- * endpoints, tell systemd we are ready, serve until SIGTERM, persist, exit. */
+/* gpuwardend: the per-host daemon. main() reads top to bottom: configuration,
+ * policy, state (refusing a corrupt checkpoint), endpoints, the first scan,
+ * the clean-up pool, the libvirt watcher, readiness, the serving loop, and an
+ * orderly shutdown in which every transition is already on disk. */
 #include <errno.h>
+#include <msgpack.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <systemd/sd-daemon.h>
+#include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
 #include "daemon.h"
 #include "endpoint.h"
+#include "hostops_sim.h"
+#include "proto_codec.h"
 #include "util.h"
+
+int64_t gwd_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void gwd_wake(gwd *d)
+{
+    uint64_t one = 1;
+    if (write(d->wake_fd, &one, sizeof one) < 0 && errno != EAGAIN)
+        gw_log(GW_LOG_WARNING, "wake-up: %s", strerror(errno));
+}
+
+void gwd_event_publish(gwd *d, const char *kind, const char *address, gwd_event_builder build, void *userdata)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    gwd_event *ev = gw_xcalloc(1, sizeof *ev);
+    ev->topic = gw_proto_event_topic(kind, address);
+    /* The seq is taken and the event queued under one lock, so events leave
+     * in sequence order whichever thread made them. */
+    pthread_mutex_lock(&d->event_lock);
+    build(&pk, ++d->event_seq, userdata);
+    ev->body = sb.data;
+    ev->len = sb.size;
+    if (d->event_tail)
+        d->event_tail->next = ev;
+    else
+        d->event_head = ev;
+    d->event_tail = ev;
+    pthread_mutex_unlock(&d->event_lock);
+    gwd_wake(d);
+}
+
+static void publish_queued(gwd *d)
+{
+    pthread_mutex_lock(&d->event_lock);
+    gwd_event *ev = d->event_head;
+    d->event_head = d->event_tail = NULL;
+    pthread_mutex_unlock(&d->event_lock);
+    while (ev) {
+        gwd_event *next = ev->next;
+        if (d->pub_sock) {
+            zmq_send(d->pub_sock, ev->topic, strlen(ev->topic), ZMQ_SNDMORE | ZMQ_DONTWAIT);
+            zmq_send(d->pub_sock, ev->body, ev->len, ZMQ_DONTWAIT);
+        }
+        free(ev->topic);
+        free(ev->body);
+        free(ev);
+        ev = next;
+    }
+}
 
 static int log_level_from_name(const char *name)
 {
@@ -26,44 +95,161 @@ static int log_level_from_name(const char *name)
     return -1;
 }
 
-void gwd_event_queue(gwd *d, char *topic, void *body, size_t len)
+/* Split "a, b,c" into a NULL-terminated list. */
+static char **split_list(const char *s)
 {
-    gwd_event *ev = gw_xcalloc(1, sizeof *ev);
-    ev->topic = topic;
-    ev->body = body;
-    ev->len = len;
-    pthread_mutex_lock(&d->event_lock);
-    if (d->event_tail)
-        d->event_tail->next = ev;
-    else
-        d->event_head = ev;
-    d->event_tail = ev;
-    pthread_mutex_unlock(&d->event_lock);
-    uint64_t one = 1;
-    if (write(d->wake_fd, &one, sizeof one) < 0)
-        gw_log(GW_LOG_WARNING, "event wake-up: %s", strerror(errno));
+    size_t cap = 1;
+    for (const char *p = s; *p; p++)
+        cap += *p == ',';
+    char **v = gw_xcalloc(cap + 1, sizeof *v);
+    size_t n = 0;
+    _cleanup_free_ char *copy = gw_xstrdup(s);
+    char *save = NULL;
+    for (char *tok = strtok_r(copy, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save))
+        v[n++] = gw_xstrdup(tok);
+    return v;
 }
 
-static void publish_queued(gwd *d)
+/* The ROM allowlist: one entry per line, "vvvv:dddd[:ssss:ssss] <sha256>",
+ * '#' comments. The clean-up policy validates ids and hashes. */
+static int load_rom_allowlist(const char *path, gw_rom_allow **out, size_t *n)
 {
-    uint64_t n;
-    if (read(d->wake_fd, &n, sizeof n) < 0 && errno != EAGAIN)
-        gw_log(GW_LOG_WARNING, "eventfd: %s", strerror(errno));
-    pthread_mutex_lock(&d->event_lock);
-    gwd_event *ev = d->event_head;
-    d->event_head = d->event_tail = NULL;
-    pthread_mutex_unlock(&d->event_lock);
-    while (ev) {
-        gwd_event *next = ev->next;
-        if (d->pub_sock) {
-            zmq_send(d->pub_sock, ev->topic, strlen(ev->topic), ZMQ_SNDMORE);
-            zmq_send(d->pub_sock, ev->body, ev->len, 0);
+    *out = NULL;
+    *n = 0;
+    if (!path || !*path)
+        return 0;
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return gw_error_set(-errno, "%s: %s", path, strerror(errno));
+    char line[512];
+    int lineno = 0;
+    while (fgets(line, sizeof line, f)) {
+        lineno++;
+        char *hash = strchr(line, '#');
+        if (hash)
+            *hash = '\0';
+        char id[64], sha[80];
+        int k = sscanf(line, "%63s %79s", id, sha);
+        if (k <= 0)
+            continue;
+        if (k != 2) {
+            fclose(f);
+            return gw_error_set(-EINVAL, "%s:%d: expected 'vendor:device[:subvendor:subdevice] sha256'", path, lineno);
         }
-        free(ev->topic);
-        free(ev->body);
-        free(ev);
-        ev = next;
+        *out = gw_xrealloc(*out, *n + 1, sizeof **out);
+        (*out)[(*n)++] = (gw_rom_allow){ gw_xstrdup(id), gw_xstrdup(sha) };
     }
+    fclose(f);
+    return 0;
+}
+
+static int setup_policy(gwd *d)
+{
+    gw_sanitize_policy *p = &d->policy;
+    *p = (gw_sanitize_policy)GW_SANITIZE_POLICY_INIT;
+    for (int i = 0; i < GW_STEP_COUNT; i++)
+        if (i != GW_STEP_HOOKS)
+            p->timeout_ms[i] = (unsigned)(d->cfg.step_timeout_s * 1000);
+    p->hooks_dir = d->cfg.hooks_dir;
+    p->hook_timeout_ms = (unsigned)(d->cfg.hook_timeout_s * 1000);
+    p->isolation = strcmp(d->cfg.isolation_policy, "warn") ? GW_ISOLATION_FAIL : GW_ISOLATION_WARN;
+
+    char **vendors = split_list(d->cfg.manage_vendors);
+    size_t nv = 0;
+    for (char **v = vendors; *v; v++)
+        nv++;
+    d->manage_vendors = gw_xcalloc(nv + 1, sizeof *d->manage_vendors);
+    for (size_t i = 0; i < nv; i++) {
+        char *end;
+        unsigned long id = strtoul(vendors[i], &end, 16);
+        if (*end || id > 0xffff) {
+            gw_log(GW_LOG_ERR, "[manage] vendors: '%s' is not a 4-digit hex vendor id", vendors[i]);
+            gwd_strv_free(vendors);
+            return -EINVAL;
+        }
+        d->manage_vendors[i] = (uint16_t)id;
+    }
+    gwd_strv_free(vendors);
+    p->manage_vendors = d->manage_vendors;
+    p->n_manage_vendors = nv;
+    d->manage_addresses = split_list(d->cfg.manage_addresses);
+    for (char **a = d->manage_addresses; *a; a++) {
+        if (!gw_is_bdf(*a)) {
+            gw_log(GW_LOG_ERR, "[manage] addresses: '%s' is not a canonical PCI address", *a);
+            return -EINVAL;
+        }
+        p->n_manage_addresses++;
+    }
+    p->manage_addresses = (const char *const *)d->manage_addresses;
+
+    gw_rom_allow *allow = NULL;
+    size_t n_allow = 0;
+    if (load_rom_allowlist(d->cfg.rom_allowlist, &allow, &n_allow) < 0) {
+        gw_log(GW_LOG_ERR, "ROM allowlist: %s", gw_error_message());
+        return -EINVAL;
+    }
+    p->rom_allowlist = allow;
+    p->n_rom_allowlist = n_allow;
+
+    d->extra_traits = split_list(d->cfg.extra_traits);
+    if (d->cfg.clique_override[0] && gw_clique_override_load(&d->clique_override, d->cfg.clique_override) < 0)
+        /* The topology's cliques stay in force; the operator sees why. */
+        gw_log(GW_LOG_ERR, "clique override %s not used: %s", d->cfg.clique_override, gw_error_message());
+    return 0;
+}
+
+static void free_policy(gwd *d)
+{
+    for (size_t i = 0; i < d->policy.n_rom_allowlist; i++) {
+        free((char *)d->policy.rom_allowlist[i].id);
+        free((char *)d->policy.rom_allowlist[i].sha256);
+    }
+    free((void *)d->policy.rom_allowlist);
+    free(d->manage_vendors);
+    gwd_strv_free(d->manage_addresses);
+    gwd_strv_free(d->extra_traits);
+    gw_clique_override_free(d->clique_override);
+}
+
+static int open_state(gwd *d)
+{
+    if (d->cfg.reset_state) {
+        char *moved = NULL;
+        int r = gw_registry_reset_state(d->cfg.state_dir, &moved);
+        if (r < 0) {
+            gw_log(GW_LOG_ERR, "--reset-state: %s", gw_error_message());
+            return r;
+        }
+        if (moved)
+            gw_log(GW_LOG_WARNING, "--reset-state: checkpoint moved aside to %s", moved);
+        free(moved);
+    }
+    gw_registry_options o = GW_REGISTRY_OPTIONS_INIT;
+    o.state_dir = d->cfg.state_dir;
+    int r = gw_registry_open(&d->reg, &o);
+    if (r < 0) {
+        gw_log(GW_LOG_ERR, "state: %s", gw_error_message());
+        if (r == GW_ESTATE_CORRUPT || r == GW_ESTATE_VERSION)
+            gw_log(GW_LOG_ERR, "refusing to start: the checkpoint is kept as it is; start with --reset-state "
+                               "to move it aside and start afresh");
+        return r;
+    }
+    gw_registry_set_callback(d->reg, gwd_events_on_transition, d);
+    return 0;
+}
+
+static int open_host(gwd *d)
+{
+    int r;
+    if (!strcmp(d->cfg.host_backend, "simulated")) {
+        gw_sim *sim;
+        r = gw_hostops_sim_new(&d->ops, &sim, d->cfg.host_root);
+    } else {
+        r = gw_hostops_sysfs_new(&d->ops, d->cfg.host_root);
+    }
+    if (r < 0)
+        gw_log(GW_LOG_ERR, "host backend %s on %s: %s", d->cfg.host_backend, d->cfg.host_root, gw_error_message());
+    return r;
 }
 
 static int setup_signals(gwd *d)
@@ -73,8 +259,8 @@ static int setup_signals(gwd *d)
     sigaddset(&mask, SIGTERM);
     sigaddset(&mask, SIGINT);
     sigaddset(&mask, SIGHUP);
-    /* Blocked before any thread starts, so workers inherit the mask and every
-     * signal arrives through the signalfd on the main loop. */
+    /* Blocked before any thread starts, so every thread inherits the mask and
+     * signals arrive only through the signalfd on the main loop. */
     if (pthread_sigmask(SIG_BLOCK, &mask, NULL) != 0)
         return -errno;
     signal(SIGPIPE, SIG_IGN);
@@ -82,17 +268,22 @@ static int setup_signals(gwd *d)
     return d->signal_fd < 0 ? -errno : 0;
 }
 
-static void handle_signal(gwd *d)
+static void handle_signals(gwd *d)
 {
     struct signalfd_siginfo si;
     while (read(d->signal_fd, &si, sizeof si) == sizeof si) {
         if (si.ssi_signo == SIGHUP) {
             sd_notify(0, "RELOADING=1");
-            if (gwd_config_reload(&d->cfg) == 0)
-                gw_log(GW_LOG_NOTICE, "configuration reloaded from %s",
+            if (gwd_config_reload(&d->cfg) == 0) {
+                int level = log_level_from_name(d->cfg.log_level);
+                if (level >= 0)
+                    gw_log_set_level(level);
+                gw_log(GW_LOG_NOTICE, "configuration reloaded from %s (log level, intervals; endpoints and "
+                                      "policy apply at the next start)",
                        d->cfg.config_file ? d->cfg.config_file : "(flags only)");
-            else
-                gw_log(GW_LOG_ERR, "configuration reload failed; keeping the running configuration");
+            } else {
+                gw_log(GW_LOG_ERR, "configuration reload failed; the running configuration stays");
+            }
             sd_notify(0, "READY=1");
         } else {
             gw_log(GW_LOG_NOTICE, "signal %u: shutting down", si.ssi_signo);
@@ -101,10 +292,59 @@ static void handle_signal(gwd *d)
     }
 }
 
+static int bind_endpoints(gwd *d)
+{
+    const char *key = d->cfg.curve_secret_key;
+    long max = d->cfg.max_message_bytes;
+    d->admin_sock = gwd_endpoint_bind(d->zctx, ZMQ_ROUTER, d->cfg.admin_endpoint, 0600, NULL, key, max);
+    d->read_sock = gwd_endpoint_bind(d->zctx, ZMQ_ROUTER, d->cfg.read_endpoint, 0660, d->cfg.read_group, key, max);
+    d->pub_sock = gwd_endpoint_bind(d->zctx, ZMQ_PUB, d->cfg.events_endpoint, 0660, d->cfg.read_group, key, max);
+    return d->admin_sock && d->read_sock && d->pub_sock ? 0 : -EIO;
+}
+
+static void serve(gwd *d)
+{
+    int64_t next_rescan = d->cfg.rescan_interval_s ? mono_ms() + d->cfg.rescan_interval_s * 1000 : INT64_MAX;
+    while (!d->stopping) {
+        zmq_pollitem_t items[] = {
+            { d->admin_sock, 0, ZMQ_POLLIN, 0 },
+            { d->read_sock, 0, ZMQ_POLLIN, 0 },
+            { NULL, d->signal_fd, ZMQ_POLLIN, 0 },
+            { NULL, d->wake_fd, ZMQ_POLLIN, 0 },
+        };
+        if (zmq_poll(items, 4, 1000) < 0) {
+            if (zmq_errno() == EINTR)
+                continue;
+            gw_log(GW_LOG_ERR, "zmq_poll: %s", zmq_strerror(zmq_errno()));
+            break;
+        }
+        if (items[2].revents)
+            handle_signals(d);
+        if (items[0].revents)
+            gwd_serve(d, d->admin_sock, true);
+        if (items[1].revents)
+            gwd_serve(d, d->read_sock, false);
+        if (items[3].revents) {
+            uint64_t n;
+            if (read(d->wake_fd, &n, sizeof n) < 0 && errno != EAGAIN)
+                gw_log(GW_LOG_WARNING, "eventfd: %s", strerror(errno));
+        }
+        if (mono_ms() >= next_rescan) {
+            gwd_fleet_scan(d);
+            next_rescan = mono_ms() + d->cfg.rescan_interval_s * 1000;
+        }
+        /* Cheap when nothing waits: a registry listing. Runs every turn, so a
+         * detach starts its clean-up within one poll timeout at worst. */
+        gwd_cleanup_kick(d);
+        publish_queued(d);
+    }
+}
+
 int main(int argc, char **argv)
 {
-    gwd d = { .signal_fd = -1, .wake_fd = -1 };
+    gwd d = { .signal_fd = -1, .wake_fd = -1, .boot_ms = gwd_now_ms() };
     pthread_mutex_init(&d.event_lock, NULL);
+    pthread_mutex_init(&d.lock, NULL);
     int rc = gwd_config_load(&d.cfg, argc, argv);
     if (rc)
         return rc == 1 ? 0 : 2;
@@ -114,48 +354,42 @@ int main(int argc, char **argv)
         return 2;
     }
     gw_log_set_level(level);
-
-    if (setup_signals(&d) < 0) {
-        gw_log(GW_LOG_ERR, "signal setup: %s", strerror(errno));
-        return 1;
+    if (d.cfg.host_name[0]) {
+        d.host_name = gw_xstrdup(d.cfg.host_name);
+    } else {
+        char h[256] = "";
+        gethostname(h, sizeof h - 1);
+        d.host_name = gw_xstrdup(h);
     }
-    d.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    d.zctx = zmq_ctx_new();
-    d.admin_sock = gwd_endpoint_bind(d.zctx, ZMQ_ROUTER, d.cfg.admin_endpoint, 0600, NULL,
-                                     d.cfg.curve_secret_key, d.cfg.max_message_bytes);
-    d.read_sock = gwd_endpoint_bind(d.zctx, ZMQ_ROUTER, d.cfg.read_endpoint, 0660, d.cfg.read_group,
-                                    d.cfg.curve_secret_key, d.cfg.max_message_bytes);
-    d.pub_sock = gwd_endpoint_bind(d.zctx, ZMQ_PUB, d.cfg.events_endpoint, 0660, d.cfg.read_group,
-                                   d.cfg.curve_secret_key, d.cfg.max_message_bytes);
-    if (!d.admin_sock || !d.read_sock || !d.pub_sock || d.wake_fd < 0) {
-        rc = 1;
+
+    rc = 1;
+    if (setup_signals(&d) < 0 || (d.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
+        gw_log(GW_LOG_ERR, "signals/eventfd: %s", strerror(errno));
         goto out;
     }
-    gw_log(GW_LOG_INFO, "serving admin %s, read %s, events %s", d.cfg.admin_endpoint, d.cfg.read_endpoint,
-           d.cfg.events_endpoint);
-    sd_notify(0, "READY=1\nSTATUS=serving");
-
-    while (!d.stopping) {
-        zmq_pollitem_t items[] = {
-            { d.admin_sock, 0, ZMQ_POLLIN, 0 },
-            { d.read_sock, 0, ZMQ_POLLIN, 0 },
-            { NULL, d.signal_fd, ZMQ_POLLIN, 0 },
-            { NULL, d.wake_fd, ZMQ_POLLIN, 0 },
-        };
-        if (zmq_poll(items, 4, 1000) < 0) {
-            if (zmq_errno() == EINTR)
-                continue;
-            gw_log(GW_LOG_ERR, "zmq_poll: %s", zmq_strerror(zmq_errno()));
-            rc = 1;
-            break;
-        }
-        if (items[2].revents)
-            handle_signal(&d);
-        if (items[3].revents)
-            publish_queued(&d);
+    if (setup_policy(&d) < 0) {
+        rc = 2;
+        goto out;
     }
+    if (open_host(&d) < 0 || open_state(&d) < 0)
+        goto out;
+    d.zctx = zmq_ctx_new();
+    if (bind_endpoints(&d) < 0)
+        goto out;
+    if (gwd_fleet_scan(&d) < 0 || gwd_cleanup_init(&d) < 0)
+        goto out;
+    gwd_attachment_start(&d);   /* libvirt may come later: the watcher retries */
+    gwd_cleanup_kick(&d);
+    publish_queued(&d);
+    gw_log(GW_LOG_NOTICE, "gpuwardend %s serving host %s (%s backend); admin %s, read %s, events %s", gw_version(),
+           d.cfg.host_root, d.cfg.host_backend, d.cfg.admin_endpoint, d.cfg.read_endpoint, d.cfg.events_endpoint);
+    sd_notify(0, "READY=1\nSTATUS=serving");
+    serve(&d);
     sd_notify(0, "STOPPING=1");
+    rc = 0;
 out:
+    gwd_attachment_stop(&d);
+    gwd_cleanup_fini(&d);
     publish_queued(&d);
     if (d.admin_sock)
         zmq_close(d.admin_sock);
@@ -165,10 +399,17 @@ out:
         zmq_close(d.pub_sock);
     if (d.zctx)
         zmq_ctx_term(d.zctx);
+    gw_inventory_free(d.inventory);
+    gw_host_free(d.host);
+    gwd_strv_free(d.managed);
+    gw_registry_free(d.reg);
+    gw_hostops_unref(d.ops);
+    free_policy(&d);
     if (d.wake_fd >= 0)
         close(d.wake_fd);
     if (d.signal_fd >= 0)
         close(d.signal_fd);
+    free(d.host_name);
     gwd_config_free(&d.cfg);
     return rc;
 }

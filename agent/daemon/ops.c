@@ -605,6 +605,8 @@ static char *gate_refusal(gwd *d, const gw_device *dev, const char *domain)
     case GW_STATE_DISCOVERED:
         return gw_xstrdup(dev->flags & GW_FLAG_CLEANING ? "dirty: clean-up running"
                                                         : "dirty: waiting for its clean-up");
+    default:
+        break;
     }
     return gw_xstrdup("unknown state");
 }
