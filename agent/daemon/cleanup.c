@@ -4,8 +4,10 @@
  *   the pool runs the pipeline on a worker thread (never the request path);
  *   done (worker thread): the result and the pins it updated are persisted with
  *     "cleanup passed" (-> sanitized) or "cleanup failed" (-> quarantined, the
- *     failing step and its evidence as the reason), a cleanup event is
- *     published, and the main loop is woken. */
+ *     failing step and its evidence as the reason) by gw_sanitize_result_apply,
+ *     a cleanup event is published, and the main loop is woken.
+ * The daemon must start the libvirt watcher before the pool: the pool keeps
+ * the attachment source it was given. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,32 +18,36 @@
 #include "proto_codec.h"
 #include "util.h"
 
-#define PIN_PREFIX "sanitize."
+/* Without libvirt, the pipeline's "not in use" step asks the attachment view
+ * fed by the hook's hints, through the same interface the libvirt watcher
+ * implements. With libvirt the watcher itself answers (from the worker
+ * thread, so a slow libvirtd delays only that clean-up). */
+typedef struct hint_source {
+    gw_attach_source base;
+    gwd *d;
+} hint_source;
 
-/* The pipeline's "not in use" step asks here. With libvirt it asks libvirt
- * itself (from the worker thread, so a slow libvirtd delays only this
- * clean-up); without it, the view fed by the hook's hints. */
-static int in_use(void *data, const char *address, char **user)
+static int hint_query(gw_attach_source *src, const char *address, char ***domains)
 {
-    gwd *d = data;
-    *user = NULL;
-    if (d->attach) {
-        char **domains = NULL;
-        int r = gw_attach_query(d->attach, address, &domains);
-        if (r < 0)
-            return r;
-        if (domains && domains[0])
-            *user = gw_strdup_printf("domain '%s'", domains[0]);
-        gw_attach_list_free(domains);
-        return 0;
-    }
+    gwd *d = ((hint_source *)src)->d;
     pthread_mutex_lock(&d->lock);
-    char *const *domains = gwd_attachment_domains(d, address);
-    if (domains)
-        *user = gw_strdup_printf("domain '%s' (hook hint)", domains[0]);
+    char *const *held = gwd_attachment_domains(d, address);
+    size_t n = 0;
+    while (held && held[n])
+        n++;
+    *domains = gwd_strv_copy((const char *const *)held, n);
     pthread_mutex_unlock(&d->lock);
     return 0;
 }
+
+static void hint_free(gw_attach_source *src)
+{
+    free(src);
+}
+
+static const gw_attach_source_ops hint_ops = {
+    GW_ATTACH_SOURCE_OPS_VERSION, "hook-hints", hint_query, NULL, hint_free,
+};
 
 static void pack_cleanup_event(void *pkv, uint64_t seq, void *userdata)
 {
@@ -69,38 +75,6 @@ static void pack_cleanup_event(void *pkv, uint64_t seq, void *userdata)
         gw_proto_pack_cstr(pk, s->evidence);
         gw_proto_pack_cstr(pk, "duration_ms");
         msgpack_pack_uint64(pk, s->duration_us / 1000);
-    }
-}
-
-/* Pin keys name addresses ("aer_fatal.0000:66:08.0") but registry fact keys
- * may not hold ':'; the clean-up's keys never hold '-', so ':' <-> '-' is a
- * lossless mapping. */
-static char *fact_key(const char *pin_key)
-{
-    char *k = gw_strdup_printf(PIN_PREFIX "%s", pin_key);
-    for (char *p = k; *p; p++)
-        if (*p == ':')
-            *p = '-';
-    return k;
-}
-
-static char *pin_key(const char *fact)
-{
-    char *k = gw_xstrdup(fact + strlen(PIN_PREFIX));
-    for (char *p = k; *p; p++)
-        if (*p == '-')
-            *p = ':';
-    return k;
-}
-
-static void record_pins(gwd *d, const gw_sanitize_result *res)
-{
-    const char *address = gw_sanitize_result_address(res);
-    for (size_t i = 0; i < gw_sanitize_result_pin_count(res); i++) {
-        const gw_kv *kv = gw_sanitize_result_pin(res, i);
-        _cleanup_free_ char *key = fact_key(kv->key);
-        if (gw_registry_set_fact(d->reg, address, key, kv->value) < 0)
-            gw_log(GW_LOG_ERR, "%s: cannot persist pin %s: %s", address, key, gw_error_message());
     }
 }
 
@@ -136,34 +110,14 @@ static void done(gw_sanitize_result *res, void *userdata)
     gwd *d = userdata;
     const char *address = gw_sanitize_result_address(res);
     bool passed = gw_sanitize_result_verdict(res) == GW_VERDICT_PASS;
-
-    size_t n = gw_sanitize_result_step_count(res);
-    gw_cleanup_step *steps = gw_xcalloc(n, sizeof *steps);
-    for (size_t i = 0; i < n; i++) {
-        const gw_step_result *s = gw_sanitize_result_step(res, i);
-        steps[i] = (gw_cleanup_step){ s->name, gw_verdict_name(s->verdict), s->evidence, s->duration_us / 1000 };
-    }
-    gw_cleanup_result record = {
-        .start_ms = gw_sanitize_result_start_ms(res),
-        .end_ms = gw_sanitize_result_end_ms(res),
-        .passed = passed,
-        .steps = steps,
-        .n_steps = n,
-    };
-    /* Pins first: a pin taken at the first clean-up must survive even when
-     * the transition below is refused (e.g. the GPU got quarantined meanwhile). */
-    record_pins(d, res);
-    gw_apply_options o = GW_APPLY_OPTIONS_INIT;
-    o.actor = "system";
-    o.reason = passed ? "every clean-up step passed" : gw_sanitize_result_reason(res);
-    o.cleanup = &record;
-    int r = gw_registry_apply(d->reg, address, passed ? GW_EVENT_CLEANUP_PASSED : GW_EVENT_CLEANUP_FAILED, &o, NULL);
+    /* The pins, the result and the transition, persisted before anything
+     * is announced. */
+    int r = gw_sanitize_result_apply(res, d->reg, "system");
     if (r == -EPERM)
-        settle_attached(d, address, passed, o.reason);
+        settle_attached(d, address, passed, passed ? NULL : gw_sanitize_result_reason(res));
     else if (r < 0)
         gw_log(GW_LOG_ERR, "%s: clean-up %s not recorded: %s", address, passed ? "passed" : "failed",
                gw_error_message());
-    free(steps);
 
     if (passed)
         atomic_fetch_add(&d->cleanups_passed, 1);
@@ -179,12 +133,16 @@ static void done(gw_sanitize_result *res, void *userdata)
 
 int gwd_cleanup_init(gwd *d)
 {
-    /* Copied by the pool. */
-    gw_attach_ops attach = { GW_ATTACH_OPS_VERSION, in_use, NULL, NULL, d };
+    if (!d->attach) {
+        hint_source *hs = gw_xcalloc(1, sizeof *hs);
+        hs->base.ops = &hint_ops;
+        hs->d = d;
+        d->hint_source = &hs->base;
+    }
     gw_cleanup_pool_options o = GW_CLEANUP_POOL_OPTIONS_INIT;
     o.workers = (unsigned)d->cfg.cleanup_workers;
     o.ops = d->ops;
-    o.attach = &attach;
+    o.attach = d->attach ? d->attach : d->hint_source;
     o.policy = &d->policy;
     o.done = done;
     o.userdata = d;
@@ -198,6 +156,8 @@ void gwd_cleanup_fini(gwd *d)
 {
     gw_cleanup_pool_free(d->pool);
     d->pool = NULL;
+    gw_attach_source_free(d->hint_source);
+    d->hint_source = NULL;
 }
 
 static void start(gwd *d, const gw_device *dev)
@@ -212,19 +172,11 @@ static void start(gwd *d, const gw_device *dev)
             gw_log(GW_LOG_ERR, "%s: cannot start clean-up: %s", address, gw_error_message());
         return;
     }
-    gw_kv *pins = gw_xcalloc(dev->n_facts + 1, sizeof *pins);
-    size_t n_pins = 0;
-    for (size_t i = 0; i < dev->n_facts; i++)
-        if (!strncmp(dev->facts[i].key, PIN_PREFIX, strlen(PIN_PREFIX)))
-            pins[n_pins++] = (gw_kv){ pin_key(dev->facts[i].key), dev->facts[i].value };
     gw_sanitize_request req = GW_SANITIZE_REQUEST_INIT;
     req.address = address;
-    req.pins = pins;
-    req.n_pins = n_pins;
+    req.pins = dev->facts;
+    req.n_pins = dev->n_facts;
     r = gw_cleanup_pool_submit(d->pool, &req);
-    for (size_t i = 0; i < n_pins; i++)
-        free((char *)pins[i].key);
-    free(pins);
     if (r < 0) {
         gw_log(GW_LOG_ERR, "%s: clean-up not queued: %s", address, gw_error_message());
         gw_apply_options a = GW_APPLY_OPTIONS_INIT;

@@ -59,6 +59,7 @@ typedef struct gwd {
     gw_hostops *ops;
     gw_cleanup_pool *pool;
     gw_attach_source *attach;           /* NULL: libvirt disabled */
+    gw_attach_source *hint_source;      /* without libvirt: the hook hints' view */
     gw_sanitize_policy policy;
     uint16_t *manage_vendors;
     char **manage_addresses;

@@ -376,9 +376,12 @@ int main(int argc, char **argv)
     d.zctx = zmq_ctx_new();
     if (bind_endpoints(&d) < 0)
         goto out;
-    if (gwd_fleet_scan(&d) < 0 || gwd_cleanup_init(&d) < 0)
+    if (gwd_fleet_scan(&d) < 0)
         goto out;
-    gwd_attachment_start(&d);   /* libvirt may come later: the watcher retries */
+    /* The watcher before the pool, which keeps the source it is given. An
+     * unreachable libvirtd is no failure: the watcher retries. */
+    if (gwd_attachment_start(&d) < 0 || gwd_cleanup_init(&d) < 0)
+        goto out;
     gwd_cleanup_kick(&d);
     publish_queued(&d);
     gw_log(GW_LOG_NOTICE, "gpuwardend %s serving host %s (%s backend); admin %s, read %s, events %s", gw_version(),
@@ -388,8 +391,9 @@ int main(int argc, char **argv)
     sd_notify(0, "STOPPING=1");
     rc = 0;
 out:
-    gwd_attachment_stop(&d);
+    /* The pool first: its clean-ups still ask the attachment source. */
     gwd_cleanup_fini(&d);
+    gwd_attachment_stop(&d);
     publish_queued(&d);
     if (d.admin_sock)
         zmq_close(d.admin_sock);

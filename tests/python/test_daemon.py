@@ -1,0 +1,245 @@
+"""gpuwardend over real ZeroMQ sockets: access control, bad input, the
+lifecycle through the protocol, events, and persistence across restarts."""
+
+import os
+import stat
+import threading
+
+import msgpack
+import pytest
+import zmq
+
+from gwdaemon import Daemon
+
+GPUS = ["0000:1a:00.0", "0000:67:00.0", "0000:68:00.0"]   # x299-3xa6000
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    d = Daemon(tmp_path).start()
+    yield d
+    assert d.stop() == 0, d.log.read_text()
+
+
+def test_first_scan_cleans_every_gpu_to_sanitized(daemon):
+    devs = daemon.devices()
+    assert [d["address"] for d in devs] == GPUS
+    assert all(d["state"] == "sanitized" and not d["dirty"] for d in devs)
+    dev = daemon.result("device", {"address": GPUS[0]})
+    assert dev["cleanup"]["result"] == "passed"
+    assert [s["name"] for s in dev["steps"]] == [
+        "not_in_use", "bind", "reset", "health", "isolation", "firmware", "hooks"]
+
+
+def test_socket_files_modes_and_owner(daemon):
+    for ep, mode in ((daemon.admin, 0o600), (daemon.read, 0o660), (daemon.events, 0o660)):
+        st = os.stat(ep[len("ipc://"):])
+        assert stat.S_ISSOCK(st.st_mode)
+        assert stat.S_IMODE(st.st_mode) == mode, (ep, oct(st.st_mode))
+        assert st.st_uid == os.getuid()
+
+
+@pytest.mark.parametrize("op,args", [
+    ("quarantine", {"address": GPUS[0], "reason": "x"}),
+    ("release", {"address": GPUS[0]}),
+    ("sanitize", {"address": GPUS[0]}),
+    ("attached", {"domain": "vm", "addresses": [GPUS[0]]}),
+    ("released", {"domain": "vm", "addresses": [GPUS[0]]}),
+])
+def test_mutating_op_on_read_endpoint_is_forbidden(daemon, op, args):
+    before = daemon.devices()
+    rep = daemon.call(op, args, endpoint=daemon.read)
+    assert not rep["ok"] and rep["error"]["code"] == "forbidden", rep
+    assert daemon.devices() == before
+
+
+def test_read_ops_served_on_read_endpoint(daemon):
+    hello = daemon.result("hello", endpoint=daemon.read)
+    assert hello["endpoint"] == "read" and hello["versions"] == [[1, 0]]
+    assert "quarantine" not in hello["ops"] and "inventory" in hello["ops"]
+    assert daemon.result("hello")["endpoint"] == "admin"
+
+
+def _state(daemon):
+    return [(d["address"], d["state"], d["dirty"], d["reason"]) for d in daemon.devices()]
+
+
+BAD = [
+    ("garbage", [b"", b"\xc1\xc1garbage"], "malformed"),
+    ("truncated", [b"", msgpack.packb({"v": [1, 0], "id": 1, "op": "devices"})[:-3]], "malformed"),
+    ("not a map", [b"", msgpack.packb([1, 2, 3])], "malformed"),
+    ("oversize", [b"", msgpack.packb({"v": [1, 0], "id": 1, "op": "hello", "args": {"client": "x" * 70000}})],
+     "too_large"),
+    ("unknown op", [b"", msgpack.packb({"v": [1, 0], "id": 1, "op": "reboot"})], "unknown_op"),
+    ("version 99", [b"", msgpack.packb({"v": [99, 0], "id": 1, "op": "hello"})], "unsupported_version"),
+    ("missing id", [b"", msgpack.packb({"v": [1, 0], "op": "hello"})], "missing_field"),
+    ("huge array", [b"", msgpack.packb({"v": [1, 0], "id": 1, "op": "gate",
+                                        "args": {"domain": "d", "addresses": ["0000:1a:00.0"] * 5000}})],
+     "too_large"),
+    ("one frame", [msgpack.packb({"v": [1, 0], "id": 1, "op": "hello"})], "malformed"),
+    ("three frames", [b"", b"x", b"y"], "malformed"),
+    ("non-empty delimiter", [b"x", msgpack.packb({"v": [1, 0], "id": 1, "op": "hello"})], "malformed"),
+]
+
+
+@pytest.mark.parametrize("name,frames,code", BAD, ids=[b[0] for b in BAD])
+def test_bad_input_gets_its_code_and_changes_nothing(daemon, name, frames, code):
+    before = _state(daemon)
+    rep = daemon.raw(frames)
+    body = msgpack.unpackb(rep[-1])
+    assert body["ok"] is False and body["error"]["code"] == code, body
+    assert daemon.alive()
+    assert _state(daemon) == before
+
+
+WRONG_TYPES = [
+    ("device", "address", 7), ("device", "address", "0000:1A:00.0"), ("quarantine", "reason", 5),
+    ("quarantine", "address", None), ("release", "address", [1]), ("sanitize", "address", True),
+    ("audit", "limit", "ten"), ("audit", "since", -1), ("published", "generation", "g"),
+    ("devices", "state", "happy"), ("gate", "domain", 3), ("gate", "addresses", "0000:1a:00.0"),
+    ("attached", "addresses", [1, 2]),
+]
+
+
+@pytest.mark.parametrize("op,field,value", WRONG_TYPES)
+def test_wrong_argument_type(daemon, op, field, value):
+    good = {"device": {"address": GPUS[0]}, "quarantine": {"address": GPUS[0], "reason": "r"},
+            "release": {"address": GPUS[0]}, "sanitize": {"address": GPUS[0]}, "audit": {},
+            "published": {"generation": 1}, "devices": {}, "gate": {"domain": "d", "addresses": [GPUS[0]]},
+            "attached": {"domain": "d", "addresses": [GPUS[0]]}}[op]
+    args = dict(good, **{field: value})
+    before = _state(daemon)
+    rep = daemon.call(op, args)
+    assert not rep["ok"] and rep["error"]["code"] == "invalid_argument", rep
+    assert rep["error"]["field"].startswith(f"args.{field}"), rep
+    assert _state(daemon) == before
+
+
+def test_many_clients_at_once(daemon):
+    errors = []
+
+    def client(n):
+        try:
+            ctx = zmq.Context.instance()
+            s = ctx.socket(zmq.DEALER)
+            s.setsockopt(zmq.LINGER, 0)
+            s.connect(daemon.read)
+            for i in range(20):
+                s.send_multipart([b"", msgpack.packb({"v": [1, 0], "id": n * 100 + i, "op": "inventory"})])
+                assert s.poll(10000)
+                rep = msgpack.unpackb(s.recv_multipart()[-1])
+                assert rep["ok"] and rep["id"] == n * 100 + i
+            s.close()
+        except Exception as e:  # noqa: BLE001 - collected and asserted below
+            errors.append(e)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(32)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:3]
+
+
+def test_quarantine_is_announced_shown_and_survives_restart(tmp_path):
+    d = Daemon(tmp_path).start()
+    sub = zmq.Context.instance().socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, f"transition/{GPUS[1]}".encode())
+    sub.connect(d.events)
+    # a slow joiner misses what is published before its subscription lands
+    for _ in range(50):
+        d.result("hello")
+    got = d.result("quarantine", {"address": GPUS[1], "reason": "fan noise"}, actor="alice")
+    assert got["state"] == "quarantined" and got["reason"] == "fan noise"
+    assert sub.poll(5000)
+    topic, body = sub.recv_multipart()
+    ev = msgpack.unpackb(body)
+    assert topic == f"transition/{GPUS[1]}".encode()
+    assert (ev["kind"], ev["event"], ev["from"], ev["to"], ev["reason"]) == (
+        "transition", "quarantine", "sanitized", "quarantined", "fan noise")
+    assert "alice" in ev["actor"]
+    sub.close()
+    assert d.stop() == 0
+
+    d2 = Daemon(tmp_path, state_dir=d.state_dir).start()
+    shown = d2.result("device", {"address": GPUS[1]})
+    assert shown["state"] == "quarantined" and shown["reason"] == "fan noise"
+    audit = d2.result("audit", {"device": GPUS[1]})["records"]
+    assert audit[-1]["event"] == "quarantine" and "alice" in audit[-1]["actor"]
+    assert d2.stop() == 0
+
+
+def test_release_cleans_again_then_published_makes_allocatable(daemon):
+    daemon.result("quarantine", {"address": GPUS[0], "reason": "test"})
+    rel = daemon.result("release", {"address": GPUS[0]})
+    assert rel["state"] == "discovered" and rel["dirty"]
+    daemon.wait(lambda ds: ds[0]["state"] == "sanitized")
+    inv = daemon.result("inventory")
+    dep = next(x for x in inv["deployables"] if GPUS[0] in x["gpus"])
+    assert dep["reserved"] == 1 and dep["attach_handles"] == []
+    pub = daemon.result("published", {"generation": inv["generation"]})
+    assert pub["promoted"] == GPUS
+    assert all(d["state"] == "allocatable" for d in daemon.devices())
+    inv2 = daemon.result("inventory")
+    assert inv2["generation"] == pub["generation"] != inv["generation"]
+    assert all(x["reserved"] == 0 and len(x["attach_handles"]) == 1 for x in inv2["deployables"])
+
+
+def test_published_unknown_generation_is_invalid(daemon):
+    rep = daemon.call("published", {"generation": 12345})
+    assert rep["error"]["code"] == "invalid_argument" and rep["error"]["field"] == "args.generation"
+
+
+def test_illegal_transitions_and_not_found(daemon):
+    rep = daemon.call("release", {"address": GPUS[0]})
+    assert rep["error"]["code"] == "illegal_transition", rep
+    rep = daemon.call("device", {"address": "0000:ff:00.0"})
+    assert rep["error"]["code"] == "not_found", rep
+    daemon.result("quarantine", {"address": GPUS[0], "reason": "a"})
+    rep = daemon.call("quarantine", {"address": GPUS[0], "reason": "b"})
+    assert rep["error"]["code"] == "illegal_transition", rep
+
+
+def test_gate_and_hints_without_libvirt(daemon):
+    inv = daemon.result("inventory")
+    daemon.result("published", {"generation": inv["generation"]})
+    ok = daemon.result("gate", {"domain": "vm1", "addresses": [GPUS[0], "0000:00:1f.0"]})
+    assert ok == {"allowed": True, "reasons": []}
+    assert daemon.result("attached", {"domain": "vm1", "addresses": [GPUS[0]]}) == {"devices": [GPUS[0]]}
+    assert daemon.result("device", {"address": GPUS[0]})["domain"] == "vm1"
+    assert daemon.result("gate", {"domain": "vm1", "addresses": [GPUS[0]]})["allowed"] is True
+    other = daemon.result("gate", {"domain": "vm2", "addresses": [GPUS[0]]})
+    assert other["allowed"] is False and other["reasons"][0]["reason"] == "attached to domain 'vm1'"
+    assert daemon.call("attached", {"domain": "vm2", "addresses": [GPUS[0]]})["error"]["code"] == "conflict"
+    # the VM goes away: dirty, then cleaned (the simulated host's clean-up
+    # takes milliseconds, so the audit trail shows the dirty phase)
+    daemon.result("released", {"domain": "vm1", "addresses": [GPUS[0]]})
+    daemon.wait(lambda ds: ds[0]["state"] == "sanitized")
+    assert daemon.result("device", {"address": GPUS[0]})["domain"] is None
+    events = [(r["event"], r["to"], r["dirty"]) for r in daemon.result("audit", {"device": GPUS[0]})["records"]]
+    assert events[-4:] == [("attach_seen", "attached", True), ("detach_seen", "discovered", True),
+                           ("cleanup_started", "discovered", True), ("cleanup_passed", "sanitized", False)]
+    assert daemon.result("gate", {"domain": "vm2", "addresses": [GPUS[0]]})["allowed"] is True
+
+
+def test_metrics_count_requests_and_errors(daemon):
+    daemon.call("reboot")
+    m = daemon.result("metrics")
+    assert m["devices"]["sanitized"] == 3 and m["cleanups"]["passed"] >= 3
+    assert m["errors"]["unknown_op"] == 1 and m["requests"]["devices"] >= 1
+
+
+def test_corrupt_checkpoint_refused_unless_reset(tmp_path):
+    d = Daemon(tmp_path).start()
+    assert d.stop() == 0
+    ck = d.state_dir / "checkpoint"
+    data = bytearray(ck.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    ck.write_bytes(bytes(data))
+    with pytest.raises(RuntimeError) as e:
+        Daemon(tmp_path, state_dir=d.state_dir).start()
+    assert str(ck) in str(e.value)
+    d3 = Daemon(tmp_path, state_dir=d.state_dir, extra=["--reset-state"]).start()
+    assert len(d3.devices()) == 3
+    assert any(p.name.startswith("checkpoint.corrupt-") for p in d.state_dir.iterdir())
+    assert d3.stop() == 0
