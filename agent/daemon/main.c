@@ -110,39 +110,6 @@ static char **split_list(const char *s)
     return v;
 }
 
-/* The ROM allowlist: one entry per line, "vvvv:dddd[:ssss:ssss] <sha256>",
- * '#' comments. The clean-up policy validates ids and hashes. */
-static int load_rom_allowlist(const char *path, gw_rom_allow **out, size_t *n)
-{
-    *out = NULL;
-    *n = 0;
-    if (!path || !*path)
-        return 0;
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return gw_error_set(-errno, "%s: %s", path, strerror(errno));
-    char line[512];
-    int lineno = 0;
-    while (fgets(line, sizeof line, f)) {
-        lineno++;
-        char *hash = strchr(line, '#');
-        if (hash)
-            *hash = '\0';
-        char id[64], sha[80];
-        int k = sscanf(line, "%63s %79s", id, sha);
-        if (k <= 0)
-            continue;
-        if (k != 2) {
-            fclose(f);
-            return gw_error_set(-EINVAL, "%s:%d: expected 'vendor:device[:subvendor:subdevice] sha256'", path, lineno);
-        }
-        *out = gw_xrealloc(*out, *n + 1, sizeof **out);
-        (*out)[(*n)++] = (gw_rom_allow){ gw_xstrdup(id), gw_xstrdup(sha) };
-    }
-    fclose(f);
-    return 0;
-}
-
 static int setup_policy(gwd *d)
 {
     gw_sanitize_policy *p = &d->policy;
@@ -184,7 +151,7 @@ static int setup_policy(gwd *d)
 
     gw_rom_allow *allow = NULL;
     size_t n_allow = 0;
-    if (load_rom_allowlist(d->cfg.rom_allowlist, &allow, &n_allow) < 0) {
+    if (d->cfg.rom_allowlist[0] && gw_rom_allowlist_load(d->cfg.rom_allowlist, &allow, &n_allow) < 0) {
         gw_log(GW_LOG_ERR, "ROM allowlist: %s", gw_error_message());
         return -EINVAL;
     }
@@ -200,11 +167,7 @@ static int setup_policy(gwd *d)
 
 static void free_policy(gwd *d)
 {
-    for (size_t i = 0; i < d->policy.n_rom_allowlist; i++) {
-        free((char *)d->policy.rom_allowlist[i].id);
-        free((char *)d->policy.rom_allowlist[i].sha256);
-    }
-    free((void *)d->policy.rom_allowlist);
+    gw_rom_allowlist_free((gw_rom_allow *)d->policy.rom_allowlist, d->policy.n_rom_allowlist);
     free(d->manage_vendors);
     gwd_strv_free(d->manage_addresses);
     gwd_strv_free(d->extra_traits);
