@@ -160,6 +160,7 @@ void gwd_config_usage(FILE *f)
                "  --config FILE            config file (default " GWD_DEFAULT_CONFIG " when present)\n"
                "  --reset-state            move a corrupt checkpoint aside and start afresh\n"
                "  --print-config           print a sample config file with every option and exit\n"
+               "  --check-config           read the config file and flags, check them, and exit (0 = fine)\n"
                "  --help, --version\n\n"
                "Every config-file option is also a flag (flags win):\n");
     for (size_t i = 0; i < N_OPTS; i++)
@@ -192,14 +193,15 @@ int gwd_config_load(gwd_config *cfg, int argc, char **argv)
     for (size_t i = 0; i < N_OPTS; i++)
         set_value(cfg, &opts[i], opts[i].def);
 
-    enum { FLAG_CONFIG = 1000, FLAG_RESET, FLAG_HELP, FLAG_VERSION, FLAG_PRINT, FLAG_BASE = 2000 };
-    struct option longopts[N_OPTS + 6];
+    enum { FLAG_CONFIG = 1000, FLAG_RESET, FLAG_HELP, FLAG_VERSION, FLAG_PRINT, FLAG_CHECK, FLAG_BASE = 2000 };
+    struct option longopts[N_OPTS + 7];
     size_t n = 0;
     longopts[n++] = (struct option){ "config", required_argument, NULL, FLAG_CONFIG };
     longopts[n++] = (struct option){ "reset-state", no_argument, NULL, FLAG_RESET };
     longopts[n++] = (struct option){ "help", no_argument, NULL, FLAG_HELP };
     longopts[n++] = (struct option){ "version", no_argument, NULL, FLAG_VERSION };
     longopts[n++] = (struct option){ "print-config", no_argument, NULL, FLAG_PRINT };
+    longopts[n++] = (struct option){ "check-config", no_argument, NULL, FLAG_CHECK };
     for (size_t i = 0; i < N_OPTS; i++)
         longopts[n++] = (struct option){ opts[i].flag, opts[i].type == OPT_BOOL ? optional_argument : required_argument,
                                          NULL, FLAG_BASE + (int)i };
@@ -216,6 +218,8 @@ int gwd_config_load(gwd_config *cfg, int argc, char **argv)
         if (c == FLAG_CONFIG) {
             free(cfg->config_file);
             cfg->config_file = gw_xstrdup(optarg);
+        } else if (c == FLAG_CHECK) {
+            cfg->check_only = true;
         } else if (c == FLAG_RESET) {
             cfg->reset_state = true;
         } else if (c == FLAG_HELP) {

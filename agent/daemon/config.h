@@ -35,6 +35,7 @@ typedef struct gwd_config {
     long max_message_bytes;
     bool foreground;
     bool reset_state;
+    bool check_only;            /* --check-config */
 } gwd_config;
 
 /* Fill defaults, read the config file named by --config (or the default path

@@ -334,6 +334,11 @@ int main(int argc, char **argv)
         rc = 2;
         goto out;
     }
+    if (d.cfg.check_only) {
+        printf("configuration ok%s%s\n", d.cfg.config_file ? ": " : "", d.cfg.config_file ? d.cfg.config_file : "");
+        rc = 0;
+        goto out;
+    }
     if (open_host(&d) < 0 || open_state(&d) < 0)
         goto out;
     d.zctx = zmq_ctx_new();
