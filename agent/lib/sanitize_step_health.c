@@ -67,10 +67,17 @@ static void check_link(health *h, const gw_addrlist *up)
         gw_note(c, "no link width attributes: link not checked");
         return;
     }
+    /* The kernel shows 0 or 255 where the link registers say nothing (an
+     * integrated device's, a port whose link is down) and 63 for all-ones. */
+    if (cur <= 0 || max <= 0 || max > 32) {
+        gw_note(c, "link width unknown (current x%ld, max x%ld): not checked", cur, max);
+        return;
+    }
     long reach = max;
     long pmax = 0;
     const char *partner = up->n ? up->v[0] : NULL;
-    if (partner && gw_dev_read_long(c->ops, partner, "max_link_width", &pmax) == 0 && pmax > 0 && pmax < reach)
+    if (partner && gw_dev_read_long(c->ops, partner, "max_link_width", &pmax) == 0 && pmax > 0 && pmax <= 32 &&
+        pmax < reach)
         reach = pmax;
     bool ok = true;
     if (cur < reach) {

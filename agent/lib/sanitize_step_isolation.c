@@ -1,5 +1,5 @@
-/* Step isolation: the IOMMU group is viable (every member on vfio-pci or a
- * bridge), every root and downstream port above the GPU has ACS SV RR CR UF
+/* Step isolation: the IOMMU group is viable (every member a bridge, or a
+ * function of the GPU's own slot on vfio-pci), every root and downstream port above the GPU has ACS SV RR CR UF
  * (as the kernel's pci_acs_flags_enabled counts them), and ATS is disabled on
  * the GPU (an ATS-enabled device may issue translated requests that bypass
  * the IOMMU). Policy decides whether a problem fails or only warns. */
@@ -27,7 +27,13 @@ static void check_group(gw_sctx *c, gw_strbuf *problems)
         if (b == 1)
             continue;
         _cleanup_free_ char *drv = NULL;
-        if (b < 0 || gw_dev_driver(c->ops, m, &drv) < 0) {
+        if (b == 0 && strncmp(m, c->address, 10)) {
+            /* Another device in the group: it can only go to the same VM,
+             * and nothing separates it from this GPU. */
+            gw_strbuf_append(problems, "%sgroup %s not isolated: %s is outside the GPU's slot",
+                             problems->len ? "; " : "", group, m);
+            bad++;
+        } else if (b < 0 || gw_dev_driver(c->ops, m, &drv) < 0) {
             gw_strbuf_append(problems, "%sgroup %s: %s unreadable: %s", problems->len ? "; " : "", group, m,
                              gw_error_message());
             bad++;
