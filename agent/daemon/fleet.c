@@ -2,6 +2,7 @@
  * with the registry. A GPU is managed when the clean-up policy lets the daemon
  * write to it (gw_sanitize_is_managed): gpuwarden never offers a GPU it could
  * not clean. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -52,6 +53,20 @@ static void pin_pci_facts(gwd *d, const gw_gpu *g)
     gw_device_free(dev);
 }
 
+/* A scan that finds a managed GPU dead quarantines it at once, whatever it was
+ * doing: it must not stay offered. (-EALREADY/-EPERM: already quarantined or
+ * otherwise out of service.) */
+static void health_fault(gwd *d, const char *address, const char *why)
+{
+    gw_apply_options o = GW_APPLY_OPTIONS_INIT;
+    o.reason = why;
+    int r = gw_registry_apply(d->reg, address, GW_EVENT_FAULT, &o, NULL);
+    if (r == 0)
+        gw_log(GW_LOG_ERR, "%s: %s: quarantined", address, why);
+    else if (r != -EALREADY && r != -EPERM)
+        gw_log(GW_LOG_ERR, "%s: health fault not recorded: %s", address, gw_error_message());
+}
+
 int gwd_fleet_scan(gwd *d)
 {
     gw_host_options o = GW_HOST_OPTIONS_INIT;
@@ -92,8 +107,12 @@ int gwd_fleet_scan(gwd *d)
         gw_host_free(host);
         return r;
     }
-    for (size_t i = 0; i < n_managed; i++)
-        pin_pci_facts(d, gw_host_find_gpu(host, managed[i]));
+    for (size_t i = 0; i < n_managed; i++) {
+        const gw_gpu *g = gw_host_find_gpu(host, managed[i]);
+        pin_pci_facts(d, g);
+        if (g->config_all_ones)
+            health_fault(d, g->address, "config space reads all-ones: the GPU fell off the bus");
+    }
 
     pthread_mutex_lock(&d->lock);
     gw_host *old = d->host;

@@ -155,6 +155,7 @@ static void gpu_attrs(gw_gpu *g, const gw_func *f, gw_strv *errors)
     if (gw_attr_bar_sizes(f->dir, g->bar_sizes) < 0)
         gw_strv_pushf(errors, "resource: %s", gw_error_message());
     g->rom_present = gw_attr_rom_present(f->dir);
+    g->config_all_ones = f->all_ones;
 }
 
 /* The other functions of the GPU's slot; their problems are the GPU's too

@@ -253,16 +253,21 @@ int gw_dev_managed(gw_hostops *ops, const gw_sanitize_policy *pol, const char *a
             return 1;
         }
     }
-    uint16_t vendor;
-    uint8_t cls[2];   /* 0x0a sub-class, 0x0b base class */
-    int r = gw_dev_config16(ops, addr, 0x00, &vendor);
+    /* Which device this is comes from the ids the kernel cached at
+     * enumeration (sysfs `vendor`, `class`), not from config space: a managed
+     * GPU that fell off the bus reads all-ones there, and must stay managed so
+     * that it is quarantined rather than forgotten. */
+    long vendor_l, class_l;
+    int r = gw_dev_read_long(ops, addr, "vendor", &vendor_l);
     if (r == 0)
-        r = gw_dev_config(ops, addr, 0x0a, cls, 2);
+        r = gw_dev_read_long(ops, addr, "class", &class_l);
     if (r < 0) {
         if (why)
-            *why = gw_strdup_printf("%s: config space unreadable: %s", addr, gw_error_message());
+            *why = gw_strdup_printf("%s: ids unreadable: %s", addr, gw_error_message());
         return r;
     }
+    uint16_t vendor = (uint16_t)vendor_l;
+    uint8_t cls[2] = { (uint8_t)(class_l >> 8), (uint8_t)(class_l >> 16) };   /* sub-class, base class */
     if (pol->n_manage_vendors || pol->n_manage_addresses) {
         for (size_t i = 0; i < pol->n_manage_vendors; i++) {
             if (pol->manage_vendors[i] == vendor) {

@@ -120,6 +120,9 @@ typedef struct gw_gpu {
     bool dsn_present;
     uint64_t dsn;                       /* Device Serial Number */
     bool rom_present;                   /* sysfs `rom` attribute exists */
+    /* Config space reads all-ones (vendor ffff): the device fell off the bus
+     * or is powered off; the ids above are the kernel's cached ones. */
+    bool config_all_ones;
     uint64_t bar_sizes[6];              /* from sysfs `resource`; 0 = unused */
 
     /* Other functions of the same slot (domain:bus:device), e.g. the HDA

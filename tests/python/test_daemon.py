@@ -243,3 +243,15 @@ def test_corrupt_checkpoint_refused_unless_reset(tmp_path):
     assert len(d3.devices()) == 3
     assert any(p.name.startswith("checkpoint.corrupt-") for p in d.state_dir.iterdir())
     assert d3.stop() == 0
+
+
+def test_gpu_fallen_off_the_bus_is_quarantined_at_scan(tmp_path):
+    d = Daemon(tmp_path, host="allones").start()
+    dead = d.result("device", {"address": "0000:68:00.0"})
+    assert dead["state"] == "quarantined"
+    assert dead["reason"] == "config space reads all-ones: the GPU fell off the bus"
+    assert {x["address"]: x["state"] for x in d.devices()}["0000:67:00.0"] == "sanitized"
+    inv = d.result("inventory")
+    dep = next(x for x in inv["deployables"] if "0000:68:00.0" in x["gpus"])
+    assert dep["reserved"] == 1 and dep["attach_handles"] == []
+    assert d.stop() == 0
