@@ -1,5 +1,9 @@
 /* Hand-built inventory inputs mirroring real hosts' topology (lspci dumps in
  * shared/data/lspci), and field-by-field assertions for the inventory tests.
+ * X299 and SM8 are the test hosts x299-3xa6000 and sm4029-8xrtx5000:
+ * test_inventory_fixtures.c checks that they give exactly what scanning
+ * those trees gives. PROART and HGX cover what no test host has (AMD and
+ * Matrox vendors, a 3D-controller class, no PCIe cliques).
  * Included by tests/unit/test_inventory*.c only. */
 #ifndef GW_TEST_INVENTORY_HOSTS_H
 #define GW_TEST_INVENTORY_HOSTS_H
