@@ -1,5 +1,6 @@
 """The files shipped in packaging/ agree with the code."""
 
+import os
 import pathlib
 import subprocess
 
@@ -39,3 +40,38 @@ def test_unknown_config_key_is_refused_with_its_location(tmp_path):
 def test_libvirt_hook_execs_the_cli():
     hook = (ROOT / "packaging" / "libvirt" / "hooks" / "qemu").read_text()
     assert 'exec /usr/bin/gpuwarden hook qemu "$@"' in hook
+
+
+def test_installed_library_builds_a_program_from_every_public_header(tmp_path):
+    """What a C library user does: install, pkg-config, include every header
+    together, link, run. Catches name clashes between headers, a header that
+    does not stand alone, a missing Requires, and a wrong SONAME link."""
+    prefix = tmp_path / "prefix"
+    subprocess.run(["cmake", "--install", str(build_dir()), "--prefix", str(prefix),
+                    "--component", "Unspecified"], check=True, capture_output=True)
+    headers = sorted(p.name for p in (prefix / "include" / "gpuwarden").glob("*.h"))
+    assert {"common.h", "host.h", "client.h", "registry.h", "inventory.h", "sanitize.h"} <= set(headers)
+    src = tmp_path / "user.c"
+    src.write_text("".join(f"#include <gpuwarden/{h}>\n" for h in headers) + """
+#include <stdio.h>
+int main(void)
+{
+    gw_host_options o = GW_HOST_OPTIONS_INIT;
+    o.root = "/nonexistent";
+    gw_host *h = NULL;
+    int r = gw_host_scan(&h, &o);
+    printf("%s %d %s\\n", gw_version(), r, gw_error_message());
+    return r < 0 ? 0 : 1;
+}
+""")
+    libdir = next(p.parent for p in prefix.rglob("gpuwarden.pc"))
+    env = dict(os.environ, PKG_CONFIG_PATH=str(libdir))
+    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "gpuwarden"], env=env, check=True,
+                           capture_output=True, text=True).stdout.split()
+    exe = tmp_path / "user"
+    cc = subprocess.run(["cc", "-std=c17", "-Wall", "-Wextra", "-Werror", str(src), "-o", str(exe)] + flags,
+                        capture_output=True, text=True)
+    assert cc.returncode == 0, cc.stderr
+    run = subprocess.run([str(exe)], env=dict(env, LD_LIBRARY_PATH=str(libdir.parent)), capture_output=True,
+                         text=True)
+    assert run.returncode == 0 and "/nonexistent" in run.stdout, (run.stdout, run.stderr)
