@@ -48,6 +48,11 @@ char *const *gwd_attachment_domains(gwd *d, const char *address)
     return a && a->domains && a->domains[0] ? a->domains : NULL;
 }
 
+bool gwd_attachment_ready(gwd *d)
+{
+    return !d->attach || d->n_attachments >= d->n_watched;
+}
+
 static void set_view(gwd *d, const char *address, const char *const *domains, size_t n)
 {
     gwd_attachment *a = find(d, address);
@@ -155,6 +160,7 @@ int gwd_attachment_start(gwd *d)
     o.changed = on_changed;
     o.userdata = d;
     o.reconcile_interval_ms = (unsigned)(d->cfg.reconcile_interval_s * 1000);
+    d->n_watched = n;
     int r = gw_attach_libvirt_new(&d->attach, &o);
     gwd_strv_free(watch);
     if (r < 0)

@@ -189,6 +189,11 @@ static void start(gwd *d, const gw_device *dev)
 
 void gwd_cleanup_kick(gwd *d)
 {
+    pthread_mutex_lock(&d->lock);
+    bool ready = gwd_attachment_ready(d);
+    pthread_mutex_unlock(&d->lock);
+    if (!ready)
+        return;
     gw_device **list = NULL;
     size_t n = 0;
     if (gw_registry_list(d->reg, &list, &n) < 0)

@@ -71,6 +71,7 @@ typedef struct gwd {
     char **managed;                     /* (L) managed GPU addresses of that scan, sorted */
     gwd_attachment *attachments;        /* (L) */
     size_t n_attachments;
+    size_t n_watched;                   /* GPUs the libvirt watcher reports on */
     gw_inventory *inventory;            /* (L) the last inventory built */
     uint64_t issued[GWD_ISSUED_MAX];    /* (L) generations served, ring */
     size_t n_issued;
@@ -97,6 +98,11 @@ const gw_gpu *gwd_fleet_gpu(gwd *d, const char *address); /* caller holds d->loc
 /* attachment.c: the attachment view and the libvirt watcher glue. */
 int gwd_attachment_start(gwd *d);
 void gwd_attachment_stop(gwd *d);
+/* Whether the attachment view is complete: without libvirt always; with it,
+ * once the watcher has reported every watched GPU (its first full reconcile).
+ * Until then no clean-up starts: a GPU a VM holds must not look free.
+ * Caller holds d->lock. */
+bool gwd_attachment_ready(gwd *d);
 /* Domains referencing `address` per the view (caller holds d->lock); NULL when none. */
 char *const *gwd_attachment_domains(gwd *d, const char *address);
 /* Apply a new set of referencing domains for a managed GPU: attach seen /
