@@ -536,15 +536,15 @@ GW_EXTERN int gw_client_sanitize(gw_client *c, const char *address, json_t **res
     return address_op(c, "sanitize", address, NULL, false, result);
 }
 
-GW_EXTERN int gw_client_audit(gw_client *c, const gw_audit_filter *filter, json_t **result)
+GW_EXTERN int gw_client_audit(gw_client *c, const gw_client_audit_filter *filter, json_t **result)
 {
     CHECK_CLIENT(c, result);
     json_t *args = json_object();
     int r = 0;
     if (filter) {
-        if (filter->version != GW_AUDIT_FILTER_VERSION)
+        if (filter->version != GW_CLIENT_AUDIT_FILTER_VERSION)
             r = fail(c, -EINVAL, GW_PROTO_INVALID_ARGUMENT, false, NULL, NULL, "audit",
-                     "gw_audit_filter: version %u, this library knows %d", filter->version, GW_AUDIT_FILTER_VERSION);
+                     "gw_client_audit_filter: version %u, this library knows %d", filter->version, GW_CLIENT_AUDIT_FILTER_VERSION);
         if (r == 0)
             r = put_str(c, "audit", args, "device", filter->device, false);
         if (r == 0 && filter->has_since)

@@ -123,19 +123,19 @@ GW_EXTERN int gw_client_quarantine(gw_client *c, const char *address, const char
 GW_EXTERN int gw_client_release(gw_client *c, const char *address, const char *reason, json_t **result);
 GW_EXTERN int gw_client_sanitize(gw_client *c, const char *address, json_t **result);
 
-typedef struct gw_audit_filter {
+typedef struct gw_client_audit_filter {
     unsigned int version;
     const char *device;     /* NULL = every device */
     bool has_since;
     uint64_t since;         /* ms since the epoch */
     unsigned int limit;     /* 0 = the daemon's default (100) */
-} gw_audit_filter;
+} gw_client_audit_filter;
 
-#define GW_AUDIT_FILTER_VERSION 1
-#define GW_AUDIT_FILTER_INIT { GW_AUDIT_FILTER_VERSION, NULL, false, 0, 0 }
+#define GW_CLIENT_AUDIT_FILTER_VERSION 1
+#define GW_CLIENT_AUDIT_FILTER_INIT { GW_CLIENT_AUDIT_FILTER_VERSION, NULL, false, 0, 0 }
 
 /* {records, truncated}; filter NULL = no filter. */
-GW_EXTERN int gw_client_audit(gw_client *c, const gw_audit_filter *filter, json_t **result);
+GW_EXTERN int gw_client_audit(gw_client *c, const gw_client_audit_filter *filter, json_t **result);
 /* libvirt hook hints: {devices: [the managed GPUs among addresses]}. */
 GW_EXTERN int gw_client_attached(gw_client *c, const char *domain, const char *const *addresses, size_t n,
                                  json_t **result);

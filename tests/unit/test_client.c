@@ -414,7 +414,7 @@ static void typed_calls(void **state)
     json_decref(r);
     assert_last_request(",\"op\":\"sanitize\",\"args\":{\"address\":\"0000:3c:00.0\"},\"actor\":\"tester\"}");
 
-    gw_audit_filter f = GW_AUDIT_FILTER_INIT;
+    gw_client_audit_filter f = GW_CLIENT_AUDIT_FILTER_INIT;
     f.device = "0000:3b:00.0";
     f.has_since = true;
     f.since = 1767225600000ULL;
