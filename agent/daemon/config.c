@@ -185,6 +185,38 @@ void gwd_config_print_sample(FILE *f)
     }
 }
 
+int gwd_log_level(const char *name)
+{
+    static const struct { const char *name; int prio; } levels[] = {
+        { "err", GW_LOG_ERR }, { "warning", GW_LOG_WARNING }, { "notice", GW_LOG_NOTICE },
+        { "info", GW_LOG_INFO }, { "debug", GW_LOG_DEBUG },
+    };
+    for (size_t i = 0; i < sizeof levels / sizeof levels[0]; i++)
+        if (!strcmp(levels[i].name, name))
+            return levels[i].prio;
+    return -1;
+}
+
+/* Values that parse but make no sense; shared by start-up and reload so a
+ * reload can never install what a start would refuse. */
+int gwd_config_validate(const gwd_config *cfg)
+{
+    gw_inventory_model model;
+    if (gwd_log_level(cfg->log_level) < 0)
+        fprintf(stderr, "gpuwardend: log_level must be err|warning|notice|info|debug, not '%s'\n", cfg->log_level);
+    else if (strcmp(cfg->isolation_policy, "fail") && strcmp(cfg->isolation_policy, "warn"))
+        fprintf(stderr, "gpuwardend: isolation_policy must be fail or warn, not '%s'\n", cfg->isolation_policy);
+    else if (gw_inventory_model_from_name(cfg->inventory_model, &model) < 0)
+        fprintf(stderr, "gpuwardend: [inventory] model: %s\n", gw_error_message());
+    else if (strcmp(cfg->host_backend, "sysfs") && strcmp(cfg->host_backend, "simulated"))
+        fprintf(stderr, "gpuwardend: host_backend must be sysfs or simulated, not '%s'\n", cfg->host_backend);
+    else if (cfg->cleanup_workers < 1 || cfg->cleanup_workers > 256)
+        fprintf(stderr, "gpuwardend: cleanup workers must be 1..256\n");
+    else
+        return 0;
+    return -EINVAL;
+}
+
 static bool from_flag_store[N_OPTS];
 
 int gwd_config_load(gwd_config *cfg, int argc, char **argv)
@@ -263,20 +295,8 @@ int gwd_config_load(gwd_config *cfg, int argc, char **argv)
             goto out;
         }
     }
-    gw_inventory_model model;
-    if (strcmp(cfg->isolation_policy, "fail") && strcmp(cfg->isolation_policy, "warn")) {
-        fprintf(stderr, "gpuwardend: isolation_policy must be fail or warn, not '%s'\n", cfg->isolation_policy);
+    if (gwd_config_validate(cfg) < 0)
         rc = 2;
-    } else if (gw_inventory_model_from_name(cfg->inventory_model, &model) < 0) {
-        fprintf(stderr, "gpuwardend: [inventory] model: %s\n", gw_error_message());
-        rc = 2;
-    } else if (strcmp(cfg->host_backend, "sysfs") && strcmp(cfg->host_backend, "simulated")) {
-        fprintf(stderr, "gpuwardend: host_backend must be sysfs or simulated, not '%s'\n", cfg->host_backend);
-        rc = 2;
-    } else if (cfg->cleanup_workers < 1 || cfg->cleanup_workers > 256) {
-        fprintf(stderr, "gpuwardend: cleanup workers must be 1..256\n");
-        rc = 2;
-    }
 out:
     for (size_t i = 0; i < N_OPTS; i++)
         free(flag_values[i]);
@@ -298,6 +318,8 @@ int gwd_config_reload(gwd_config *cfg)
         }
     next.config_file = gw_xstrdup(cfg->config_file);
     int r = read_file(&next, from_flag_store);
+    if (r == 0)
+        r = gwd_config_validate(&next);
     if (r < 0) {
         gwd_config_free(&next);
         return r;

@@ -47,5 +47,8 @@ int gwd_config_reload(gwd_config *cfg);
 void gwd_config_free(gwd_config *cfg);
 void gwd_config_usage(FILE *f);
 void gwd_config_print_sample(FILE *f);
+int gwd_config_validate(const gwd_config *cfg);
+/* Syslog priority of a level name, -1 when unknown. */
+int gwd_log_level(const char *name);
 
 #endif

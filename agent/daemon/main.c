@@ -83,18 +83,6 @@ static void publish_queued(gwd *d)
     }
 }
 
-static int log_level_from_name(const char *name)
-{
-    static const struct { const char *name; int prio; } levels[] = {
-        { "err", GW_LOG_ERR }, { "warning", GW_LOG_WARNING }, { "notice", GW_LOG_NOTICE },
-        { "info", GW_LOG_INFO }, { "debug", GW_LOG_DEBUG },
-    };
-    for (size_t i = 0; i < sizeof levels / sizeof levels[0]; i++)
-        if (!strcmp(levels[i].name, name))
-            return levels[i].prio;
-    return -1;
-}
-
 /* Split "a, b,c" into a NULL-terminated list. */
 static char **split_list(const char *s)
 {
@@ -238,9 +226,7 @@ static void handle_signals(gwd *d)
         if (si.ssi_signo == SIGHUP) {
             sd_notify(0, "RELOADING=1");
             if (gwd_config_reload(&d->cfg) == 0) {
-                int level = log_level_from_name(d->cfg.log_level);
-                if (level >= 0)
-                    gw_log_set_level(level);
+                gw_log_set_level(gwd_log_level(d->cfg.log_level));
                 gw_log(GW_LOG_NOTICE, "configuration reloaded from %s (log level, intervals; endpoints and "
                                       "policy apply at the next start)",
                        d->cfg.config_file ? d->cfg.config_file : "(flags only)");
@@ -311,12 +297,7 @@ int main(int argc, char **argv)
     int rc = gwd_config_load(&d.cfg, argc, argv);
     if (rc)
         return rc == 1 ? 0 : 2;
-    int level = log_level_from_name(d.cfg.log_level);
-    if (level < 0) {
-        fprintf(stderr, "gpuwardend: unknown log level '%s'\n", d.cfg.log_level);
-        return 2;
-    }
-    gw_log_set_level(level);
+    gw_log_set_level(gwd_log_level(d.cfg.log_level));
     if (d.cfg.host_name[0]) {
         d.host_name = gw_xstrdup(d.cfg.host_name);
     } else {

@@ -2,6 +2,7 @@
 lifecycle through the protocol, events, and persistence across restarts."""
 
 import os
+import signal
 import stat
 import threading
 
@@ -255,3 +256,41 @@ def test_gpu_fallen_off_the_bus_is_quarantined_at_scan(tmp_path):
     dep = next(x for x in inv["deployables"] if "0000:68:00.0" in x["gpus"])
     assert dep["reserved"] == 1 and dep["attach_handles"] == []
     assert d.stop() == 0
+
+
+def test_systemd_readiness_and_reload(tmp_path):
+    import socket
+    import time as _time
+    ns = tmp_path / "notify"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(ns))
+    sock.settimeout(20)
+    conf = tmp_path / "gpuwarden.conf"
+    conf.write_text("[daemon]\nlog_level = info\n")
+    import os as _os
+    _os.environ["NOTIFY_SOCKET"] = str(ns)
+    try:
+        d = Daemon(tmp_path, extra=["--config", str(conf)]).start()
+    finally:
+        del _os.environ["NOTIFY_SOCKET"]
+    msgs = []
+    while not any(b"READY=1" in m for m in msgs):
+        msgs.append(sock.recv(4096))
+    conf.write_text("[daemon]\nlog_level = debug\n")
+    d.proc.send_signal(signal.SIGHUP)
+    while not any(b"RELOADING=1" in m for m in msgs):
+        msgs.append(sock.recv(4096))
+    deadline = _time.time() + 10
+    while "configuration reloaded" not in d.log.read_text() and _time.time() < deadline:
+        _time.sleep(0.05)
+    assert "configuration reloaded from " + str(conf) in d.log.read_text()
+    conf.write_text("[daemon]\nlog_level = loud\n")
+    d.proc.send_signal(signal.SIGHUP)
+    while "reload failed" not in d.log.read_text() and _time.time() < deadline:
+        _time.sleep(0.05)
+    assert "the running configuration stays" in d.log.read_text()
+    assert d.alive() and d.result("hello")["daemon"]
+    assert d.stop() == 0
+    while not any(b"STOPPING=1" in m for m in msgs):
+        msgs.append(sock.recv(4096))
+    sock.close()
