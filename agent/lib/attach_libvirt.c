@@ -338,9 +338,12 @@ static void enqueue(lv_source *s, virDomainPtr dom)
     }
     pthread_mutex_lock(&s->lock);
     pending **tail = &s->queue;
-    while (*tail)
+    while (*tail && strcmp((*tail)->uuid, p->uuid))
         tail = &(*tail)->next;
-    *tail = p;
+    if (*tail)
+        free(p);        /* already queued: one re-read covers both events */
+    else
+        *tail = p;
     pthread_cond_broadcast(&s->cond);
     pthread_mutex_unlock(&s->lock);
 }
