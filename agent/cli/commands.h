@@ -23,5 +23,6 @@ int cmd_audit(int argc, char **argv);
 int cmd_discover(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);
 int cmd_xml(int argc, char **argv);
+int cmd_hook(int argc, char **argv);
 
 #endif

@@ -9,6 +9,7 @@ static const gw_cli_command commands[] = {
     { "discover", "list GPUs with topology, NUMA, isolation and P2P cliques", cmd_discover },
     { "snapshot", "copy a host's PCI sysfs into a host tree for replay", cmd_snapshot },
     { "xml", "libvirt <hostdev> and <qemu:override> (P2P clique) XML for GPUs", cmd_xml },
+    { "hook", "the libvirt qemu hook (gate on prepare, hints on started/release)", cmd_hook },
     { "audit", "the lifecycle audit log (read from the state directory)", cmd_audit },
     { NULL, NULL, NULL },
 };

@@ -1,0 +1,387 @@
+/*
+ * gpuwarden hook qemu NAME OP SUBOP [EXTRA]: the libvirt qemu hook.
+ *
+ * libvirtd runs it synchronously with the domain XML on stdin and waits, so
+ * it must be quick and must never call back into libvirt (deadlock): it
+ * talks to the daemon only. See docs/libvirt.md.
+ */
+#include <getopt.h>
+#include <gpuwarden/attach.h>
+#include <gpuwarden/client.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "commands.h"
+
+#define MAX_XML (16u << 20)         /* a domain XML is a few KiB; refuse absurd input */
+#define BATCH 64                    /* the protocol's limit on `addresses` */
+
+typedef struct hook_opts {
+    const char *endpoint;           /* NULL = the client's default (admin endpoint) */
+    const char *host_root;          /* for the sysfs class check */
+    bool allow_when_down;
+    unsigned int timeout_ms;
+} hook_opts;
+
+static void hook_usage(FILE *f)
+{
+    fprintf(f,
+        "usage: gpuwarden hook [--endpoint EP] [--on-daemon-down refuse|allow] [--timeout-ms N]\n"
+        "                      [--host-root DIR] qemu NAME OP SUBOP [EXTRA]\n"
+        "\n"
+        "The libvirt qemu hook (/etc/libvirt/hooks/qemu runs it with the domain XML on stdin).\n"
+        "  prepare begin   ask the daemon whether domain NAME may start with its PCI host\n"
+        "                  devices (op `gate`); exit 1 with the reasons on stderr if not\n"
+        "  started begin   tell the daemon the domain now holds its devices (`attached`)\n"
+        "  release end     tell the daemon the domain let them go (`released`): the\n"
+        "                  clean-up starts at once\n"
+        "  anything else   exit 0 at once\n"
+        "It talks only to the daemon, never to libvirt.\n"
+        "\n"
+        "  --endpoint EP          daemon endpoint (env GPUWARDEN_ENDPOINT; default the admin\n"
+        "                         endpoint ipc:///run/gpuwarden/admin.sock)\n"
+        "  --on-daemon-down P     when the daemon cannot be asked and the domain passes a GPU\n"
+        "                         through: refuse (default) or allow the start\n"
+        "                         (env GPUWARDEN_HOOK_ON_DAEMON_DOWN)\n"
+        "  --timeout-ms N         per request (env GPUWARDEN_HOOK_TIMEOUT_MS; default 5000)\n"
+        "  --host-root DIR        where sysfs is, to tell GPUs from other PCI devices when the\n"
+        "                         daemon is down (default /)\n"
+        "\n"
+        "exit codes: 0 go ahead, 1 refused (or the domain XML is unreadable), 2 usage\n");
+}
+
+/* ---- input --------------------------------------------------------------- */
+
+static int read_stdin(char **out, size_t *len)
+{
+    size_t cap = 16384, n = 0;
+    char *buf = malloc(cap);
+    if (!buf)
+        return -1;
+    for (;;) {
+        if (n == cap) {
+            if (cap >= MAX_XML) {
+                free(buf);
+                fprintf(stderr, "gpuwarden hook: domain XML larger than %u bytes\n", MAX_XML);
+                return -1;
+            }
+            char *b = realloc(buf, cap * 2);
+            if (!b) {
+                free(buf);
+                return -1;
+            }
+            buf = b;
+            cap *= 2;
+        }
+        size_t k = fread(buf + n, 1, cap - n, stdin);
+        n += k;
+        if (k == 0)
+            break;
+    }
+    if (ferror(stdin)) {
+        free(buf);
+        fprintf(stderr, "gpuwarden hook: cannot read the domain XML on stdin\n");
+        return -1;
+    }
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
+/* libvirt writes the XML whatever the op; reading it spares libvirt a broken
+ * pipe. Bounded, and skipped when run by hand on a terminal. */
+static void drain_stdin(void)
+{
+    if (isatty(STDIN_FILENO))
+        return;
+    char buf[65536];
+    size_t total = 0;
+    size_t k;
+    while ((k = fread(buf, 1, sizeof buf, stdin)) > 0 && (total += k) < MAX_XML)
+        ;
+}
+
+/* True when a function of `address`'s slot is a display controller (class
+ * 03xx): the only devices whose start may be refused while the daemon is
+ * down. Unreadable sysfs counts as a GPU (the safe side). */
+static bool slot_has_gpu(const char *root, const char *address)
+{
+    bool any_readable = false;
+    for (int fn = 0; fn < 8; fn++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/sys/bus/pci/devices/%.10s.%d/class",
+                 strcmp(root, "/") ? root : "", address, fn);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        char cls[32] = "";
+        bool ok = fgets(cls, sizeof cls, f) != NULL;
+        fclose(f);
+        if (!ok)
+            continue;
+        any_readable = true;
+        if (!strncmp(cls, "0x03", 4))
+            return true;
+    }
+    return !any_readable;
+}
+
+/* ---- the daemon ---------------------------------------------------------- */
+
+/* The daemon could not be asked: not there, not answering in time, or
+ * answering that it cannot serve yet (`unavailable`, e.g. starting). */
+static bool daemon_down(const gw_client *c)
+{
+    const gw_client_error *e = gw_client_last_error(c);
+    return e->code == GW_PROTO_UNAVAILABLE;
+}
+
+/* Every refused address and why, over all batches. */
+typedef struct verdict {
+    bool allowed;
+    char *reasons;                  /* "0000:1a:00.0 dirty: clean-up running; ..." */
+} verdict;
+
+static void verdict_add(verdict *v, const char *address, const char *reason)
+{
+    size_t old = v->reasons ? strlen(v->reasons) : 0;
+    size_t add = strlen(address) + strlen(reason) + 4;
+    char *s = realloc(v->reasons, old + add);
+    if (!s)
+        abort();
+    snprintf(s + old, add, "%s%s %s", old ? "; " : "", address, reason);
+    v->reasons = s;
+}
+
+static int open_client(const hook_opts *o, gw_client **c)
+{
+    gw_client_options co = GW_CLIENT_OPTIONS_INIT;
+    co.endpoint = o->endpoint ? o->endpoint : GW_PROTO_ADMIN_ENDPOINT;
+    co.timeout_ms = (int)o->timeout_ms;
+    co.actor = "libvirt qemu hook";
+    return gw_client_new(c, &co);
+}
+
+/* `gate` for every batch of addresses. Returns 0 with *v filled, or -errno
+ * with *down telling whether the daemon could not be asked at all. */
+static int ask_gate(const hook_opts *o, const char *domain, char **addrs, size_t n, verdict *v,
+                    bool *down)
+{
+    gw_client *c;
+    *down = false;
+    int r = open_client(o, &c);
+    if (r < 0)
+        return r;
+    v->allowed = true;
+    for (size_t at = 0; at < n && r >= 0; at += BATCH) {
+        size_t k = n - at < BATCH ? n - at : BATCH;
+        json_t *res = NULL;
+        r = gw_client_gate(c, domain, (const char *const *)addrs + at, k, &res);
+        if (r < 0) {
+            *down = daemon_down(c);
+            break;
+        }
+        if (!json_is_true(json_object_get(res, "allowed")))
+            v->allowed = false;
+        size_t i;
+        json_t *item;
+        json_array_foreach(json_object_get(res, "reasons"), i, item) {
+            const char *a = json_string_value(json_object_get(item, "address"));
+            const char *why = json_string_value(json_object_get(item, "reason"));
+            verdict_add(v, a ? a : "?", why ? why : "refused");
+        }
+        json_decref(res);
+    }
+    gw_client_free(c);
+    return r;
+}
+
+static int send_hint(const hook_opts *o, const char *op, const char *domain, char **addrs, size_t n)
+{
+    gw_client *c;
+    int r = open_client(o, &c);
+    if (r < 0)
+        return r;
+    for (size_t at = 0; at < n && r >= 0; at += BATCH) {
+        size_t k = n - at < BATCH ? n - at : BATCH;
+        json_t *res = NULL;
+        r = !strcmp(op, "released")
+                ? gw_client_released(c, domain, (const char *const *)addrs + at, k, &res)
+                : gw_client_attached(c, domain, (const char *const *)addrs + at, k, &res);
+        json_decref(res);
+    }
+    gw_client_free(c);
+    return r;
+}
+
+/* ---- the ops ------------------------------------------------------------- */
+
+/* The PCI host addresses of the domain XML on stdin; NULL after an error
+ * (message printed). */
+static char **domain_addresses(const char *domain, size_t *n)
+{
+    char *xml;
+    size_t len;
+    if (read_stdin(&xml, &len) < 0)
+        return NULL;
+    char **addrs;
+    int r = gw_domain_xml_pci_sources(xml, len, &addrs, NULL);
+    free(xml);
+    if (r < 0) {
+        fprintf(stderr, "gpuwarden: domain '%s': cannot read its XML: %s\n", domain,
+                gw_error_message());
+        return NULL;
+    }
+    *n = 0;
+    while (addrs[*n])
+        (*n)++;
+    return addrs;
+}
+
+static int hook_prepare(const hook_opts *o, const char *domain)
+{
+    size_t n;
+    char **addrs = domain_addresses(domain, &n);
+    if (!addrs)
+        return GW_EXIT_FAILURE;     /* cannot tell what it passes through: refuse */
+    if (n == 0) {
+        gw_attach_list_free(addrs);
+        return GW_EXIT_OK;          /* no PCI host devices: nothing to check */
+    }
+    verdict v = { 0 };
+    bool down;
+    int r = ask_gate(o, domain, addrs, n, &v, &down);
+    int rc = GW_EXIT_OK;
+    if (r >= 0 && !v.allowed) {
+        fprintf(stderr, "gpuwarden: refusing to start domain '%s': %s\n", domain,
+                v.reasons ? v.reasons : "refused by the daemon");
+        rc = GW_EXIT_FAILURE;
+    } else if (r < 0 && down) {
+        const char *gpu = NULL;
+        for (size_t i = 0; i < n && !gpu; i++)
+            if (slot_has_gpu(o->host_root, addrs[i]))
+                gpu = addrs[i];
+        if (!gpu) {
+            rc = GW_EXIT_OK;        /* no GPU among its devices: not ours to block */
+        } else if (o->allow_when_down) {
+            fprintf(stderr, "gpuwarden: warning: domain '%s' starts with GPU %s unchecked: the "
+                            "daemon cannot be asked (%s)\n", domain, gpu, gw_error_message());
+        } else {
+            fprintf(stderr, "gpuwarden: refusing to start domain '%s': the gpuwarden daemon "
+                            "cannot be asked whether GPU %s is clean (%s); "
+                            "GPUWARDEN_HOOK_ON_DAEMON_DOWN=allow starts such domains unchecked\n",
+                    domain, gpu, gw_error_message());
+            rc = GW_EXIT_FAILURE;
+        }
+    } else if (r < 0) {
+        fprintf(stderr, "gpuwarden: refusing to start domain '%s': the daemon did not allow it: "
+                        "%s\n", domain, gw_error_message());
+        rc = GW_EXIT_FAILURE;
+    }
+    free(v.reasons);
+    gw_attach_list_free(addrs);
+    return rc;
+}
+
+/* Hints never fail the hook: on `started` that would kill the guest, on
+ * `release` there is nothing to stop; the daemon's libvirt watcher and
+ * reconcile see the same change anyway, a little later. */
+static int hook_hint(const hook_opts *o, const char *op, const char *domain)
+{
+    size_t n;
+    char **addrs = domain_addresses(domain, &n);
+    if (!addrs || n == 0) {
+        gw_attach_list_free(addrs);
+        return GW_EXIT_OK;
+    }
+    if (send_hint(o, op, domain, addrs, n) < 0)
+        fprintf(stderr, "gpuwarden: warning: domain '%s': `%s` hint not delivered: %s\n", domain,
+                op, gw_error_message());
+    gw_attach_list_free(addrs);
+    return GW_EXIT_OK;
+}
+
+static int parse_policy(const char *s, bool *allow)
+{
+    if (!strcmp(s, "refuse"))
+        *allow = false;
+    else if (!strcmp(s, "allow"))
+        *allow = true;
+    else
+        return -1;
+    return 0;
+}
+
+static int parse_timeout(const char *s, unsigned int *out)
+{
+    char *end;
+    unsigned long v = strtoul(s, &end, 10);
+    if (!*s || *end || v == 0 || v > 600000)
+        return -1;
+    *out = (unsigned int)v;
+    return 0;
+}
+
+int cmd_hook(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        { "endpoint", required_argument, NULL, 'e' },
+        { "on-daemon-down", required_argument, NULL, 'p' },
+        { "timeout-ms", required_argument, NULL, 't' },
+        { "host-root", required_argument, NULL, 'r' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    hook_opts o = { .endpoint = getenv("GPUWARDEN_ENDPOINT"), .host_root = "/",
+                    .allow_when_down = false, .timeout_ms = 5000 };
+    const char *env;
+    if ((env = getenv("GPUWARDEN_HOOK_ON_DAEMON_DOWN")) && parse_policy(env, &o.allow_when_down) < 0) {
+        fprintf(stderr, "gpuwarden hook: GPUWARDEN_HOOK_ON_DAEMON_DOWN='%s': expected refuse or allow\n", env);
+        return GW_EXIT_USAGE;
+    }
+    if ((env = getenv("GPUWARDEN_HOOK_TIMEOUT_MS")) && parse_timeout(env, &o.timeout_ms) < 0) {
+        fprintf(stderr, "gpuwarden hook: GPUWARDEN_HOOK_TIMEOUT_MS='%s': expected 1..600000\n", env);
+        return GW_EXIT_USAGE;
+    }
+    int c;
+    optind = 1;
+    /* '+': stop at the first positional, libvirt's arguments are not ours. */
+    while ((c = getopt_long(argc, argv, "+he:p:t:r:", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'e': o.endpoint = optarg; break;
+        case 'p':
+            if (parse_policy(optarg, &o.allow_when_down) < 0) {
+                fprintf(stderr, "gpuwarden hook: --on-daemon-down '%s': expected refuse or allow\n", optarg);
+                return GW_EXIT_USAGE;
+            }
+            break;
+        case 't':
+            if (parse_timeout(optarg, &o.timeout_ms) < 0) {
+                fprintf(stderr, "gpuwarden hook: --timeout-ms '%s': expected 1..600000\n", optarg);
+                return GW_EXIT_USAGE;
+            }
+            break;
+        case 'r': o.host_root = optarg; break;
+        case 'h': hook_usage(stdout); return GW_EXIT_OK;
+        default: hook_usage(stderr); return GW_EXIT_USAGE;
+        }
+    }
+    int npos = argc - optind;
+    if (npos < 4 || npos > 5 || strcmp(argv[optind], "qemu")) {
+        fprintf(stderr, "gpuwarden hook: expected: qemu NAME OP SUBOP [EXTRA]\n");
+        hook_usage(stderr);
+        return GW_EXIT_USAGE;
+    }
+    const char *domain = argv[optind + 1], *op = argv[optind + 2], *subop = argv[optind + 3];
+    if (!strcmp(op, "prepare") && !strcmp(subop, "begin"))
+        return hook_prepare(&o, domain);
+    if (!strcmp(op, "started") && !strcmp(subop, "begin"))
+        return hook_hint(&o, "attached", domain);
+    if (!strcmp(op, "release") && !strcmp(subop, "end"))
+        return hook_hint(&o, "released", domain);
+    drain_stdin();
+    return GW_EXIT_OK;
+}
