@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include <gpuwarden/attach.h>
+#include <gpuwarden/host.h>
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 
@@ -362,6 +363,28 @@ static void options_are_checked(void **state)
     assert_int_equal(gw_attach_libvirt_wait_synced(NULL, 1), -EINVAL);
     assert_false(gw_attach_libvirt_connected(NULL));
     gw_attach_source_free(NULL);
+}
+
+/* The libvirt fixtures reference exactly the GPUs of the bundled test hosts. */
+static void fixtures_match_the_test_hosts(void **state)
+{
+    static const struct { const char *host; const char *const *gpus; size_t n; } hosts[] = {
+        { "x299-3xa6000", X299_GPUS, 3 },
+        { "sm4029-8xrtx5000", SM4029_GPUS, 8 },
+    };
+    for (size_t h = 0; h < 2; h++) {
+        char *root = gw_strdup_printf("%s/tests/fixtures/hosts/%s", GW_SOURCE_DIR, hosts[h].host);
+        gw_host_options o = GW_HOST_OPTIONS_INIT;
+        o.root = root;
+        gw_host *host = NULL;
+        if (gw_host_scan(&host, &o) < 0)
+            fail_msg("scan %s: %s", root, gw_error_message());
+        assert_int_equal(gw_host_gpu_count(host), hosts[h].n);
+        for (size_t i = 0; i < hosts[h].n; i++)
+            assert_string_equal(gw_host_gpu(host, i)->address, hosts[h].gpus[i]);
+        gw_host_free(host);
+        free(root);
+    }
 }
 
 static void x299_initial_attachment(void **state)
@@ -743,6 +766,7 @@ int main(void)
         cmocka_unit_test(xml_source_address_not_guest_address),
         cmocka_unit_test(xml_bad_input_is_refused),
         cmocka_unit_test(options_are_checked),
+        cmocka_unit_test(fixtures_match_the_test_hosts),
         cmocka_unit_test(x299_initial_attachment),
         cmocka_unit_test(sm4029_initial_attachment),
         cmocka_unit_test(events_define_and_undefine),

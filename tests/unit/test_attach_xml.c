@@ -227,6 +227,40 @@ static void clique_override_file(void **state)
     ht_rmroot(root);
 }
 
+/* The bundled test hosts: X299's two switch-mates share clique 0 (README:
+ * "Expected cliques: 0 = [0000:67:00.0, 0000:68:00.0]"); 1a:00.0 has none. */
+static void fixture_host_x299(void **state)
+{
+    char *root = gw_strdup_printf("%s/tests/fixtures/hosts/x299-3xa6000", GW_SOURCE_DIR);
+    run_result r = run_xml(root, "--override-only 0000:1a:00.0 0000:67:00.0 0000:68:00.0");
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out,
+                        "<qemu:override xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>\n"
+                        "  <qemu:device alias='ua-gpu1'>\n"
+                        "    <qemu:frontend>\n"
+                        "      <qemu:property name='x-nv-gpudirect-clique' type='unsigned' value='0'/>\n"
+                        "    </qemu:frontend>\n"
+                        "  </qemu:device>\n"
+                        "  <qemu:device alias='ua-gpu2'>\n"
+                        "    <qemu:frontend>\n"
+                        "      <qemu:property name='x-nv-gpudirect-clique' type='unsigned' value='0'/>\n"
+                        "    </qemu:frontend>\n"
+                        "  </qemu:device>\n"
+                        "</qemu:override>\n");
+    free(r.out);
+    /* SM 4029: two switches, cliques 0 (1a..1e) and 1 (3d..41). */
+    free(root);
+    root = gw_strdup_printf("%s/tests/fixtures/hosts/sm4029-8xrtx5000", GW_SOURCE_DIR);
+    r = run_xml(root, "--override-only 0000:1e:00.0 0000:3d:00.0");
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "<qemu:device alias='ua-gpu0'>\n    <qemu:frontend>\n"
+                                  "      <qemu:property name='x-nv-gpudirect-clique' type='unsigned' value='0'/>"));
+    assert_non_null(strstr(r.out, "<qemu:device alias='ua-gpu1'>\n    <qemu:frontend>\n"
+                                  "      <qemu:property name='x-nv-gpudirect-clique' type='unsigned' value='1'/>"));
+    free(r.out);
+    free(root);
+}
+
 static void bad_arguments(void **state)
 {
     char *root = host_with_cliques();
@@ -336,6 +370,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(exact_output),
         cmocka_unit_test(clique_override_file),
+        cmocka_unit_test(fixture_host_x299),
         cmocka_unit_test(bad_arguments),
         cmocka_unit_test(output_validates_and_libvirt_accepts_it),
     };
