@@ -110,9 +110,25 @@ static void done(gw_sanitize_result *res, void *userdata)
     gwd *d = userdata;
     const char *address = gw_sanitize_result_address(res);
     bool passed = gw_sanitize_result_verdict(res) == GW_VERDICT_PASS;
-    /* The pins, the result and the transition, persisted before anything
-     * is announced. */
-    int r = gw_sanitize_result_apply(res, d->reg, "system");
+    int r;
+    if (gw_sanitize_result_failed_step(res) == GW_STEP_NOT_IN_USE) {
+        /* A VM took the GPU between the kick and the check: nothing is wrong
+         * with the GPU, so no quarantine. It stays dirty, and the watcher's
+         * report makes it attached. */
+        gw_apply_options o = GW_APPLY_OPTIONS_INIT;
+        o.reason = gw_sanitize_result_reason(res);
+        r = gw_registry_apply(d->reg, address, GW_EVENT_CLEANUP_ABORTED, &o, NULL);
+        passed = false;
+        if (r == -EPERM) {
+            /* Already attached (defined mid-clean-up): it was never cleaned. */
+            gw_registry_set_fact(d->reg, address, "attach.clean", "0");
+            r = 0;
+        }
+    } else {
+        /* The pins, the result and the transition, persisted before anything
+         * is announced. */
+        r = gw_sanitize_result_apply(res, d->reg, "system");
+    }
     if (r == -EPERM)
         settle_attached(d, address, passed, passed ? NULL : gw_sanitize_result_reason(res));
     else if (r < 0)
