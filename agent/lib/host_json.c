@@ -128,6 +128,7 @@ static json_t *gpu_json(const gw_gpu *g)
         json_object_set_new(o, "dsn", json_null());
     }
     json_object_set_new(o, "rom_present", json_boolean(g->rom_present));
+    json_object_set_new(o, "config_all_ones", json_boolean(g->config_all_ones));
     json_t *bars = json_array();
     for (int i = 0; i < 6; i++)
         json_array_append_new(bars, json_integer((json_int_t)g->bar_sizes[i]));

@@ -105,6 +105,8 @@ static const char *render(const gw_gpu *g, const char *root)
         put(&b, " dsn %016llx", (unsigned long long)g->dsn);
     else
         put(&b, " dsn -");
+    if (g->config_all_ones)
+        put(&b, " ALL-ONES");
     put(&b, " rom %s bar0 %llx fns [", g->rom_present ? "yes" : "no",
         (unsigned long long)g->bar_sizes[0]);
     for (size_t i = 0; i < g->n_functions; i++)
@@ -283,7 +285,7 @@ static const char *const allones_gpus[] = {
     "0000:68:00.0 10de:2230 sub 10de:1459 rev a1 class 0300 numa 0 cpus 0-35"
     " group 80 [0000:68:00.0=vfio-pci/slot 0000:68:00.1=vfio-pci/slot]"
     " driver vfio-pci flr no reset [flr]"
-    " link 0x63/64x63 ats - aer no(0/0/0) dsn - rom yes bar0 1000000 fns [0000:68:00.1]"
+    " link 0x63/64x63 ats - aer no(0/0/0) dsn - ALL-ONES rom yes bar0 1000000 fns [0000:68:00.1]"
     " up [0000:66:10.0 10b5:8747 downstream acs 187f/001d; 0000:65:00.0 10b5:8747 upstream acs none; 0000:64:00.0 8086:2030 root_port acs 001f/001d]"
     " acs_ok yes viable yes clique 0"
     " errors [config space reads all-ones (vendor ffff): the device fell off the bus (or is powered off); nothing from config space can be trusted | function 0000:68:00.1: config space reads all-ones (vendor ffff): the device fell off the bus (or is powered off); nothing from config space can be trusted]",

@@ -187,6 +187,7 @@ static void json_schema(void **state)
     assert_true(json_is_true(json_object_get(g, "acs_path_ok")));
     assert_true(json_is_true(json_object_get(g, "group_viable")));
     assert_true(json_is_null(json_object_get(g, "clique")));
+    assert_true(json_is_false(json_object_get(g, "config_all_ones")));
     assert_string_equal(json_string_value(json_object_get(g, "dsn")), "48-b0-2d-ff-ff-6b-c0-ab");
     json_t *up = json_array_get(json_object_get(g, "upstream"), 0);
     assert_string_equal(json_string_value(json_object_get(up, "address")), "0000:00:01.0");
@@ -429,6 +430,7 @@ static void config_truncated_or_all_ones(void **state)
     assert_false(g->flr);
     assert_false(g->ats_present);
     assert_false(g->dsn_present);
+    assert_true(g->config_all_ones);
     assert_int_equal(gw_host_error_count(h), 0);
     gw_host_free(h);
     ht_rmroot(root);
