@@ -203,6 +203,24 @@ static void start(gwd *d, const gw_device *dev)
     gw_log(GW_LOG_INFO, "%s: clean-up started", address);
 }
 
+/* One clean-up per IOMMU group at a time: a clean-up rebinds and resets the
+ * whole group (HDA, USB functions), so two GPUs of one group cleaned at once
+ * would race on the same functions. The other waits for the next kick.
+ * Caller holds d->lock. */
+static bool group_busy(gwd *d, const char *address)
+{
+    const gw_gpu *g = gwd_fleet_gpu(d, address);
+    if (!g || !g->iommu_group)
+        return false;
+    for (char **m = d->managed; m && *m; m++) {
+        const gw_gpu *o = gwd_fleet_gpu(d, *m);
+        if (o && strcmp(o->address, address) && o->iommu_group && !strcmp(o->iommu_group, g->iommu_group) &&
+            gw_cleanup_pool_busy(d->pool, o->address))
+            return true;
+    }
+    return false;
+}
+
 void gwd_cleanup_kick(gwd *d)
 {
     pthread_mutex_lock(&d->lock);
@@ -220,7 +238,8 @@ void gwd_cleanup_kick(gwd *d)
             continue;
         pthread_mutex_lock(&d->lock);
         bool eligible = gwd_fleet_is_managed(d, dev->identity.address) &&
-                        !gwd_attachment_domains(d, dev->identity.address);
+                        !gwd_attachment_domains(d, dev->identity.address) &&
+                        !group_busy(d, dev->identity.address);
         pthread_mutex_unlock(&d->lock);
         if (eligible)
             start(d, dev);

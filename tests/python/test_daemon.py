@@ -294,3 +294,26 @@ def test_systemd_readiness_and_reload(tmp_path):
     while not any(b"STOPPING=1" in m for m in msgs):
         msgs.append(sock.recv(4096))
     sock.close()
+
+
+def test_one_cleanup_per_iommu_group_at_a_time(tmp_path):
+    """sm4029's GPUs share one IOMMU group per switch (256-byte dumps, no ACS
+    visible): their clean-ups rebind the same USB/UCSI functions, so the
+    daemon runs them one after another, never overlapping."""
+    d = Daemon(tmp_path, host="sm4029-8xrtx5000",
+               extra=["--isolation-policy", "warn", "--manage-vendors", "10de", "--cleanup-workers", "8"]).start()
+    assert all(x["state"] == "sanitized" for x in d.devices()), d.devices()
+    groups = {"0000:1a:00.0": 0, "0000:1c:00.0": 0, "0000:1d:00.0": 0, "0000:1e:00.0": 0,
+              "0000:3d:00.0": 1, "0000:3f:00.0": 1, "0000:40:00.0": 1, "0000:41:00.0": 1}
+    spans = {}
+    for addr in groups:
+        recs = d.result("audit", {"device": addr})["records"]
+        start = [r["time"] for r in recs if r["event"] == "cleanup_started"][-1]
+        end = [r["time"] for r in recs if r["event"] == "cleanup_passed"][-1]
+        spans[addr] = (start, end)
+    for a in groups:
+        for b in groups:
+            if a < b and groups[a] == groups[b]:
+                (s1, e1), (s2, e2) = spans[a], spans[b]
+                assert e1 <= s2 or e2 <= s1, (a, spans[a], b, spans[b])
+    assert d.stop() == 0
