@@ -15,9 +15,8 @@ from cyborg.objects.driver_objects import driver_device
 from gpuwarden_cyborg import driver as gw_driver
 from gpuwarden_cyborg import reservations
 
+import cyborg_db
 import test_shim_support as S
-
-_SCHEMA = {}
 
 
 @pytest.fixture(scope='module')
@@ -41,14 +40,7 @@ def agent(tmp_path, tmp_path_factory, placement):
     conf = S.configure_cyborg(str(tmp_path), placement_url=placement.url,
                               endpoint=daemon.endpoint, request_timeout=1,
                               retries=0)
-    if 'db' not in _SCHEMA:
-        _SCHEMA['db'] = str(tmp_path_factory.mktemp('cyborgdb') / 'c.db')
-    conf.set_override('connection', 'sqlite:///' + _SCHEMA['db'],
-                      group='database')
-    if 'made' not in _SCHEMA:
-        from cyborg.db import migration
-        migration.create_schema()
-        _SCHEMA['made'] = True
+    cyborg_db.use(conf, tmp_path_factory)
     host = f'h{uuid.uuid4().hex[:8]}'
 
     class Agent:
