@@ -633,6 +633,8 @@ def test_dirty_while_allocated(make_host):
     # Nothing new can land on it ...
     _, r = h.claim(req)
     assert r.status_code == 409, r.text
+    assert 'The requested amount would exceed the capacity.' in \
+        r.json()['errors'][0]['detail']
     # ... but the instance itself may rewrite its claim (as Nova does on a
     # rebuild or heal_allocations): Placement lets a consumer keep what it
     # holds on an over-capacity provider as long as the overage does not
