@@ -1,0 +1,276 @@
+/*
+ * Inventory round trip against a running gpuwardend, beside a bare libzmq
+ * ipc round trip of the same sizes (scripts/bench.d/inventory-rtt).
+ *
+ *   inventory_rtt N ECHO_DIR LABEL ENDPOINT [LABEL ENDPOINT ...]
+ *
+ * For each daemon (its read endpoint), interleaved in blocks of 100:
+ *   client  gw_client_inventory(): libgpuwarden's client, request encode,
+ *           reply decode into jansson, result checks (what a C caller pays)
+ *   raw     a bare DEALER sending the same msgpack request and receiving the
+ *           reply bytes, nothing decoded (the daemon's own cost + transport)
+ *   echo    a bare DEALER to a minimal ROUTER echo server in another process
+ *           on ipc, request and reply of exactly the daemon's sizes (the
+ *           transport's floor)
+ * N round trips each after 200 warm-up ones; p50 and p99 in microseconds,
+ * and ratios to the echo. Prints Markdown table rows on stdout.
+ */
+#include <gpuwarden/client.h>
+#include <jansson.h>
+#include <msgpack.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#define BLOCK 100
+#define WARMUP 200
+
+static double now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+static void die(const char *what)
+{
+    fprintf(stderr, "inventory_rtt: %s\n", what);
+    exit(1);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double pct(double *v, size_t n, double p)
+{
+    qsort(v, n, sizeof *v, cmp_double);
+    size_t i = (size_t)(p * (double)(n - 1) + 0.5);
+    return v[i];
+}
+
+/* The request body as the protocol's canonical msgpack: {"v": [1, 0],
+ * "id": id, "op": "inventory", "args": {}}. Ids start at 65536, so the
+ * canonical encoding is uint 32 in every request and every reply (which
+ * echoes the id), and their sizes never change. */
+static size_t request(char *buf, size_t cap, uint32_t id)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 4);
+    msgpack_pack_str_with_body(&pk, "v", 1);
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_uint8(&pk, 1);
+    msgpack_pack_uint8(&pk, 0);
+    msgpack_pack_str_with_body(&pk, "id", 2);
+    msgpack_pack_uint32(&pk, id);
+    msgpack_pack_str_with_body(&pk, "op", 2);
+    msgpack_pack_str_with_body(&pk, "inventory", 9);
+    msgpack_pack_str_with_body(&pk, "args", 4);
+    msgpack_pack_map(&pk, 0);
+    if (sb.size > cap)
+        die("request too large");
+    memcpy(buf, sb.data, sb.size);
+    size_t n = sb.size;
+    msgpack_sbuffer_destroy(&sb);
+    return n;
+}
+
+static void *dealer(void *ctx, const char *endpoint)
+{
+    void *s = zmq_socket(ctx, ZMQ_DEALER);
+    int zero = 0;
+    zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
+    if (zmq_connect(s, endpoint) < 0)
+        die("connect");
+    return s;
+}
+
+/* One [empty][body] round trip on a DEALER; returns the reply size. */
+static size_t roundtrip(void *s, const char *req, size_t n, char *reply, size_t cap)
+{
+    if (zmq_send(s, "", 0, ZMQ_SNDMORE) < 0 || zmq_send(s, req, n, 0) < 0)
+        die("send");
+    char empty[1];
+    if (zmq_recv(s, empty, sizeof empty, 0) != 0)
+        die("reply delimiter");
+    int r = zmq_recv(s, reply, cap, 0);
+    if (r < 0 || (size_t)r > cap)
+        die("reply body");
+    return (size_t)r;
+}
+
+/* The echo server: a ROUTER that answers every [id][empty][body] with
+ * [id][empty][reply_size bytes]. Runs until killed. */
+static void echo_server(const char *endpoint, size_t reply_size)
+{
+    void *ctx = zmq_ctx_new();
+    void *s = zmq_socket(ctx, ZMQ_ROUTER);
+    if (zmq_bind(s, endpoint) < 0)
+        die("echo bind");
+    char *reply = calloc(1, reply_size + 1);
+    char id[256], body[65536];
+    for (;;) {
+        int idn = zmq_recv(s, id, sizeof id, 0);
+        char empty[1];
+        if (idn < 0 || zmq_recv(s, empty, sizeof empty, 0) != 0 || zmq_recv(s, body, sizeof body, 0) < 0)
+            _exit(1);
+        zmq_send(s, id, (size_t)idn, ZMQ_SNDMORE);
+        zmq_send(s, "", 0, ZMQ_SNDMORE);
+        zmq_send(s, reply, reply_size, 0);
+    }
+}
+
+/* Wait until every GPU's clean-up is over, so the inventory stops changing. */
+static void wait_settled(gw_client *c)
+{
+    for (int tries = 0; tries < 600; tries++) {
+        json_t *devs = NULL;
+        if (gw_client_devices(c, NULL, &devs) == 0) {
+            json_t *arr = json_object_get(devs, "devices"), *d;
+            size_t i;
+            bool busy = json_array_size(arr) == 0;
+            json_array_foreach(arr, i, d) {
+                const char *st = json_string_value(json_object_get(d, "state"));
+                busy |= json_is_true(json_object_get(d, "cleaning")) || !st || !strcmp(st, "discovered");
+            }
+            json_decref(devs);
+            if (!busy)
+                return;
+        }
+        usleep(50000);
+    }
+    die("the daemon's clean-ups did not finish in 30 s");
+}
+
+static void bench(size_t n, const char *echo_dir, const char *label, const char *endpoint)
+{
+    gw_client_options o = GW_CLIENT_OPTIONS_INIT;
+    o.endpoint = endpoint;
+    gw_client *c = NULL;
+    if (gw_client_new(&c, &o) < 0)
+        die(gw_error_message());
+    wait_settled(c);
+
+    /* Confirm the generation as the shim would: sanitized GPUs become
+     * allocatable and the inventory lists their attach handles. */
+    json_t *inv = NULL, *pub = NULL;
+    if (gw_client_inventory(c, &inv) < 0)
+        die(gw_error_message());
+    uint64_t gen = (uint64_t)json_integer_value(json_object_get(inv, "generation"));
+    json_decref(inv);
+    if (gw_client_published(c, gen, &pub) < 0)
+        die(gw_error_message());
+    json_decref(pub);
+    if (gw_client_inventory(c, &inv) < 0)
+        die(gw_error_message());
+    size_t n_deps = json_array_size(json_object_get(inv, "deployables"));
+    size_t n_handles = 0, n_gpus = 0;
+    json_t *d;
+    size_t i;
+    json_array_foreach(json_object_get(inv, "deployables"), i, d) {
+        n_handles += json_array_size(json_object_get(d, "attach_handles"));
+        n_gpus += json_array_size(json_object_get(d, "gpus"));
+    }
+    json_decref(inv);
+
+    void *ctx = zmq_ctx_new();
+    void *raw = dealer(ctx, endpoint);
+    char req[256], *reply = malloc(8 << 20);
+    size_t req_n = request(req, sizeof req, 0x10000);
+    size_t reply_n = roundtrip(raw, req, req_n, reply, 8 << 20);
+
+    char echo_ep[4096];
+    snprintf(echo_ep, sizeof echo_ep, "ipc://%s/echo-%s.sock", echo_dir, label);
+    pid_t pid = fork();
+    if (pid < 0)
+        die("fork");
+    if (pid == 0)
+        echo_server(echo_ep, reply_n);
+    void *echo = dealer(ctx, echo_ep);
+
+    double *t_client = calloc(n, sizeof(double)), *t_raw = calloc(n, sizeof(double)),
+           *t_echo = calloc(n, sizeof(double));
+    uint32_t id = 0x10000;
+    for (size_t w = 0; w < WARMUP; w++) {
+        json_t *r = NULL;
+        if (gw_client_inventory(c, &r) < 0)
+            die(gw_error_message());
+        json_decref(r);
+        request(req, sizeof req, ++id);
+        if (roundtrip(raw, req, req_n, reply, 8 << 20) != reply_n)
+            die("the daemon's reply changed size (still cleaning?)");
+        if (roundtrip(echo, req, req_n, reply, 8 << 20) != reply_n)
+            die("echo size");
+    }
+    for (size_t done = 0; done < n; done += BLOCK) {
+        size_t end = done + BLOCK < n ? done + BLOCK : n;
+        for (size_t k = done; k < end; k++) {
+            json_t *r = NULL;
+            double t0 = now_us();
+            int rc = gw_client_inventory(c, &r);
+            t_client[k] = now_us() - t0;
+            if (rc < 0)
+                die(gw_error_message());
+            json_decref(r);
+        }
+        for (size_t k = done; k < end; k++) {
+            request(req, sizeof req, ++id);
+            double t0 = now_us();
+            size_t got = roundtrip(raw, req, req_n, reply, 8 << 20);
+            t_raw[k] = now_us() - t0;
+            if (got != reply_n)
+                die("the daemon's reply changed size");
+        }
+        for (size_t k = done; k < end; k++) {
+            double t0 = now_us();
+            roundtrip(echo, req, req_n, reply, 8 << 20);
+            t_echo[k] = now_us() - t0;
+        }
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+
+    double c50 = pct(t_client, n, 0.50), c99 = pct(t_client, n, 0.99);
+    double r50 = pct(t_raw, n, 0.50), r99 = pct(t_raw, n, 0.99);
+    double e50 = pct(t_echo, n, 0.50), e99 = pct(t_echo, n, 0.99);
+    printf("| %s | %zu GPUs, %zu deployables, %zu handles | %zu B / %zu B | %.0f / %.0f | %.0f / %.0f | "
+           "%.0f / %.0f | %.1fx / %.1fx | %.1fx / %.1fx |\n",
+           label, n_gpus, n_deps, n_handles, req_n, reply_n, c50, c99, r50, r99, e50, e99, c50 / e50, c99 / e99,
+           r50 / e50, r99 / e99);
+    fflush(stdout);
+
+    free(t_client);
+    free(t_raw);
+    free(t_echo);
+    free(reply);
+    zmq_close(raw);
+    zmq_close(echo);
+    zmq_ctx_term(ctx);
+    gw_client_free(c);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 5 || (argc - 3) % 2)
+        die("usage: inventory_rtt N ECHO_DIR LABEL ENDPOINT [LABEL ENDPOINT ...]");
+    size_t n = strtoul(argv[1], NULL, 10);
+    if (n < BLOCK)
+        die("N must be at least 100");
+    printf("| host | inventory | request / reply | gw_client_inventory p50 / p99 (µs) | raw DEALER p50 / p99 (µs) | "
+           "bare echo p50 / p99 (µs) | client / echo | raw / echo |\n");
+    printf("|---|---|---|---|---|---|---|---|\n");
+    for (int a = 3; a + 1 < argc; a += 2)
+        bench(n, argv[2], argv[a], argv[a + 1]);
+    return 0;
+}
