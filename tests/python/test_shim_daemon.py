@@ -26,11 +26,9 @@ from gpuwarden_cyborg import driver as gw_driver
 from gpuwarden_cyborg import errors
 from gpuwarden_cyborg import reservations
 
+import cyborg_db
 import test_shim_support as S
 from gwdaemon import Daemon
-# Cyborg's database engine is process-wide and its schema can be created
-# once: share test_shim_conductor's record of having done so.
-from test_shim_conductor import _SCHEMA
 
 GPUS = ['0000:1a:00.0', '0000:1c:00.0', '0000:1d:00.0', '0000:1e:00.0',
         '0000:3d:00.0', '0000:3f:00.0', '0000:40:00.0', '0000:41:00.0']
@@ -105,14 +103,7 @@ def agent(tmp_path, tmp_path_factory, placement):
         conf = S.configure_cyborg(str(tmp_path), placement_url=placement.url,
                                   endpoint=daemon.read, request_timeout=5,
                                   retries=0, host=host)
-        if 'db' not in _SCHEMA:
-            _SCHEMA['db'] = str(tmp_path_factory.mktemp('cyborgdb') / 'c.db')
-        conf.set_override('connection', 'sqlite:///' + _SCHEMA['db'],
-                          group='database')
-        if 'made' not in _SCHEMA:
-            from cyborg.db import migration
-            migration.create_schema()
-            _SCHEMA['made'] = True
+        cyborg_db.use(conf, tmp_path_factory)
         return Agent(daemon, host)
     yield start
     for d in started:
