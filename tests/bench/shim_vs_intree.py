@@ -24,6 +24,7 @@ production too (plus privsep's own round trip there, not counted here).
 import json
 import logging
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -151,6 +152,7 @@ def main():
     finally:
         placement.close()
         d.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
     med = {k: statistics.median(v) for k, v in times.items()}
     p90 = {k: sorted(v)[int(0.9 * (len(v) - 1))] for k, v in times.items()}
