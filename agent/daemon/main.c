@@ -352,6 +352,12 @@ out:
         zmq_close(d.pub_sock);
     if (d.zctx)
         zmq_ctx_term(d.zctx);
+    /* A socket file left behind looks like a daemon that does not answer;
+     * gone, clients are told at once that nothing is there. */
+    const char *endpoints[] = { d.cfg.admin_endpoint, d.cfg.read_endpoint, d.cfg.events_endpoint };
+    for (size_t i = 0; i < 3; i++)
+        if (endpoints[i] && !strncmp(endpoints[i], "ipc://", 6) && (d.admin_sock || d.read_sock || d.pub_sock))
+            unlink(endpoints[i] + 6);
     gw_inventory_free(d.inventory);
     gw_host_free(d.host);
     gwd_strv_free(d.managed);

@@ -161,6 +161,8 @@ def test_quarantine_is_announced_shown_and_survives_restart(tmp_path):
     assert "alice" in ev["actor"]
     sub.close()
     assert d.stop() == 0
+    for ep in (d.admin, d.read, d.events):
+        assert not os.path.exists(ep[len("ipc://"):]), ep
 
     d2 = Daemon(tmp_path, state_dir=d.state_dir).start()
     shown = d2.result("device", {"address": GPUS[1]})
