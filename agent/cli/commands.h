@@ -21,6 +21,13 @@ typedef struct gw_cli_command {
 
 int cmd_audit(int argc, char **argv);
 int cmd_discover(int argc, char **argv);
+int cmd_events(int argc, char **argv);
+int cmd_inventory(int argc, char **argv);
+int cmd_list(int argc, char **argv);
+int cmd_quarantine(int argc, char **argv);
+int cmd_release(int argc, char **argv);
+int cmd_sanitize(int argc, char **argv);
+int cmd_show(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);
 int cmd_xml(int argc, char **argv);
 int cmd_hook(int argc, char **argv);

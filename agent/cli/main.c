@@ -10,7 +10,14 @@ static const gw_cli_command commands[] = {
     { "snapshot", "copy a host's PCI sysfs into a host tree for replay", cmd_snapshot },
     { "xml", "libvirt <hostdev> and <qemu:override> (P2P clique) XML for GPUs", cmd_xml },
     { "hook", "the libvirt qemu hook (gate on prepare, hints on started/release)", cmd_hook },
-    { "audit", "the lifecycle audit log (read from the state directory)", cmd_audit },
+    { "audit", "the lifecycle audit log (from the state directory, or the daemon)", cmd_audit },
+    { "list", "every managed GPU with its lifecycle state (daemon)", cmd_list },
+    { "show", "one GPU in full, with its last clean-up's steps (daemon)", cmd_show },
+    { "inventory", "the Placement inventory reported to Cyborg (daemon)", cmd_inventory },
+    { "quarantine", "take a GPU out of service, with a reason (daemon, admin)", cmd_quarantine },
+    { "release", "return a quarantined GPU to service after a clean-up (daemon, admin)", cmd_release },
+    { "sanitize", "start a clean-up of a GPU now (daemon, admin)", cmd_sanitize },
+    { "events", "the daemon's transitions and clean-ups as they happen", cmd_events },
     { NULL, NULL, NULL },
 };
 

@@ -1,0 +1,128 @@
+/* gpuwarden inventory: the Placement inventory the Cyborg shim reports. */
+#include <errno.h>
+#include <gpuwarden/client.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+#include "output.h"
+#include "remote.h"
+
+static void inventory_usage(FILE *f)
+{
+    fprintf(f, "usage: gpuwarden inventory [-f table|json] [--endpoint EP] [--timeout SEC]\n"
+               "\n"
+               "The Placement inventory gpuwardend hands the Cyborg driver: its generation, then\n"
+               "one deployable (resource provider) per GPU or per P2P clique with its resource\n"
+               "class, GPU count, how many are reserved (neither allocatable nor attached), the\n"
+               "attach handles Cyborg may bind (allocatable or attached GPUs only) and the\n"
+               "traits. -f json prints {\"generation\", \"deployables\": [{\"name\", \"rc\",\n"
+               "\"num_accelerators\", \"reserved\", \"traits\", \"attach_handles\": [{\"type\",\n"
+               "\"info\"}], \"gpus\"}]}; `python -m gpuwarden_cyborg.show` shows the Cyborg\n"
+               "objects built from it.\n"
+               "\n");
+    fprintf(f, CLI_REMOTE_HELP, GW_PROTO_READ_ENDPOINT);
+}
+
+/* The inventory's Placement view: the keys of issue 6 item 6, in that order. */
+static json_t *placement_view(const json_t *inv)
+{
+    static const char *const keys[] = { "name", "rc", "num_accelerators", "reserved", "traits",
+                                        "attach_handles", "gpus" };
+    json_t *deps = json_array();
+    json_t *out = json_pack("{s:O,s:o}", "generation", json_object_get(inv, "generation"), "deployables", deps);
+    if (!out)
+        return NULL;
+    size_t i;
+    const json_t *d;
+    json_array_foreach(json_object_get(inv, "deployables"), i, d) {
+        json_t *o = json_object();
+        if (!o || json_array_append_new(deps, o) < 0) {
+            json_decref(out);
+            return NULL;
+        }
+        for (size_t k = 0; k < sizeof keys / sizeof *keys; k++) {
+            json_t *v = json_object_get(d, keys[k]);
+            if (v && json_object_set(o, keys[k], v) < 0) {
+                json_decref(out);
+                return NULL;
+            }
+        }
+    }
+    return out;
+}
+
+static int print_table(const json_t *inv)
+{
+    char b[4][32];
+    const json_t *deps = json_object_get(inv, "deployables");
+    printf("generation %s, host %s, model %s: %zu deployable%s\n", cli_field(inv, "generation", b[0], 32),
+           cli_field(inv, "host", b[1], 32), cli_field(inv, "model", b[2], 32), json_array_size(deps),
+           json_array_size(deps) == 1 ? "" : "s");
+    cli_table t;
+    cli_table_init(&t, 7, "NAME", "RC", "GPUS", "TOTAL", "RESERVED", "HANDLES", "TRAITS");
+    size_t i;
+    const json_t *d;
+    json_array_foreach(deps, i, d) {
+        char gpus[256], traits[1024], handles[32];
+        snprintf(handles, sizeof handles, "%zu", json_array_size(json_object_get(d, "attach_handles")));
+        cli_table_row(&t, cli_field(d, "name", b[0], 32), cli_field(d, "rc", b[1], 32),
+                      cli_join(json_object_get(d, "gpus"), ",", gpus, sizeof gpus),
+                      cli_field(d, "num_accelerators", b[2], 32), cli_field(d, "reserved", b[3], 32), handles,
+                      cli_join(json_object_get(d, "traits"), ",", traits, sizeof traits));
+    }
+    int r = cli_table_print(&t, stdout);
+    cli_table_done(&t);
+    return r;
+}
+
+int cmd_inventory(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        CLI_REMOTE_LONGOPTS,
+        { NULL, 0, NULL, 0 },
+    };
+    cli_remote r;
+    cli_remote_init(&r, "inventory", false);
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "f:h", longopts, NULL)) != -1) {
+        int done = cli_remote_option(&r, c, optarg);
+        if (done < 0)
+            return GW_EXIT_USAGE;
+        if (done)
+            continue;
+        if (c == 'h') {
+            inventory_usage(stdout);
+            return GW_EXIT_OK;
+        }
+        inventory_usage(stderr);
+        return GW_EXIT_USAGE;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "gpuwarden inventory: unexpected argument '%s'\n", argv[optind]);
+        return GW_EXIT_USAGE;
+    }
+
+    gw_client *client = NULL;
+    int code = cli_remote_connect(&r, &client);
+    if (code != GW_EXIT_OK)
+        return code;
+    json_t *inv = NULL;
+    if (gw_client_inventory(client, &inv) < 0) {
+        code = cli_remote_fail(&r, client);
+        gw_client_free(client);
+        return code;
+    }
+    gw_client_free(client);
+    int w;
+    if (r.json) {
+        json_t *view = placement_view(inv);
+        w = view ? cli_print_json(view, false) : -ENOMEM;
+        json_decref(view);
+    } else {
+        w = print_table(inv);
+    }
+    json_decref(inv);
+    return w == 0 && fflush(stdout) == 0 ? GW_EXIT_OK : GW_EXIT_FAILURE;
+}

@@ -1,0 +1,31 @@
+/* gpuwarden sanitize ADDR: start a clean-up of one GPU now. */
+#include <gpuwarden/client.h>
+#include <stdio.h>
+
+#include "commands.h"
+#include "remote.h"
+
+static void sanitize_usage(FILE *f)
+{
+    fprintf(f, "usage: gpuwarden sanitize ADDR [-f table|json] [--endpoint EP] [--timeout SEC]\n"
+               "\n"
+               "Start a clean-up of the GPU at ADDR (dddd:bb:dd.f or bb:dd.f) now: reset, health,\n"
+               "isolation, firmware hash, hooks. It runs in the daemon; this prints the device at\n"
+               "once (cleaning: yes). Follow it with `gpuwarden events` or `gpuwarden show ADDR`.\n"
+               "Refused (exit 5) for an attached GPU, or while a clean-up of it runs (busy).\n"
+               "Needs the admin endpoint (root).\n"
+               "\n");
+    fprintf(f, CLI_REMOTE_HELP, GW_PROTO_ADMIN_ENDPOINT);
+}
+
+static int sanitize_call(gw_client *c, const char *address, const char *reason, json_t **result)
+{
+    (void)reason;
+    return gw_client_sanitize(c, address, result);
+}
+
+int cmd_sanitize(int argc, char **argv)
+{
+    static const cli_device_command spec = { "sanitize", CLI_REASON_NONE, sanitize_usage, sanitize_call };
+    return cli_run_device_command(&spec, argc, argv);
+}

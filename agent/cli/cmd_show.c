@@ -1,0 +1,135 @@
+/* gpuwarden show ADDR: one GPU in full, with its last clean-up step by step. */
+#include <gpuwarden/client.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+#include "output.h"
+#include "remote.h"
+
+static void show_usage(FILE *f)
+{
+    fprintf(f, "usage: gpuwarden show ADDR [-f table|json] [--endpoint EP] [--timeout SEC]\n"
+               "\n"
+               "Everything gpuwardend knows of one GPU (ADDR: dddd:bb:dd.f or bb:dd.f): state,\n"
+               "flags, the whole reason, domain, NUMA node, clique, IOMMU group, driver and\n"
+               "identity, then its last clean-up: the result and each step's verdict, time and\n"
+               "evidence. -f json prints the protocol's device object plus `cleanup`\n"
+               "({result, started, finished, duration_ms} or null) and `steps`\n"
+               "([{name, verdict, evidence, duration_ms}]).\n"
+               "\n");
+    fprintf(f, CLI_REMOTE_HELP, GW_PROTO_READ_ENDPOINT);
+}
+
+/* "key  value", control characters in the value (a reason, evidence) as spaces. */
+static void line(const char *key, const char *value)
+{
+    printf("%-14s", key);
+    if (!value || !*value)
+        value = "-";
+    for (const char *p = value; *p; p++)
+        putchar((unsigned char)*p < 0x20 || *p == 0x7f ? ' ' : *p);
+    putchar('\n');
+}
+
+static void print_identity(const json_t *id)
+{
+    char b[6][32], text[512];
+    const json_t *rev = json_object_get(id, "revision");
+    snprintf(b[4], 32, "%02llx", (unsigned long long)json_integer_value(rev));
+    snprintf(text, sizeof text, "%s:%s (subsystem %s:%s, revision %s, class %s)",
+             cli_field(id, "vendor_id", b[0], 32), cli_field(id, "device_id", b[1], 32),
+             cli_field(id, "subsystem_vendor_id", b[2], 32), cli_field(id, "subsystem_device_id", b[3], 32),
+             json_is_integer(rev) ? b[4] : "-", cli_field(id, "class", b[5], 32));
+    line("identity", text);
+    snprintf(text, sizeof text, "%s %s", cli_field(id, "vendor_name", b[0], 32),
+             cli_field(id, "device_name", b[1], 32));
+    line("name", text);
+    line("serial", cli_field(id, "serial", b[0], 32));
+}
+
+static int print_device(const json_t *d)
+{
+    static const char *const keys[] = { "address", "state", "dirty", "cleaning", "reason", "since",
+                                        "domain", "present", "numa_node", "clique", "iommu_group", "driver" };
+    char buf[32];
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+        const json_t *v = json_object_get(d, keys[i]);
+        if (!strcmp(keys[i], "since")) {
+            char when[64];
+            cli_time(v, true, buf, sizeof buf);
+            snprintf(when, sizeof when, "%s UTC", buf);
+            line("since", when);
+        } else if (json_is_integer(v) && json_integer_value(v) < 0) {
+            line(keys[i], "-");   /* numa_node, clique: -1 = unknown, none */
+        } else {
+            line(keys[i], cli_field(d, keys[i], buf, sizeof buf));
+        }
+    }
+    print_identity(json_object_get(d, "identity"));
+
+    const json_t *cu = json_object_get(d, "cleanup");
+    if (!json_is_object(cu)) {
+        printf("\nlast clean-up: none\n");
+        return 0;
+    }
+    char started[32], ms[32], b[32];
+    printf("\nlast clean-up: %s, started %s UTC, %s ms\n", cli_field(cu, "result", b, sizeof b),
+           cli_time(json_object_get(cu, "started"), true, started, sizeof started),
+           cli_field(cu, "duration_ms", ms, sizeof ms));
+    cli_table t;
+    cli_table_init(&t, 4, "STEP", "VERDICT", "MS", "EVIDENCE");
+    size_t i;
+    const json_t *s;
+    json_array_foreach(json_object_get(d, "steps"), i, s) {
+        char sb[3][32];
+        cli_table_row(&t, cli_field(s, "name", sb[0], 32), cli_field(s, "verdict", sb[1], 32),
+                      cli_field(s, "duration_ms", sb[2], 32), json_string_value(json_object_get(s, "evidence")));
+    }
+    int r = cli_table_print(&t, stdout);
+    cli_table_done(&t);
+    return r;
+}
+
+int cmd_show(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        CLI_REMOTE_LONGOPTS,
+        { NULL, 0, NULL, 0 },
+    };
+    cli_remote r;
+    cli_remote_init(&r, "show", false);
+    char address[13];
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "f:h", longopts, NULL)) != -1) {
+        int done = cli_remote_option(&r, c, optarg);
+        if (done < 0)
+            return GW_EXIT_USAGE;
+        if (done)
+            continue;
+        if (c == 'h') {
+            show_usage(stdout);
+            return GW_EXIT_OK;
+        }
+        show_usage(stderr);
+        return GW_EXIT_USAGE;
+    }
+    int code = cli_address_arg("show", argc, argv, address);
+    if (code != GW_EXIT_OK)
+        return code;
+
+    gw_client *client = NULL;
+    if ((code = cli_remote_connect(&r, &client)) != GW_EXIT_OK)
+        return code;
+    json_t *dev = NULL;
+    if (gw_client_device(client, address, &dev) < 0) {
+        code = cli_remote_fail(&r, client);
+        gw_client_free(client);
+        return code;
+    }
+    gw_client_free(client);
+    int w = r.json ? cli_print_json(dev, false) : print_device(dev);
+    json_decref(dev);
+    return w == 0 && fflush(stdout) == 0 ? GW_EXIT_OK : GW_EXIT_FAILURE;
+}
