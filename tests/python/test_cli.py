@@ -360,11 +360,18 @@ def test_daemon_not_running_exits_4(tmp_path, args):
     assert r.stderr == f"gpuwarden {args[0]}: {ep}: No such file or directory (is gpuwardend running?)\n"
 
 
-def test_stale_socket_after_the_daemon_stopped_exits_4(tmp_path):
+def test_stopped_daemon_exits_4(tmp_path):
     d = Daemon(tmp_path).start()
-    assert d.stop() == 0
-    if not os.path.exists(d.read[6:]):
-        pytest.skip("the daemon removed its socket")
+    assert d.stop() == 0           # a clean exit removes the socket files
+    r = cli("list", "--endpoint", d.read)
+    assert r.returncode == EXIT_UNREACHABLE
+    assert r.stderr == f"gpuwarden list: {d.read}: No such file or directory (is gpuwardend running?)\n"
+
+
+def test_killed_daemons_stale_socket_exits_4(tmp_path):
+    d = Daemon(tmp_path).start()
+    d.stop(signal.SIGKILL)         # no chance to remove its socket files
+    assert os.path.exists(d.read[len("ipc://"):])
     r = cli("list", "--endpoint", d.read)
     assert r.returncode == EXIT_UNREACHABLE
     assert r.stderr == (f"gpuwarden list: {d.read}: connection refused (a stale socket: gpuwardend is "
