@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "commands.h"
+#include "remote.h"
 
 #define QEMU_NS "http://libvirt.org/schemas/domain/qemu/1.0"
 #define MAX_ADDRS 64
@@ -45,28 +46,6 @@ static void xml_usage(FILE *f)
         "            2 usage\n");
 }
 
-/* "dddd:bb:dd.f" or "bb:dd.f", any case -> canonical; false if malformed. */
-static bool canonical_address(const char *in, char out[GW_ADDR_LEN])
-{
-    static const char shape[] = "xxxx:xx:xx.x";
-    char buf[GW_ADDR_LEN];
-    size_t len = strlen(in);
-    if (len == 7)
-        snprintf(buf, sizeof buf, "0000:%s", in);
-    else if (len == 12)
-        memcpy(buf, in, sizeof buf);
-    else
-        return false;
-    for (size_t i = 0; shape[i]; i++) {
-        if (shape[i] == 'x' ? !isxdigit((unsigned char)buf[i]) : buf[i] != shape[i])
-            return false;
-        buf[i] = (char)tolower((unsigned char)buf[i]);
-    }
-    if (strtoul(buf + 8, NULL, 16) > 0x1f || buf[11] > '7')
-        return false;
-    memcpy(out, buf, sizeof buf);
-    return true;
-}
 
 static bool valid_alias_prefix(const char *p)
 {
@@ -191,7 +170,7 @@ int cmd_xml(int argc, char **argv)
     char addrs[MAX_ADDRS][GW_ADDR_LEN];
     for (size_t i = 0; i < n; i++) {
         const char *a = argv[optind + (int)i];
-        if (!canonical_address(a, addrs[i])) {
+        if (!cli_canonical_address(a, addrs[i])) {
             fprintf(stderr, "gpuwarden xml: '%s' is not a PCI address (dddd:bb:dd.f)\n", a);
             return GW_EXIT_USAGE;
         }
