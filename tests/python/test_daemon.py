@@ -319,3 +319,29 @@ def test_one_cleanup_per_iommu_group_at_a_time(tmp_path):
                 (s1, e1), (s2, e2) = spans[a], spans[b]
                 assert e1 <= s2 or e2 <= s1, (a, spans[a], b, spans[b])
     assert d.stop() == 0
+
+
+# Every argument of every op (PROTOCOL.md §8), each sent with a value of the
+# wrong type over the admin socket: invalid_argument naming it, nothing changed.
+EVERY_ARG = {
+    "hello": {"client": "s"}, "published": {"generation": "u"}, "devices": {"state": "s"},
+    "device": {"address": "s"}, "quarantine": {"address": "s", "reason": "s"},
+    "release": {"address": "s", "reason": "s"}, "sanitize": {"address": "s"},
+    "audit": {"device": "s", "since": "u", "limit": "u"},
+    "attached": {"domain": "s", "addresses": "a"}, "released": {"domain": "s", "addresses": "a"},
+    "gate": {"domain": "s", "addresses": "a"},
+}
+VALID = {"s": {"address": GPUS[0], "device": GPUS[0], "reason": "r", "domain": "d", "client": "c", "state": "sanitized"},
+         "u": {"generation": 1, "since": 0, "limit": 5}, "a": {"addresses": [GPUS[0]]}}
+WRONG = {"s": [7, True, [1], {"k": 1}], "u": ["x", -1, [1]], "a": ["x", 7, {"k": 1}]}
+
+
+@pytest.mark.parametrize("op,arg", [(op, a) for op, args in EVERY_ARG.items() for a in args])
+def test_every_argument_wrong_type_over_the_socket(daemon, op, arg):
+    base = {a: VALID[t][a] for a, t in EVERY_ARG[op].items()}
+    before = _state(daemon)
+    for bad in WRONG[EVERY_ARG[op][arg]]:
+        rep = daemon.call(op, dict(base, **{arg: bad}))
+        assert not rep["ok"] and rep["error"]["code"] == "invalid_argument", (op, arg, bad, rep)
+        assert rep["error"]["field"].startswith(f"args.{arg}"), rep
+    assert daemon.alive() and _state(daemon) == before
