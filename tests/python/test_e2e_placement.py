@@ -81,12 +81,8 @@ FLAVOR = {'VCPU': 8, 'MEMORY_MB': 16384, 'DISK_GB': 40}
 PROJECT, USER = str(uuid.uuid4()), str(uuid.uuid4())
 
 # sm4029 with GPUs that pass clean-up: isolation findings are warnings and
-# the group's NVIDIA USB/UCSI functions may be rebound to vfio-pci. One
-# clean-up worker: with several, two GPUs of one IOMMU group cleaned at once
-# both unbind the group's shared USB function, and the second gets ENODEV
-# and quarantines its GPU (gpuwardend, seen in about 1 start in 10).
-WARN = ['--isolation-policy', 'warn', '--manage-vendors', '10de',
-        '--cleanup-workers', '1']
+# the group's NVIDIA USB/UCSI functions may be rebound to vfio-pci.
+WARN = ['--isolation-policy', 'warn', '--manage-vendors', '10de']
 
 
 def nova_query(groups, group_policy=None):
