@@ -12,7 +12,8 @@ The chain, all real, all on 127.0.0.1:
       <- the GET /allocation_candidates Nova's scheduler sends for a flavor
          with accel:device_profile, and Nova's claim (PUT /allocations)
       <- Cyborg's bind (AttachHandle.allocate on the allocated provider's
-         deployable) and the libvirt hook's gate/attached/released hints.
+         deployable), the libvirt hook's gate/attached/released hints, and
+         the operator's `gpuwarden quarantine` / `release` (the CLI).
 
 What is reproduced rather than run (Nova is not installed): the query
 string and the claim, byte for byte as Nova builds them (see NOVA_* below),
@@ -38,6 +39,7 @@ one (trait COMPUTE_STATUS_DISABLED), which Nova's query excludes.
 import copy
 import itertools
 import json
+import subprocess
 import urllib.parse
 import uuid
 import warnings
@@ -61,7 +63,7 @@ from gpuwarden_cyborg import reservations
 
 import cyborg_db
 import test_shim_support as S
-from gwdaemon import HOSTS, Daemon
+from gwdaemon import HOSTS, Daemon, build_dir
 
 # --- what Nova sends ------------------------------------------------------
 # nova/scheduler/client/report.py: get_allocation_candidates() and
@@ -221,6 +223,15 @@ class Host:
 
     def inventory(self):
         return self.daemon.result('inventory', endpoint=self.daemon.read)
+
+    def cli(self, *args):
+        """The operator's `gpuwarden` CLI on the daemon's admin endpoint;
+        its JSON output."""
+        r = subprocess.run([str(build_dir() / 'gpuwarden'), *args, '-f',
+                            'json', '--endpoint', self.daemon.admin],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, (args, r.returncode, r.stdout, r.stderr)
+        return json.loads(r.stdout)
 
     def states(self):
         return {d['address']: d['state'] for d in self.daemon.devices()}
@@ -559,9 +570,8 @@ def test_quarantine_then_release(make_host):
     x = h.clique(0)[1]
     assert (h.dep(x),) in h.offered(every)
 
-    got = h.daemon.result('quarantine', {'address': x, 'reason': 'e2e'},
-                          actor='e2e-test')
-    assert got['state'] == 'quarantined'
+    got = h.cli('quarantine', x, '--reason', 'e2e')
+    assert (got['address'], got['state']) == (x, 'quarantined')
     h.cycle()                   # raised at once; the conductor drops the handle
     assert h.pgpu(h.dep(x))[0]['reserved'] == 1
     assert h.cyborg_handles()[h.dep(x)] == []
@@ -569,7 +579,8 @@ def test_quarantine_then_release(make_host):
     h.cycle()                   # and it stays so
     assert (h.dep(x),) not in h.offered(every)
 
-    h.daemon.result('release', {'address': x})
+    got = h.cli('release', x)
+    assert (got['address'], got['state']) == (x, 'discovered')
     h.daemon.wait(lambda ds: {d['address']: d['state']
                               for d in ds}[x] == 'sanitized')
     offered = []
@@ -677,8 +688,7 @@ def test_quarantine_while_allocated(make_host):
     h.cycle()
     before = h.api.ok('GET', f'/allocations/{vm}', NOVA_CONSUMER_VERSION)
 
-    got = h.daemon.result('quarantine', {'address': x, 'reason': 'xid 79'},
-                          actor='e2e-test')
+    got = h.cli('quarantine', x, '--reason', 'xid 79')
     assert (got['state'], got['domain']) == ('quarantined', vm)
     h.cycle()
     assert h.pgpu(name)[0]['reserved'] == 0 and h.pgpu(name)[1] == 1
