@@ -34,6 +34,19 @@ char **gwd_strv_copy(const char *const *v, size_t n)
     return c;
 }
 
+char **gwd_strv_without(char *const *v, const char *drop, size_t *n)
+{
+    size_t len = 0;
+    while (v && v[len])
+        len++;
+    char **out = gw_xcalloc(len + 1, sizeof *out);
+    *n = 0;
+    for (size_t i = 0; i < len; i++)
+        if (strcmp(v[i], drop))
+            out[(*n)++] = gw_xstrdup(v[i]);
+    return out;
+}
+
 static gwd_attachment *find(gwd *d, const char *address)
 {
     for (size_t i = 0; i < d->n_attachments; i++)

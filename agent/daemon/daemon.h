@@ -128,5 +128,7 @@ int64_t gwd_now_ms(void);
 /* Free a NULL-terminated string array (NULL accepted). */
 void gwd_strv_free(char **v);
 char **gwd_strv_copy(const char *const *v, size_t n);
+/* A copy of `v` (may be NULL) without the entries equal to `drop`; *n gets its length. */
+char **gwd_strv_without(char *const *v, const char *drop, size_t *n);
 
 #endif

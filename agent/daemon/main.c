@@ -261,7 +261,8 @@ static void serve(gwd *d)
             { NULL, d->signal_fd, ZMQ_POLLIN, 0 },
             { NULL, d->wake_fd, ZMQ_POLLIN, 0 },
         };
-        if (zmq_poll(items, 4, 1000) < 0) {
+        int ready = zmq_poll(items, 4, 1000);
+        if (ready < 0) {
             if (zmq_errno() == EINTR)
                 continue;
             gw_log(GW_LOG_ERR, "zmq_poll: %s", zmq_strerror(zmq_errno()));
@@ -282,9 +283,11 @@ static void serve(gwd *d)
             gwd_fleet_scan(d);
             next_rescan = mono_ms() + d->cfg.rescan_interval_s * 1000;
         }
-        /* Cheap when nothing waits: a registry listing. Runs every turn, so a
-         * detach starts its clean-up within one poll timeout at worst. */
-        gwd_cleanup_kick(d);
+        /* Every transition, finished clean-up and attachment report wakes
+         * the loop, so clean-ups start on a wake-up; the idle timeout is the
+         * backstop. Requests alone never pay for the registry listing. */
+        if (items[3].revents || ready == 0)
+            gwd_cleanup_kick(d);
         publish_queued(d);
     }
 }

@@ -495,20 +495,16 @@ static int op_audit(gwd *d, const gw_proto_request *req, bool admin, json_t **ou
 static json_t *managed_among(gwd *d, const gw_proto_request *req)
 {
     json_t *a = json_array();
-    const char **sorted = gw_xcalloc(req->args.n_addresses, sizeof *sorted);
-    size_t n = 0;
-    for (size_t i = 0; i < req->args.n_addresses; i++)
-        if (gwd_fleet_is_managed(d, req->args.addresses[i]))
-            sorted[n++] = req->args.addresses[i];
-    for (size_t i = 0; i < n; i++) {
-        size_t j = 0;
-        while (j < json_array_size(a) && strcmp(json_string_value(json_array_get(a, j)), sorted[i]) < 0)
-            j++;
-        if (j < json_array_size(a) && !strcmp(json_string_value(json_array_get(a, j)), sorted[i]))
+    for (size_t i = 0; i < req->args.n_addresses; i++) {
+        const char *addr = req->args.addresses[i];
+        if (!gwd_fleet_is_managed(d, addr))
             continue;
-        json_array_insert_new(a, j, json_string(sorted[i]));
+        size_t j = 0;
+        while (j < json_array_size(a) && strcmp(json_string_value(json_array_get(a, j)), addr) < 0)
+            j++;
+        if (j == json_array_size(a) || strcmp(json_string_value(json_array_get(a, j)), addr))
+            json_array_insert_new(a, j, json_string(addr));
     }
-    free(sorted);
     return a;
 }
 
@@ -558,18 +554,13 @@ static int op_released(gwd *d, const gw_proto_request *req, bool admin, json_t *
         for (size_t i = 0; i < json_array_size(gpus); i++) {
             const char *addr = json_string_value(json_array_get(gpus, i));
             pthread_mutex_lock(&d->lock);
-            char *const *domains = gwd_attachment_domains(d, addr);
-            const char *rest[8];
             size_t n = 0;
-            for (char *const *dm = domains; dm && *dm && n < 8; dm++)
-                if (strcmp(*dm, req->args.domain))
-                    rest[n++] = *dm;
-            char **keep = gwd_strv_copy(rest, n);
+            char **keep = gwd_strv_without(gwd_attachment_domains(d, addr), req->args.domain, &n);
             pthread_mutex_unlock(&d->lock);
+            /* Wakes the main loop, which starts the clean-up. */
             gwd_attachment_update(d, addr, (const char *const *)keep, n);
             gwd_strv_free(keep);
         }
-        gwd_cleanup_kick(d);
     }
     *out = json_pack("{s:o}", "devices", gpus);
     return 0;
