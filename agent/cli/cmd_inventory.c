@@ -78,27 +78,11 @@ static int print_table(const json_t *inv)
 
 int cmd_inventory(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        CLI_REMOTE_LONGOPTS,
-        { NULL, 0, NULL, 0 },
-    };
     cli_remote r;
     cli_remote_init(&r, "inventory", false);
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "f:h", longopts, NULL)) != -1) {
-        int done = cli_remote_option(&r, c, optarg);
-        if (done < 0)
-            return GW_EXIT_USAGE;
-        if (done)
-            continue;
-        if (c == 'h') {
-            inventory_usage(stdout);
-            return GW_EXIT_OK;
-        }
-        inventory_usage(stderr);
-        return GW_EXIT_USAGE;
-    }
+    int done = cli_remote_parse(&r, argc, argv, inventory_usage);
+    if (done >= 0)
+        return done;
     if (optind < argc) {
         fprintf(stderr, "gpuwarden inventory: unexpected argument '%s'\n", argv[optind]);
         return GW_EXIT_USAGE;

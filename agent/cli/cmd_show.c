@@ -93,28 +93,12 @@ static int print_device(const json_t *d)
 
 int cmd_show(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        CLI_REMOTE_LONGOPTS,
-        { NULL, 0, NULL, 0 },
-    };
     cli_remote r;
     cli_remote_init(&r, "show", false);
     char address[13];
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "f:h", longopts, NULL)) != -1) {
-        int done = cli_remote_option(&r, c, optarg);
-        if (done < 0)
-            return GW_EXIT_USAGE;
-        if (done)
-            continue;
-        if (c == 'h') {
-            show_usage(stdout);
-            return GW_EXIT_OK;
-        }
-        show_usage(stderr);
-        return GW_EXIT_USAGE;
-    }
+    int done = cli_remote_parse(&r, argc, argv, show_usage);
+    if (done >= 0)
+        return done;
     int code = cli_address_arg("show", argc, argv, address);
     if (code != GW_EXIT_OK)
         return code;

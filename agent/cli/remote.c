@@ -3,6 +3,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -270,4 +271,24 @@ int cli_run_device_command(const cli_device_command *spec, int argc, char **argv
     }
     json_decref(dev);
     return w == 0 && fflush(stdout) == 0 ? GW_EXIT_OK : GW_EXIT_FAILURE;
+}
+
+int cli_remote_parse(cli_remote *r, int argc, char **argv, void (*usage)(FILE *))
+{
+    static const struct option longopts[] = {
+        CLI_REMOTE_LONGOPTS,
+        { NULL, 0, NULL, 0 },
+    };
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "f:h", longopts, NULL)) != -1) {
+        int done = cli_remote_option(r, c, optarg);
+        if (done < 0)
+            return GW_EXIT_USAGE;
+        if (done)
+            continue;
+        usage(c == 'h' ? stdout : stderr);
+        return c == 'h' ? GW_EXIT_OK : GW_EXIT_USAGE;
+    }
+    return -1;
 }

@@ -48,6 +48,10 @@ void cli_remote_init(cli_remote *r, const char *cmd, bool admin);
  * option, -1 bad value (message printed: exit GW_EXIT_USAGE). 'h' is left
  * to the command (it prints its own help). */
 int cli_remote_option(cli_remote *r, int c, const char *arg);
+/* Parse argv for a command that takes only the common options: -1 to go on
+ * (optind at the first operand), or the exit code to return now (0 after
+ * --help, GW_EXIT_USAGE after a bad option; usage printed). */
+int cli_remote_parse(cli_remote *r, int argc, char **argv, void (*usage)(FILE *));
 /* The endpoint to use: --endpoint, else $GPUWARDEN_ENDPOINT, else the default. */
 const char *cli_remote_endpoint(const cli_remote *r);
 /* Check that an ipc:// endpoint has a listener we may connect to, so that a
