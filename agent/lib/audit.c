@@ -17,20 +17,6 @@ struct gw_audit {
     bool truncated;
 };
 
-static int write_all(int fd, const char *path, const char *buf, size_t len)
-{
-    while (len) {
-        ssize_t n = write(fd, buf, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return gw_error_set(-errno, "append to %s: %s", path, strerror(errno));
-        buf += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 int gw_audit_log_append(int fd, const char *path, const gw_transition *t, bool sync)
 {
     json_t *o = gw_transition_to_jobj(t);
@@ -40,7 +26,7 @@ int gw_audit_log_append(int fd, const char *path, const gw_transition *t, bool s
         return gw_error_set(-ENOMEM, "%s: cannot encode record %" PRIu64, path, t->seq);
     size_t len = strlen(line);
     line[len] = '\n';   /* json_dumps leaves room for the NUL: reuse it */
-    int r = write_all(fd, path, line, len + 1);
+    int r = gw_write_all(fd, path, line, len + 1);
     line[len] = '\0';
     if (r < 0)
         return r;

@@ -52,20 +52,6 @@ int gw_fsync_dir(const char *dir)
     return 0;
 }
 
-static int write_all(int fd, const char *path, const char *buf, size_t len)
-{
-    while (len) {
-        ssize_t n = write(fd, buf, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return gw_error_set(-errno, "write %s: %s", path, strerror(errno));
-        buf += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 int gw_checkpoint_write(const char *dir, const char *body, size_t len)
 {
     _cleanup_free_ char *path = gw_strdup_printf("%s/" GW_CHECKPOINT_NAME, dir);
@@ -76,7 +62,7 @@ int gw_checkpoint_write(const char *dir, const char *body, size_t len)
     _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         return gw_error_set(-errno, "%s: %s", tmp, strerror(errno));
-    int r = write_all(fd, tmp, file, flen);
+    int r = gw_write_all(fd, tmp, file, flen);
     if (r < 0)
         return r;
     if (fsync(fd) < 0)

@@ -159,6 +159,21 @@ int gw_write_file(const char *path, const void *data, size_t len)
     return 0;
 }
 
+int gw_write_all(int fd, const char *path, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return gw_error_set(-errno, "write %s: %s", path, strerror(errno));
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
 bool gw_is_bdf(const char *s)
 {
     static const char shape[] = "xxxx:xx:xx.x";

@@ -38,6 +38,9 @@ int gw_read_file(const char *path, char **out);
 int gw_read_long(const char *path, int base, long *out);
 /* Basename of a symlink's target; -ENOENT when absent, -ENOENT+message when dangling is not checked. */
 int gw_readlink_base(const char *path, char **out);
+/* Write all `len` bytes to fd (retrying short writes and EINTR); `path`
+ * names it in the error message. */
+int gw_write_all(int fd, const char *path, const void *buf, size_t len);
 /* Write `len` bytes to an existing file (no O_CREAT), as sysfs needs. */
 int gw_write_file(const char *path, const void *data, size_t len);
 
