@@ -5,12 +5,16 @@
  *   done (worker thread): the result and the pins it updated are persisted with
  *     "cleanup passed" (-> sanitized) or "cleanup failed" (-> quarantined, the
  *     failing step and its evidence as the reason) by gw_sanitize_result_apply,
- *     a cleanup event is published, and the main loop is woken.
+ *     a cleanup event is published, and the main loop is woken. A clean-up
+ *     that found the GPU in use (a VM, or a process holding its VFIO group)
+ *     is "cleanup aborted" instead: dirty, not quarantined, and it waits a
+ *     while before the next try.
  * The daemon must start the libvirt watcher before the pool: the pool keeps
  * the attachment source it was given. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <msgpack.h>
 
@@ -105,26 +109,137 @@ static void settle_attached(gwd *d, const char *address, bool passed, const char
         gw_log(GW_LOG_ERR, "%s: cannot quarantine after a failed clean-up: %s", address, gw_error_message());
 }
 
+/* ---- waiting after an in-use clean-up ------------------------------------
+ * An aborted clean-up leaves the GPU dirty, so the next kick (at once: done()
+ * wakes the loop) would start another, which fails again for as long as the
+ * VM or the process holds the GPU: a loop as fast as the pipeline, two audit
+ * records a turn. For a VM the watcher's report soon makes the GPU attached;
+ * a process libvirt does not know about (a QEMU started by hand) has no such
+ * end. So the GPU waits in_use_retry_s, doubling while it stays in use, up to
+ * RETRY_MAX_MS. Any other transition of the device (attach or detach seen,
+ * an operator's sanitize) lifts the wait: its seq no longer matches. */
+#define RETRY_MAX_MS (600 * 1000)
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Caller holds d->lock. */
+static gwd_retry *retry_find(gwd *d, const char *address)
+{
+    for (size_t i = 0; i < d->n_retries; i++)
+        if (!strcmp(d->retries[i].address, address))
+            return &d->retries[i];
+    return NULL;
+}
+
+static void retry_forget(gwd *d, const char *address)
+{
+    pthread_mutex_lock(&d->lock);
+    gwd_retry *e = retry_find(d, address);
+    if (e)
+        *e = d->retries[--d->n_retries];
+    pthread_mutex_unlock(&d->lock);
+}
+
+/* The clean-up that just ended (seq: its abort) found the GPU in use. An
+ * entry still there means the one before did too, with nothing in between
+ * (the kick drops entries whose seq moved on): wait twice as long. */
+static int64_t retry_later(gwd *d, const char *address, uint64_t seq)
+{
+    int64_t base = (d->cfg.in_use_retry_s > 0 ? d->cfg.in_use_retry_s : 1) * 1000;
+    pthread_mutex_lock(&d->lock);
+    gwd_retry *e = retry_find(d, address);
+    if (!e) {
+        d->retries = gw_xrealloc(d->retries, d->n_retries + 1, sizeof *d->retries);
+        e = &d->retries[d->n_retries++];
+        snprintf(e->address, sizeof e->address, "%s", address);
+        e->delay_ms = base;
+    } else {
+        e->delay_ms = e->delay_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : e->delay_ms * 2;
+    }
+    e->seq = seq;
+    e->not_before_ms = mono_ms() + e->delay_ms;
+    if (e->not_before_ms < d->retry_wake_ms)
+        d->retry_wake_ms = e->not_before_ms;
+    int64_t delay = e->delay_ms;
+    pthread_mutex_unlock(&d->lock);
+    return delay;
+}
+
+bool gwd_cleanup_retry_due(gwd *d)
+{
+    pthread_mutex_lock(&d->lock);
+    bool due = mono_ms() >= d->retry_wake_ms;
+    if (due) {
+        /* The next end among the others (the kick starts the due ones). */
+        int64_t now = mono_ms();
+        d->retry_wake_ms = INT64_MAX;
+        for (size_t i = 0; i < d->n_retries; i++)
+            if (d->retries[i].not_before_ms > now && d->retries[i].not_before_ms < d->retry_wake_ms)
+                d->retry_wake_ms = d->retries[i].not_before_ms;
+    }
+    pthread_mutex_unlock(&d->lock);
+    return due;
+}
+
+/* Whether the device must still wait. Caller holds d->lock. */
+static bool retry_waiting(gwd *d, const gw_device *dev)
+{
+    gwd_retry *e = retry_find(d, dev->identity.address);
+    if (!e)
+        return false;
+    if (e->seq != dev->seq) {
+        *e = d->retries[--d->n_retries];
+        return false;
+    }
+    return mono_ms() < e->not_before_ms;
+}
+
+/* The GPU was in use: nothing is known to be wrong with it, so no
+ * quarantine. It stays dirty; a VM's watcher report makes it attached, and
+ * otherwise the clean-up runs again after a wait. */
+static int abort_in_use(gwd *d, const gw_sanitize_result *res)
+{
+    const char *address = gw_sanitize_result_address(res);
+    gw_apply_options o = GW_APPLY_OPTIONS_INIT;
+    o.reason = gw_sanitize_result_reason(res);
+    uint64_t seq = 0;
+    int r = gw_registry_apply(d->reg, address, GW_EVENT_CLEANUP_ABORTED, &o, &seq);
+    if (r == 0) {
+        int64_t wait = retry_later(d, address, seq);
+        gw_log(GW_LOG_NOTICE, "%s: clean-up aborted, next try in %lld s: %s", address, (long long)(wait / 1000),
+               o.reason);
+        return 0;
+    }
+    retry_forget(d, address);
+    if (r == -EPERM) {
+        /* Already attached (defined mid-clean-up): it was never cleaned. */
+        gw_log(GW_LOG_NOTICE, "%s: clean-up aborted, the GPU is attached now: %s", address, o.reason);
+        gw_registry_set_fact(d->reg, address, "attach.clean", "0");
+        r = 0;
+    }
+    return r;
+}
+
 static void done(gw_sanitize_result *res, void *userdata)
 {
     gwd *d = userdata;
     const char *address = gw_sanitize_result_address(res);
     bool passed = gw_sanitize_result_verdict(res) == GW_VERDICT_PASS;
+    bool in_use = gw_sanitize_result_failed_step(res) == GW_STEP_NOT_IN_USE || gw_sanitize_result_in_use(res);
     int r;
-    if (gw_sanitize_result_failed_step(res) == GW_STEP_NOT_IN_USE) {
-        /* A VM took the GPU between the kick and the check: nothing is wrong
-         * with the GPU, so no quarantine. It stays dirty, and the watcher's
-         * report makes it attached. */
-        gw_apply_options o = GW_APPLY_OPTIONS_INIT;
-        o.reason = gw_sanitize_result_reason(res);
-        r = gw_registry_apply(d->reg, address, GW_EVENT_CLEANUP_ABORTED, &o, NULL);
+    if (in_use) {
+        /* A VM took the GPU between the kick and the check, or a process
+         * holds its VFIO group (found at not_in_use, or at the reset step's
+         * own check right before it writes). */
+        r = abort_in_use(d, res);
         passed = false;
-        if (r == -EPERM) {
-            /* Already attached (defined mid-clean-up): it was never cleaned. */
-            gw_registry_set_fact(d->reg, address, "attach.clean", "0");
-            r = 0;
-        }
     } else {
+        retry_forget(d, address);
         /* The pins, the result and the transition, persisted before anything
          * is announced. */
         r = gw_sanitize_result_apply(res, d->reg, "system");
@@ -139,8 +254,9 @@ static void done(gw_sanitize_result *res, void *userdata)
         atomic_fetch_add(&d->cleanups_passed, 1);
     else
         atomic_fetch_add(&d->cleanups_failed, 1);
-    gw_log(passed ? GW_LOG_INFO : GW_LOG_WARNING, "%s: clean-up %s%s%s", address, passed ? "passed" : "failed",
-           passed ? "" : ": ", passed ? "" : gw_sanitize_result_reason(res));
+    if (!in_use)    /* abort_in_use() said it */
+        gw_log(passed ? GW_LOG_INFO : GW_LOG_WARNING, "%s: clean-up %s%s%s", address, passed ? "passed" : "failed",
+               passed ? "" : ": ", passed ? "" : gw_sanitize_result_reason(res));
     void *ctx[2] = { d, res };
     gwd_event_publish(d, "cleanup", address, pack_cleanup_event, ctx);
     gw_sanitize_result_free(res);
@@ -149,6 +265,7 @@ static void done(gw_sanitize_result *res, void *userdata)
 
 int gwd_cleanup_init(gwd *d)
 {
+    d->retry_wake_ms = INT64_MAX;
     if (!d->attach) {
         hint_source *hs = gw_xcalloc(1, sizeof *hs);
         hs->base.ops = &hint_ops;
@@ -174,6 +291,9 @@ void gwd_cleanup_fini(gwd *d)
     d->pool = NULL;
     gw_attach_source_free(d->hint_source);
     d->hint_source = NULL;
+    free(d->retries);
+    d->retries = NULL;
+    d->n_retries = 0;
 }
 
 static void start(gwd *d, const gw_device *dev)
@@ -239,7 +359,7 @@ void gwd_cleanup_kick(gwd *d)
         pthread_mutex_lock(&d->lock);
         bool eligible = gwd_fleet_is_managed(d, dev->identity.address) &&
                         !gwd_attachment_domains(d, dev->identity.address) &&
-                        !group_busy(d, dev->identity.address);
+                        !group_busy(d, dev->identity.address) && !retry_waiting(d, dev);
         pthread_mutex_unlock(&d->lock);
         if (eligible)
             start(d, dev);

@@ -62,6 +62,9 @@ static const opt_def opts[] = {
     LNG("cleanup", "step_timeout_s", "step-timeout", step_timeout_s, "0",
         "timeout of every clean-up step except hooks, seconds; 0 = each step's own default"),
     LNG("cleanup", "hook_timeout_s", "hook-timeout", hook_timeout_s, "60", "timeout of each operator hook, seconds"),
+    LNG("cleanup", "in_use_retry_s", "in-use-retry", in_use_retry_s, "10",
+        "seconds before a clean-up that found the GPU in use (a VM, a process holding its VFIO group) runs "
+        "again; doubles while it stays in use, up to 600; at least 1"),
     STR("cleanup", "hooks_dir", "hooks-dir", hooks_dir, "/etc/gpuwarden/sanitize.d", "operator hook executables"),
     STR("cleanup", "rom_allowlist", "rom-allowlist", rom_allowlist, "", "VBIOS SHA-256 allowlist file"),
     STR("cleanup", "isolation_policy", "isolation-policy", isolation_policy, "fail", "fail|warn"),

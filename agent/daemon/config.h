@@ -30,6 +30,7 @@ typedef struct gwd_config {
     long cleanup_workers;
     long step_timeout_s;
     long hook_timeout_s;
+    long in_use_retry_s;
     long rescan_interval_s;
     long reconcile_interval_s;
     long max_message_bytes;

@@ -38,6 +38,14 @@ typedef struct gwd_attachment {
     char **domains;     /* NULL-terminated, sorted */
 } gwd_attachment;
 
+/* A GPU whose last clean-up found it in use waits before the next one. */
+typedef struct gwd_retry {
+    char address[GW_ADDR_LEN];
+    uint64_t seq;               /* the device's seq after that abort: any later transition lifts the wait */
+    int64_t not_before_ms;      /* monotonic */
+    int64_t delay_ms;           /* the wait just set; doubles while the GPU stays in use */
+} gwd_retry;
+
 #define GWD_ISSUED_MAX 32
 
 typedef struct gwd {
@@ -71,6 +79,9 @@ typedef struct gwd {
     char **managed;                     /* (L) managed GPU addresses of that scan, sorted */
     gwd_attachment *attachments;        /* (L) */
     size_t n_attachments;
+    gwd_retry *retries;                 /* (L) GPUs waiting after an in-use clean-up */
+    size_t n_retries;
+    int64_t retry_wake_ms;              /* (L) the earliest of their waits' ends (monotonic) */
     size_t n_watched;                   /* GPUs the libvirt watcher reports on */
     gw_inventory *inventory;            /* (L) the last inventory built */
     uint64_t issued[GWD_ISSUED_MAX];    /* (L) generations served, ring */
@@ -114,6 +125,9 @@ int gwd_cleanup_init(gwd *d);
 void gwd_cleanup_fini(gwd *d);
 /* Start a clean-up for every device that waits for one; main thread. */
 void gwd_cleanup_kick(gwd *d);
+/* Whether a GPU's wait after an in-use clean-up has ended since the last
+ * call: the loop then kicks, even while requests keep it from idling. */
+bool gwd_cleanup_retry_due(gwd *d);
 
 /* events.c */
 void gwd_events_on_transition(const gw_transition *t, const gw_device *after, void *userdata);

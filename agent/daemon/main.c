@@ -286,7 +286,7 @@ static void serve(gwd *d)
         /* Every transition, finished clean-up and attachment report wakes
          * the loop, so clean-ups start on a wake-up; the idle timeout is the
          * backstop. Requests alone never pay for the registry listing. */
-        if (items[3].revents || ready == 0)
+        if (items[3].revents || ready == 0 || gwd_cleanup_retry_due(d))
             gwd_cleanup_kick(d);
         publish_queued(d);
     }

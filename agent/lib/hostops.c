@@ -2,6 +2,7 @@
  * entry points, so that no backend ever sees a path that leaves its root. */
 #include <gpuwarden/hostops.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "util.h"
@@ -13,23 +14,43 @@ struct gw_hostops {
     char *name;
 };
 
+/* How much of the caller's vtable its version says it has: a version-1
+ * backend was compiled against the struct that ended at `destroy`, so
+ * nothing after it may be read. */
+static size_t backend_size(unsigned int version)
+{
+    return version == 1 ? offsetof(gw_hostops_backend, hold) : sizeof(gw_hostops_backend);
+}
+
+/* A refused vtable still hands over `data`: release it. */
+static void drop_backend(const gw_hostops_backend *backend, void *data)
+{
+    if (backend && backend->destroy)
+        backend->destroy(data);
+}
+
 GW_EXTERN int gw_hostops_new(gw_hostops **out, const gw_hostops_backend *backend, void *data)
 {
     if (!out || !backend || !backend->read || !backend->write || !backend->readlink ||
         !backend->list || !backend->exists || !backend->read_config) {
-        if (backend && backend->destroy)
-            backend->destroy(data);
+        drop_backend(backend, data);
         return gw_error_set(-EINVAL, "gw_hostops_new: incomplete backend vtable");
     }
-    if (backend->version != GW_HOSTOPS_BACKEND_VERSION) {
-        if (backend->destroy)
-            backend->destroy(data);
-        return gw_error_set(-EINVAL, "gw_hostops_new: backend version %u, expected %u",
-                            backend->version, GW_HOSTOPS_BACKEND_VERSION);
+    unsigned int version = backend->version;
+    if (version < GW_HOSTOPS_BACKEND_VERSION_MIN || version > GW_HOSTOPS_BACKEND_VERSION) {
+        drop_backend(backend, data);
+        return gw_error_set(-EINVAL, "gw_hostops_new: backend version %u, expected %u to %u", version,
+                            GW_HOSTOPS_BACKEND_VERSION_MIN, GW_HOSTOPS_BACKEND_VERSION);
+    }
+    gw_hostops_backend be = { 0 };
+    memcpy(&be, backend, backend_size(version));
+    if (!be.hold != !be.release) {
+        drop_backend(backend, data);
+        return gw_error_set(-EINVAL, "gw_hostops_new: hold and release come together (one is NULL)");
     }
     gw_hostops *ops = gw_xcalloc(1, sizeof *ops);
     atomic_init(&ops->refs, 1);
-    ops->be = *backend;
+    ops->be = be;
     ops->data = data;
     ops->name = gw_xstrdup(backend->name ? backend->name : "custom");
     *out = ops;
@@ -115,6 +136,23 @@ GW_EXTERN int gw_hostops_read_config(gw_hostops *ops, const char *address, unsig
     if (offset > 4096 || len > 4096 - offset)
         return gw_error_set(-EINVAL, "read_config %s: range %u+%zu beyond 4096 bytes", address, offset, len);
     return ops->be.read_config(ops->data, address, offset, buf, len);
+}
+
+GW_EXTERN int gw_hostops_hold(gw_hostops *ops, const char *path, void **handle)
+{
+    int r = check_path(path);
+    if (r < 0)
+        return r;
+    *handle = NULL;
+    if (!ops->be.hold)
+        return gw_error_set(-EOPNOTSUPP, "%s: backend cannot hold device nodes (vtable version 1)", ops->name);
+    return ops->be.hold(ops->data, path, handle);
+}
+
+GW_EXTERN void gw_hostops_release(gw_hostops *ops, void *handle)
+{
+    if (ops && handle && ops->be.release)
+        ops->be.release(ops->data, handle);
 }
 
 GW_EXTERN void gw_hostops_list_free(char **names, size_t n)

@@ -1,61 +1,35 @@
 /* The simulated host backend (see hostops_sim.h): reads fall through to a
  * test tree unless the overlay has something newer; writes act like the
- * kernel's attribute handlers on the overlay, plus injected faults. */
-#include <pthread.h>
+ * kernel's attribute handlers on the overlay, plus injected faults. The
+ * kernel models beyond plain attributes live in hostops_sim_model.c. */
 #include <string.h>
 #include <time.h>
 
-#include "hostops_sim.h"
-#include "util.h"
+#include "hostops_sim_internal.h"
 
-enum { ACT_FAIL, ACT_DELAY, ACT_SET, ACT_BIND };
+enum { ACT_FAIL, ACT_DELAY, ACT_SET, ACT_BIND, ACT_HOLD };
 
-typedef struct sim_action {
+struct sim_action {
     int kind;
     char *trigger;
     char *tdata;            /* NULL: any bytes */
     size_t tlen;
-    char *target;           /* ACT_SET path, ACT_BIND address */
-    char *data;             /* ACT_SET bytes, ACT_BIND driver (NULL = unbind) */
+    char *target;           /* ACT_SET path, ACT_BIND address, ACT_HOLD group */
+    char *data;             /* ACT_SET bytes, ACT_BIND driver (NULL = unbind), ACT_HOLD comm */
     size_t len;
-    int err;
+    int err;                /* ACT_FAIL errno, ACT_HOLD pid */
     unsigned ms;
-} sim_action;
+};
 
-typedef struct sim_file {
-    char *path;
-    char *data;
-    size_t len;
-} sim_file;
-
-typedef struct sim_link {
-    char *path;
-    char *target;           /* NULL: removed */
-} sim_link;
-
-typedef struct sim_wlog {
+struct sim_wlog {
     char *path;
     char *data;
     size_t len;
     int result;
-} sim_wlog;
-
-struct gw_sim {
-    pthread_mutex_t lock;
-    gw_hostops *base;       /* the test tree, read-only through the sysfs backend */
-    sim_file *files;
-    size_t n_files;
-    sim_link *links;
-    size_t n_links;
-    sim_action *acts;
-    size_t n_acts;
-    sim_wlog *log;
-    size_t n_log;
-    char **rom_on;          /* rom attributes with reads enabled */
-    size_t n_rom_on;
+    char *held;             /* groups held through hold() at the time */
 };
 
-static char *memdup0(const void *p, size_t n)
+char *gw_sim_memdup0(const void *p, size_t n)
 {
     char *d = gw_xcalloc(n + 1, 1);
     if (n)
@@ -70,7 +44,7 @@ static bool ends_with(const char *s, const char *suffix)
 }
 
 /* "sys/bus/pci/devices/<addr>/<attr>" -> addr, attr (pointer into path). */
-static bool split_dev_path(const char *path, char addr[GW_ADDR_LEN], const char **attr)
+bool gw_sim_split_dev_path(const char *path, char addr[GW_ADDR_LEN], const char **attr)
 {
     static const char pre[] = "sys/bus/pci/devices/";
     if (strncmp(path, pre, sizeof pre - 1))
@@ -96,7 +70,7 @@ static bool parse_addr(const void *buf, size_t len, char out[GW_ADDR_LEN])
     return gw_is_bdf(out);
 }
 
-static sim_file *file_find(gw_sim *s, const char *path)
+sim_file *gw_sim_file_find(gw_sim *s, const char *path)
 {
     for (size_t i = 0; i < s->n_files; i++)
         if (!strcmp(s->files[i].path, path))
@@ -104,9 +78,9 @@ static sim_file *file_find(gw_sim *s, const char *path)
     return NULL;
 }
 
-static void file_set(gw_sim *s, const char *path, const void *data, size_t len)
+void gw_sim_file_set(gw_sim *s, const char *path, const void *data, size_t len)
 {
-    sim_file *f = file_find(s, path);
+    sim_file *f = gw_sim_file_find(s, path);
     if (!f) {
         s->files = gw_xrealloc(s->files, s->n_files + 1, sizeof *s->files);
         f = &s->files[s->n_files++];
@@ -114,7 +88,7 @@ static void file_set(gw_sim *s, const char *path, const void *data, size_t len)
         f->data = NULL;
     }
     free(f->data);
-    f->data = memdup0(data, len);
+    f->data = gw_sim_memdup0(data, len);
     f->len = len;
 }
 
@@ -143,11 +117,13 @@ static void bind_dev(gw_sim *s, const char *addr, const char *driver)
 {
     _cleanup_free_ char *p = gw_strdup_printf("sys/bus/pci/devices/%s/driver", addr);
     _cleanup_free_ char *t = driver ? gw_strdup_printf("../../../bus/pci/drivers/%s", driver) : NULL;
+    _cleanup_free_ char *before = gw_sim_driver_of(s, addr);
     link_set(s, p, t);
+    gw_sim_power_on_bind(s, addr, before, driver);
 }
 
 /* Current driver of `addr` (malloc'd, NULL when unbound). Lock held. */
-static char *driver_of(gw_sim *s, const char *addr)
+char *gw_sim_driver_of(gw_sim *s, const char *addr)
 {
     _cleanup_free_ char *p = gw_strdup_printf("sys/bus/pci/devices/%s/driver", addr);
     sim_link *l = link_find(s, p);
@@ -167,11 +143,11 @@ static char *driver_of(gw_sim *s, const char *addr)
 static char *override_of(gw_sim *s, const char *addr)
 {
     _cleanup_free_ char *p = gw_strdup_printf("sys/bus/pci/devices/%s/driver_override", addr);
-    sim_file *f = file_find(s, p);
+    sim_file *f = gw_sim_file_find(s, p);
     _cleanup_free_ char *v = NULL;
     size_t n = 0;
     if (f)
-        v = memdup0(f->data, n = f->len);
+        v = gw_sim_memdup0(f->data, n = f->len);
     else if (gw_hostops_read(s->base, p, 4096, &v, &n) < 0)
         return NULL;
     while (n && (v[n - 1] == '\n'))
@@ -221,7 +197,7 @@ static bool act_matches(const sim_action *a, const char *path, const void *buf, 
 
 static int attr_exists(gw_sim *s, const char *path)
 {
-    if (file_find(s, path))
+    if (gw_sim_file_find(s, path))
         return 0;
     return gw_hostops_exists(s->base, path);
 }
@@ -234,7 +210,7 @@ static int model_write(gw_sim *s, const char *path, const char *buf, size_t len)
     if (!strcmp(path, "sys/bus/pci/drivers_probe")) {
         if (!parse_addr(buf, len, addr))
             return gw_error_set(-EINVAL, "sim: drivers_probe: not an address");
-        _cleanup_free_ char *drv = driver_of(s, addr);
+        _cleanup_free_ char *drv = gw_sim_driver_of(s, addr);
         _cleanup_free_ char *ovr = override_of(s, addr);
         if (!drv && ovr && driver_exists(s, ovr))
             bind_dev(s, addr, ovr);
@@ -249,7 +225,7 @@ static int model_write(gw_sim *s, const char *path, const char *buf, size_t len)
             return gw_error_set(-ENOENT, "sim: %s: no such driver", path);
         if (!parse_addr(buf, len, addr))
             return gw_error_set(-EINVAL, "sim: %s: not an address", path);
-        _cleanup_free_ char *drv = driver_of(s, addr);
+        _cleanup_free_ char *drv = gw_sim_driver_of(s, addr);
         if (ends_with(path, "/unbind")) {
             if (!drv || strcmp(drv, name))
                 return gw_error_set(-ENODEV, "sim: %s: %s is not bound to %s", path, addr, name);
@@ -262,14 +238,16 @@ static int model_write(gw_sim *s, const char *path, const char *buf, size_t len)
         bind_dev(s, addr, name);
         return 0;
     }
-    if (!split_dev_path(path, addr, &attr))
+    if (!gw_sim_split_dev_path(path, addr, &attr))
         return gw_error_set(-EACCES, "sim: %s is read-only", path);
+    if (!strcmp(attr, "power/control"))
+        return gw_sim_power_write(s, path, addr, buf, len);
     if (attr_exists(s, path) < 0)
         return gw_error_set(-ENOENT, "sim: %s: no such attribute", path);
     if (!strcmp(attr, "driver_override")) {
         size_t n = len && buf[len - 1] == '\n' ? len - 1 : len;
         _cleanup_free_ char *v = n ? gw_strdup_printf("%.*s\n", (int)n, buf) : gw_xstrdup("(null)\n");
-        file_set(s, path, v, strlen(v));
+        gw_sim_file_set(s, path, v, strlen(v));
         return 0;
     }
     if (!strcmp(attr, "reset")) {
@@ -283,7 +261,7 @@ static int model_write(gw_sim *s, const char *path, const char *buf, size_t len)
         return 0;
     }
     if (!strcmp(attr, "reset_method")) {
-        file_set(s, path, buf, len);
+        gw_sim_file_set(s, path, buf, len);
         return 0;
     }
     return gw_error_set(-EACCES, "sim: %s is read-only", path);
@@ -294,9 +272,10 @@ static void log_write(gw_sim *s, const char *path, const void *buf, size_t len, 
     s->log = gw_xrealloc(s->log, s->n_log + 1, sizeof *s->log);
     sim_wlog *w = &s->log[s->n_log++];
     w->path = gw_xstrdup(path);
-    w->data = memdup0(buf, len);
+    w->data = gw_sim_memdup0(buf, len);
     w->len = len;
     w->result = result;
+    w->held = gw_sim_held_list(s);
 }
 
 static int sim_do_write(void *data, const char *path, const void *buf, size_t len)
@@ -326,13 +305,66 @@ static int sim_do_write(void *data, const char *path, const void *buf, size_t le
         if (!act_matches(a, path, buf, len))
             continue;
         if (a->kind == ACT_SET)
-            file_set(s, a->target, a->data, a->len);
+            gw_sim_file_set(s, a->target, a->data, a->len);
         else if (a->kind == ACT_BIND)
             bind_dev(s, a->target, a->data);
+        else if (a->kind == ACT_HOLD)
+            gw_sim_holder_add(&s->holders, &s->n_holders, a->target, a->err, a->data);
     }
     log_write(s, path, buf, len, r);
     pthread_mutex_unlock(&s->lock);
     return r;
+}
+
+/* A device's power files exist for every device of the tree: the kernel
+ * has them for each one (CONFIG_PM), test trees mostly do not. True when
+ * `path` is one of them (now in the overlay). Lock held. */
+static bool power_files(gw_sim *s, const char *path)
+{
+    char addr[GW_ADDR_LEN];
+    const char *attr;
+    if (!gw_sim_split_dev_path(path, addr, &attr) || !gw_sim_is_power_attr(attr))
+        return false;
+    _cleanup_free_ char *dir = gw_strdup_printf("sys/bus/pci/devices/%s", addr);
+    if (gw_hostops_exists(s->base, dir) < 0)
+        return false;
+    gw_sim_power_init(s, addr);
+    return true;
+}
+
+/* A file of the overlay: 0 and its bytes, 1 when the tree answers. Lock held. */
+static int overlay_read(gw_sim *s, const char *path, size_t max, char **out, size_t *len)
+{
+    sim_file *f = gw_sim_file_find(s, path);
+    if (!f)
+        return 1;
+    if (f->len > max)
+        return gw_error_set(-EFBIG, "%s: larger than %zu bytes", path, max);
+    *out = gw_sim_memdup0(f->data, f->len);
+    *len = f->len;
+    return 0;
+}
+
+/* rom: enabled reads only, and only the bytes pci_read_rom() lets through. */
+static int rom_read(gw_sim *s, const char *path, size_t max, char **out, size_t *len)
+{
+    if (!rom_enabled(s, path))
+        return gw_error_set(-EINVAL, "read %s: Invalid argument (ROM not enabled)", path);
+    _cleanup_free_ char *img = NULL;
+    size_t n = 0;
+    int r = overlay_read(s, path, SIZE_MAX, &img, &n);
+    if (r > 0)
+        r = gw_hostops_read(s->base, path, (size_t)64 << 20, &img, &n);
+    if (r < 0)
+        return r;
+    if ((r = gw_sim_rom_view(path, img, &n)) < 0)
+        return r;
+    if (n > max)
+        return gw_error_set(-EFBIG, "%s: larger than %zu bytes", path, max);
+    img[n] = '\0';
+    *out = GW_TAKE(img);
+    *len = n;
+    return 0;
 }
 
 static int sim_read(void *data, const char *path, size_t max, char **out, size_t *len)
@@ -341,47 +373,45 @@ static int sim_read(void *data, const char *path, size_t max, char **out, size_t
     char addr[GW_ADDR_LEN];
     const char *attr;
     pthread_mutex_lock(&s->lock);
-    if (split_dev_path(path, addr, &attr) && !strcmp(attr, "rom") && attr_exists(s, path) == 0 &&
-        !rom_enabled(s, path)) {
-        pthread_mutex_unlock(&s->lock);
-        return gw_error_set(-EINVAL, "read %s: Invalid argument (ROM not enabled)", path);
-    }
-    sim_file *f = file_find(s, path);
-    if (f) {
-        int r = 0;
-        if (f->len > max)
-            r = gw_error_set(-EFBIG, "%s: larger than %zu bytes", path, max);
-        else {
-            *out = memdup0(f->data, f->len);
-            *len = f->len;
+    int r = 1;
+    if (gw_sim_proc_read(s, path, max, out, len, &r) == 0) {
+        if (gw_sim_split_dev_path(path, addr, &attr) && !strcmp(attr, "rom") && attr_exists(s, path) == 0) {
+            r = rom_read(s, path, max, out, len);
+        } else {
+            power_files(s, path);
+            r = overlay_read(s, path, max, out, len);
         }
-        pthread_mutex_unlock(&s->lock);
-        return r;
     }
     pthread_mutex_unlock(&s->lock);
-    return gw_hostops_read(s->base, path, max, out, len);
+    return r > 0 ? gw_hostops_read(s->base, path, max, out, len) : r;
 }
 
 static int sim_readlink(void *data, const char *path, char **out)
 {
     gw_sim *s = data;
     pthread_mutex_lock(&s->lock);
-    sim_link *l = link_find(s, path);
-    if (l) {
-        int r = l->target ? 0 : gw_error_set(-ENOENT, "readlink %s: No such file or directory", path);
-        if (l->target)
+    int r = 1;
+    if (gw_sim_proc_readlink(s, path, out, &r) == 0) {
+        sim_link *l = link_find(s, path);
+        if (l && l->target) {
             *out = gw_xstrdup(l->target);
-        pthread_mutex_unlock(&s->lock);
-        return r;
+            r = 0;
+        } else if (l) {
+            r = gw_error_set(-ENOENT, "readlink %s: No such file or directory", path);
+        }
     }
     pthread_mutex_unlock(&s->lock);
-    return gw_hostops_readlink(s->base, path, out);
+    return r > 0 ? gw_hostops_readlink(s->base, path, out) : r;
 }
 
 static int sim_list(void *data, const char *path, char ***names, size_t *n)
 {
     gw_sim *s = data;
-    return gw_hostops_list(s->base, path, names, n);
+    pthread_mutex_lock(&s->lock);
+    int r = 1;
+    gw_sim_proc_list(s, path, names, n, &r);
+    pthread_mutex_unlock(&s->lock);
+    return r > 0 ? gw_hostops_list(s->base, path, names, n) : r;
 }
 
 static int sim_exists(void *data, const char *path)
@@ -389,10 +419,10 @@ static int sim_exists(void *data, const char *path)
     gw_sim *s = data;
     pthread_mutex_lock(&s->lock);
     sim_link *l = link_find(s, path);
-    int r = 1;
-    if (l)
+    int r = gw_sim_proc_exists(s, path);
+    if (r > 0 && l)
         r = l->target ? 0 : gw_error_set(-ENOENT, "%s: No such file or directory", path);
-    else if (file_find(s, path))
+    else if (r > 0 && (power_files(s, path) || gw_sim_file_find(s, path)))
         r = 0;
     pthread_mutex_unlock(&s->lock);
     return r <= 0 ? r : gw_hostops_exists(s->base, path);
@@ -403,7 +433,7 @@ static int sim_read_config(void *data, const char *address, unsigned int offset,
     gw_sim *s = data;
     _cleanup_free_ char *p = gw_strdup_printf("sys/bus/pci/devices/%s/config", address);
     pthread_mutex_lock(&s->lock);
-    sim_file *f = file_find(s, p);
+    sim_file *f = gw_sim_file_find(s, p);
     if (f) {
         int r = 0;
         if (offset + len > f->len)
@@ -443,11 +473,17 @@ static void sim_destroy(void *data)
     for (size_t i = 0; i < s->n_log; i++) {
         free(s->log[i].path);
         free(s->log[i].data);
+        free(s->log[i].held);
     }
     free(s->log);
     for (size_t i = 0; i < s->n_rom_on; i++)
         free(s->rom_on[i]);
     free(s->rom_on);
+    gw_sim_holders_free(s->holders, s->n_holders);
+    gw_sim_holders_free(s->races, s->n_races);
+    for (size_t i = 0; i < s->n_held; i++)
+        free(s->held[i]);
+    free(s->held);
     pthread_mutex_destroy(&s->lock);
     free(s);
 }
@@ -473,6 +509,8 @@ int gw_hostops_sim_new(gw_hostops **out, gw_sim **sim, const char *root)
         .exists = sim_exists,
         .read_config = sim_read_config,
         .destroy = sim_destroy,
+        .hold = gw_sim_hold,
+        .release = gw_sim_release,
     };
     r = gw_hostops_new(out, &be, s);
     if (r == 0)
@@ -509,7 +547,7 @@ void gw_sim_after_write_set(gw_sim *s, const char *trigger, const char *target, 
     pthread_mutex_lock(&s->lock);
     sim_action *a = add_action(s, ACT_SET, trigger);
     a->target = gw_xstrdup(target);
-    a->data = memdup0(data, len);
+    a->data = gw_sim_memdup0(data, len);
     a->len = len;
     pthread_mutex_unlock(&s->lock);
 }
@@ -528,10 +566,50 @@ void gw_sim_after_write_bind(gw_sim *s, const char *trigger, const char *trigger
     pthread_mutex_unlock(&s->lock);
 }
 
+void gw_sim_after_write_hold(gw_sim *s, const char *trigger, const char *group, int pid, const char *comm)
+{
+    pthread_mutex_lock(&s->lock);
+    sim_action *a = add_action(s, ACT_HOLD, trigger);
+    a->target = gw_xstrdup(group);
+    a->data = gw_xstrdup(comm);
+    a->err = pid;
+    pthread_mutex_unlock(&s->lock);
+}
+
+void gw_sim_hold_group(gw_sim *s, const char *group, int pid, const char *comm)
+{
+    pthread_mutex_lock(&s->lock);
+    gw_sim_holder_add(&s->holders, &s->n_holders, group, pid, comm);
+    pthread_mutex_unlock(&s->lock);
+}
+
+void gw_sim_race_hold(gw_sim *s, const char *group, int pid, const char *comm)
+{
+    pthread_mutex_lock(&s->lock);
+    gw_sim_holder_add(&s->races, &s->n_races, group, pid, comm);
+    pthread_mutex_unlock(&s->lock);
+}
+
+void gw_sim_release_group(gw_sim *s, const char *group, int pid)
+{
+    pthread_mutex_lock(&s->lock);
+    for (size_t i = 0; i < s->n_holders;) {
+        sim_holder *h = &s->holders[i];
+        if (h->pid == pid && !strcmp(h->group, group)) {
+            free(h->comm);
+            free(h->group);
+            *h = s->holders[--s->n_holders];
+        } else {
+            i++;
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
 void gw_sim_set(gw_sim *s, const char *path, const void *data, size_t len)
 {
     pthread_mutex_lock(&s->lock);
-    file_set(s, path, data, len);
+    gw_sim_file_set(s, path, data, len);
     pthread_mutex_unlock(&s->lock);
 }
 
@@ -553,6 +631,18 @@ int gw_sim_write_at(gw_sim *s, size_t i, const char **path, const void **data, s
         *data = s->log[i].data;
         *len = s->log[i].len;
         *result = s->log[i].result;
+        r = 0;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+int gw_sim_write_held(gw_sim *s, size_t i, const char **groups)
+{
+    pthread_mutex_lock(&s->lock);
+    int r = -ENOENT;
+    if (i < s->n_log) {
+        *groups = s->log[i].held;
         r = 0;
     }
     pthread_mutex_unlock(&s->lock);

@@ -1,6 +1,8 @@
 /* The simulated host backend: a read-only test tree plus an in-memory
  * overlay, implementing the same vtable as the sysfs backend, that models
- * what the kernel does after a write and lets a test inject faults.
+ * what the kernel does after a write and lets a test inject faults. It is
+ * the model the fast tests use, so it follows what a real kernel (Linux 6.1,
+ * measured) does, not what would be convenient.
  *
  * Modelled (drivers/pci/pci-sysfs.c, drivers/base/bus.c semantics):
  *   driver_override   stored without its trailing newline; reads "(null)\n"
@@ -11,17 +13,52 @@
  *                     another driver; else binds
  *   drivers_probe     an unbound device with driver_override binds to that
  *                     driver when sys/bus/pci/drivers/<it> exists
- *   reset             only "1" is accepted (-EINVAL); needs the attribute
+ *   reset             only "1" is accepted (-EINVAL); needs the attribute;
+ *                     works in D3hot (the kernel resumes around it) and
+ *                     leaves the power state as it was
  *   rom               exactly "0\n" disables reads, anything else enables;
- *                     reading while disabled is -EINVAL
+ *                     reading while disabled is -EINVAL; an enabled read
+ *                     returns what pci_read_rom() does: only the images
+ *                     pci_get_rom_size() finds (55 AA, the "PCIR" structure
+ *                     the pointer at 0x18 names, lengths up to the image
+ *                     flagged last, never past the file, which stands for
+ *                     the ROM BAR window), and -EIO "invalid ROM header
+ *                     signature ... (kernel: EIO)" when the first image is
+ *                     not valid
+ *   runtime power     power_state, power/runtime_status and power/control
+ *                     exist for every device of the tree (the kernel has
+ *                     them for each; the overlay supplies them, from the
+ *                     tree's files where it has them, else control "auto",
+ *                     "active", D0). Binding to vfio-pci (drivers_probe,
+ *                     bind, or an injected bind) with control "auto" puts
+ *                     the device in D3hot/"suspended" at once; control "on"
+ *                     (written: only "on"/"auto", else -EINVAL) makes it
+ *                     D0/"active" and keeps it there; "auto" while on
+ *                     vfio-pci suspends it again; unbinding from vfio-pci or
+ *                     binding a host driver leaves D0/"active". Config and
+ *                     ROM reads work in D3hot, as on the real kernel.
+ *   VFIO holders      processes registered with gw_sim_hold_group() appear
+ *                     in proc: list("proc") has their pids (merged with the
+ *                     tree's proc, if any), proc/<pid>/fd/<n> links to
+ *                     "/dev/vfio/<group>", proc/<pid>/comm reads "comm\n".
+ *                     Without holders and without a proc directory in the
+ *                     tree, proc does not exist (as on every test tree).
+ *   dev/vfio/<group>  hold() opens it like the kernel's group node: one open
+ *                     at a time, -EBUSY while a holder (or an earlier hold)
+ *                     has it; -ENOENT when no function of the group is on
+ *                     vfio-pci (the kernel creates the node at that bind).
+ *                     Other paths are not holdable (-ENOENT).
  *   anything else     -EACCES (read-only)
  * Faults (all keyed by the written path, optionally by the written bytes):
  * a write that fails with an errno, a write that first sleeps (outside the
  * backend's lock, like a blocking kernel write), and after a successful
- * write new content for any attribute or config space, or a driver link
- * changed - all-ones after a reset, a link retraining narrower, an AER
- * counter going up, a probe that binds a host driver.
- * Nothing is ever written to the tree. Every write is logged. */
+ * write new content for any attribute or config space, a driver link
+ * changed, or a holder appearing - all-ones after a reset, a link retraining
+ * narrower, an AER counter going up, a probe that binds a host driver, a VM
+ * starting during the clean-up; and a holder that opens its group right
+ * before the clean-up's own hold (the race the hold closes).
+ * Nothing is ever written to the tree. Every write is logged, with the
+ * groups held through hold() at that moment. */
 #ifndef GW_HOSTOPS_SIM_H
 #define GW_HOSTOPS_SIM_H
 
@@ -44,12 +81,22 @@ void gw_sim_after_write_set(gw_sim *sim, const char *trigger, const char *target
  * NULL), device `address` is bound to `driver` (NULL: unbound). */
 void gw_sim_after_write_bind(gw_sim *sim, const char *trigger, const char *trigger_data, const char *address,
                              const char *driver);
+/* Process `pid` (named `comm`) holds /dev/vfio/<group> open from now on, or
+ * after a successful write to `trigger`; until gw_sim_release_group(). */
+void gw_sim_hold_group(gw_sim *sim, const char *group, int pid, const char *comm);
+void gw_sim_after_write_hold(gw_sim *sim, const char *trigger, const char *group, int pid, const char *comm);
+void gw_sim_release_group(gw_sim *sim, const char *group, int pid);
+/* Process `pid` opens /dev/vfio/<group> just before the next hold() of it:
+ * invisible to any /proc scan before that hold, which then gets -EBUSY. */
+void gw_sim_race_hold(gw_sim *sim, const char *group, int pid, const char *comm);
 /* Set `path`'s content now. */
 void gw_sim_set(gw_sim *sim, const char *path, const void *data, size_t len);
 
 /* The write log, in order: path, bytes, and the errno result (0 = done). */
 size_t gw_sim_write_count(gw_sim *sim);
 int gw_sim_write_at(gw_sim *sim, size_t i, const char **path, const void **data, size_t *len, int *result);
+/* The groups held through hold() when write i was made ("10", "10,11", ""). */
+int gw_sim_write_held(gw_sim *sim, size_t i, const char **groups);
 /* Writes whose path ends with `suffix` ("/reset"). */
 size_t gw_sim_count_writes(gw_sim *sim, const char *suffix);
 

@@ -1,6 +1,7 @@
 /* The real host backend: files under a host root, config space through
- * libpci's linux-sysfs method. On a live host the root is "/"; in tests it is
- * a copied test tree, and then writes land in that tree's files. */
+ * libpci's linux-sysfs method, device nodes (dev/vfio/<group>) held by an
+ * open descriptor. On a live host the root is "/"; in tests it is a copied
+ * test tree, and then writes land in that tree's files. */
 #include <gpuwarden/hostops.h>
 #include <dirent.h>
 #include <fcntl.h>
@@ -124,6 +125,29 @@ static int sysfs_exists(void *data, const char *path)
     return 0;
 }
 
+/* The claim is the open file itself: for /dev/vfio/<group> the kernel
+ * refuses a second open with EBUSY while this one lasts. O_RDWR because that
+ * is how VFIO users open it; no O_CREAT, a missing node stays missing. */
+static int sysfs_hold(void *data, const char *path, void **handle)
+{
+    sysfs_host *h = data;
+    int fd = openat(h->rootfd, path, O_RDWR | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return gw_error_set(-errno, "open %s/%s: %s", h->root, path, strerror(errno));
+    int *held = gw_xcalloc(1, sizeof *held);
+    *held = fd;
+    *handle = held;
+    return 0;
+}
+
+static void sysfs_release(void *data, void *handle)
+{
+    (void)data;
+    int *held = handle;
+    close(*held);
+    free(held);
+}
+
 struct cfg_read {
     struct pci_access *acc;
     int dom, bus, dev, fn;
@@ -225,6 +249,8 @@ GW_EXTERN int gw_hostops_sysfs_new(gw_hostops **out, const char *root)
         .exists = sysfs_exists,
         .read_config = sysfs_read_config,
         .destroy = sysfs_destroy,
+        .hold = sysfs_hold,
+        .release = sysfs_release,
     };
     return gw_hostops_new(out, &be, h);
 }

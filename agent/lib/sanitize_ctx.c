@@ -34,6 +34,7 @@ void gw_sctx_unref(gw_sctx *c)
     gw_hostops_unref(c->ops);
     gw_spolicy_unref(c->policy);
     gw_kvlist_clear(&c->pins);
+    gw_kvlist_clear(&c->power_saved);
     gw_strbuf_clear(&c->evidence);
     gw_strbuf_clear(&c->history);
     pthread_mutex_destroy(&c->lock);

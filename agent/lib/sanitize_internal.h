@@ -87,6 +87,9 @@ struct gw_sctx {
     uint64_t bars[7];           /* BAR 0-5 and ROM sizes before the reset */
     bool id_known;
     uint32_t id_before;         /* config dword 0 before the reset */
+    bool in_use;                /* (lock) a step stopped because the device is or may be in use */
+    gw_kvlist power_saved;      /* (lock) address -> power/control before the clean-up set "on" */
+    bool power_seen;            /* (lock) bind looked at the power state: report it at the end */
 
     gw_sctx_release_fn on_release;
     void *on_release_data;
@@ -171,9 +174,85 @@ int gw_dev_targets(gw_hostops *ops, const char *addr, gw_addrlist *functions, gw
                    char **group);
 
 /* Fails when any of `targets` is referenced by a VM or the attachment source
- * cannot tell (step not_in_use; the reset step asks again right before it
- * writes). */
+ * cannot tell, or when a process holds one of their VFIO nodes open
+ * (gw_vfio_holders()), and marks the run in use (c->in_use): step
+ * not_in_use, and the reset step again right before it writes. */
 gw_verdict gw_check_not_in_use(gw_sctx *c, const gw_addrlist *targets);
+
+/* ---- VFIO holders (sanitize_holders.c) --------------------------------- */
+
+/* A node through which a process holds a function: its IOMMU group's
+ * /dev/vfio/<group>, or (newer kernels, vfio-dev/vfioN in sysfs) its VFIO
+ * device cdev /dev/vfio/devices/vfioN. */
+typedef struct gw_vfio_node {
+    char *path;                 /* as a /proc fd link shows it: "/dev/vfio/5" */
+    char *what;                 /* "IOMMU group 5", "VFIO device vfio0" */
+    char *group;                /* the group number; NULL for a device cdev */
+    char address[GW_ADDR_LEN];  /* the first target function it belongs to */
+} gw_vfio_node;
+
+typedef struct gw_vfio_holder {
+    long pid;
+    char *comm;
+    size_t node;                /* index into the nodes */
+} gw_vfio_holder;
+
+typedef struct gw_vfio_scan {
+    gw_vfio_node *nodes;
+    size_t n_nodes;
+    gw_vfio_holder *holders;
+    size_t n_holders;
+    bool no_proc;               /* the host root has no proc: nothing scanned */
+    size_t scanned;             /* processes looked at */
+    size_t unreadable;          /* processes whose fds could not be read */
+} gw_vfio_scan;
+
+/* The nodes of `fns` and the processes holding any of them (proc/<pid>/fd/<n>
+ * links, through the host backend). Processes that exit mid-scan are
+ * skipped. < 0 when a function's group link or proc itself (when present)
+ * cannot be read. */
+int gw_vfio_holders(gw_hostops *ops, const gw_addrlist *fns, gw_vfio_scan *out);
+void gw_vfio_scan_clear(gw_vfio_scan *s);
+/* Part of gw_check_not_in_use(): notes what was looked at; FAIL names every
+ * holder ("<addr>: IOMMU group 5 (/dev/vfio/5) is open by pid 123
+ * (qemu-system-x86): in use"). */
+gw_verdict gw_check_holders(gw_sctx *c, const gw_addrlist *targets);
+/* "pid 123 (qemu-system-x86), pid 7 (x)" for node i; NULL when none. */
+char *gw_vfio_holders_of(const gw_vfio_scan *s, size_t node);
+
+/* Group nodes held open across the reset (gw_hold_groups). */
+typedef struct gw_group_holds {
+    void **handles;
+    size_t n;
+} gw_group_holds;
+
+/* Open /dev/vfio/<group> of every group of `fns` and keep it open: while it
+ * is, the kernel lets no one else open it (one open at a time). PASS when
+ * every node is held or absent; FAIL when the kernel says someone has it
+ * (EBUSY: the holder named from proc, c->in_use set) or the open fails
+ * otherwise. What was held is in *out either way: release it. */
+gw_verdict gw_hold_groups(gw_sctx *c, const gw_addrlist *fns, gw_group_holds *out);
+void gw_release_groups(gw_sctx *c, gw_group_holds *h);
+
+/* ---- runtime power (sanitize_power.c) -------------------------------- */
+
+/* "D0, runtime active" of a function, from power_state and
+ * power/runtime_status ("?" for what cannot be read). */
+char *gw_power_state(gw_hostops *ops, const char *addr);
+/* Keep every managed function of `fns` in D0 for the rest of the clean-up:
+ * power/control "on", the previous value saved for gw_power_restore().
+ * Notes the state before and after. Never fails the step: the clean-up
+ * works in D3hot too, only less closely to how a VM will see the device. */
+void gw_power_hold_on(gw_sctx *c, const gw_addrlist *fns);
+/* Note the power state of `addr` ("after reset"). */
+void gw_power_note(gw_sctx *c, const char *addr, const char *when);
+/* Whether the end of the run has power work to do or report. */
+bool gw_power_pending(gw_sctx *c);
+/* End of the run, on a thread of its own like a step: write back the saved
+ * power/control values and note the final state. */
+extern const gw_step_def gw_step_power_restore;
+/* The end-of-run text when the run was abandoned and nothing may be written. */
+char *gw_power_abandoned(gw_sctx *c);
 
 /* PCI constants the steps use. */
 #define GW_PCI_CAP_EXP 0x10

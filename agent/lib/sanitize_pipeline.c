@@ -129,8 +129,62 @@ static gw_verdict run_step(gw_sctx *c, const gw_step_def *def, unsigned timeout_
     return v;
 }
 
+/* A step can pass on a device that left the bus while it ran: a hook that
+ * never touches it, a ROM read that came before. Measured in the QEMU lab: a
+ * device removed with device_del during the hooks step, and the clean-up
+ * passed. So after every step that did not fail, look again: the device's
+ * sysfs directory must still exist and its config space must still answer
+ * with the same ids. NULL when it is there; else why not (malloc'd). */
+static char *gone_since(gw_sctx *c, gw_step_id step, uint32_t id_at_start)
+{
+    _cleanup_free_ char *dir = gw_dev_path(c->address, NULL);
+    if (gw_hostops_exists(c->ops, dir) < 0)
+        return gw_strdup_printf("device gone from the bus during this step: %s no longer exists", dir);
+    uint32_t id;
+    if (gw_dev_config32(c->ops, c->address, 0, &id) < 0)
+        return gw_strdup_printf("device gone during this step: config space unreadable (%s)", gw_error_message());
+    /* Until health has judged it, all-ones is that step's verdict to give
+     * (bind refuses an all-ones device, health one that did not come back
+     * from the reset, with more to say); after health it means the device
+     * fell off the bus. */
+    if (id == 0xffffffff)
+        return step > GW_STEP_HEALTH ? gw_xstrdup("device gone during this step: config space reads all-ones")
+                                     : NULL;
+    if (id_at_start != 0xffffffff && id != id_at_start)
+        return gw_strdup_printf("device changed during this step: ids %04x:%04x, were %04x:%04x", id & 0xffff,
+                                id >> 16, id_at_start & 0xffff, id_at_start >> 16);
+    return NULL;
+}
+
+/* The end of the run: power/control back to what bind found, on a thread
+ * like a step (a sysfs write may block). Its evidence goes after the last
+ * step's, so that the result says what state the device was left in. */
+#define POWER_RESTORE_TIMEOUT_MS 10000
+
+static void end_run(gw_sctx *c, char **evidence)
+{
+    if (!gw_power_pending(c))
+        return;
+    pthread_mutex_lock(&c->lock);
+    bool abandoned = c->abandoned;
+    pthread_mutex_unlock(&c->lock);
+    _cleanup_free_ char *more = NULL;
+    if (abandoned)
+        more = gw_power_abandoned(c);
+    else
+        run_step(c, &gw_step_power_restore, POWER_RESTORE_TIMEOUT_MS, &more);
+    if (!more || !*more)
+        return;
+    char *joined = gw_strdup_printf("%s%send of the run: %s", *evidence, **evidence ? "; " : "", more);
+    free(*evidence);
+    *evidence = joined;
+}
+
 gw_sanitize_result *gw_pipeline_run(gw_sctx *c)
 {
+    uint32_t id_at_start = 0xffffffff;
+    if (gw_dev_config32(c->ops, c->address, 0, &id_at_start) < 0)
+        id_at_start = 0xffffffff;
     gw_sanitize_result *r = gw_result_new(c->address);
     r->start_ms = wall_ms();
     for (int i = 0; i < GW_STEP_COUNT; i++) {
@@ -139,7 +193,17 @@ gw_sanitize_result *gw_pipeline_run(gw_sctx *c)
         uint64_t t0 = mono_us();
         _cleanup_free_ char *evidence = NULL;
         gw_verdict v = run_step(c, def, timeout, &evidence);
-        gw_result_add_step(r, def->id, v, evidence, mono_us() - t0);
+        _cleanup_free_ char *gone = v == GW_VERDICT_FAIL ? NULL : gone_since(c, def->id, id_at_start);
+        if (gone) {
+            char *both = gw_strdup_printf("%s%s%s", evidence, *evidence ? "; " : "", gone);
+            free(evidence);
+            evidence = both;
+            v = GW_VERDICT_FAIL;
+        }
+        uint64_t took = mono_us() - t0;
+        if (v == GW_VERDICT_FAIL || i == GW_STEP_COUNT - 1)
+            end_run(c, &evidence);
+        gw_result_add_step(r, def->id, v, evidence, took);
         pthread_mutex_lock(&c->lock);
         gw_strbuf_append(&c->history, "%s: %s: %s\n", def->name, gw_verdict_name(v), evidence);
         pthread_mutex_unlock(&c->lock);
@@ -148,6 +212,7 @@ gw_sanitize_result *gw_pipeline_run(gw_sctx *c)
     }
     pthread_mutex_lock(&c->lock);
     gw_kvlist_copy(&r->pins, c->pins.v, c->pins.n);
+    r->in_use = r->verdict == GW_VERDICT_FAIL && c->in_use;
     pthread_mutex_unlock(&c->lock);
     r->end_ms = wall_ms();
     if (r->verdict == GW_VERDICT_PASS)

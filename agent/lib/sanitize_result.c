@@ -57,6 +57,7 @@ GW_EXTERN const gw_step_result *gw_sanitize_result_step(const gw_sanitize_result
 
 GW_EXTERN int gw_sanitize_result_failed_step(const gw_sanitize_result *r) { return r->failed; }
 GW_EXTERN const char *gw_sanitize_result_reason(const gw_sanitize_result *r) { return r->reason; }
+GW_EXTERN bool gw_sanitize_result_in_use(const gw_sanitize_result *r) { return r->in_use; }
 GW_EXTERN size_t gw_sanitize_result_pin_count(const gw_sanitize_result *r) { return r->pins.n; }
 
 GW_EXTERN const gw_fact *gw_sanitize_result_pin(const gw_sanitize_result *r, size_t i)
@@ -91,6 +92,10 @@ GW_EXTERN int gw_sanitize_result_to_json(const gw_sanitize_result *r, char **out
     if (!o)
         return gw_error_set(-EINVAL, "clean-up result %s: not representable as JSON (bad UTF-8 in evidence?)",
                             r->address);
+    /* Only when set: results of clean-ups that found nothing in use read as
+     * they always did. */
+    if (r->in_use)
+        json_object_set_new(o, "in_use", json_true());
     char *s = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     if (!s)
@@ -119,13 +124,13 @@ GW_EXTERN int gw_sanitize_result_from_json(gw_sanitize_result **out, const char 
     if (!o)
         return gw_error_set(-EINVAL, "clean-up result JSON: %s at line %d column %d", err.text, err.line,
                             err.column);
-    int version;
+    int version, in_use = 0;
     const char *address, *verdict;
     json_int_t start, end;
     json_t *steps, *pins;
-    if (json_unpack_ex(o, &err, 0, "{s:i, s:s, s:I, s:I, s:s, s:o, s:o}", "version", &version, "address", &address,
-                       "start_ms", &start, "end_ms", &end, "verdict", &verdict, "steps", &steps, "pins", &pins) <
-        0) {
+    if (json_unpack_ex(o, &err, 0, "{s:i, s:s, s:I, s:I, s:s, s:o, s:o, s?b}", "version", &version, "address",
+                       &address, "start_ms", &start, "end_ms", &end, "verdict", &verdict, "steps", &steps, "pins",
+                       &pins, "in_use", &in_use) < 0) {
         json_decref(o);
         return gw_error_set(-EINVAL, "clean-up result JSON: %s", err.text);
     }
@@ -159,6 +164,11 @@ GW_EXTERN int gw_sanitize_result_from_json(gw_sanitize_result **out, const char 
         rc = gw_error_set(-EINVAL, "clean-up result JSON: verdict '%s' disagrees with its steps", verdict);
         goto out;
     }
+    if (in_use && overall != GW_VERDICT_FAIL) {
+        rc = gw_error_set(-EINVAL, "clean-up result JSON: in_use on a clean-up that passed");
+        goto out;
+    }
+    r->in_use = in_use;
     const char *key;
     json_t *val;
     json_object_foreach(pins, key, val) {

@@ -9,6 +9,7 @@ struct gw_sanitize_result {
     int64_t start_ms, end_ms;
     gw_verdict verdict;
     int failed;             /* gw_step_id or -1 */
+    bool in_use;            /* it failed because the device is (or may be) in use */
     char *reason;
     gw_step_result *steps;  /* evidence owned */
     size_t n_steps;

@@ -1,7 +1,8 @@
 /* Step bind: every function of the slot and every other member of the IOMMU
  * group on vfio-pci, the way libvirt does it: driver_override, unbind from
  * the current driver, drivers_probe. Bridges are never rebound, and nothing
- * is written unless every function that needs a write is managed. */
+ * is written unless every function that needs a write is managed. Then the
+ * functions are kept in D0 for the rest of the clean-up (sanitize_power.c). */
 #include <string.h>
 
 #include "sanitize_internal.h"
@@ -25,6 +26,25 @@ static int read_override(gw_sctx *c, const char *addr, char **out)
     return 0;
 }
 
+/* drivers_probe answers 0 even when vfio-pci's probe fails (the kernel only
+ * logs "probe of ... failed with error -22", e.g. for a device without an
+ * IOMMU group). A write to drivers/vfio-pci/bind returns the probe's own
+ * error, so ask once more that way to put the kernel's answer in the
+ * evidence. */
+static gw_verdict bind_refused(gw_sctx *c, const char *addr)
+{
+    if (gw_hostops_exists(c->ops, "sys/bus/pci/drivers/" VFIO) < 0)
+        return gw_fail(c, "%s: after drivers_probe bound to no driver: " VFIO " is not loaded", addr);
+    if (gw_host_write(c, addr, "sys/bus/pci/drivers/" VFIO "/bind", addr, strlen(addr)) < 0)
+        return gw_fail(c, "%s: the kernel refused to bind " VFIO, addr);
+    _cleanup_free_ char *now = NULL;
+    if (gw_dev_driver(c->ops, addr, &now) == 0 && now && !strcmp(now, VFIO)) {
+        gw_note(c, "%s: bound by drivers/" VFIO "/bind after drivers_probe left it unbound", addr);
+        return GW_VERDICT_PASS;
+    }
+    return gw_fail(c, "%s: after drivers_probe and bind, bound to %s, not " VFIO, addr, now ? now : "no driver");
+}
+
 static gw_verdict bind_one(gw_sctx *c, fn_plan *p)
 {
     int r;
@@ -45,8 +65,10 @@ static gw_verdict bind_one(gw_sctx *c, fn_plan *p)
     _cleanup_free_ char *now = NULL;
     if ((r = gw_dev_driver(c->ops, p->addr, &now)) < 0)
         return gw_fail(c, "%s: driver unreadable after drivers_probe: %s", p->addr, gw_error_message());
-    if (!now || strcmp(now, VFIO))
-        return gw_fail(c, "%s: after drivers_probe bound to %s, not " VFIO, p->addr, now ? now : "no driver");
+    if (!now)
+        return bind_refused(c, p->addr);
+    if (strcmp(now, VFIO))
+        return gw_fail(c, "%s: after drivers_probe bound to %s, not " VFIO, p->addr, now);
     return GW_VERDICT_PASS;
 }
 
@@ -118,6 +140,8 @@ static gw_verdict run(gw_sctx *c)
     }
     gw_note(c, "%zu function%s on " VFIO "%s%s", fns.n, fns.n == 1 ? "" : "s", group ? ", IOMMU group " : "",
             group ? group : " (no IOMMU group)");
+    /* Now, not before: binding to vfio-pci is what suspends them. */
+    gw_power_hold_on(c, &fns);
 out:
     for (size_t i = 0; plan && i < fns.n; i++) {
         free(plan[i].driver);

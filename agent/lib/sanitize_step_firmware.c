@@ -2,7 +2,9 @@
  * read, write exactly "0\n" to disable: any other write, "0" without the
  * newline included, enables it), SHA-256 it, and compare with the operator's
  * allowlist for vendor:device:subsystem, else with the hash pinned at the
- * device's first clean-up. */
+ * device's first clean-up. What the read returns is what the kernel lets
+ * through: the ROM's images up to the one flagged last, not the whole BAR;
+ * no valid image at all is EIO, and a failure. */
 #include <openssl/evp.h>
 #include <string.h>
 
@@ -76,6 +78,13 @@ static gw_verdict run(gw_sctx *c)
     _cleanup_free_ char *read_err = rr < 0 ? gw_xstrdup(gw_error_message()) : NULL;
     /* Always disable again, also after a failed read. */
     int rd = gw_host_write(c, a, rom, "0\n", 2);
+    /* The kernel sizes the ROM by its images (pci_get_rom_size) and refuses
+     * the read with EIO when the first has no 55 AA header or no PCIR
+     * structure: there is no firmware image it would hand a VM either, and
+     * nothing to hash. A GPU whose VBIOS cannot be verified is not offered. */
+    if (rr == -EIO)
+        return gw_fail(c, "ROM read failed with EIO (%s): the kernel found no valid ROM image (55 AA header "
+                       "and PCIR structure), so the firmware cannot be verified", read_err);
     if (rr < 0)
         return gw_fail(c, "ROM read failed: %s", read_err);
     if (rd < 0)

@@ -1,11 +1,14 @@
-/* Step not_in_use: no VM references the GPU, the other functions of its slot
- * or the rest of its IOMMU group, as the attachment source (libvirt,
- * gpuwarden/attach.h) says. A source that cannot answer counts as "in use". */
+/* Step not_in_use: nothing uses the GPU, the other functions of its slot or
+ * the rest of its IOMMU group. Two views, both needed: the attachment source
+ * (libvirt, gpuwarden/attach.h) knows which domains reference the device,
+ * including ones not running; the processes holding the VFIO group node open
+ * (sanitize_holders.c) are what actually uses it, including a QEMU libvirt
+ * does not know about. A source that cannot answer counts as "in use". */
 #include <string.h>
 
 #include "sanitize_internal.h"
 
-gw_verdict gw_check_not_in_use(gw_sctx *c, const gw_addrlist *targets)
+static gw_verdict check_domains(gw_sctx *c, const gw_addrlist *targets)
 {
     if (!c->attach)
         return gw_fail(c, "no attachment source: cannot tell whether a VM uses the device");
@@ -35,6 +38,21 @@ gw_verdict gw_check_not_in_use(gw_sctx *c, const gw_addrlist *targets)
         gw_attach_list_free(doms);
     }
     return GW_VERDICT_PASS;
+}
+
+gw_verdict gw_check_not_in_use(gw_sctx *c, const gw_addrlist *targets)
+{
+    gw_verdict v = check_domains(c, targets);
+    if (v == GW_VERDICT_PASS)
+        v = gw_check_holders(c, targets);
+    if (v != GW_VERDICT_PASS) {
+        /* Nothing is known to be wrong with the device: whoever records the
+         * result must not quarantine it (gw_sanitize_result_in_use). */
+        pthread_mutex_lock(&c->lock);
+        c->in_use = true;
+        pthread_mutex_unlock(&c->lock);
+    }
+    return v;
 }
 
 static gw_verdict run(gw_sctx *c)

@@ -2,7 +2,10 @@
  * reading which methods `reset_method` offers. The kernel tries them in that
  * order (flr before pm and bus unless the operator reordered them); we do not
  * rewrite reset_method, which is host-wide configuration. Never while a VM
- * uses the device: the attachment source is asked again right before. */
+ * uses the device: right before the write the attachment source and the
+ * VFIO holders are checked again, and then the group node is held open
+ * across the write, so that no QEMU can open the group between that check
+ * and the reset (the kernel allows one open at a time). */
 #include <string.h>
 
 #include "sanitize_internal.h"
@@ -12,6 +15,24 @@ static gw_verdict no_method(gw_sctx *c, const char *what)
     if (c->policy->pol.allow_no_reset)
         return gw_skip(c, "%s; policy allow_no_reset: not reset", what);
     return gw_fail(c, "%s; policy requires a reset", what);
+}
+
+/* Check again that nothing uses the device, hold its group nodes, write. */
+static gw_verdict reset_unused(gw_sctx *c, const gw_addrlist *fns, const char *reset)
+{
+    if (gw_check_not_in_use(c, fns) != GW_VERDICT_PASS)
+        return gw_fail(c, "not reset");
+    gw_group_holds holds;
+    gw_verdict v = gw_hold_groups(c, fns, &holds);
+    if (v != GW_VERDICT_PASS)
+        v = gw_fail(c, "not reset");
+    else if (gw_host_write(c, c->address, reset, "1", 1) < 0)
+        v = gw_fail(c, "reset failed");
+    else
+        gw_power_note(c, c->address, "after the reset");
+    /* Only after the write returned: a reset that blocks keeps the group. */
+    gw_release_groups(c, &holds);
+    return v;
 }
 
 static gw_verdict run(gw_sctx *c)
@@ -56,20 +77,14 @@ static gw_verdict run(gw_sctx *c)
 
     gw_addrlist fns = { 0 }, bridges = { 0 };
     _cleanup_free_ char *group = NULL;
-    if (gw_dev_targets(c->ops, a, &fns, &bridges, &group) < 0) {
-        gw_addrlist_clear(&fns);
-        gw_addrlist_clear(&bridges);
-        return gw_fail(c, "cannot list the device's functions: %s: not reset", gw_error_message());
-    }
-    gw_verdict v = gw_check_not_in_use(c, &fns);
+    gw_verdict v;
+    if (gw_dev_targets(c->ops, a, &fns, &bridges, &group) < 0)
+        v = gw_fail(c, "cannot list the device's functions: %s: not reset", gw_error_message());
+    else
+        v = reset_unused(c, &fns, reset);
     gw_addrlist_clear(&fns);
     gw_addrlist_clear(&bridges);
-    if (v != GW_VERDICT_PASS)
-        return gw_fail(c, "not reset");
-
-    if (gw_host_write(c, a, reset, "1", 1) < 0)
-        return gw_fail(c, "reset failed");
-    return GW_VERDICT_PASS;
+    return v;
 }
 
 const gw_step_def gw_step_reset = { GW_STEP_RESET, "reset", run };

@@ -24,6 +24,23 @@
  *
  * Backends must be safe to call from several threads at once: the clean-up
  * runs one device per worker thread.
+ *
+ * Besides sysfs, the clean-up reads `proc/<pid>/fd/<n>` links and
+ * `proc/<pid>/comm` through the same backend (who holds a VFIO node open), and
+ * holds the GPU's `dev/vfio/<group>` open across the reset (hold/release,
+ * vtable version 2), so that no VM can open the group in the meantime:
+ *
+ *     void *held;
+ *     int r = gw_hostops_hold(ops, "dev/vfio/45", &held);
+ *     if (r == -EBUSY)
+ *         ... a process (a running QEMU) has the group: do not reset ...
+ *     else {
+ *         ... reset (r == -ENOENT: no node to hold, go on) ...
+ *         gw_hostops_release(ops, held);      // NULL is fine
+ *     }
+ *
+ * A backend written against version 1 (no hold/release) keeps working: it
+ * states `.version = 1` and is read only up to `destroy`.
  */
 #ifndef GPUWARDEN_HOSTOPS_H
 #define GPUWARDEN_HOSTOPS_H
@@ -60,9 +77,27 @@ typedef struct gw_hostops_backend {
     int (*read_config)(void *data, const char *address, unsigned int offset, void *buf, size_t len);
     /* Release `data` when the last reference goes. May be NULL. */
     void (*destroy)(void *data);
+
+    /* ---- version 2 (optional: both NULL, or both set) ---- */
+
+    /* Open the device node at `path` ("dev/vfio/5") and keep it open until
+     * release(): an exclusive claim where the kernel makes it one (the VFIO
+     * group node of Linux 6.1 allows one open at a time; a second open gets
+     * -EBUSY, the kernel's own verdict that someone holds the group). *handle
+     * is the backend's, passed back to release(). Returns -EBUSY when someone
+     * else holds it, -ENOENT when there is no such node (a test tree, or no
+     * function of the group on vfio-pci), other negative errnos as open(2)
+     * gives them; the message says which. */
+    int (*hold)(void *data, const char *path, void **handle);
+    /* Let go of what hold() opened. */
+    void (*release)(void *data, void *handle);
 } gw_hostops_backend;
 
-#define GW_HOSTOPS_BACKEND_VERSION 1
+/* Version 1 is the vtable up to `destroy`; version 2 adds hold/release.
+ * gw_hostops_new() accepts both: a version-1 backend's struct is read only up
+ * to `destroy`, and gw_hostops_hold() on it is -EOPNOTSUPP. */
+#define GW_HOSTOPS_BACKEND_VERSION 2
+#define GW_HOSTOPS_BACKEND_VERSION_MIN 1
 
 /* Wrap a backend. The vtable is copied; `data` belongs to the new object
  * from now on (backend->destroy releases it, also when this fails). */
@@ -90,6 +125,13 @@ GW_EXTERN int gw_hostops_list(gw_hostops *ops, const char *path, char ***names, 
 GW_EXTERN int gw_hostops_exists(gw_hostops *ops, const char *path);
 GW_EXTERN int gw_hostops_read_config(gw_hostops *ops, const char *address, unsigned int offset,
                                      void *buf, size_t len);
+
+/* Hold a device node open (see gw_hostops_backend.hold): 0 and *handle, or
+ * -EBUSY / -ENOENT / ... from the backend; -EOPNOTSUPP when the backend has
+ * no hold (version 1). Paths are checked as for every entry point. Release
+ * every handle with gw_hostops_release(), which accepts NULL. */
+GW_EXTERN int gw_hostops_hold(gw_hostops *ops, const char *path, void **handle);
+GW_EXTERN void gw_hostops_release(gw_hostops *ops, void *handle);
 
 /* Free a name list from gw_hostops_list(). */
 GW_EXTERN void gw_hostops_list_free(char **names, size_t n);

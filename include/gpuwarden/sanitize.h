@@ -3,15 +3,19 @@
  * GPU between tenants, with evidence, per-step timeouts and a verdict.
  *
  * The steps, in order (docs/sanitize.md has the details):
- *   not_in_use  no VM references the GPU, its slot functions or group members
+ *   not_in_use  no VM references the GPU, its slot functions or group members,
+ *               and no process has their VFIO group node open (/proc)
  *   bind        every function of the slot and the rest of the IOMMU group on
  *               vfio-pci (driver_override, unbind, drivers_probe); bridges are
- *               never rebound
- *   reset       the kernel's `reset` after reading `reset_method`
+ *               never rebound; then held in D0 (power/control "on") until the
+ *               end of the run, when the previous value is written back
+ *   reset       the kernel's `reset` after reading `reset_method`, checked for
+ *               use again and written with /dev/vfio/<group> held open
  *   health      config readable, link width not degraded, no new AER fatal or
  *               non-fatal errors (GPU and upstream port), BAR sizes unchanged
  *   isolation   IOMMU group viable, ACS on the upstream path, ATS disabled
- *   firmware    VBIOS via sysfs `rom`, SHA-256 against an allowlist or a pin
+ *   firmware    VBIOS via sysfs `rom`, SHA-256 against an allowlist or a pin;
+ *               a ROM the kernel refuses to read (EIO: no valid image) fails
  *   hooks       operator executables in a directory, each with a timeout
  * The pipeline stops at the first failing step. A failure makes the overall
  * verdict fail and its reason "<step>: <evidence>": the quarantine reason.
@@ -178,6 +182,15 @@ GW_EXTERN const gw_step_result *gw_sanitize_result_step(const gw_sanitize_result
 GW_EXTERN int gw_sanitize_result_failed_step(const gw_sanitize_result *r);
 /* "<step>: <evidence>" of the failing step; NULL when passed. */
 GW_EXTERN const char *gw_sanitize_result_reason(const gw_sanitize_result *r);
+/* True when the clean-up failed because the device is, or may be, in use:
+ * a VM references it, the attachment source cannot tell, or a process holds
+ * its VFIO group open (found in /proc by not_in_use or by the reset step's
+ * check, or the kernel refusing the reset step's exclusive open with EBUSY).
+ * Nothing is known to be wrong with the device then: do not quarantine it,
+ * record the clean-up as aborted and try again later (gpuwardend does).
+ * A failure at not_in_use for another reason (its functions unreadable) is
+ * not flagged. In the JSON form: "in_use": true, present only when set. */
+GW_EXTERN bool gw_sanitize_result_in_use(const gw_sanitize_result *r);
 /* Pins after the clean-up: the request's, updated. */
 GW_EXTERN size_t gw_sanitize_result_pin_count(const gw_sanitize_result *r);
 GW_EXTERN const gw_fact *gw_sanitize_result_pin(const gw_sanitize_result *r, size_t i);

@@ -10,7 +10,7 @@ import msgpack
 import pytest
 import zmq
 
-from gwdaemon import Daemon
+from gwdaemon import HOSTS, Daemon
 
 GPUS = ["0000:1a:00.0", "0000:67:00.0", "0000:68:00.0"]   # x299-3xa6000
 
@@ -258,6 +258,52 @@ def test_gpu_fallen_off_the_bus_is_quarantined_at_scan(tmp_path):
     dep = next(x for x in inv["deployables"] if "0000:68:00.0" in x["gpus"])
     assert dep["reserved"] == 1 and dep["attach_handles"] == []
     assert d.stop() == 0
+
+
+def test_gpu_held_by_a_process_is_aborted_not_quarantined(tmp_path):
+    """A QEMU libvirt does not know about has 1a:00.0's IOMMU group (45) open
+    (as /proc shows it): the clean-up is aborted with the holder named, the
+    GPU stays dirty and is not quarantined, the next tries wait (1 s, 2 s,
+    ...: no loop), and once the process is gone the next try cleans it."""
+    import shutil
+    host = tmp_path / "host"
+    shutil.copytree(HOSTS / "x299-3xa6000", host, symlinks=True)
+    proc = host / "proc" / "4242"
+    (proc / "fd").mkdir(parents=True)
+    (proc / "fd" / "31").symlink_to("/dev/vfio/45")
+    (proc / "comm").write_text("qemu-system-x86\n")
+    d = Daemon(tmp_path, host=str(host), extra=["--in-use-retry", "1"])
+    try:
+        d.start(wait_clean=False)
+        held_then_released(d, proc)
+    except BaseException:
+        d.stop()        # never leave a daemon behind a failure
+        raise
+    assert d.stop() == 0
+
+
+def held_then_released(d, proc):
+    import shutil
+    import time
+
+    def events():
+        return d.result("audit", {"device": GPUS[0]})["records"]
+    deadline = time.time() + 20
+    while not any(r["event"] == "cleanup_aborted" for r in events()) and time.time() < deadline:
+        time.sleep(0.05)
+    aborted = [r for r in events() if r["event"] == "cleanup_aborted"][0]
+    assert aborted["reason"] == ("not_in_use: 0000:1a:00.0: IOMMU group 45 (/dev/vfio/45) is open by pid 4242 "
+                                 "(qemu-system-x86): in use")
+    d.wait(lambda ds: all(x["state"] == "sanitized" for x in ds if x["address"] != GPUS[0]))
+    time.sleep(2.5)
+    dev = d.result("device", {"address": GPUS[0]})
+    assert (dev["state"], dev["dirty"]) == ("discovered", True), dev
+    names = [r["event"] for r in events()]
+    assert "cleanup_failed" not in names and "quarantine" not in names, names
+    assert 1 <= names.count("cleanup_aborted") <= 4, names     # 1 s, 2 s, ...: not a loop
+    shutil.rmtree(proc)
+    d.wait(lambda ds: {x["address"]: x["state"] for x in ds}[GPUS[0]] == "sanitized", timeout=30)
+    assert events()[-1]["event"] == "cleanup_passed"
 
 
 def test_systemd_readiness_and_reload(tmp_path):

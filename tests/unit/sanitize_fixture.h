@@ -231,7 +231,11 @@ static inline void fx_ups(char *out, size_t n, int count)
         strncat(out, "../", n - strlen(out) - 1);
 }
 
-/* The fixture's ROM image: 55 aa, then a deterministic pattern per device. */
+/* The fixture's ROM image: one legacy image filling the attribute, as the
+ * kernel's pci_get_rom_size() wants it (55 AA; pointer at 0x18 to a "PCIR"
+ * structure with the ids, the length in 512-byte units and the last-image
+ * flag), the rest a deterministic pattern per device. Without the PCIR
+ * structure the kernel (and the simulated backend) refuses the read (EIO). */
 static inline void fx_rom_bytes(const fx_dev *d, unsigned char *buf, size_t n)
 {
     uint32_t x = 0x12345678u ^ d->device ^ ((uint32_t)d->sdid << 16);
@@ -241,6 +245,17 @@ static inline void fx_rom_bytes(const fx_dev *d, unsigned char *buf, size_t n)
     }
     buf[0] = 0x55;
     buf[1] = 0xaa;
+    buf[2] = (unsigned char)(n / 512);
+    buf[0x18] = 0x40;
+    buf[0x19] = 0x00;
+    memcpy(buf + 0x40, "PCIR", 4);
+    buf[0x44] = (unsigned char)d->vendor;
+    buf[0x45] = (unsigned char)(d->vendor >> 8);
+    buf[0x46] = (unsigned char)d->device;
+    buf[0x47] = (unsigned char)(d->device >> 8);
+    buf[0x50] = (unsigned char)(n / 512);
+    buf[0x51] = (unsigned char)(n / 512 >> 8);
+    buf[0x55] = 0x80;       /* last image */
 }
 
 static inline void fx_sha256_hex(const void *buf, size_t len, char out[65])

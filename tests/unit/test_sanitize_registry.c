@@ -79,7 +79,8 @@ static void results_move_the_device_and_pins_persist(void **state)
     gw_sanitize_result_free(res);
 
     /* Operator asks for another; the link is now x8: quarantined, the
-     * reason is the step and its evidence, the first pin stays. */
+     * reason is the step and its evidence (ending with the end of the run:
+     * power/control set back to what bind found), the first pin stays. */
     assert_int_equal(gw_registry_apply(reg, GPU, GW_EVENT_SANITIZE, NULL, NULL), 0);
     gw_sim_set(sim, "sys/bus/pci/devices/" GPU "/current_link_width", "8\n", 2);
     gw_sim_set(sim, "sys/bus/pci/devices/0000:02:00.0/max_link_width", "8\n", 2);
@@ -92,7 +93,9 @@ static void results_move_the_device_and_pins_persist(void **state)
                                                 "recorded at the first clean-up; link at 16.0 GT/s; 0000:03:00.0: "
                                                 "aer_dev_fatal TOTAL 0 unchanged; 0000:03:00.0: aer_dev_nonfatal "
                                                 "TOTAL 0 unchanged; 0000:02:00.0: aer_dev_fatal TOTAL 0 unchanged; "
-                                                "0000:02:00.0: aer_dev_nonfatal TOTAL 0 unchanged; BAR sizes unchanged");
+                                                "0000:02:00.0: aer_dev_nonfatal TOTAL 0 unchanged; BAR sizes unchanged; "
+                                                "end of the run: wrote 'auto' to sys/bus/pci/devices/0000:03:00.0/"
+                                                "power/control; 0000:03:00.0 now: D3hot, runtime suspended");
     assert_false(dev->cleanup.passed);
     assert_int_equal(dev->cleanup.n_steps, 4);
     assert_string_equal(gw_device_fact(dev, "sanitize.link_width"), "16");

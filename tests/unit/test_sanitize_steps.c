@@ -193,13 +193,18 @@ static void passing_cleanup_writes_exactly_the_expected_sequence(void **state)
     assert_contains(step(GW_STEP_HOOKS)->evidence, "no hooks in");
     assert_true(gw_sanitize_result_end_ms(W.res) >= gw_sanitize_result_start_ms(W.res));
 
-    /* driver_override of both functions, reset, ROM on/off: nothing else. */
-    assert_int_equal(gw_sim_write_count(W.sim), 5);
+    /* driver_override of both functions, both held in D0, reset, ROM
+     * on/off, power/control back (last set, first restored): nothing else. */
+    assert_int_equal(gw_sim_write_count(W.sim), 9);
     assert_write(0, DEV(GPU, "driver_override"), "vfio-pci", 8, 0);
     assert_write(1, DEV(HDA, "driver_override"), "vfio-pci", 8, 0);
-    assert_write(2, DEV(GPU, "reset"), "1", 1, 0);
-    assert_write(3, DEV(GPU, "rom"), "1", 1, 0);
-    assert_write(4, DEV(GPU, "rom"), "0\n", 2, 0);
+    assert_write(2, DEV(GPU, "power/control"), "on", 2, 0);
+    assert_write(3, DEV(HDA, "power/control"), "on", 2, 0);
+    assert_write(4, DEV(GPU, "reset"), "1", 1, 0);
+    assert_write(5, DEV(GPU, "rom"), "1", 1, 0);
+    assert_write(6, DEV(GPU, "rom"), "0\n", 2, 0);
+    assert_write(7, DEV(HDA, "power/control"), "auto", 4, 0);
+    assert_write(8, DEV(GPU, "power/control"), "auto", 4, 0);
 
     /* Pins out: first link width, ROM hash, AER baselines of GPU and port. */
     char h[65];
@@ -222,7 +227,7 @@ static void passing_cleanup_writes_exactly_the_expected_sequence(void **state)
     assert_passes();
     assert_contains(step(GW_STEP_FIRMWARE)->evidence, "matches the pin");
     assert_contains(step(GW_STEP_BIND)->evidence, "0000:03:00.0: already on vfio-pci");
-    assert_int_equal(gw_sim_write_count(W.sim), 5 + 3);    /* reset, rom on, rom off */
+    assert_int_equal(gw_sim_write_count(W.sim), 9 + 7);    /* power on x2, reset, rom on, rom off, power back x2 */
     gw_sanitize_result_free(first);
 }
 
@@ -237,6 +242,7 @@ static void in_use_fails_and_writes_nothing(void **state)
     run();
     /* The HDA function's domain holds the whole slot. */
     assert_fails_at(GW_STEP_NOT_IN_USE, "0000:03:00.0 is in use by domain 'tenant-a'");
+    assert_true(gw_sanitize_result_in_use(W.res));
     assert_int_equal(gw_sim_write_count(W.sim), 0);
 }
 
@@ -251,6 +257,147 @@ static void attachment_error_counts_as_in_use(void **state)
     assert_int_equal(gw_sim_write_count(W.sim), 0);
 }
 
+/* ---- VFIO holders: a process (a running QEMU) with the group node open ---- */
+
+static void vfio_holder_is_named_and_nothing_is_written(void **state)
+{
+    (void)state;
+    world_open();
+    /* libvirt knows nothing of it (the attachment source says free). */
+    gw_sim_hold_group(W.sim, "10", 4242, "qemu-system-x86");
+    run();
+    assert_fails_at(GW_STEP_NOT_IN_USE, "0000:03:00.0: IOMMU group 10 (/dev/vfio/10) is open by pid 4242 "
+                                        "(qemu-system-x86): in use");
+    assert_true(gw_sanitize_result_in_use(W.res));
+    assert_int_equal(gw_sim_write_count(W.sim), 0);
+
+    /* The JSON form keeps the verdict "in use". */
+    char *json = NULL;
+    assert_int_equal(gw_sanitize_result_to_json(W.res, &json), 0);
+    assert_contains(json, "\"in_use\":true");
+    gw_sanitize_result *back = NULL;
+    assert_int_equal(gw_sanitize_result_from_json(&back, json), 0);
+    assert_true(gw_sanitize_result_in_use(back));
+    gw_sanitize_result_free(back);
+    free(json);
+
+    /* Once QEMU is gone, the same GPU is cleaned; a holder of another
+     * group is no reason to stop. */
+    gw_sim_release_group(W.sim, "10", 4242);
+    gw_sim_hold_group(W.sim, "11", 4300, "qemu-system-x86");
+    run();
+    assert_passes();
+    assert_false(gw_sanitize_result_in_use(W.res));
+    assert_contains(step(GW_STEP_NOT_IN_USE)->evidence, "no process has /dev/vfio/10 open (1 processes looked at)");
+}
+
+static void vfio_holder_appearing_during_bind_stops_the_reset(void **state)
+{
+    (void)state;
+    world_open();
+    /* not_in_use saw nobody; QEMU opens the group while bind runs. */
+    gw_sim_after_write_hold(W.sim, DEV(HDA, "driver_override"), "10", 777, "qemu-kvm");
+    run();
+    assert_fails_at(GW_STEP_RESET, "0000:03:00.0: IOMMU group 10 (/dev/vfio/10) is open by pid 777 (qemu-kvm): "
+                                   "in use; not reset");
+    assert_true(gw_sanitize_result_in_use(W.res));
+    assert_int_equal(gw_sim_count_writes(W.sim, "/reset"), 0);
+    /* What the clean-up changed for itself went back all the same. */
+    assert_write(gw_sim_write_count(W.sim) - 1, DEV(GPU, "power/control"), "auto", 4, 0);
+}
+
+static void vfio_holder_racing_the_reset_is_stopped_by_the_kernel(void **state)
+{
+    (void)state;
+    world_open();
+    /* QEMU opens the group after the reset step's own check and before its
+     * hold: no scan can see it in time, the kernel's single open can. */
+    gw_sim_race_hold(W.sim, "10", 4243, "qemu-system-x86");
+    run();
+    assert_fails_at(GW_STEP_RESET, "0000:03:00.0: IOMMU group 10 (/dev/vfio/10) is open by pid 4243 "
+                                   "(qemu-system-x86): in use (the kernel refused our open: EBUSY); not reset");
+    assert_contains(step(GW_STEP_RESET)->evidence, "no proc directory under the host root: holders of /dev/vfio/10 "
+                                                   "not looked for");
+    assert_true(gw_sanitize_result_in_use(W.res));
+    assert_int_equal(gw_sim_count_writes(W.sim, "/reset"), 0);
+}
+
+static void reset_holds_the_group_open_across_the_write(void **state)
+{
+    (void)state;
+    world_open();
+    run();
+    assert_passes();
+    assert_contains(step(GW_STEP_RESET)->evidence, "holding /dev/vfio/10 open across the reset");
+    size_t resets = 0;
+    for (size_t i = 0; i < gw_sim_write_count(W.sim); i++) {
+        const char *p, *held;
+        const void *d;
+        size_t l;
+        int r;
+        assert_int_equal(gw_sim_write_at(W.sim, i, &p, &d, &l, &r), 0);
+        assert_int_equal(gw_sim_write_held(W.sim, i, &held), 0);
+        bool is_reset = !strcmp(p, DEV(GPU, "reset"));
+        resets += is_reset;
+        assert_string_equal(held, is_reset ? "10" : "");
+    }
+    assert_int_equal(resets, 1);
+    /* Let go after: a VM can open it now. */
+    void *h = NULL;
+    assert_int_equal(gw_hostops_hold(W.ops, "dev/vfio/10", &h), 0);
+    assert_int_equal(gw_hostops_hold(W.ops, "dev/vfio/10", &(void *){ NULL }), -EBUSY);
+    gw_hostops_release(W.ops, h);
+}
+
+/* ---- runtime power ---------------------------------------------------------- */
+
+static void bind_suspends_and_the_cleanup_holds_d0_then_restores(void **state)
+{
+    (void)state;
+    snprintf(fx_find(&W.host, GPU)->driver, 32, "nvidia");
+    snprintf(fx_find(&W.host, HDA)->driver, 32, "snd_hda_intel");
+    world_open();
+    run();
+    assert_passes();
+    /* vfio-pci suspended both at bind (Linux 6.1: D3hot at once). */
+    assert_contains(step(GW_STEP_BIND)->evidence, "0000:03:00.0: D3hot, runtime suspended -> D0, runtime active "
+                                                  "(power/control 'on', was 'auto')");
+    assert_contains(step(GW_STEP_BIND)->evidence, "0000:03:00.1: D3hot, runtime suspended -> D0, runtime active");
+    assert_contains(step(GW_STEP_RESET)->evidence, "0000:03:00.0 after the reset: D0, runtime active");
+    assert_contains(step(GW_STEP_HOOKS)->evidence, "end of the run: wrote 'auto' to sys/bus/pci/devices/0000:03:00.1/"
+                                                   "power/control; 0000:03:00.1 now: D3hot, runtime suspended");
+    /* D0 from after bind to the end: on before the reset and the ROM read,
+     * back to auto after them. */
+    assert_write(6, DEV(GPU, "power/control"), "on", 2, 0);
+    assert_write(7, DEV(HDA, "power/control"), "on", 2, 0);
+    assert_write(8, DEV(GPU, "reset"), "1", 1, 0);
+    assert_write(10, DEV(GPU, "rom"), "0\n", 2, 0);
+    assert_write(11, DEV(HDA, "power/control"), "auto", 4, 0);
+    assert_write(12, DEV(GPU, "power/control"), "auto", 4, 0);
+    /* Left as bind made it: suspended under vfio-pci, runtime PM allowed. */
+    char *s = NULL;
+    size_t n;
+    assert_int_equal(gw_hostops_read(W.ops, DEV(GPU, "power_state"), 64, &s, &n), 0);
+    assert_string_equal(s, "D3hot\n");
+    free(s);
+    assert_int_equal(gw_hostops_read(W.ops, DEV(GPU, "power/control"), 64, &s, &n), 0);
+    assert_string_equal(s, "auto\n");
+    free(s);
+}
+
+static void power_control_already_on_is_left_alone(void **state)
+{
+    (void)state;
+    world_open();
+    gw_sim_set(W.sim, DEV(GPU, "power/control"), "on\n", 3);
+    run();
+    assert_passes();
+    assert_contains(step(GW_STEP_BIND)->evidence, "0000:03:00.0: D0, runtime active, power/control already 'on'");
+    /* Only the HDA function's was changed, and only it goes back. */
+    assert_int_equal(gw_sim_count_writes(W.sim, "0000:03:00.0/power/control"), 0);
+    assert_int_equal(gw_sim_count_writes(W.sim, "0000:03:00.1/power/control"), 2);
+}
+
 /* ---- bind ------------------------------------------------------------------ */
 
 static void bind_rebinds_host_drivers_through_driver_override(void **state)
@@ -261,7 +408,7 @@ static void bind_rebinds_host_drivers_through_driver_override(void **state)
     world_open();
     run();
     assert_passes();
-    assert_int_equal(gw_sim_write_count(W.sim), 6 + 3);
+    assert_int_equal(gw_sim_write_count(W.sim), 6 + 2 + 3 + 2);    /* bind, power on, reset + rom, power back */
     assert_write(0, DEV(GPU, "driver_override"), "vfio-pci", 8, 0);
     assert_write(1, "sys/bus/pci/drivers/nvidia/unbind", GPU, 12, 0);
     assert_write(2, "sys/bus/pci/drivers_probe", GPU, 12, 0);
@@ -353,9 +500,13 @@ static void default_rule_manages_vfio_bound_gpu_only(void **state)
     assert_passes();
     /* The HDA function (class 0403) is not managed by default: left alone. */
     assert_contains(step(GW_STEP_BIND)->evidence, "0000:03:00.1: on vfio-pci, not managed: driver_override left");
-    assert_int_equal(gw_sim_write_count(W.sim), 4);
+    assert_int_equal(gw_sim_write_count(W.sim), 6);
     assert_write(0, DEV(GPU, "driver_override"), "vfio-pci", 8, 0);
-    assert_write(1, DEV(GPU, "reset"), "1", 1, 0);
+    assert_write(1, DEV(GPU, "power/control"), "on", 2, 0);
+    assert_write(2, DEV(GPU, "reset"), "1", 1, 0);
+    assert_write(5, DEV(GPU, "power/control"), "auto", 4, 0);
+    assert_contains(step(GW_STEP_BIND)->evidence, "0000:03:00.1: D0, runtime active, power/control 'auto' left as "
+                                                  "it is (not managed)");
 }
 
 /* ---- reset ----------------------------------------------------------------- */
@@ -368,7 +519,11 @@ static void reset_write_fails(void **state)
     run();
     assert_fails_at(GW_STEP_RESET, "write '1' to sys/bus/pci/devices/0000:03:00.0/reset failed: Input/output error");
     assert_contains(gw_sanitize_result_reason(W.res), "reset failed");
+    assert_false(gw_sanitize_result_in_use(W.res));
     assert_int_equal(gw_sim_count_writes(W.sim, "/rom"), 0);
+    /* A failed run still gives power/control back. */
+    assert_contains(gw_sanitize_result_reason(W.res), "end of the run: wrote 'auto'");
+    assert_write(gw_sim_write_count(W.sim) - 1, DEV(GPU, "power/control"), "auto", 4, 0);
 }
 
 static void no_reset_method_fails_unless_policy_allows(void **state)
@@ -410,6 +565,7 @@ static void reset_refused_when_a_vm_appears_meanwhile(void **state)
     W.att.busy_from_call = 2;
     run();
     assert_fails_at(GW_STEP_RESET, "0000:03:00.0 is in use by domain 'late'; not reset");
+    assert_true(gw_sanitize_result_in_use(W.res));
     assert_int_equal(W.att.calls, 2);
     assert_int_equal(gw_sim_count_writes(W.sim, "/reset"), 0);
 }
@@ -597,8 +753,8 @@ static void rom_hash_changed_vs_pin_fails_firmware(void **state)
     char want[200];
     snprintf(want, sizeof want, "sha256 %s changed vs the pin 0000", h);
     assert_fails_at(GW_STEP_FIRMWARE, want);
-    /* The ROM was disabled again after the read. */
-    assert_write(gw_sim_write_count(W.sim) - 1, DEV(GPU, "rom"), "0\n", 2, 0);
+    /* The ROM was disabled again after the read (then power/control went back). */
+    assert_write(gw_sim_write_count(W.sim) - 3, DEV(GPU, "rom"), "0\n", 2, 0);
     /* The pin is not overwritten by a mismatch. */
     assert_string_equal(gw_sanitize_result_pin_get(W.res, "sanitize.rom_sha256"), W.pins[0].value);
 }
@@ -689,6 +845,26 @@ static void no_rom_skips_firmware(void **state)
     assert_int_equal(step(GW_STEP_FIRMWARE)->verdict, GW_VERDICT_SKIP);
     assert_contains(step(GW_STEP_FIRMWARE)->evidence, "no ROM BAR");
     assert_int_equal(gw_sim_count_writes(W.sim, "/rom"), 0);
+}
+
+static void rom_without_a_valid_image_fails_firmware_with_eio(void **state)
+{
+    (void)state;
+    world_open();
+    /* Erased or garbage flash: the kernel finds no 55 AA image and refuses
+     * the read, so there is nothing to verify. */
+    unsigned char junk[4096];
+    memset(junk, 0xff, sizeof junk);
+    gw_sim_set(W.sim, DEV(GPU, "rom"), junk, sizeof junk);
+    run();
+    assert_fails_at(GW_STEP_FIRMWARE, "ROM read failed with EIO (read sys/bus/pci/devices/0000:03:00.0/rom: invalid "
+                                      "ROM header signature: expecting 0xaa55, got 0xffff (kernel: EIO)): the kernel "
+                                      "found no valid ROM image (55 AA header and PCIR structure), so the firmware "
+                                      "cannot be verified");
+    assert_false(gw_sanitize_result_in_use(W.res));
+    assert_null(gw_sanitize_result_pin_get(W.res, "sanitize.rom_sha256"));
+    /* Disabled again after the failed read. */
+    assert_write(gw_sim_write_count(W.sim) - 3, DEV(GPU, "rom"), "0\n", 2, 0);
 }
 
 static void rom_read_error_fails_and_still_disables(void **state)
@@ -810,6 +986,10 @@ static void step_timeout_abandons_a_blocked_write(void **state)
     usleep(100000);
     assert_int_equal(gw_sim_count_writes(W.sim, "/reset"), 1);
     assert_int_equal(gw_sim_count_writes(W.sim, "/rom"), 0);
+    /* An abandoned run writes nothing more, power/control included, and says so. */
+    assert_int_equal(gw_sim_count_writes(W.sim, "/power/control"), 2);
+    assert_contains(gw_sanitize_result_reason(W.res), "power/control of 0000:03:00.0 (was 'auto'), 0000:03:00.1 (was "
+                                                      "'auto') left 'on': the run was abandoned");
 }
 
 static void result_json_round_trip(void **state)
@@ -914,6 +1094,165 @@ static void sim_models_the_kernel_attributes(void **state)
     fx_snap_free(&a);
 }
 
+static void assert_reads(const char *path, const char *want)
+{
+    char *s = NULL;
+    size_t n;
+    assert_int_equal(gw_hostops_read(W.ops, path, 4096, &s, &n), 0);
+    assert_string_equal(s, want);
+    free(s);
+}
+
+static void assert_power(const char *state, const char *status, const char *control)
+{
+    assert_reads(DEV(GPU, "power_state"), state);
+    assert_reads(DEV(GPU, "power/runtime_status"), status);
+    assert_reads(DEV(GPU, "power/control"), control);
+}
+
+static void sim_models_runtime_power_like_linux_6_1(void **state)
+{
+    (void)state;
+    world_open();
+    const char *unbind = "sys/bus/pci/drivers/vfio-pci/unbind", *bind = "sys/bus/pci/drivers/vfio-pci/bind";
+    /* The tree has no power files: the kernel's defaults, as the tree left it. */
+    assert_power("D0\n", "active\n", "auto\n");
+    assert_int_equal(gw_hostops_exists(W.ops, DEV(GPU, "power/control")), 0);
+    /* Unbound: D0. Bound to vfio-pci: suspended at once. */
+    assert_int_equal(gw_hostops_write(W.ops, unbind, GPU, 12), 0);
+    assert_power("D0\n", "active\n", "auto\n");
+    assert_int_equal(gw_hostops_write(W.ops, bind, GPU, 12), 0);
+    assert_power("D3hot\n", "suspended\n", "auto\n");
+    /* "on" resumes and keeps it in D0; "auto" lets it suspend again. */
+    assert_int_equal(gw_hostops_write(W.ops, DEV(GPU, "power/control"), "on\n", 3), 0);
+    assert_power("D0\n", "active\n", "on\n");
+    assert_int_equal(gw_hostops_write(W.ops, DEV(GPU, "power/control"), "auto", 4), 0);
+    assert_power("D3hot\n", "suspended\n", "auto\n");
+    assert_int_equal(gw_hostops_write(W.ops, DEV(GPU, "power/control"), "off", 3), -EINVAL);
+    assert_int_equal(gw_hostops_write(W.ops, DEV(GPU, "power_state"), "D0", 2), -EACCES);
+    /* A reset and a ROM read work in D3hot and leave it there. */
+    assert_int_equal(gw_hostops_write(W.ops, DEV(GPU, "reset"), "1", 1), 0);
+    assert_int_equal(gw_hostops_write(W.ops, DEV(GPU, "rom"), "1", 1), 0);
+    char *s = NULL;
+    size_t n;
+    assert_int_equal(gw_hostops_read(W.ops, DEV(GPU, "rom"), 1 << 20, &s, &n), 0);
+    free(s);
+    assert_power("D3hot\n", "suspended\n", "auto\n");
+    /* Unbinding from vfio-pci resumes it; with "on", binding does not suspend. */
+    assert_int_equal(gw_hostops_write(W.ops, unbind, GPU, 12), 0);
+    assert_power("D0\n", "active\n", "auto\n");
+    assert_int_equal(gw_hostops_write(W.ops, DEV(GPU, "power/control"), "on", 2), 0);
+    assert_int_equal(gw_hostops_write(W.ops, bind, GPU, 12), 0);
+    assert_power("D0\n", "active\n", "on\n");
+    /* Only devices of the tree have them. */
+    assert_true(gw_hostops_exists(W.ops, DEV("0000:0f:00.0", "power/control")) < 0);
+    /* Nothing reached the tree. */
+    char p[256];
+    snprintf(p, sizeof p, "%s/sys/bus/pci/devices/" GPU "/power", W.host.root);
+    assert_int_equal(access(p, F_OK), -1);
+}
+
+/* A ROM of `n` bytes: images of the given lengths (512-byte units), the
+ * last flagged when `flag_last`; zeros after. */
+static unsigned char *rom_of(size_t n, const unsigned *units, size_t k, bool flag_last)
+{
+    unsigned char *r = calloc(1, n);
+    size_t at = 0;
+    for (size_t i = 0; i < k; i++) {
+        r[at] = 0x55;
+        r[at + 1] = 0xaa;
+        r[at + 0x18] = 0x1c;
+        memcpy(r + at + 0x1c, "PCIR", 4);
+        r[at + 0x1c + 0x10] = (unsigned char)units[i];
+        r[at + 0x1c + 0x11] = (unsigned char)(units[i] >> 8);
+        r[at + 0x1c + 0x15] = flag_last && i == k - 1 ? 0x80 : 0;
+        at += units[i] * 512u;
+    }
+    return r;
+}
+
+static size_t rom_read_len(const unsigned char *rom, size_t n, int *err)
+{
+    gw_sim_set(W.sim, DEV(GPU, "rom"), rom, n);
+    char *s = NULL;
+    size_t len = 0;
+    *err = gw_hostops_read(W.ops, DEV(GPU, "rom"), 1 << 20, &s, &len);
+    free(s);
+    return *err ? 0 : len;
+}
+
+static void sim_rom_reads_follow_pci_get_rom_size(void **state)
+{
+    (void)state;
+    world_open();
+    assert_int_equal(gw_hostops_write(W.ops, DEV(GPU, "rom"), "1", 1), 0);
+    int err;
+    /* Two images (x86 + EFI), the second flagged last: their length, not
+     * the window's. */
+    unsigned two[] = { 2, 3 };
+    unsigned char *r = rom_of(65536, two, 2, true);
+    assert_int_equal(rom_read_len(r, 65536, &err), 5 * 512);
+    free(r);
+    /* The first not flagged last and no image after it: the first only. */
+    r = rom_of(65536, two, 1, false);
+    assert_int_equal(rom_read_len(r, 65536, &err), 2 * 512);
+    free(r);
+    /* An image longer than the window: the window. */
+    unsigned big[] = { 256 };
+    r = rom_of(65536, big, 1, true);
+    assert_int_equal(rom_read_len(r, 65536, &err), 65536);
+    free(r);
+    /* No 55 AA, or no PCIR structure: EIO, as pci_read_rom() gives it. */
+    r = calloc(1, 4096);
+    assert_int_equal(rom_read_len(r, 4096, &err), 0);
+    assert_int_equal(err, -EIO);
+    assert_contains(gw_error_message(), "invalid ROM header signature: expecting 0xaa55, got 0x0000 (kernel: EIO)");
+    r[0] = 0x55;
+    r[1] = 0xaa;
+    assert_int_equal(rom_read_len(r, 4096, &err), 0);
+    assert_int_equal(err, -EIO);
+    assert_contains(gw_error_message(), "invalid ROM data signature");
+    free(r);
+}
+
+static void sim_proc_shows_holders_like_the_kernel(void **state)
+{
+    (void)state;
+    world_open();
+    char **names = NULL;
+    size_t n = 0;
+    /* No holder, no proc in the tree: no proc at all. */
+    assert_int_equal(gw_hostops_list(W.ops, "proc", &names, &n), -ENOENT);
+    gw_sim_hold_group(W.sim, "10", 4242, "qemu-system-x86");
+    gw_sim_hold_group(W.sim, "11", 4242, "qemu-system-x86");
+    assert_int_equal(gw_hostops_list(W.ops, "proc", &names, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(names[0], "4242");
+    gw_hostops_list_free(names, n);
+    assert_int_equal(gw_hostops_list(W.ops, "proc/4242/fd", &names, &n), 0);
+    assert_int_equal(n, 2);
+    char *t = NULL;
+    char p[64];
+    snprintf(p, sizeof p, "proc/4242/fd/%s", names[1]);
+    assert_int_equal(gw_hostops_readlink(W.ops, p, &t), 0);
+    assert_string_equal(t, "/dev/vfio/11");
+    free(t);
+    gw_hostops_list_free(names, n);
+    assert_reads("proc/4242/comm", "qemu-system-x86\n");
+    /* The group node: one open at a time. */
+    void *h = NULL;
+    assert_int_equal(gw_hostops_hold(W.ops, "dev/vfio/10", &h), -EBUSY);
+    gw_sim_release_group(W.sim, "10", 4242);
+    assert_int_equal(gw_hostops_hold(W.ops, "dev/vfio/10", &h), 0);
+    assert_int_equal(gw_hostops_hold(W.ops, "dev/vfio/10", &(void *){ NULL }), -EBUSY);
+    gw_hostops_release(W.ops, h);
+    /* No such group, or none of its functions on vfio-pci: no node. */
+    assert_int_equal(gw_hostops_hold(W.ops, "dev/vfio/99", &h), -ENOENT);
+    assert_int_equal(gw_hostops_write(W.ops, "sys/bus/pci/drivers/vfio-pci/unbind", GPU, 12), 0);
+    assert_int_equal(gw_hostops_write(W.ops, "sys/bus/pci/drivers/vfio-pci/unbind", HDA, 12), 0);
+    assert_int_equal(gw_hostops_hold(W.ops, "dev/vfio/10", &h), -ENOENT);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup1, teardown)
 
 int main(void)
@@ -924,6 +1263,12 @@ int main(void)
         T(passing_cleanup_writes_exactly_the_expected_sequence),
         T(in_use_fails_and_writes_nothing),
         T(attachment_error_counts_as_in_use),
+        T(vfio_holder_is_named_and_nothing_is_written),
+        T(vfio_holder_appearing_during_bind_stops_the_reset),
+        T(vfio_holder_racing_the_reset_is_stopped_by_the_kernel),
+        T(reset_holds_the_group_open_across_the_write),
+        T(bind_suspends_and_the_cleanup_holds_d0_then_restores),
+        T(power_control_already_on_is_left_alone),
         T(bind_rebinds_host_drivers_through_driver_override),
         T(group_member_on_host_driver_not_managed_fails_bind),
         T(foreign_device_in_group_fails_bind),
@@ -953,6 +1298,7 @@ int main(void)
         T(rom_not_in_allowlist_fails_firmware),
         T(allowlist_file_loads_and_reports_bad_lines),
         T(no_rom_skips_firmware),
+        T(rom_without_a_valid_image_fails_firmware_with_eio),
         T(rom_read_error_fails_and_still_disables),
         T(hooks_run_in_order_with_device_and_evidence),
         T(hook_exit_1_fails_hooks),
@@ -961,6 +1307,9 @@ int main(void)
         T(result_json_round_trip),
         T(bad_arguments_are_refused),
         T(sim_models_the_kernel_attributes),
+        T(sim_models_runtime_power_like_linux_6_1),
+        T(sim_rom_reads_follow_pci_get_rom_size),
+        T(sim_proc_shows_holders_like_the_kernel),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -174,6 +174,176 @@ static void unmanaged_device_tree_unchanged(void **state)
     gw_sanitize_result_free(res);
 }
 
+static const gw_step_result *step_of(const gw_sanitize_result *r, gw_step_id id)
+{
+    for (size_t i = 0; i < gw_sanitize_result_step_count(r); i++)
+        if (gw_sanitize_result_step(r, i)->step == id)
+            return gw_sanitize_result_step(r, i);
+    return NULL;
+}
+
+static void mkpath(const char *rel)
+{
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s", H.root, rel);
+    fx_mkdirs(p);
+}
+
+/* proc/<pid>/fd/<fd> -> target, as /proc shows an open file. */
+static void proc_fd(const char *pid, const char *fd, const char *target, const char *comm)
+{
+    char rel[128], dir[512];
+    snprintf(rel, sizeof rel, "proc/%s/fd", pid);
+    mkpath(rel);
+    snprintf(dir, sizeof dir, "%s/%s", H.root, rel);
+    fx_symlink(target, dir, fd);
+    if (comm) {
+        snprintf(dir, sizeof dir, "%s/proc/%s", H.root, pid);
+        fx_write_text(dir, "comm", comm);
+    }
+}
+
+static void real_backend_finds_a_vfio_holder_in_proc_and_writes_nothing(void **state)
+{
+    (void)state;
+    fx_std(&H, 1);
+    fx_write(&H);
+    proc_fd("4242", "0", "/dev/null", "qemu-system-x86\n");
+    proc_fd("4242", "31", "/dev/vfio/10", NULL);
+    proc_fd("4243", "5", "/dev/vfio/vfio", "libvirtd\n");     /* the container node: not a group */
+    proc_fd("4300", "7", "/dev/vfio/10", NULL);                /* no comm: exited during the scan */
+    mkpath("proc/sys");                                         /* not a process */
+    fx_snap before, after;
+    fx_snapshot(H.root, &before);
+    gw_sanitize_policy pol = GW_SANITIZE_POLICY_INIT;
+    pol.hooks_dir = hooks_dir;
+    gw_sanitize_result *res = run_real(&pol);
+    fx_snapshot(H.root, &after);
+    assert_int_equal(gw_sanitize_result_failed_step(res), GW_STEP_NOT_IN_USE);
+    assert_string_equal(gw_sanitize_result_reason(res), "not_in_use: 0000:03:00.0: IOMMU group 10 (/dev/vfio/10) "
+                                                        "is open by pid 4242 (qemu-system-x86): in use");
+    assert_true(gw_sanitize_result_in_use(res));
+    assert_tree_changes(&before, &after, NULL, 0);
+    fx_snap_free(&before);
+    fx_snap_free(&after);
+    gw_sanitize_result_free(res);
+}
+
+static void real_backend_holds_the_group_node_across_the_reset(void **state)
+{
+    (void)state;
+    fx_std(&H, 1);
+    fx_write(&H);
+    /* A tree without the node: noted, and the reset goes on. */
+    gw_sanitize_policy pol = GW_SANITIZE_POLICY_INIT;
+    pol.hooks_dir = hooks_dir;
+    gw_sanitize_result *res = run_real(&pol);
+    assert_int_equal(gw_sanitize_result_verdict(res), GW_VERDICT_PASS);
+    const char *ev = step_of(res, GW_STEP_RESET)->evidence;
+    assert_non_null(strstr(ev, "/dev/vfio/10 not held: open "));
+    assert_non_null(strstr(ev, "/dev/vfio/10: No such file or directory"));
+    assert_non_null(strstr(step_of(res, GW_STEP_NOT_IN_USE)->evidence, "no proc directory under the host root"));
+    gw_sanitize_result_free(res);
+
+    /* With a node, the real backend opens it (and never writes it). */
+    mkpath("dev/vfio");
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/dev/vfio", H.root);
+    fx_write_text(dir, "10", "");
+    mkpath("proc/1/fd");
+    fx_snap before, after;
+    fx_snapshot(H.root, &before);
+    res = run_real(&pol);
+    fx_snapshot(H.root, &after);
+    assert_int_equal(gw_sanitize_result_verdict(res), GW_VERDICT_PASS);
+    assert_non_null(strstr(step_of(res, GW_STEP_RESET)->evidence, "holding /dev/vfio/10 open across the reset"));
+    assert_non_null(strstr(step_of(res, GW_STEP_NOT_IN_USE)->evidence,
+                           "no process has /dev/vfio/10 open (1 processes looked at)"));
+    const fx_entry *node0 = fx_snap_get(&before, "/dev/vfio/10"), *node1 = fx_snap_get(&after, "/dev/vfio/10");
+    assert_non_null(node1);
+    assert_int_equal(node0->len, node1->len);
+    fx_snap_free(&before);
+    fx_snap_free(&after);
+    gw_sanitize_result_free(res);
+}
+
+/* The vtable as version-1 backends were compiled: it ends at destroy. */
+typedef struct backend_v1 {
+    unsigned int version;
+    const char *name;
+    int (*read)(void *, const char *, size_t, char **, size_t *);
+    int (*write)(void *, const char *, const void *, size_t);
+    int (*readlink)(void *, const char *, char **);
+    int (*list)(void *, const char *, char ***, size_t *);
+    int (*exists)(void *, const char *);
+    int (*read_config)(void *, const char *, unsigned int, void *, size_t);
+    void (*destroy)(void *);
+} backend_v1;
+
+static int v1_read(void *d, const char *p, size_t m, char **o, size_t *l) { return gw_hostops_read(d, p, m, o, l); }
+static int v1_write(void *d, const char *p, const void *b, size_t l) { return gw_hostops_write(d, p, b, l); }
+static int v1_readlink(void *d, const char *p, char **o) { return gw_hostops_readlink(d, p, o); }
+static int v1_list(void *d, const char *p, char ***o, size_t *n) { return gw_hostops_list(d, p, o, n); }
+static int v1_exists(void *d, const char *p) { return gw_hostops_exists(d, p); }
+static int v1_config(void *d, const char *a, unsigned int o, void *b, size_t l)
+{
+    return gw_hostops_read_config(d, a, o, b, l);
+}
+static int v1_destroyed;
+static void v1_destroy(void *d)
+{
+    v1_destroyed++;
+    gw_hostops_unref(d);
+}
+
+static int hold_stub(void *d, const char *p, void **h) { (void)d; (void)p; *h = NULL; return 0; }
+
+static void version_1_backend_still_works(void **state)
+{
+    (void)state;
+    fx_std(&H, 1);
+    fx_write(&H);
+    gw_hostops *inner = NULL;
+    assert_int_equal(gw_hostops_sysfs_new(&inner, H.root), 0);
+    /* Exactly the old size on the heap: reading past destroy is caught. */
+    backend_v1 *v1 = malloc(sizeof *v1);
+    *v1 = (backend_v1){ 1, "v1", v1_read, v1_write, v1_readlink, v1_list, v1_exists, v1_config, v1_destroy };
+    gw_hostops *ops = NULL;
+    assert_int_equal(gw_hostops_new(&ops, (const gw_hostops_backend *)v1, inner), 0);
+    free(v1);
+    void *h = &h;
+    assert_int_equal(gw_hostops_hold(ops, "dev/vfio/10", &h), -EOPNOTSUPP);
+    assert_null(h);
+    gw_hostops_release(ops, NULL);
+
+    static fx_attach att;
+    fx_attach_init(&att);
+    gw_sanitize_policy pol = GW_SANITIZE_POLICY_INIT;
+    pol.hooks_dir = hooks_dir;
+    gw_sanitize_request req = GW_SANITIZE_REQUEST_INIT;
+    req.address = GPU;
+    gw_sanitize_result *res = NULL;
+    assert_int_equal(gw_sanitize_run(&res, ops, &att.base, &pol, &req), 0);
+    assert_int_equal(gw_sanitize_result_verdict(res), GW_VERDICT_PASS);
+    assert_non_null(strstr(step_of(res, GW_STEP_RESET)->evidence, "/dev/vfio/10 not held: v1: backend cannot hold "
+                                                                   "device nodes (vtable version 1)"));
+    gw_sanitize_result_free(res);
+    gw_hostops_unref(ops);
+    assert_int_equal(v1_destroyed, 1);
+
+    /* Unknown versions, and hold without release, are refused (data released). */
+    gw_hostops_backend be = { 3, "v3", v1_read, v1_write, v1_readlink, v1_list, v1_exists, v1_config, v1_destroy,
+                              NULL, NULL };
+    assert_int_equal(gw_hostops_sysfs_new(&inner, H.root), 0);
+    assert_int_equal(gw_hostops_new(&ops, &be, inner), -EINVAL);
+    assert_non_null(strstr(gw_error_message(), "backend version 3, expected 1 to 2"));
+    be.version = GW_HOSTOPS_BACKEND_VERSION;
+    be.hold = hold_stub;
+    assert_int_equal(gw_hostops_sysfs_new(&inner, H.root), 0);
+    assert_int_equal(gw_hostops_new(&ops, &be, inner), -EINVAL);
+    assert_int_equal(v1_destroyed, 3);
+}
+
 static void backend_reads_config_through_libpci_and_refuses_escapes(void **state)
 {
     (void)state;
@@ -219,6 +389,9 @@ int main(void)
         cmocka_unit_test_teardown(rebind_writes_override_unbind_probe, teardown),
         cmocka_unit_test_teardown(unmanaged_device_tree_unchanged, teardown),
         cmocka_unit_test_teardown(backend_reads_config_through_libpci_and_refuses_escapes, teardown),
+        cmocka_unit_test_teardown(real_backend_finds_a_vfio_holder_in_proc_and_writes_nothing, teardown),
+        cmocka_unit_test_teardown(real_backend_holds_the_group_node_across_the_reset, teardown),
+        cmocka_unit_test_teardown(version_1_backend_still_works, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
