@@ -7,7 +7,7 @@
 
 #include "hostops_sim_internal.h"
 
-enum { ACT_FAIL, ACT_DELAY, ACT_SET, ACT_BIND, ACT_HOLD };
+enum { ACT_FAIL, ACT_DELAY, ACT_SET, ACT_BIND, ACT_HOLD, ACT_REMOVE };
 
 struct sim_action {
     int kind;
@@ -202,6 +202,33 @@ static int attr_exists(gw_sim *s, const char *path)
     return gw_hostops_exists(s->base, path);
 }
 
+/* What `driver`'s probe of `addr` returns. vfio-pci refuses a device without
+ * an IOMMU group with -EINVAL (vfio_pci_core_register_device(); measured in
+ * the lab with the IOMMU off). Lock held. */
+static int probe_error(gw_sim *s, const char *addr, const char *driver)
+{
+    if (strcmp(driver, "vfio-pci"))
+        return 0;
+    _cleanup_free_ char *link = gw_strdup_printf("sys/bus/pci/devices/%s/iommu_group", addr);
+    _cleanup_free_ char *target = NULL;
+    return gw_hostops_readlink(s->base, link, &target) < 0 ? -EINVAL : 0;
+}
+
+/* Hot-unplug: the kernel removes the device's directory (the link in
+ * bus/pci/devices) and its config space with it. Lock held. */
+static void remove_dev(gw_sim *s, const char *addr)
+{
+    _cleanup_free_ char *p = gw_strdup_printf("sys/bus/pci/devices/%s", addr);
+    link_set(s, p, NULL);
+}
+
+static bool dev_removed(gw_sim *s, const char *addr)
+{
+    _cleanup_free_ char *p = gw_strdup_printf("sys/bus/pci/devices/%s", addr);
+    sim_link *l = link_find(s, p);
+    return l && !l->target;
+}
+
 /* The kernel's side of a write. Lock held. */
 static int model_write(gw_sim *s, const char *path, const char *buf, size_t len)
 {
@@ -212,7 +239,8 @@ static int model_write(gw_sim *s, const char *path, const char *buf, size_t len)
             return gw_error_set(-EINVAL, "sim: drivers_probe: not an address");
         _cleanup_free_ char *drv = gw_sim_driver_of(s, addr);
         _cleanup_free_ char *ovr = override_of(s, addr);
-        if (!drv && ovr && driver_exists(s, ovr))
+        /* The kernel answers 0 even when the probe fails: only its log says. */
+        if (!drv && ovr && driver_exists(s, ovr) && probe_error(s, addr, ovr) == 0)
             bind_dev(s, addr, ovr);
         return 0;
     }
@@ -235,6 +263,10 @@ static int model_write(gw_sim *s, const char *path, const char *buf, size_t len)
         _cleanup_free_ char *ovr = override_of(s, addr);
         if (drv || (ovr && strcmp(ovr, name)))
             return gw_error_set(-ENODEV, "sim: %s: %s cannot bind", path, addr);
+        int pe = probe_error(s, addr, name);
+        if (pe < 0)
+            return gw_error_set(pe, "write %s: %s (kernel: %s: probe of %s failed with error %d)", path,
+                                strerror(-pe), name, addr, pe);
         bind_dev(s, addr, name);
         return 0;
     }
@@ -310,6 +342,8 @@ static int sim_do_write(void *data, const char *path, const void *buf, size_t le
             bind_dev(s, a->target, a->data);
         else if (a->kind == ACT_HOLD)
             gw_sim_holder_add(&s->holders, &s->n_holders, a->target, a->err, a->data);
+        else if (a->kind == ACT_REMOVE)
+            remove_dev(s, a->target);
     }
     log_write(s, path, buf, len, r);
     pthread_mutex_unlock(&s->lock);
@@ -345,11 +379,23 @@ static int overlay_read(gw_sim *s, const char *path, size_t max, char **out, siz
     return 0;
 }
 
+static int config_locked(gw_sim *s, const char *address, unsigned int offset, void *buf, size_t len);
+
 /* rom: enabled reads only, and only the bytes pci_read_rom() lets through. */
 static int rom_read(gw_sim *s, const char *path, size_t max, char **out, size_t *len)
 {
     if (!rom_enabled(s, path))
         return gw_error_set(-EINVAL, "read %s: Invalid argument (ROM not enabled)", path);
+    /* pci_map_rom() sets the ROM BAR's enable bit but not the Command
+     * register's Memory Space bit: with decoding off (a device no firmware or
+     * driver enabled, e.g. hot-plugged) the ROM reads as zeros and the kernel
+     * finds no 0xAA55 signature (measured in the lab). */
+    char addr[GW_ADDR_LEN];
+    const char *attr;
+    uint8_t cmd[2];
+    if (gw_sim_split_dev_path(path, addr, &attr) && config_locked(s, addr, 0x04, cmd, 2) == 0 && !(cmd[0] & 0x02))
+        return gw_error_set(-EIO, "read %s: Input/output error (kernel: Invalid PCI ROM header signature: "
+                                  "expecting 0xaa55, got 0x0000; Memory Space decoding is off)", path);
     _cleanup_free_ char *img = NULL;
     size_t n = 0;
     int r = overlay_read(s, path, SIZE_MAX, &img, &n);
@@ -428,11 +474,28 @@ static int sim_exists(void *data, const char *path)
     return r <= 0 ? r : gw_hostops_exists(s->base, path);
 }
 
+/* Config bytes with the lock held: the overlay, else the tree. */
+static int config_locked(gw_sim *s, const char *address, unsigned int offset, void *buf, size_t len)
+{
+    _cleanup_free_ char *p = gw_strdup_printf("sys/bus/pci/devices/%s/config", address);
+    sim_file *f = gw_sim_file_find(s, p);
+    if (!f)
+        return gw_hostops_read_config(s->base, address, offset, buf, len);
+    if (offset + len > f->len)
+        return gw_error_set(-EIO, "config %s: cannot read %zu bytes at 0x%x", address, len, offset);
+    memcpy(buf, f->data + offset, len);
+    return 0;
+}
+
 static int sim_read_config(void *data, const char *address, unsigned int offset, void *buf, size_t len)
 {
     gw_sim *s = data;
     _cleanup_free_ char *p = gw_strdup_printf("sys/bus/pci/devices/%s/config", address);
     pthread_mutex_lock(&s->lock);
+    if (dev_removed(s, address)) {
+        pthread_mutex_unlock(&s->lock);
+        return gw_error_set(-ENOENT, "config %s: No such file or directory (device removed)", address);
+    }
     sim_file *f = gw_sim_file_find(s, p);
     if (f) {
         int r = 0;
@@ -563,6 +626,13 @@ void gw_sim_after_write_bind(gw_sim *s, const char *trigger, const char *trigger
     }
     a->target = gw_xstrdup(address);
     a->data = gw_xstrdup(driver);
+    pthread_mutex_unlock(&s->lock);
+}
+
+void gw_sim_after_write_remove(gw_sim *s, const char *trigger, const char *address)
+{
+    pthread_mutex_lock(&s->lock);
+    add_action(s, ACT_REMOVE, trigger)->target = gw_xstrdup(address);
     pthread_mutex_unlock(&s->lock);
 }
 

@@ -24,7 +24,8 @@
  *                     flagged last, never past the file, which stands for
  *                     the ROM BAR window), and -EIO "invalid ROM header
  *                     signature ... (kernel: EIO)" when the first image is
- *                     not valid
+ *                     not valid, or when the Command register's Memory
+ *                     Space bit is off (the ROM then reads as zeros)
  *   runtime power     power_state, power/runtime_status and power/control
  *                     exist for every device of the tree (the kernel has
  *                     them for each; the overlay supplies them, from the
@@ -77,6 +78,9 @@ void gw_sim_delay_write(gw_sim *sim, const char *path, unsigned int ms);
 /* After a successful write to `trigger`, `target` reads as `data` (len bytes;
  * config space too: "sys/bus/pci/devices/X/config"). */
 void gw_sim_after_write_set(gw_sim *sim, const char *trigger, const char *target, const void *data, size_t len);
+/* After a successful write to `trigger`, device `address` is hot-unplugged:
+ * its sys/bus/pci/devices entry and config space are gone (ENOENT). */
+void gw_sim_after_write_remove(gw_sim *sim, const char *trigger, const char *address);
 /* After a successful write to `trigger` (with bytes `trigger_data` when not
  * NULL), device `address` is bound to `driver` (NULL: unbound). */
 void gw_sim_after_write_bind(gw_sim *sim, const char *trigger, const char *trigger_data, const char *address,

@@ -35,8 +35,14 @@ static gw_verdict bind_refused(gw_sctx *c, const char *addr)
 {
     if (gw_hostops_exists(c->ops, "sys/bus/pci/drivers/" VFIO) < 0)
         return gw_fail(c, "%s: after drivers_probe bound to no driver: " VFIO " is not loaded", addr);
-    if (gw_host_write(c, addr, "sys/bus/pci/drivers/" VFIO "/bind", addr, strlen(addr)) < 0)
+    if (gw_host_write(c, addr, "sys/bus/pci/drivers/" VFIO "/bind", addr, strlen(addr)) < 0) {
+        _cleanup_free_ char *link = gw_dev_path(addr, "iommu_group");
+        _cleanup_free_ char *group = NULL;
+        if (gw_hostops_readlink(c->ops, link, &group) < 0)
+            return gw_fail(c, "%s: the kernel refused to bind " VFIO ": the device has no IOMMU group "
+                              "(IOMMU off or not covering it), and " VFIO " refuses such devices", addr);
         return gw_fail(c, "%s: the kernel refused to bind " VFIO, addr);
+    }
     _cleanup_free_ char *now = NULL;
     if (gw_dev_driver(c->ops, addr, &now) == 0 && now && !strcmp(now, VFIO)) {
         gw_note(c, "%s: bound by drivers/" VFIO "/bind after drivers_probe left it unbound", addr);

@@ -1,0 +1,188 @@
+/* What the QEMU kernel lab taught (docs/kernel-lab.md), on the simulated
+ * backend: the fast tests must see the same kernel the lab sees.
+ *  - vfio-pci refuses a device without an IOMMU group: drivers_probe says
+ *    nothing, the bind attribute returns -EINVAL, and the clean-up puts the
+ *    kernel's answer in the evidence;
+ *  - a device removed during a step fails that step ("device gone from the
+ *    bus during this step"), not a later one, and is never passed;
+ *  - a ROM read with the Command register's Memory Space bit off reads zeros:
+ *    EIO. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "hostops_sim.h"
+#include "sanitize_fixture.h"
+#include "sanitize_internal.h"
+
+#define GPU "0000:03:00.0"
+#define HDA "0000:03:00.1"
+#define DEV(a, attr) "sys/bus/pci/devices/" a "/" attr
+
+static fx_host H;
+static gw_hostops *OPS;
+static gw_sim *SIM;
+static fx_attach ATT;
+static gw_sanitize_policy POL;
+static uint16_t VENDORS[1] = { 0x10de };
+static char HOOKS[64];
+static gw_sanitize_result *RES;
+
+static int setup(void **state)
+{
+    (void)state;
+    fx_std(&H, 1);
+    fx_attach_init(&ATT);
+    POL = (gw_sanitize_policy)GW_SANITIZE_POLICY_INIT;
+    POL.manage_vendors = VENDORS;
+    POL.n_manage_vendors = 1;
+    snprintf(HOOKS, sizeof HOOKS, "/tmp/gw-hooks-XXXXXX");
+    assert_non_null(mkdtemp(HOOKS));
+    POL.hooks_dir = HOOKS;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    gw_sanitize_result_free(RES);
+    RES = NULL;
+    gw_hostops_unref(OPS);
+    OPS = NULL;
+    fx_remove(&H);
+    rmdir(HOOKS);
+    return 0;
+}
+
+static void open_and_run(void)
+{
+    fx_write(&H);
+    assert_int_equal(gw_hostops_sim_new(&OPS, &SIM, H.root), 0);
+    gw_sanitize_request req = GW_SANITIZE_REQUEST_INIT;
+    req.address = GPU;
+    assert_int_equal(gw_sanitize_run(&RES, OPS, &ATT.base, &POL, &req), 0);
+}
+
+static const gw_step_result *failed(void)
+{
+    assert_int_equal(gw_sanitize_result_verdict(RES), GW_VERDICT_FAIL);
+    size_t n = gw_sanitize_result_step_count(RES);
+    const gw_step_result *last = gw_sanitize_result_step(RES, n - 1);
+    assert_int_equal(last->verdict, GW_VERDICT_FAIL);
+    return last;
+}
+
+#define assert_contains(hay, needle)                                                       \
+    do {                                                                                   \
+        const char *h_ = (hay);                                                            \
+        if (!h_ || !strstr(h_, (needle)))                                                  \
+            fail_msg("'%s' not found in '%s'", (needle), h_ ? h_ : "(null)");              \
+    } while (0)
+
+/* No IOMMU: both functions unbound, no group. drivers_probe "succeeds" and
+ * binds nothing; the clean-up asks drivers/vfio-pci/bind and quotes it. */
+static void bind_without_iommu_group_quotes_the_kernel(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < H.n; i++) {
+        H.dev[i].group[0] = '\0';
+        if (!H.dev[i].bridge)
+            H.dev[i].driver[0] = '\0';
+    }
+    open_and_run();
+    const gw_step_result *f = failed();
+    assert_int_equal(f->step, GW_STEP_BIND);
+    assert_contains(f->evidence, "sys/bus/pci/drivers/vfio-pci/bind");
+    assert_contains(f->evidence, "Invalid argument");
+    assert_contains(f->evidence, "the device has no IOMMU group");
+    /* The device stayed unbound: nothing pretended. */
+    char *drv = NULL;
+    assert_int_equal(gw_dev_driver(OPS, GPU, &drv), 0);
+    assert_null(drv);
+    /* No reset was ever written. */
+    assert_int_equal(gw_sim_count_writes(SIM, "/reset"), 0);
+}
+
+/* The same tree with the group: drivers_probe binds, no bind write needed. */
+static void bind_with_iommu_group_needs_no_second_ask(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < H.n; i++)
+        if (!H.dev[i].bridge)
+            H.dev[i].driver[0] = '\0';
+    open_and_run();
+    const gw_step_result *b = gw_sanitize_result_step(RES, 1);
+    assert_int_equal(b->step, GW_STEP_BIND);
+    assert_int_equal(b->verdict, GW_VERDICT_PASS);
+    assert_int_equal(gw_sim_count_writes(SIM, "drivers/vfio-pci/bind"), 0);
+}
+
+/* Pulled out while the firmware step ran (at its first ROM write): firmware
+ * fails on what it reads next; the clean-up does not pass. */
+static void device_removed_during_a_step_fails_that_step(void **state)
+{
+    (void)state;
+    fx_write(&H);
+    assert_int_equal(gw_hostops_sim_new(&OPS, &SIM, H.root), 0);
+    gw_sim_after_write_remove(SIM, DEV(GPU, "rom"), GPU);
+    gw_sanitize_request req = GW_SANITIZE_REQUEST_INIT;
+    req.address = GPU;
+    assert_int_equal(gw_sanitize_run(&RES, OPS, &ATT.base, &POL, &req), 0);
+    const gw_step_result *f = failed();
+    assert_int_equal(f->step, GW_STEP_FIRMWARE);
+    assert_contains(f->evidence, "(device removed)");
+    assert_int_equal(gw_hostops_exists(OPS, "sys/bus/pci/devices/" GPU), -ENOENT);
+}
+
+/* Removed after the reset write: the reset step is the one that fails. */
+static void device_removed_by_the_reset_fails_reset(void **state)
+{
+    (void)state;
+    fx_write(&H);
+    assert_int_equal(gw_hostops_sim_new(&OPS, &SIM, H.root), 0);
+    gw_sim_after_write_remove(SIM, DEV(GPU, "reset"), GPU);
+    gw_sanitize_request req = GW_SANITIZE_REQUEST_INIT;
+    req.address = GPU;
+    assert_int_equal(gw_sanitize_run(&RES, OPS, &ATT.base, &POL, &req), 0);
+    const gw_step_result *f = failed();
+    assert_int_equal(f->step, GW_STEP_RESET);
+    assert_contains(f->evidence, "no longer exists");
+}
+
+/* Memory Space decoding off (no firmware or driver enabled the device):
+ * the kernel's ROM read sees zeros and refuses with EIO. */
+static void rom_read_with_decoding_off_is_eio(void **state)
+{
+    (void)state;
+    fx_write(&H);
+    assert_int_equal(gw_hostops_sim_new(&OPS, &SIM, H.root), 0);
+    uint8_t cfg[4096];
+    assert_int_equal(gw_hostops_read_config(OPS, GPU, 0, cfg, sizeof cfg), 0);
+    cfg[4] &= (uint8_t)~0x02;
+    gw_sim_set(SIM, DEV(GPU, "config"), cfg, sizeof cfg);
+    assert_int_equal(gw_hostops_write(OPS, DEV(GPU, "rom"), "1", 1), 0);
+    char *img = NULL;
+    size_t len = 0;
+    assert_int_equal(gw_hostops_read(OPS, DEV(GPU, "rom"), 1 << 20, &img, &len), -EIO);
+    assert_contains(gw_error_message(), "Memory Space decoding is off");
+    /* Decoding on: the same ROM reads. */
+    cfg[4] |= 0x02;
+    gw_sim_set(SIM, DEV(GPU, "config"), cfg, sizeof cfg);
+    assert_int_equal(gw_hostops_read(OPS, DEV(GPU, "rom"), 1 << 20, &img, &len), 0);
+    assert_true(len > 2 && (uint8_t)img[0] == 0x55 && (uint8_t)img[1] == 0xaa);
+    free(img);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(bind_without_iommu_group_quotes_the_kernel, setup, teardown),
+        cmocka_unit_test_setup_teardown(bind_with_iommu_group_needs_no_second_ask, setup, teardown),
+        cmocka_unit_test_setup_teardown(device_removed_during_a_step_fails_that_step, setup, teardown),
+        cmocka_unit_test_setup_teardown(device_removed_by_the_reset_fails_reset, setup, teardown),
+        cmocka_unit_test_setup_teardown(rom_read_with_decoding_off_is_eio, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
