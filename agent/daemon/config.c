@@ -2,6 +2,7 @@
 
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <ini.h>
@@ -118,9 +119,65 @@ typedef struct ini_ctx {
     int error;
 } ini_ctx;
 
+/* "10DE:2330" -> "10de:2330"; false unless four hex digits, a colon, four. */
+static bool model_id(const char *text, char out[10])
+{
+    if (strlen(text) != 9 || text[4] != ':')
+        return false;
+    for (size_t i = 0; i < 9; i++) {
+        if (i != 4 && !isxdigit((unsigned char)text[i]))
+            return false;
+        out[i] = (char)tolower((unsigned char)text[i]);
+    }
+    out[9] = '\0';
+    return true;
+}
+
+static gwd_model *model_entry(gwd_config *cfg, const char *id)
+{
+    for (size_t i = 0; i < cfg->n_models; i++)
+        if (!strcmp(cfg->models[i].id, id))
+            return &cfg->models[i];
+    cfg->models = gw_xrealloc(cfg->models, cfg->n_models + 1, sizeof *cfg->models);
+    gwd_model *m = &cfg->models[cfg->n_models++];
+    memset(m, 0, sizeof *m);
+    snprintf(m->id, sizeof m->id, "%s", id);
+    m->pol = (gw_model_policy)GW_MODEL_POLICY_INIT;
+    return m;
+}
+
+/* A key of a [model vvvv:dddd] section: the library says what is wrong with
+ * a value, we say where it is. */
+static int apply_model_entry(ini_ctx *ctx, const char *section, const char *key, const char *value)
+{
+    const char *text = section + strlen("model");
+    while (*text == ' ')
+        text++;
+    char id[10];
+    if (!model_id(text, id)) {
+        fprintf(stderr, "gpuwardend: %s: [%s]: '%s' is not a GPU model: vendor:device in hex (vvvv:dddd, as "
+                        "lspci -n shows it)\n", ctx->path, section, text);
+        ctx->error = -EINVAL;
+        return 0;
+    }
+    if (gw_model_policy_set(&model_entry(ctx->cfg, id)->pol, key, value) < 0) {
+        fprintf(stderr, "gpuwardend: %s: [%s] %s\n", ctx->path, section, gw_error_message());
+        ctx->error = -EINVAL;
+        return 0;
+    }
+    return 1;
+}
+
+static bool is_model_section(const char *section)
+{
+    return !strncmp(section, "model", 5) && (section[5] == ' ' || section[5] == '\0');
+}
+
 static int apply_ini_entry(void *user, const char *section, const char *key, const char *value)
 {
     ini_ctx *ctx = user;
+    if (is_model_section(section))
+        return apply_model_entry(ctx, section, key, value);
     for (size_t i = 0; i < N_OPTS; i++) {
         if (strcmp(opts[i].section, section) || strcmp(opts[i].key, key))
             continue;
@@ -186,6 +243,28 @@ void gwd_config_print_sample(FILE *f)
         }
         fprintf(f, "# %s (flag --%s)\n%s = %s\n", opts[i].help, opts[i].flag, opts[i].key, opts[i].def);
     }
+    fprintf(f, "\n"
+               "# Per-model clean-up settings: one [model vvvv:dddd] section per GPU model\n"
+               "# (vendor:device of the GPU function, hex, as `lspci -n` shows it). Every key\n"
+               "# is optional; a model without a section gets the defaults. Config file only\n"
+               "# (no flags). See docs/sanitize.md.\n"
+               "#\n"
+               "# [model 10de:2330]\n"
+               "# How the reset step resets it: flr | bus | flr+bus. Default: flr when the\n"
+               "# kernel's reset_method offers it, else bus (a secondary bus reset through VFIO,\n"
+               "# refused when the bus holds a function that is not managed or not on vfio-pci).\n"
+               "# reset = flr\n"
+               "# How the scrub step clears its memory: none | bar. Default none (the step\n"
+               "# skips). bar: zero a BAR through VFIO, then read it back. (driver: reserved,\n"
+               "# not implemented in this version: refused.)\n"
+               "# scrub = bar\n"
+               "# Function of the GPU's slot whose BAR holds the memory, 0-7. Default: the GPU's.\n"
+               "# scrub_function = 0\n"
+               "# BAR index 0-5 to scrub.\n"
+               "# scrub_bar = 1\n"
+               "# Share of the BAR read back after zeroing, 0 < f <= 1; 1 = every byte, less =\n"
+               "# that share of its 4 KiB pages spread evenly (first and last always). Default 1.\n"
+               "# scrub_verify_fraction = 1.0\n");
 }
 
 int gwd_log_level(const char *name)
@@ -314,6 +393,9 @@ int gwd_config_reload(gwd_config *cfg)
     if (!cfg->config_file)
         return 0;
     gwd_config next = *cfg;
+    /* Models come from the file alone: read afresh, never merged. */
+    next.models = NULL;
+    next.n_models = 0;
     for (size_t i = 0; i < N_OPTS; i++)
         if (opts[i].type == OPT_STR) {
             char **s = field(&next, &opts[i]);
@@ -342,4 +424,7 @@ void gwd_config_free(gwd_config *cfg)
         }
     free(cfg->config_file);
     cfg->config_file = NULL;
+    free(cfg->models);
+    cfg->models = NULL;
+    cfg->n_models = 0;
 }

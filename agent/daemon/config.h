@@ -3,8 +3,17 @@
 #ifndef GWD_CONFIG_H
 #define GWD_CONFIG_H
 
+#include <gpuwarden/sanitize.h>
 #include <stdbool.h>
 #include <stdio.h>
+
+/* One [model vvvv:dddd] section of the config file: the clean-up's reset and
+ * scrub settings for that GPU model (gw_model_policy; its id is set when the
+ * policy is built, from `id`). */
+typedef struct gwd_model {
+    char id[10];                /* "10de:2330", lower-case */
+    gw_model_policy pol;
+} gwd_model;
 
 typedef struct gwd_config {
     char *config_file;
@@ -37,6 +46,8 @@ typedef struct gwd_config {
     bool foreground;
     bool reset_state;
     bool check_only;            /* --check-config */
+    gwd_model *models;          /* [model vvvv:dddd] sections, config file only */
+    size_t n_models;
 } gwd_config;
 
 /* Fill defaults, read the config file named by --config (or the default path

@@ -71,6 +71,7 @@ typedef struct gwd {
     gw_sanitize_policy policy;
     uint16_t *manage_vendors;
     char **manage_addresses;
+    gw_model_policy *models;            /* the policy's, ids owned: outlive a reload of cfg */
     gw_clique_override *clique_override;
     char **extra_traits;
 

@@ -102,9 +102,11 @@ static int setup_policy(gwd *d)
 {
     gw_sanitize_policy *p = &d->policy;
     *p = (gw_sanitize_policy)GW_SANITIZE_POLICY_INIT;
-    for (int i = 0; i < GW_STEP_COUNT; i++)
+    unsigned step_ms = (unsigned)(d->cfg.step_timeout_s * 1000);
+    for (int i = 0; i < GW_SANITIZE_POLICY_TIMEOUTS; i++)
         if (i != GW_STEP_HOOKS)
-            p->timeout_ms[i] = (unsigned)(d->cfg.step_timeout_s * 1000);
+            p->timeout_ms[i] = step_ms;
+    p->scrub_timeout_ms = step_ms;
     p->hooks_dir = d->cfg.hooks_dir;
     p->hook_timeout_ms = (unsigned)(d->cfg.hook_timeout_s * 1000);
     p->isolation = strcmp(d->cfg.isolation_policy, "warn") ? GW_ISOLATION_FAIL : GW_ISOLATION_WARN;
@@ -146,6 +148,16 @@ static int setup_policy(gwd *d)
     p->rom_allowlist = allow;
     p->n_rom_allowlist = n_allow;
 
+    /* Copied out of the config, which a SIGHUP replaces while the policy
+     * stays until the next start. */
+    d->models = gw_xcalloc(d->cfg.n_models ? d->cfg.n_models : 1, sizeof *d->models);
+    for (size_t i = 0; i < d->cfg.n_models; i++) {
+        d->models[i] = d->cfg.models[i].pol;
+        d->models[i].id = gw_xstrdup(d->cfg.models[i].id);
+    }
+    p->models = d->models;
+    p->n_models = d->cfg.n_models;
+
     d->extra_traits = split_list(d->cfg.extra_traits);
     if (d->cfg.clique_override[0] && gw_clique_override_load(&d->clique_override, d->cfg.clique_override) < 0)
         /* The topology's cliques stay in force; the operator sees why. */
@@ -155,6 +167,9 @@ static int setup_policy(gwd *d)
 
 static void free_policy(gwd *d)
 {
+    for (size_t i = 0; d->models && i < d->policy.n_models; i++)
+        free((char *)d->models[i].id);
+    free(d->models);
     gw_rom_allowlist_free((gw_rom_allow *)d->policy.rom_allowlist, d->policy.n_rom_allowlist);
     free(d->manage_vendors);
     gwd_strv_free(d->manage_addresses);
@@ -298,8 +313,10 @@ int main(int argc, char **argv)
     pthread_mutex_init(&d.event_lock, NULL);
     pthread_mutex_init(&d.lock, NULL);
     int rc = gwd_config_load(&d.cfg, argc, argv);
-    if (rc)
+    if (rc) {
+        gwd_config_free(&d.cfg);
         return rc == 1 ? 0 : 2;
+    }
     gw_log_set_level(gwd_log_level(d.cfg.log_level));
     if (d.cfg.host_name[0]) {
         d.host_name = gw_xstrdup(d.cfg.host_name);

@@ -27,6 +27,7 @@ struct sim_wlog {
     size_t len;
     int result;
     char *held;             /* groups held through hold() at the time */
+    long offset;            /* a config write's offset; -1 for an attribute */
 };
 
 char *gw_sim_memdup0(const void *p, size_t n)
@@ -308,11 +309,24 @@ static void log_write(gw_sim *s, const char *path, const void *buf, size_t len, 
     w->len = len;
     w->result = result;
     w->held = gw_sim_held_list(s);
+    w->offset = -1;
 }
 
-static int sim_do_write(void *data, const char *path, const void *buf, size_t len)
+/* A config write's model: the device must still be there. Lock held. */
+static int config_write(gw_sim *s, const char *path, unsigned int offset, const void *buf, size_t len)
 {
-    gw_sim *s = data;
+    char addr[GW_ADDR_LEN];
+    const char *attr;
+    if (gw_sim_split_dev_path(path, addr, &attr) && dev_removed(s, addr))
+        return gw_error_set(-ENOENT, "open %s: No such file or directory (device removed)", path);
+    return gw_sim_config_write(s, path, offset, buf, len);
+}
+
+/* Every write, to an attribute (offset -1) or to config space at `offset`:
+ * injected delay and failure, the kernel's side, the after-write actions,
+ * the log. */
+static int do_write(gw_sim *s, const char *path, long offset, const void *buf, size_t len)
+{
     unsigned delay = 0;
     pthread_mutex_lock(&s->lock);
     for (size_t i = 0; i < s->n_acts; i++)
@@ -331,7 +345,7 @@ static int sim_do_write(void *data, const char *path, const void *buf, size_t le
         if (s->acts[i].kind == ACT_FAIL && act_matches(&s->acts[i], path, buf, len))
             r = gw_error_set(s->acts[i].err, "write %s: %s (injected)", path, strerror(-s->acts[i].err));
     if (!r)
-        r = model_write(s, path, buf, len);
+        r = offset < 0 ? model_write(s, path, buf, len) : config_write(s, path, (unsigned)offset, buf, len);
     for (size_t i = 0; i < s->n_acts && !r; i++) {
         sim_action *a = &s->acts[i];
         if (!act_matches(a, path, buf, len))
@@ -346,8 +360,20 @@ static int sim_do_write(void *data, const char *path, const void *buf, size_t le
             remove_dev(s, a->target);
     }
     log_write(s, path, buf, len, r);
+    s->log[s->n_log - 1].offset = offset;
     pthread_mutex_unlock(&s->lock);
     return r;
+}
+
+static int sim_do_write(void *data, const char *path, const void *buf, size_t len)
+{
+    return do_write(data, path, -1, buf, len);
+}
+
+static int sim_write_config(void *data, const char *address, unsigned int offset, const void *buf, size_t len)
+{
+    _cleanup_free_ char *p = gw_strdup_printf("sys/bus/pci/devices/%s/config", address);
+    return do_write(data, p, offset, buf, len);
 }
 
 /* A device's power files exist for every device of the tree: the kernel
@@ -547,6 +573,7 @@ static void sim_destroy(void *data)
     for (size_t i = 0; i < s->n_held; i++)
         free(s->held[i]);
     free(s->held);
+    gw_sim_vfio_free(s);
     pthread_mutex_destroy(&s->lock);
     free(s);
 }
@@ -574,6 +601,16 @@ int gw_hostops_sim_new(gw_hostops **out, gw_sim **sim, const char *root)
         .destroy = sim_destroy,
         .hold = gw_sim_hold,
         .release = gw_sim_release,
+        .vfio_open = gw_sim_vfio_open,
+        .vfio_region = gw_sim_vfio_region,
+        .vfio_map = gw_sim_vfio_map,
+        .vfio_unmap = gw_sim_vfio_unmap,
+        .vfio_read = gw_sim_vfio_read,
+        .vfio_write = gw_sim_vfio_write,
+        .vfio_hot_reset_info = gw_sim_vfio_reset_info,
+        .vfio_hot_reset = gw_sim_vfio_hot_reset,
+        .vfio_close = gw_sim_vfio_close,
+        .write_config = sim_write_config,
     };
     r = gw_hostops_new(out, &be, s);
     if (r == 0)
@@ -713,6 +750,18 @@ int gw_sim_write_held(gw_sim *s, size_t i, const char **groups)
     int r = -ENOENT;
     if (i < s->n_log) {
         *groups = s->log[i].held;
+        r = 0;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+int gw_sim_write_offset(gw_sim *s, size_t i, long *offset)
+{
+    pthread_mutex_lock(&s->lock);
+    int r = -ENOENT;
+    if (i < s->n_log) {
+        *offset = s->log[i].offset;
         r = 0;
     }
     pthread_mutex_unlock(&s->lock);

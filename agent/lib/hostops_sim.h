@@ -49,6 +49,31 @@
  *                     has it; -ENOENT when no function of the group is on
  *                     vfio-pci (the kernel creates the node at that bind).
  *                     Other paths are not holdable (-ENOENT).
+ *   VFIO devices      (vtable version 3, hostops_sim_vfio.c) opened through a
+ *                     held group: -ENODEV when the function is not in that
+ *                     group or not on vfio-pci, -EPERM when a member of the
+ *                     group is bound to a host driver (not viable; pcieport
+ *                     does not count, as on 6.1). BAR memory exists where a
+ *                     test gave it (gw_sim_bar_set; other regions have size
+ *                     0); reads, writes and mmap reach that buffer. Hot reset
+ *                     info lists every function on the bus below the
+ *                     device's parent bridge with its group (-ENODEV on the
+ *                     root bus, -EPERM for a function without a group); the
+ *                     hot reset is refused with -EINVAL, as Linux 6.1 does,
+ *                     when a function on that bus is not on vfio-pci or a
+ *                     group of one is not among those passed. A reset leaves
+ *                     BAR memory as it is (neither FLR nor a bus reset clears
+ *                     a GPU's memory). Every VFIO operation is logged.
+ *   config writes     (write_config, vtable version 3, hostops_sim_config.c)
+ *                     land in the overlay's copy of the device's config:
+ *                     the error status registers are write-1-to-clear (PCI
+ *                     Status 0x06 bits 8 and 11-15, PCIe Device Status bits
+ *                     0-3, AER Uncorrectable and Correctable Error Status,
+ *                     a root port's Root Error Status bits 0-6), every other
+ *                     byte takes the value written; logged like any write,
+ *                     path "sys/bus/pci/devices/<addr>/config" with the
+ *                     offset (gw_sim_write_offset()), and subject to the
+ *                     same injected faults keyed by that path
  *   anything else     -EACCES (read-only)
  * Faults (all keyed by the written path, optionally by the written bytes):
  * a write that fails with an errno, a write that first sleeps (outside the
@@ -103,5 +128,30 @@ int gw_sim_write_at(gw_sim *sim, size_t i, const char **path, const void **data,
 int gw_sim_write_held(gw_sim *sim, size_t i, const char **groups);
 /* Writes whose path ends with `suffix` ("/reset"). */
 size_t gw_sim_count_writes(gw_sim *sim, const char *suffix);
+/* Write i's config offset, -1 for a write to an attribute. */
+int gw_sim_write_offset(gw_sim *sim, size_t i, long *offset);
+
+/* ---- VFIO (hostops_sim_vfio.c) ---- */
+
+/* BAR `bar` of `address` has `size` bytes of memory, every byte `fill`,
+ * readable, writable and mappable. */
+void gw_sim_bar_set(gw_sim *sim, const char *address, unsigned int bar, size_t size, uint8_t fill);
+/* Its region flags from now on (GW_VFIO_REGION_*): without MMAP only reads
+ * and writes reach it; without READ nothing can verify it. */
+void gw_sim_bar_flags(gw_sim *sim, const char *address, unsigned int bar, unsigned int flags);
+/* Its bytes now; NULL when the test gave it none. */
+const uint8_t *gw_sim_bar_data(gw_sim *sim, const char *address, unsigned int bar, size_t *size);
+/* Behind the scrub: once the byte at `offset` has been written over (by a
+ * write covering it, or when a mapping of the BAR is unmapped) it reads
+ * `value` - a device engine still writing, or a cell that does not hold a
+ * zero. Once. */
+void gw_sim_bar_inject(gw_sim *sim, const char *address, unsigned int bar, uint64_t offset, uint8_t value);
+/* Every VFIO device open fails with `err` (negative errno; 0 = no more). */
+void gw_sim_vfio_fail_open(gw_sim *sim, int err);
+/* The VFIO log, in order: "open A", "map A 2", "unmap A 2", "write A 2",
+ * "read A 2", "hot_reset_info A", "hot_reset A groups 10,11", "close A";
+ * the count of entries starting with `prefix` ("" = all) and entry i. */
+size_t gw_sim_vfio_count(gw_sim *sim, const char *prefix);
+const char *gw_sim_vfio_at(gw_sim *sim, size_t i);
 
 #endif

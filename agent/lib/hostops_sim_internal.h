@@ -52,6 +52,7 @@ struct gw_sim {
     size_t n_races;
     char **held;            /* groups held through the backend's own hold() */
     size_t n_held;
+    struct sim_vfio *vfio;  /* hostops_sim_vfio.c: BAR memory, open devices, log */
 };
 
 /* Overlay primitives (hostops_sim.c); the lock is held by the caller. */
@@ -77,6 +78,11 @@ int gw_sim_power_write(gw_sim *s, const char *path, const char *addr, const char
  * length, or -EIO when the first image is not valid. */
 int gw_sim_rom_view(const char *path, const char *data, size_t *len);
 
+/* hostops_sim_config.c: a config write to `path` ("sys/bus/pci/devices/<addr>/
+ * config") at `offset`, into the overlay's copy (taken from the tree at the
+ * first write), error status registers write-1-to-clear. */
+int gw_sim_config_write(gw_sim *s, const char *path, unsigned int offset, const void *buf, size_t len);
+
 /* The /proc view of the holders: 1 when `path` is one of theirs (answered),
  * 0 when the tree answers. */
 int gw_sim_proc_list(gw_sim *s, const char *path, char ***names, size_t *n, int *r);
@@ -91,5 +97,18 @@ char *gw_sim_held_list(gw_sim *s);
 /* The vtable's hold/release (they take the lock themselves). */
 int gw_sim_hold(void *data, const char *path, void **handle);
 void gw_sim_release(void *data, void *handle);
+
+/* ---- hostops_sim_vfio.c: the vtable's version-3 operations (they take the
+ * lock themselves), and the model's state, freed with the sim ---- */
+int gw_sim_vfio_open(void *data, void *group, const char *address, void **device);
+int gw_sim_vfio_region(void *data, void *device, unsigned int index, gw_vfio_region *out);
+int gw_sim_vfio_map(void *data, void *device, unsigned int index, void **addr);
+void gw_sim_vfio_unmap(void *data, void *device, unsigned int index, void *addr);
+int gw_sim_vfio_read(void *data, void *device, unsigned int index, uint64_t offset, void *buf, size_t len);
+int gw_sim_vfio_write(void *data, void *device, unsigned int index, uint64_t offset, const void *buf, size_t len);
+int gw_sim_vfio_reset_info(void *data, void *device, gw_vfio_reset_dep **deps, size_t *n);
+int gw_sim_vfio_hot_reset(void *data, void *device, void *const *groups, size_t n_groups);
+void gw_sim_vfio_close(void *data, void *device);
+void gw_sim_vfio_free(gw_sim *s);
 
 #endif

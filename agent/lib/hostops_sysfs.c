@@ -10,8 +10,12 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "hostops_vfio.h"
 #include "pciaccess.h"
 #include "util.h"
+
+/* The root as messages show it: "/" + "/" + "sys/..." would read "//sys/...". */
+#define SHOWN_ROOT(h) (strcmp((h)->root, "/") ? (h)->root : "")
 
 typedef struct sysfs_host {
     int rootfd;                 /* O_PATH descriptor of the host root */
@@ -25,13 +29,13 @@ static int sysfs_read(void *data, const char *path, size_t max, char **out, size
     sysfs_host *h = data;
     _cleanup_close_ int fd = openat(h->rootfd, path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return gw_error_set(-errno, "%s/%s: %s", h->root, path, strerror(errno));
+        return gw_error_set(-errno, "%s/%s: %s", SHOWN_ROOT(h), path, strerror(errno));
     size_t cap = 4096, n = 0;
     _cleanup_free_ char *buf = gw_xcalloc(cap + 1, 1);
     for (;;) {
         if (n == cap) {
             if (cap >= max)
-                return gw_error_set(-EFBIG, "%s/%s: larger than %zu bytes", h->root, path, max);
+                return gw_error_set(-EFBIG, "%s/%s: larger than %zu bytes", SHOWN_ROOT(h), path, max);
             cap = cap * 2 > max ? max : cap * 2;
             buf = gw_xrealloc(buf, cap + 1, 1);
         }
@@ -39,7 +43,7 @@ static int sysfs_read(void *data, const char *path, size_t max, char **out, size
         if (r < 0) {
             if (errno == EINTR)
                 continue;
-            return gw_error_set(-errno, "read %s/%s: %s", h->root, path, strerror(errno));
+            return gw_error_set(-errno, "read %s/%s: %s", SHOWN_ROOT(h), path, strerror(errno));
         }
         if (r == 0)
             break;
@@ -58,15 +62,15 @@ static int sysfs_write(void *data, const char *path, const void *buf, size_t len
      * O_TRUNC: sysfs attributes have no length, one write is the command. */
     _cleanup_close_ int fd = openat(h->rootfd, path, O_WRONLY | O_CLOEXEC);
     if (fd < 0)
-        return gw_error_set(-errno, "open %s/%s: %s", h->root, path, strerror(errno));
+        return gw_error_set(-errno, "open %s/%s: %s", SHOWN_ROOT(h), path, strerror(errno));
     ssize_t n;
     do
         n = write(fd, buf, len);
     while (n < 0 && errno == EINTR);
     if (n < 0)
-        return gw_error_set(-errno, "write %s/%s: %s", h->root, path, strerror(errno));
+        return gw_error_set(-errno, "write %s/%s: %s", SHOWN_ROOT(h), path, strerror(errno));
     if ((size_t)n != len)
-        return gw_error_set(-EIO, "write %s/%s: short write (%zd of %zu bytes)", h->root, path, n, len);
+        return gw_error_set(-EIO, "write %s/%s: short write (%zd of %zu bytes)", SHOWN_ROOT(h), path, n, len);
     return 0;
 }
 
@@ -76,7 +80,7 @@ static int sysfs_readlink(void *data, const char *path, char **out)
     char target[4096];
     ssize_t n = readlinkat(h->rootfd, path, target, sizeof target - 1);
     if (n < 0)
-        return gw_error_set(-errno, "readlink %s/%s: %s", h->root, path, strerror(errno));
+        return gw_error_set(-errno, "readlink %s/%s: %s", SHOWN_ROOT(h), path, strerror(errno));
     target[n] = '\0';
     *out = gw_xstrdup(target);
     return 0;
@@ -92,12 +96,12 @@ static int sysfs_list(void *data, const char *path, char ***names, size_t *count
     sysfs_host *h = data;
     int fd = openat(h->rootfd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
-        return gw_error_set(-errno, "%s/%s: %s", h->root, path, strerror(errno));
+        return gw_error_set(-errno, "%s/%s: %s", SHOWN_ROOT(h), path, strerror(errno));
     DIR *d = fdopendir(fd);
     if (!d) {
         int e = errno;
         close(fd);
-        return gw_error_set(-e, "%s/%s: %s", h->root, path, strerror(e));
+        return gw_error_set(-e, "%s/%s: %s", SHOWN_ROOT(h), path, strerror(e));
     }
     char **v = NULL;
     size_t n = 0;
@@ -121,7 +125,7 @@ static int sysfs_exists(void *data, const char *path)
     sysfs_host *h = data;
     struct stat st;
     if (fstatat(h->rootfd, path, &st, 0) < 0)
-        return gw_error_set(-errno, "%s/%s: %s", h->root, path, strerror(errno));
+        return gw_error_set(-errno, "%s/%s: %s", SHOWN_ROOT(h), path, strerror(errno));
     return 0;
 }
 
@@ -133,9 +137,11 @@ static int sysfs_hold(void *data, const char *path, void **handle)
     sysfs_host *h = data;
     int fd = openat(h->rootfd, path, O_RDWR | O_CLOEXEC | O_NOCTTY);
     if (fd < 0)
-        return gw_error_set(-errno, "open %s/%s: %s", h->root, path, strerror(errno));
-    int *held = gw_xcalloc(1, sizeof *held);
-    *held = fd;
+        return gw_error_set(-errno, "open %s/%s: %s", SHOWN_ROOT(h), path, strerror(errno));
+    /* A group node held here is also what VFIO opens devices through. */
+    gw_vfio_group *held = gw_xcalloc(1, sizeof *held);
+    held->fd = fd;
+    held->container = -1;
     *handle = held;
     return 0;
 }
@@ -143,9 +149,67 @@ static int sysfs_hold(void *data, const char *path, void **handle)
 static void sysfs_release(void *data, void *handle)
 {
     (void)data;
-    int *held = handle;
-    close(*held);
+    gw_vfio_group *held = handle;
+    if (held->container >= 0)
+        close(held->container);
+    close(held->fd);
     free(held);
+}
+
+/* VFIO (vtable version 3): hostops_vfio.c, the container under the root. */
+static int sysfs_vfio_open(void *data, void *group, const char *address, void **device)
+{
+    sysfs_host *h = data;
+    return gw_vfio_sys_open(h->rootfd, h->root, group, address, device);
+}
+
+static int sysfs_vfio_region(void *data, void *device, unsigned int index, gw_vfio_region *out)
+{
+    (void)data;
+    return gw_vfio_sys_region(device, index, out);
+}
+
+static int sysfs_vfio_map(void *data, void *device, unsigned int index, void **addr)
+{
+    (void)data;
+    return gw_vfio_sys_map(device, index, addr);
+}
+
+static void sysfs_vfio_unmap(void *data, void *device, unsigned int index, void *addr)
+{
+    (void)data;
+    gw_vfio_sys_unmap(device, index, addr);
+}
+
+static int sysfs_vfio_read(void *data, void *device, unsigned int index, uint64_t offset, void *buf, size_t len)
+{
+    (void)data;
+    return gw_vfio_sys_read(device, index, offset, buf, len);
+}
+
+static int sysfs_vfio_write(void *data, void *device, unsigned int index, uint64_t offset, const void *buf,
+                            size_t len)
+{
+    (void)data;
+    return gw_vfio_sys_write(device, index, offset, buf, len);
+}
+
+static int sysfs_vfio_reset_info(void *data, void *device, gw_vfio_reset_dep **deps, size_t *n)
+{
+    (void)data;
+    return gw_vfio_sys_hot_reset_info(device, deps, n);
+}
+
+static int sysfs_vfio_hot_reset(void *data, void *device, void *const *groups, size_t n_groups)
+{
+    (void)data;
+    return gw_vfio_sys_hot_reset(device, groups, n_groups);
+}
+
+static void sysfs_vfio_close(void *data, void *device)
+{
+    (void)data;
+    gw_vfio_sys_close(device);
 }
 
 struct cfg_read {
@@ -189,6 +253,37 @@ static int sysfs_read_config(void *data, const char *address, unsigned int offse
                          *gw_pci_last_warning() ? ": " : "", gw_pci_last_warning());
     pthread_mutex_unlock(&h->pci_lock);
     return r;
+}
+
+/* One pwrite(2) at the offset: the kernel's config write (pci_write_config)
+ * splits it by alignment, so a word at an even offset is one word access and
+ * never touches the neighbouring register (the Command word next to Status).
+ * Not through libpci: it may split or cache writes its own way. */
+static int sysfs_write_config(void *data, const char *address, unsigned int offset, const void *buf, size_t len)
+{
+    sysfs_host *h = data;
+    _cleanup_free_ char *cfg = gw_strdup_printf("sys/bus/pci/devices/%s/config", address);
+    _cleanup_close_ int fd = openat(h->rootfd, cfg, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return gw_error_set(-errno, "open %s/%s: %s", SHOWN_ROOT(h), cfg, strerror(errno));
+    /* sysfs sizes the file to the config space the device has (256 or 4096
+     * bytes); past it a plain file in a test tree would grow instead. */
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return gw_error_set(-errno, "%s/%s: %s", SHOWN_ROOT(h), cfg, strerror(errno));
+    if ((off_t)offset + (off_t)len > st.st_size)
+        return gw_error_set(-EIO, "write %s/%s: %zu bytes at 0x%x are past its %lld bytes", SHOWN_ROOT(h), cfg, len,
+                            offset, (long long)st.st_size);
+    ssize_t n;
+    do
+        n = pwrite(fd, buf, len, (off_t)offset);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return gw_error_set(-errno, "write %s/%s at 0x%x: %s", SHOWN_ROOT(h), cfg, offset, strerror(errno));
+    if ((size_t)n != len)
+        return gw_error_set(-EIO, "write %s/%s at 0x%x: short write (%zd of %zu bytes)", SHOWN_ROOT(h), cfg,
+                            offset, n, len);
+    return 0;
 }
 
 static void sysfs_destroy(void *data)
@@ -251,6 +346,16 @@ GW_EXTERN int gw_hostops_sysfs_new(gw_hostops **out, const char *root)
         .destroy = sysfs_destroy,
         .hold = sysfs_hold,
         .release = sysfs_release,
+        .vfio_open = sysfs_vfio_open,
+        .vfio_region = sysfs_vfio_region,
+        .vfio_map = sysfs_vfio_map,
+        .vfio_unmap = sysfs_vfio_unmap,
+        .vfio_read = sysfs_vfio_read,
+        .vfio_write = sysfs_vfio_write,
+        .vfio_hot_reset_info = sysfs_vfio_reset_info,
+        .vfio_hot_reset = sysfs_vfio_hot_reset,
+        .vfio_close = sysfs_vfio_close,
+        .write_config = sysfs_write_config,
     };
     return gw_hostops_new(out, &be, h);
 }

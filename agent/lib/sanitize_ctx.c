@@ -99,21 +99,32 @@ void gw_pin_set(gw_sctx *c, const char *key, const char *value)
     pthread_mutex_unlock(&c->lock);
 }
 
-int gw_host_write(gw_sctx *c, const char *target, const char *path, const void *buf, size_t len)
+/* Whether a write about `target` may go ahead: not after the run was
+ * abandoned, only to a managed device. `what` names the write for the
+ * evidence ("sys/.../reset", "0000:03:00.0 config 0x104"). */
+static int write_allowed(gw_sctx *c, const char *target, const char *what)
 {
     pthread_mutex_lock(&c->lock);
     bool abandoned = c->abandoned;
     pthread_mutex_unlock(&c->lock);
     if (abandoned)
-        return gw_error_set(-ECANCELED, "%s: clean-up abandoned after a timeout, not writing %s", target, path);
+        return gw_error_set(-ECANCELED, "%s: clean-up abandoned after a timeout, not writing %s", target, what);
     _cleanup_free_ char *why = NULL;
     int m = gw_dev_managed(c->ops, &c->policy->pol, target, &why);
     if (m <= 0) {
-        gw_note(c, "refused to write %s: %s", path, why ? why : gw_error_message());
+        gw_note(c, "refused to write %s: %s", what, why ? why : gw_error_message());
         return gw_error_set(-EPERM, "%s: not managed: %s", target, why ? why : "unreadable");
     }
+    return 0;
+}
+
+int gw_host_write(gw_sctx *c, const char *target, const char *path, const void *buf, size_t len)
+{
+    int r = write_allowed(c, target, path);
+    if (r < 0)
+        return r;
     _cleanup_free_ char *shown = gw_escape_bytes(buf, len);
-    int r = gw_hostops_write(c->ops, path, buf, len);
+    r = gw_hostops_write(c->ops, path, buf, len);
     if (r < 0) {
         _cleanup_free_ char *msg = gw_xstrdup(gw_error_message());
         gw_note(c, "write '%s' to %s failed: %s", shown, path, strerror(-r));
@@ -121,5 +132,40 @@ int gw_host_write(gw_sctx *c, const char *target, const char *path, const void *
         return r;
     }
     gw_note(c, "wrote '%s' to %s", shown, path);
+    return 0;
+}
+
+/* A register-sized write as the value it stores (config space is little
+ * endian), anything else as its bytes. */
+static char *config_bytes_text(const void *buf, size_t len)
+{
+    const uint8_t *b = buf;
+    if (len == 1 || len == 2 || len == 4) {
+        uint32_t v = 0;
+        for (size_t i = len; i-- > 0;)
+            v = v << 8 | b[i];
+        return gw_strdup_printf("0x%0*x", (int)len * 2, v);
+    }
+    gw_strbuf t = { 0 };
+    for (size_t i = 0; i < len; i++)
+        gw_strbuf_append(&t, "%s%02x", i ? " " : "", b[i]);
+    return t.s ? t.s : gw_xstrdup("");
+}
+
+int gw_host_write_config(gw_sctx *c, const char *target, unsigned int offset, const void *buf, size_t len)
+{
+    _cleanup_free_ char *what = gw_strdup_printf("%s config 0x%x", target, offset);
+    int r = write_allowed(c, target, what);
+    if (r < 0)
+        return r;
+    _cleanup_free_ char *shown = config_bytes_text(buf, len);
+    r = gw_hostops_write_config(c->ops, target, offset, buf, len);
+    if (r < 0) {
+        _cleanup_free_ char *msg = gw_xstrdup(gw_error_message());
+        gw_note(c, "write %s to %s failed: %s", shown, what, strerror(-r));
+        gw_error_set(r, "%s", msg);
+        return r;
+    }
+    gw_note(c, "wrote %s to %s", shown, what);
     return 0;
 }

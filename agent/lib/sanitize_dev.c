@@ -223,7 +223,7 @@ int gw_dev_aer_total(gw_hostops *ops, const char *addr, const char *which, long 
     return gw_error_set(-EINVAL, "%s/%s: no %s line", addr, attr, key);
 }
 
-int gw_dev_bar_sizes(gw_hostops *ops, const char *addr, uint64_t sizes[7])
+int gw_dev_resources(gw_hostops *ops, const char *addr, gw_dev_resource res[7])
 {
     _cleanup_free_ char *s = NULL;
     int r = gw_dev_read_text(ops, addr, "resource", &s);
@@ -234,11 +234,22 @@ int gw_dev_bar_sizes(gw_hostops *ops, const char *addr, uint64_t sizes[7])
         unsigned long long start, end, flags;
         if (!line || sscanf(line, "%llx %llx %llx", &start, &end, &flags) != 3)
             return gw_error_set(-EINVAL, "%s/resource: line %d is not 'start end flags'", addr, i + 1);
-        sizes[i] = (start || end) && end >= start ? end - start + 1 : 0;
+        res[i] = (gw_dev_resource){ start, end, flags };
         line = strchr(line, '\n');
         if (line)
             line++;
     }
+    return 0;
+}
+
+int gw_dev_bar_sizes(gw_hostops *ops, const char *addr, uint64_t sizes[7])
+{
+    gw_dev_resource res[7];
+    int r = gw_dev_resources(ops, addr, res);
+    if (r < 0)
+        return r;
+    for (int i = 0; i < 7; i++)
+        sizes[i] = (res[i].start || res[i].end) && res[i].end >= res[i].start ? res[i].end - res[i].start + 1 : 0;
     return 0;
 }
 

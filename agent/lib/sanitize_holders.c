@@ -232,10 +232,20 @@ gw_verdict gw_check_holders(gw_sctx *c, const gw_addrlist *targets)
 
 /* ---- holding the group nodes across the reset ---------------------------- */
 
-static void push_hold(gw_group_holds *h, void *handle)
+static void push_hold(gw_group_holds *h, void *handle, const char *group)
 {
     h->handles = gw_xrealloc(h->handles, h->n + 1, sizeof *h->handles);
+    h->groups = gw_xrealloc(h->groups, h->n + 1, sizeof *h->groups);
+    h->groups[h->n] = gw_xstrdup(group);
     h->handles[h->n++] = handle;
+}
+
+void *gw_group_held(const gw_group_holds *h, const char *group)
+{
+    for (size_t i = 0; i < h->n; i++)
+        if (!strcmp(h->groups[i], group))
+            return h->handles[i];
+    return NULL;
 }
 
 /* The kernel said EBUSY: look again to say who. */
@@ -261,7 +271,7 @@ static gw_verdict busy(gw_sctx *c, const gw_addrlist *fns, const gw_vfio_node *n
                    no_proc ? "no proc under the host root to name it" : "not found in proc, it may have just closed it");
 }
 
-gw_verdict gw_hold_groups(gw_sctx *c, const gw_addrlist *fns, gw_group_holds *out)
+gw_verdict gw_hold_groups(gw_sctx *c, const gw_addrlist *fns, const char *across, gw_group_holds *out)
 {
     memset(out, 0, sizeof *out);
     gw_vfio_scan nodes = { 0 };
@@ -278,9 +288,9 @@ gw_verdict gw_hold_groups(gw_sctx *c, const gw_addrlist *fns, gw_group_holds *ou
         void *handle = NULL;
         int r = gw_hostops_hold(c->ops, path, &handle);
         if (r == 0) {
-            push_hold(out, handle);
-            gw_note(c, "holding %s open across the reset (one open at a time: no VM can take the group meanwhile)",
-                    n->path);
+            push_hold(out, handle, n->group);
+            gw_note(c, "holding %s open across %s (one open at a time: no VM can take the group meanwhile)",
+                    n->path, across);
         } else if (r == -EBUSY) {
             v = busy(c, fns, n);
         } else if (r == -ENOENT || r == -ENODEV) {
@@ -289,7 +299,7 @@ gw_verdict gw_hold_groups(gw_sctx *c, const gw_addrlist *fns, gw_group_holds *ou
             gw_note(c, "%s not held: %s: a process opening it before the reset returns is not kept out", n->path,
                     gw_error_message());
         } else {
-            v = gw_fail(c, "cannot hold %s to keep VMs off during the reset: %s", n->path, gw_error_message());
+            v = gw_fail(c, "cannot hold %s to keep VMs off during %s: %s", n->path, across, gw_error_message());
         }
     }
     gw_vfio_scan_clear(&nodes);
@@ -298,8 +308,11 @@ gw_verdict gw_hold_groups(gw_sctx *c, const gw_addrlist *fns, gw_group_holds *ou
 
 void gw_release_groups(gw_sctx *c, gw_group_holds *h)
 {
-    for (size_t i = 0; i < h->n; i++)
+    for (size_t i = 0; i < h->n; i++) {
         gw_hostops_release(c->ops, h->handles[i]);
+        free(h->groups[i]);
+    }
     free(h->handles);
+    free(h->groups);
     memset(h, 0, sizeof *h);
 }

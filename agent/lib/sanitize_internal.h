@@ -56,6 +56,7 @@ typedef struct gw_spolicy {
     gw_rom_allow *allow;
     uint16_t *vendors;
     char **addresses;
+    gw_model_policy *models;    /* ids owned; verify fraction 0 made 1 */
 } gw_spolicy;
 
 int gw_spolicy_new(gw_spolicy **out, const gw_sanitize_policy *policy);
@@ -114,6 +115,11 @@ void gw_pin_set(gw_sctx *c, const char *key, const char *value);
  * or `target` (the device the write is about) is not managed, and records
  * every write, done or failed, in the evidence. */
 int gw_host_write(gw_sctx *c, const char *target, const char *path, const void *buf, size_t len);
+/* The same for config space: `len` bytes at `offset` of `target`'s config
+ * (gw_hostops_write_config), refused and recorded alike; the evidence shows
+ * a 1-, 2- or 4-byte write as the little-endian value it stores:
+ * "wrote 0x00001000 to 0000:03:00.0 config 0x104". */
+int gw_host_write_config(gw_sctx *c, const char *target, unsigned int offset, const void *buf, size_t len);
 
 /* ---- steps -------------------------------------------------------------- */
 
@@ -131,9 +137,12 @@ extern const gw_step_def gw_step_health;
 extern const gw_step_def gw_step_isolation;
 extern const gw_step_def gw_step_firmware;
 extern const gw_step_def gw_step_hooks;
+extern const gw_step_def gw_step_scrub;
 
 /* Timeout of a step under a policy (defaults applied), milliseconds. */
 unsigned int gw_step_timeout_ms(const gw_sanitize_policy *pol, gw_step_id id);
+/* The policy's entry for a GPU model, NULL when it has none. */
+const gw_model_policy *gw_policy_model(const gw_sanitize_policy *pol, uint16_t vendor, uint16_t device);
 
 /* Run the steps on `c` and build the result (pipeline.c). */
 gw_sanitize_result *gw_pipeline_run(gw_sctx *c);
@@ -165,6 +174,13 @@ int gw_dev_group(gw_hostops *ops, const char *addr, char **group, gw_addrlist *m
 int gw_dev_aer_total(gw_hostops *ops, const char *addr, const char *which, long *out);
 /* Sizes of BAR 0-5 and the ROM BAR from `resource`. */
 int gw_dev_bar_sizes(gw_hostops *ops, const char *addr, uint64_t sizes[7]);
+/* The lines of `resource` for BAR 0-5 and the ROM BAR: what the kernel
+ * assigned (CPU addresses; start 0 or flag GW_IORESOURCE_UNSET: none). */
+typedef struct gw_dev_resource {
+    uint64_t start, end, flags;
+} gw_dev_resource;
+#define GW_IORESOURCE_UNSET 0x20000000u
+int gw_dev_resources(gw_hostops *ops, const char *addr, gw_dev_resource res[7]);
 /* 1 managed, 0 not, < 0 unreadable; *why explains (may be NULL). */
 int gw_dev_managed(gw_hostops *ops, const gw_sanitize_policy *pol, const char *addr, char **why);
 /* What a clean-up of `addr` covers: the functions of its slot and the other
@@ -223,6 +239,7 @@ char *gw_vfio_holders_of(const gw_vfio_scan *s, size_t node);
 /* Group nodes held open across the reset (gw_hold_groups). */
 typedef struct gw_group_holds {
     void **handles;
+    char **groups;              /* the group number of each handle */
     size_t n;
 } gw_group_holds;
 
@@ -230,9 +247,23 @@ typedef struct gw_group_holds {
  * is, the kernel lets no one else open it (one open at a time). PASS when
  * every node is held or absent; FAIL when the kernel says someone has it
  * (EBUSY: the holder named from proc, c->in_use set) or the open fails
- * otherwise. What was held is in *out either way: release it. */
-gw_verdict gw_hold_groups(gw_sctx *c, const gw_addrlist *fns, gw_group_holds *out);
+ * otherwise. What was held is in *out either way: release it. `across`
+ * names what the hold is for in the evidence ("the reset"). */
+gw_verdict gw_hold_groups(gw_sctx *c, const gw_addrlist *fns, const char *across, gw_group_holds *out);
 void gw_release_groups(gw_sctx *c, gw_group_holds *h);
+/* The handle holding group `group`, NULL when it is not held. */
+void *gw_group_held(const gw_group_holds *h, const char *group);
+
+/* ---- bus reset (sanitize_bus_reset.c) ---------------------------------- */
+
+/* A secondary bus reset of the GPU's bus through VFIO hot reset, the GPU
+ * opened through its group's handle in `holds`: refused (FAIL, naming it)
+ * when an affected function is not managed or not on vfio-pci; functions
+ * outside `fns` are checked for use and their groups held for the reset.
+ * When no bus reset is possible at all (no VFIO in the backend, the device on
+ * the root bus), `fallback` (the GPU's `reset` attribute) is written instead
+ * with a note, or, NULL, the step fails. */
+gw_verdict gw_bus_reset(gw_sctx *c, const gw_addrlist *fns, const gw_group_holds *holds, const char *fallback);
 
 /* ---- runtime power (sanitize_power.c) -------------------------------- */
 

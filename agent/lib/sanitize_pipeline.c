@@ -14,9 +14,14 @@
 #include "sanitize_internal.h"
 #include "sanitize_result.h"
 
+/* Run order, which is not the order of the step ids: scrub came later and
+ * has the last id, but it must follow the reset (a reset does not clear a
+ * GPU's memory, and a scrub before it could be undone by nothing, while one
+ * after it leaves the memory as the next tenant sees it) and come before
+ * health, which judges the device as the scrub left it. */
 static const gw_step_def *const pipeline[GW_STEP_COUNT] = {
-    &gw_step_not_in_use, &gw_step_bind,     &gw_step_reset, &gw_step_health,
-    &gw_step_isolation,  &gw_step_firmware, &gw_step_hooks,
+    &gw_step_not_in_use, &gw_step_bind,      &gw_step_reset,    &gw_step_scrub,
+    &gw_step_health,     &gw_step_isolation, &gw_step_firmware, &gw_step_hooks,
 };
 
 static uint64_t mono_us(void)
@@ -135,7 +140,7 @@ static gw_verdict run_step(gw_sctx *c, const gw_step_def *def, unsigned timeout_
  * passed. So after every step that did not fail, look again: the device's
  * sysfs directory must still exist and its config space must still answer
  * with the same ids. NULL when it is there; else why not (malloc'd). */
-static char *gone_since(gw_sctx *c, gw_step_id step, uint32_t id_at_start)
+static char *gone_since(gw_sctx *c, bool health_done, uint32_t id_at_start)
 {
     _cleanup_free_ char *dir = gw_dev_path(c->address, NULL);
     if (gw_hostops_exists(c->ops, dir) < 0)
@@ -148,8 +153,7 @@ static char *gone_since(gw_sctx *c, gw_step_id step, uint32_t id_at_start)
      * from the reset, with more to say); after health it means the device
      * fell off the bus. */
     if (id == 0xffffffff)
-        return step > GW_STEP_HEALTH ? gw_xstrdup("device gone during this step: config space reads all-ones")
-                                     : NULL;
+        return health_done ? gw_xstrdup("device gone during this step: config space reads all-ones") : NULL;
     if (id_at_start != 0xffffffff && id != id_at_start)
         return gw_strdup_printf("device changed during this step: ids %04x:%04x, were %04x:%04x", id & 0xffff,
                                 id >> 16, id_at_start & 0xffff, id_at_start >> 16);
@@ -187,13 +191,15 @@ gw_sanitize_result *gw_pipeline_run(gw_sctx *c)
         id_at_start = 0xffffffff;
     gw_sanitize_result *r = gw_result_new(c->address);
     r->start_ms = wall_ms();
+    bool health_done = false;
     for (int i = 0; i < GW_STEP_COUNT; i++) {
         const gw_step_def *def = pipeline[i];
         unsigned timeout = gw_step_timeout_ms(&c->policy->pol, def->id);
         uint64_t t0 = mono_us();
         _cleanup_free_ char *evidence = NULL;
         gw_verdict v = run_step(c, def, timeout, &evidence);
-        _cleanup_free_ char *gone = v == GW_VERDICT_FAIL ? NULL : gone_since(c, def->id, id_at_start);
+        health_done = health_done || def->id == GW_STEP_HEALTH;
+        _cleanup_free_ char *gone = v == GW_VERDICT_FAIL ? NULL : gone_since(c, health_done, id_at_start);
         if (gone) {
             char *both = gw_strdup_printf("%s%s%s", evidence, *evidence ? "; " : "", gone);
             free(evidence);

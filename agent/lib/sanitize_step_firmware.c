@@ -64,20 +64,68 @@ static gw_verdict compare(gw_sctx *c, const char *hash)
     return GW_VERDICT_PASS;
 }
 
+#define PCI_COMMAND 0x04
+#define PCI_COMMAND_MEMORY 0x0002
+
+/* The kernel's ROM read turns the ROM BAR on but not the Command register's
+ * Memory Space bit (pci_map_rom). A device no firmware or driver enabled -
+ * hot-plugged, or on vfio-pci and never opened - then reads zeros, and the
+ * kernel refuses them with EIO (measured in the QEMU lab). The sysfs
+ * `enable` attribute is refused (EBUSY) while vfio-pci is bound, so turn
+ * decoding on in config space for the read, as vfio-pci does when it opens
+ * the device, and back off after. *restore is set when it was turned on. */
+static int decoding_on(gw_sctx *c, uint16_t *restore, bool *turned_on)
+{
+    uint16_t cmd;
+    *turned_on = false;
+    if (gw_dev_config16(c->ops, c->address, PCI_COMMAND, &cmd) < 0) {
+        gw_fail(c, "Command register unreadable: %s", gw_error_message());
+        return -EIO;
+    }
+    if (cmd & PCI_COMMAND_MEMORY)
+        return 0;
+    uint16_t on = (uint16_t)(cmd | PCI_COMMAND_MEMORY);
+    uint8_t le[2] = { (uint8_t)on, (uint8_t)(on >> 8) };
+    if (gw_host_write_config(c, c->address, PCI_COMMAND, le, 2) < 0) {
+        gw_fail(c, "Memory Space decoding is off and could not be turned on for the ROM read");
+        return -EIO;
+    }
+    gw_note(c, "Memory Space decoding was off: on for the ROM read");
+    *restore = cmd;
+    *turned_on = true;
+    return 0;
+}
+
+static void decoding_restore(gw_sctx *c, uint16_t cmd)
+{
+    uint8_t le[2] = { (uint8_t)cmd, (uint8_t)(cmd >> 8) };
+    if (gw_host_write_config(c, c->address, PCI_COMMAND, le, 2) < 0)
+        gw_note(c, "Memory Space decoding could not be turned off again");
+}
+
 static gw_verdict run(gw_sctx *c)
 {
     const char *a = c->address;
     _cleanup_free_ char *rom = gw_dev_path(a, "rom");
     if (gw_hostops_exists(c->ops, rom) < 0)
         return gw_skip(c, "no ROM BAR (no sysfs rom attribute): nothing to hash");
-    if (gw_host_write(c, a, rom, "1", 1) < 0)
+    uint16_t cmd_before = 0;
+    bool turned_on;
+    if (decoding_on(c, &cmd_before, &turned_on) < 0)
+        return GW_VERDICT_FAIL;
+    if (gw_host_write(c, a, rom, "1", 1) < 0) {
+        if (turned_on)
+            decoding_restore(c, cmd_before);
         return gw_fail(c, "cannot enable ROM reads");
+    }
     _cleanup_free_ char *img = NULL;
     size_t len = 0;
     int rr = gw_hostops_read(c->ops, rom, ROM_MAX, &img, &len);
     _cleanup_free_ char *read_err = rr < 0 ? gw_xstrdup(gw_error_message()) : NULL;
     /* Always disable again, also after a failed read. */
     int rd = gw_host_write(c, a, rom, "0\n", 2);
+    if (turned_on)
+        decoding_restore(c, cmd_before);
     /* The kernel sizes the ROM by its images (pci_get_rom_size) and refuses
      * the read with EIO when the first has no 55 AA header or no PCIR
      * structure: there is no firmware image it would hand a VM either, and

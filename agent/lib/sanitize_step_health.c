@@ -1,21 +1,22 @@
-/* Step health, after the reset: config space readable (not all-ones), link
- * width not degraded, no new AER fatal/non-fatal errors on the GPU or its
- * upstream port, BAR sizes unchanged. A lower link *speed* is only evidence:
- * idle GPUs train down to 2.5 GT/s. */
-#include <math.h>
+/* Step health, after the reset, from live config space (never from what
+ * sysfs cached at enumeration, which no reset changes):
+ *   - vendor/device not all-ones and the same as before the reset;
+ *   - the error registers (sanitize_health_errors.c): PCI Status, Device
+ *     Status and AER status of the GPU judged and then cleared, the ports
+ *     above recorded, the kernel's AER counters against the pins;
+ *   - link width (LnkSta) not below the smaller of both ends' maximum
+ *     (LnkCap) nor below the width pinned at the first clean-up; a lower
+ *     link *speed* is only evidence: idle GPUs train down to 2.5 GT/s;
+ *   - BAR registers still hold the addresses the kernel assigned (sysfs
+ *     `resource`): a function that came back from the reset without its
+ *     restored BARs decodes nothing a VM could use. */
 #include <string.h>
 
-#include "sanitize_internal.h"
+#include "sanitize_health.h"
 
 #define PIN_LINK_WIDTH "sanitize.link_width"
 
-typedef struct health {
-    gw_sctx *c;
-    int failures;
-} health;
-
-static void problem(health *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void problem(health *h, const char *fmt, ...)
+void gw_health_problem(gw_health *h, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -28,167 +29,237 @@ static void problem(health *h, const char *fmt, ...)
     h->failures++;
 }
 
-static bool check_config(health *h)
+static bool check_config(gw_health *h)
 {
     gw_sctx *c = h->c;
     uint32_t id;
     if (gw_dev_config32(c->ops, c->address, 0, &id) < 0) {
-        problem(h, "config space unreadable after reset: %s", gw_error_message());
+        gw_health_problem(h, "config space unreadable after reset: %s", gw_error_message());
         return false;
     }
     if (id == 0xffffffff) {
-        problem(h, "config space reads all-ones after reset: the device is off the bus");
+        gw_health_problem(h, "config space reads all-ones after reset: the device is off the bus");
         return false;
     }
     if (c->id_known && id != c->id_before) {
-        problem(h, "vendor/device changed across the reset: %04x:%04x -> %04x:%04x", c->id_before & 0xffff,
-                c->id_before >> 16, id & 0xffff, id >> 16);
+        gw_health_problem(h, "vendor/device changed across the reset: %04x:%04x -> %04x:%04x",
+                          c->id_before & 0xffff, c->id_before >> 16, id & 0xffff, id >> 16);
         return false;
     }
     gw_note(c, "config readable (%04x:%04x)", id & 0xffff, id >> 16);
     return true;
 }
 
-static double speed_gts(gw_sctx *c, const char *addr, const char *attr)
+/* ---- link ------------------------------------------------------------- */
+
+typedef struct link_regs {
+    unsigned type;              /* device/port type of the PCIe capability */
+    int width, max_width;       /* LnkSta negotiated, LnkCap maximum */
+    unsigned speed, max_speed;  /* speed codes: 1 = 2.5 GT/s ... 6 = 64 GT/s */
+} link_regs;
+
+/* The live link registers of `addr`: 0, -ENOENT without a PCIe capability. */
+static int read_link(gw_hostops *ops, const char *addr, link_regs *out)
 {
-    _cleanup_free_ char *s = NULL;
-    if (gw_dev_read_text(c->ops, addr, attr, &s) < 0)
-        return 0;
-    return strtod(s, NULL);     /* "16.0 GT/s PCIe", "Unknown" -> 0 */
+    int exp = gw_dev_find_cap(ops, addr, GW_PCI_CAP_EXP);
+    if (exp <= 0)
+        return exp < 0 ? exp : gw_error_set(-ENOENT, "%s: no PCIe capability", addr);
+    unsigned e = (unsigned)exp;
+    uint16_t flags, lnksta;
+    uint32_t lnkcap, lnkcap2 = 0;
+    int r;
+    if ((r = gw_dev_config16(ops, addr, e + 0x02, &flags)) < 0 ||
+        (r = gw_dev_config32(ops, addr, e + 0x0c, &lnkcap)) < 0 ||
+        (r = gw_dev_config16(ops, addr, e + 0x12, &lnksta)) < 0)
+        return r;
+    /* As the kernel's pcie_get_speed_cap(): the Supported Link Speeds vector
+     * of LnkCap2 (capability version 2) when it has one, else LnkCap. */
+    if ((flags & 0xf) >= 2 && (r = gw_dev_config32(ops, addr, e + 0x2c, &lnkcap2)) < 0)
+        return r;
+    unsigned vec = (lnkcap2 >> 1) & 0x7f, top = 0;
+    for (unsigned b = 0; b < 7; b++)
+        if (vec & (1u << b))
+            top = b + 1;
+    *out = (link_regs){ (flags >> 4) & 0xfu, (lnksta >> 4) & 0x3f, (int)((lnkcap >> 4) & 0x3f), lnksta & 0xfu,
+                        top ? top : lnkcap & 0xfu };
+    return 0;
 }
 
-static void check_link(health *h, const gw_addrlist *up)
+static double gts(unsigned code)
+{
+    static const double v[] = { 0, 2.5, 5.0, 8.0, 16.0, 32.0, 64.0 };
+    return code < sizeof v / sizeof v[0] ? v[code] : 0;
+}
+
+/* The width both ends can reach: the smaller maximum; *pmax the partner's
+ * (0 when unknown). */
+static int reachable_width(gw_sctx *c, const char *partner, int max, int *pmax)
+{
+    link_regs p;
+    *pmax = 0;
+    if (partner && read_link(c->ops, partner, &p) == 0 && p.max_width > 0 && p.max_width <= 32)
+        *pmax = p.max_width;
+    return *pmax && *pmax < max ? *pmax : max;
+}
+
+/* Narrower than the first clean-up saw: fails; the first passing one pins. */
+static bool check_width_pin(gw_health *h, int cur, bool ok)
 {
     gw_sctx *c = h->c;
-    const char *a = c->address;
-    long cur, max;
-    if (gw_dev_read_long(c->ops, a, "current_link_width", &cur) < 0 ||
-        gw_dev_read_long(c->ops, a, "max_link_width", &max) < 0) {
-        gw_note(c, "no link width attributes: link not checked");
-        return;
-    }
-    /* The kernel shows 0 or 255 where the link registers say nothing (an
-     * integrated device's, a port whose link is down) and 63 for all-ones. */
-    if (cur <= 0 || max <= 0 || max > 32) {
-        gw_note(c, "link width unknown (current x%ld, max x%ld): not checked", cur, max);
-        return;
-    }
-    long reach = max;
-    long pmax = 0;
-    const char *partner = up->n ? up->v[0] : NULL;
-    if (partner && gw_dev_read_long(c->ops, partner, "max_link_width", &pmax) == 0 && pmax > 0 && pmax <= 32 &&
-        pmax < reach)
-        reach = pmax;
-    bool ok = true;
-    if (cur < reach) {
-        if (partner && pmax > 0)
-            problem(h, "link width x%ld below x%ld, the smaller of both ends' maximum (GPU x%ld, %s x%ld)", cur,
-                    reach, max, partner, pmax);
-        else
-            problem(h, "link width x%ld below the GPU's maximum x%ld", cur, reach);
-        ok = false;
-    }
     const char *pin = gw_pin_get(c, PIN_LINK_WIDTH);
     if (pin) {
         long first = strtol(pin, NULL, 10);
         if (cur < first) {
-            problem(h, "link width x%ld below x%ld recorded at the first clean-up", cur, first);
-            ok = false;
+            gw_health_problem(h, "link width x%d below x%ld recorded at the first clean-up", cur, first);
+            return false;
         }
     } else if (ok) {
         char buf[24];
-        snprintf(buf, sizeof buf, "%ld", cur);
+        snprintf(buf, sizeof buf, "%d", cur);
         gw_pin_set(c, PIN_LINK_WIDTH, buf);
-        gw_note(c, "link width x%ld pinned", cur);
+        gw_note(c, "link width x%d pinned", cur);
     }
-    double sp = speed_gts(c, a, "current_link_speed"), msp = speed_gts(c, a, "max_link_speed");
-    if (ok)
-        gw_note(c, "link x%ld (can reach x%ld)", cur, reach);
+    return ok;
+}
+
+static void check_link(gw_health *h, const gw_addrlist *up)
+{
+    gw_sctx *c = h->c;
+    link_regs l;
+    int r = read_link(c->ops, c->address, &l);
+    if (r < 0) {
+        gw_note(c, "link registers unreadable (%s): link not checked", gw_error_message());
+        return;
+    }
+    /* An integrated endpoint (or event collector) has no link at all. */
+    if (l.type == 9 || l.type == 10) {
+        gw_note(c, "no PCIe link (root complex integrated): link not checked");
+        return;
+    }
+    /* 0 where the registers say nothing (a link that is down reads 0 too,
+     * but then config space would not answer). */
+    if (l.width <= 0 || l.max_width <= 0 || l.max_width > 32) {
+        gw_note(c, "link width unknown (LnkSta x%d, LnkCap x%d): not checked", l.width, l.max_width);
+        return;
+    }
+    const char *partner = up->n ? up->v[0] : NULL;
+    int pmax;
+    int reach = reachable_width(c, partner, l.max_width, &pmax);
+    bool ok = true;
+    if (l.width < reach) {
+        if (pmax)
+            gw_health_problem(h, "link width x%d below x%d, the smaller of both ends' maximum (GPU x%d, %s x%d)",
+                              l.width, reach, l.max_width, partner, pmax);
+        else
+            gw_health_problem(h, "link width x%d below the GPU's maximum x%d", l.width, reach);
+        ok = false;
+    }
+    if (check_width_pin(h, l.width, ok))
+        gw_note(c, "link x%d (can reach x%d), from LnkSta/LnkCap", l.width, reach);
+    double sp = gts(l.speed), msp = gts(l.max_speed);
     if (sp > 0 && msp > 0 && sp + 0.05 < msp)
         gw_note(c, "link at %.1f GT/s of %.1f GT/s: a lower speed is normal for an idle GPU, not a fault", sp, msp);
     else if (sp > 0)
         gw_note(c, "link at %.1f GT/s", sp);
 }
 
-static void check_aer(health *h, const gw_addrlist *up)
+/* ---- BARs ------------------------------------------------------------- */
+
+/* BAR i's address as its register holds it; *span 2 for a 64-bit BAR. */
+static int bar_address(gw_hostops *ops, const char *addr, int i, uint64_t *out, uint32_t *raw, int *span)
 {
-    gw_sctx *c = h->c;
-    const char *devs[2] = { c->address, up->n ? up->v[0] : NULL };
-    /* Pin keys name the role, not the address: the registry's fact keys are
-     * [a-z0-9_.-], and a record is one identity at one address anyway. */
-    static const char *const roles[2] = { "gpu", "upstream" };
-    static const char *const kinds[2] = { "fatal", "nonfatal" };
-    for (int d = 0; d < 2 && devs[d]; d++) {
-        for (int k = 0; k < 2; k++) {
-            long now;
-            int r = gw_dev_aer_total(c->ops, devs[d], kinds[k], &now);
-            if (r == -ENOENT) {
-                if (k == 0)
-                    gw_note(c, "%s: no AER counters", devs[d]);
-                break;
-            }
-            if (r < 0) {
-                problem(h, "%s: AER counters unreadable: %s", devs[d], gw_error_message());
-                continue;
-            }
-            _cleanup_free_ char *key = gw_strdup_printf("sanitize.aer_%s.%s", kinds[k], roles[d]);
-            const char *pin = gw_pin_get(c, key);
-            if (!pin) {
-                gw_note(c, "%s: aer_dev_%s TOTAL %ld, baseline recorded", devs[d], kinds[k], now);
-            } else {
-                long before = strtol(pin, NULL, 10);
-                if (now > before)
-                    problem(h, "%s: aer_dev_%s TOTAL rose from %ld to %ld since the last clean-up", devs[d],
-                            kinds[k], before, now);
-                else if (now < before)
-                    gw_note(c, "%s: aer_dev_%s TOTAL %ld below the baseline %ld (host rebooted?): new baseline",
-                            devs[d], kinds[k], now, before);
-                else
-                    gw_note(c, "%s: aer_dev_%s TOTAL %ld unchanged", devs[d], kinds[k], now);
-            }
-            /* The next clean-up compares with this one, also after a
-             * failure the operator has since released. */
-            char buf[24];
-            snprintf(buf, sizeof buf, "%ld", now);
-            gw_pin_set(c, key, buf);
-        }
-    }
+    uint32_t lo, hi = 0;
+    int r = gw_dev_config32(ops, addr, 0x10 + 4 * (unsigned)i, &lo);
+    if (r < 0)
+        return r;
+    bool io = lo & 0x1, mem64 = !io && ((lo >> 1) & 0x3) == 2 && i < 5;
+    if (mem64 && (r = gw_dev_config32(ops, addr, 0x14 + 4 * (unsigned)i, &hi)) < 0)
+        return r;
+    *raw = lo;
+    *span = mem64 ? 2 : 1;
+    *out = (io ? lo & ~0x3u : lo & ~0xfu) | (uint64_t)hi << 32;
+    return 0;
 }
 
-static void check_bars(health *h)
+/* One BAR the kernel assigned: 1 when its register still holds it. The
+ * comparison takes bus address = CPU address, as on x86 without VMD. */
+static int check_bar(gw_health *h, int i, const gw_dev_resource *res, uint64_t reg, uint32_t raw)
+{
+    if (reg == 0) {
+        gw_health_problem(h, "BAR%d lost its address: the register reads 0x%08x, the kernel assigned 0x%llx", i,
+                          raw, (unsigned long long)res->start);
+        return 0;
+    }
+    if (reg != res->start) {
+        gw_health_problem(h, "BAR%d holds 0x%llx, the kernel assigned 0x%llx", i, (unsigned long long)reg,
+                          (unsigned long long)res->start);
+        return 0;
+    }
+    return 1;
+}
+
+/* A BAR the device implements but the kernel gave no address: measured in
+ * the lab, a display device hot-plugged under a port whose window is too
+ * small ("BAR 0 [mem size 0x01000000 pref]: can't assign; no space"). sysfs
+ * then shows the BAR as all zeros, as if absent, but the register holds no
+ * address while its type bits (I/O, 64-bit or prefetchable) say it is there. A VM would get
+ * a GPU without its memory BAR. (A 32-bit non-prefetchable memory BAR reads
+ * 0 either way and cannot be told apart without sizing, which would write.) */
+static bool unassigned_bar(gw_health *h, int i, uint32_t raw)
+{
+    if (!(raw & 0x1) && !(raw & 0xe))
+        return false;
+    gw_health_problem(h, "BAR%d is implemented (register 0x%08x: %s) but the kernel assigned it no address "
+                      "(no room in the bridge window? see the kernel log)", i, raw,
+                      raw & 0x1 ? "I/O" : (raw & 0x8) ? "prefetchable memory" : "64-bit memory");
+    return true;
+}
+
+static void check_bars(gw_health *h)
 {
     gw_sctx *c = h->c;
-    if (!c->bars_known) {
-        gw_note(c, "BAR sizes not compared (unknown before the reset)");
+    gw_dev_resource res[7];
+    if (gw_dev_resources(c->ops, c->address, res) < 0) {
+        gw_health_problem(h, "BAR assignments unreadable: %s", gw_error_message());
         return;
     }
-    uint64_t now[7];
-    if (gw_dev_bar_sizes(c->ops, c->address, now) < 0) {
-        problem(h, "BAR sizes unreadable after reset: %s", gw_error_message());
-        return;
-    }
-    int changed = 0;
-    for (int i = 0; i < 7; i++) {
-        if (now[i] != c->bars[i]) {
-            problem(h, "%s%d size changed across the reset: 0x%llx -> 0x%llx", i == 6 ? "ROM BAR" : "BAR",
-                    i == 6 ? 0 : i, (unsigned long long)c->bars[i], (unsigned long long)now[i]);
-            changed++;
+    gw_strbuf held = { 0 };
+    int bad = 0;
+    for (int i = 0, span = 1; i < 6; i += span) {
+        uint64_t reg;
+        uint32_t raw;
+        if (bar_address(c->ops, c->address, i, &reg, &raw, &span) < 0) {
+            gw_health_problem(h, "BAR%d register unreadable: %s", i, gw_error_message());
+            bad++;
+            break;
         }
+        if (!res[i].start || (res[i].flags & GW_IORESOURCE_UNSET) || res[i].end < res[i].start) {
+            if (!reg && unassigned_bar(h, i, raw))
+                bad++;
+            continue;   /* nothing assigned, nothing to hold */
+        }
+        if (check_bar(h, i, &res[i], reg, raw))
+            gw_strbuf_append(&held, "%sBAR%d 0x%llx", held.len ? ", " : "", i, (unsigned long long)reg);
+        else
+            bad++;
     }
-    if (!changed)
-        gw_note(c, "BAR sizes unchanged");
+    if (!bad && held.len)
+        gw_note(c, "BAR registers hold the addresses the kernel assigned (%s)", gw_strbuf_str(&held));
+    else if (!bad)
+        gw_note(c, "no BAR assigned: BAR registers not compared");
+    gw_strbuf_clear(&held);
 }
 
 static gw_verdict run(gw_sctx *c)
 {
-    health h = { .c = c };
+    gw_health h = { .c = c };
     if (!check_config(&h))
         return GW_VERDICT_FAIL;
     gw_addrlist up = { 0 };
     if (gw_dev_upstream(c->ops, c->address, &up) < 0)
         gw_note(c, "upstream port unknown (%s): link partner not checked", gw_error_message());
+    gw_health_errors(&h, &up);
     check_link(&h, &up);
-    check_aer(&h, &up);
     check_bars(&h);
     gw_addrlist_clear(&up);
     return h.failures ? GW_VERDICT_FAIL : GW_VERDICT_PASS;

@@ -9,8 +9,13 @@
  *               vfio-pci (driver_override, unbind, drivers_probe); bridges are
  *               never rebound; then held in D0 (power/control "on") until the
  *               end of the run, when the previous value is written back
- *   reset       the kernel's `reset` after reading `reset_method`, checked for
- *               use again and written with /dev/vfio/<group> held open
+ *   reset       with /dev/vfio/<group> held open and after checking for use
+ *               again: FLR through the kernel's `reset` when `reset_method`
+ *               offers it, else (or as the model asks) a secondary bus reset
+ *               through VFIO's hot reset, refused when the bus holds a
+ *               function that is not ours
+ *   scrub       per model: zero a BAR of the device's memory through VFIO
+ *               and read it back (skipped when no scrub is configured)
  *   health      config readable, link width not degraded, no new AER fatal or
  *               non-fatal errors (GPU and upstream port), BAR sizes unchanged
  *   isolation   IOMMU group viable, ACS on the upstream path, ATS disabled
@@ -70,11 +75,16 @@ typedef enum gw_step_id {
     GW_STEP_ISOLATION = 4,
     GW_STEP_FIRMWARE = 5,
     GW_STEP_HOOKS = 6,
+    /* Added later, so numbered last; it runs right after reset. Results name
+     * their steps and list them in run order, never by number. */
+    GW_STEP_SCRUB = 7,
 } gw_step_id;
 
-#define GW_STEP_COUNT 7
+#define GW_STEP_COUNT 8
 
-/* "not_in_use", "bind", "reset", "health", "isolation", "firmware", "hooks". */
+/* "not_in_use", "bind", "reset", "health", "isolation", "firmware", "hooks",
+ * "scrub". The pipeline runs not_in_use, bind, reset, scrub, health,
+ * isolation, firmware, hooks. */
 GW_EXTERN const char *gw_step_name(gw_step_id step);
 /* Inverse of gw_step_name(); -EINVAL for an unknown name. */
 GW_EXTERN int gw_step_from_name(const char *name, gw_step_id *out);
@@ -103,12 +113,68 @@ typedef struct gw_rom_allow {
 GW_EXTERN int gw_rom_allowlist_load(const char *path, gw_rom_allow **out, size_t *n);
 GW_EXTERN void gw_rom_allowlist_free(gw_rom_allow *list, size_t n);
 
+/* How the reset step resets a model (gw_model_policy.reset). */
+typedef enum gw_reset_choice {
+    GW_RESET_AUTO = 0,      /* flr when reset_method offers it, else bus (the kernel's own
+                             * reset when it lists bus first, else through VFIO) */
+    GW_RESET_FLR = 1,       /* the kernel's `reset` only; fails when no FLR is offered */
+    GW_RESET_BUS = 2,       /* a secondary bus reset through VFIO hot reset only */
+    GW_RESET_FLR_BUS = 3,   /* FLR, then the bus reset */
+} gw_reset_choice;
+
+/* How the scrub step clears a model's memory (gw_model_policy.scrub). */
+typedef enum gw_scrub_method {
+    GW_SCRUB_NONE = 0,      /* no scrub: the step skips */
+    GW_SCRUB_BAR = 1,       /* zero a BAR through VFIO, then read it back */
+    GW_SCRUB_DRIVER = 2,    /* reserved for a driver-assisted scrub: not implemented in this
+                             * version, a policy naming it is refused (-EOPNOTSUPP) */
+} gw_scrub_method;
+
+/* "auto", "flr", "bus", "flr+bus" and back; -EINVAL for another name. */
+GW_EXTERN const char *gw_reset_choice_name(gw_reset_choice c);
+GW_EXTERN int gw_reset_choice_from_name(const char *name, gw_reset_choice *out);
+/* "none", "bar", "driver" and back; -EINVAL for another name. */
+GW_EXTERN const char *gw_scrub_method_name(gw_scrub_method m);
+GW_EXTERN int gw_scrub_method_from_name(const char *name, gw_scrub_method *out);
+
+/* Settings for one GPU model, found by the GPU function's vendor:device.
+ * Initialise with GW_MODEL_POLICY_INIT. Its layout belongs to policy
+ * version 2: a later field comes with a new policy version. */
+typedef struct gw_model_policy {
+    const char *id;                 /* "vvvv:dddd", lower-case hex */
+    gw_reset_choice reset;          /* default GW_RESET_AUTO */
+    gw_scrub_method scrub;          /* default GW_SCRUB_NONE */
+    /* The function of the GPU's slot whose BAR holds the memory (0-7); -1 =
+     * the GPU function itself. It must be managed and on vfio-pci. */
+    int scrub_function;
+    unsigned int scrub_bar;         /* BAR index 0-5 */
+    /* Share of the BAR read back after zeroing, 0 < f <= 1; 1 = every byte,
+     * less = that share of its 4 KiB pages, spread evenly over the whole BAR
+     * (first and last page always); 0 = 1. */
+    double scrub_verify_fraction;
+} gw_model_policy;
+
+#define GW_MODEL_POLICY_INIT { NULL, GW_RESET_AUTO, GW_SCRUB_NONE, -1, 0, 0.0 }
+
+/* Set one field of `m` from its text, as an operator writes it in a config
+ * file: "reset" (auto, flr, bus, flr+bus), "scrub" (none, bar),
+ * "scrub_function" (0-7), "scrub_bar" (0-5), "scrub_verify_fraction"
+ * (0 < f <= 1). -EINVAL with the reason for an unknown key or a bad value;
+ * -EOPNOTSUPP for scrub "driver" (reserved, not implemented in this
+ * version). `m` is unchanged on failure; `id` is not set here. */
+GW_EXTERN int gw_model_policy_set(gw_model_policy *m, const char *key, const char *value);
+
+/* Entries of gw_sanitize_policy.timeout_ms: the steps policy version 1 knew
+ * (not_in_use .. hooks). A step added later has a timeout field of its own. */
+#define GW_SANITIZE_POLICY_TIMEOUTS 7
+
 typedef struct gw_sanitize_policy {
     unsigned int version;
-    /* Per-step timeouts in milliseconds, indexed by gw_step_id; 0 = default
-     * (not_in_use 10 s, bind 30 s, reset 60 s, health 10 s, isolation 10 s,
-     * firmware 60 s, hooks 600 s). A step past its timeout fails. */
-    unsigned int timeout_ms[GW_STEP_COUNT];
+    /* Per-step timeouts in milliseconds, indexed by gw_step_id up to
+     * GW_STEP_HOOKS (scrub: scrub_timeout_ms); 0 = default (not_in_use 10 s,
+     * bind 30 s, reset 60 s, health 10 s, isolation 10 s, firmware 60 s,
+     * hooks 600 s). A step past its timeout fails. */
+    unsigned int timeout_ms[GW_SANITIZE_POLICY_TIMEOUTS];
     /* Directory of operator hooks; NULL = "/etc/gpuwarden/sanitize.d". It is
      * a path on this machine, not under the host root. */
     const char *hooks_dir;
@@ -125,11 +191,24 @@ typedef struct gw_sanitize_policy {
     size_t n_manage_vendors;
     const char *const *manage_addresses;
     size_t n_manage_addresses;
+
+    /* ---- version 2 ---- */
+
+    unsigned int scrub_timeout_ms;          /* step scrub; 0 = 600 s */
+    /* Per-model reset and scrub settings, at most one per id. A GPU whose
+     * model has no entry gets GW_MODEL_POLICY_INIT's: reset auto, no scrub.
+     * Bad entries (an id not "vvvv:dddd", a duplicate, a value out of range)
+     * are refused with -EINVAL naming the entry; GW_SCRUB_DRIVER with
+     * -EOPNOTSUPP. */
+    const gw_model_policy *models;
+    size_t n_models;
 } gw_sanitize_policy;
 
-#define GW_SANITIZE_POLICY_VERSION 1
+/* Version 1 ends at n_manage_addresses; the library still accepts it (no
+ * models, default scrub timeout). */
+#define GW_SANITIZE_POLICY_VERSION 2
 #define GW_SANITIZE_POLICY_INIT { GW_SANITIZE_POLICY_VERSION, { 0 }, NULL, 0, GW_ISOLATION_FAIL, false, \
-                                  NULL, 0, NULL, 0, NULL, 0 }
+                                  NULL, 0, NULL, 0, NULL, 0, 0, NULL, 0 }
 
 /* ---- request and result ------------------------------------------------ */
 

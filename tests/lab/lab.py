@@ -36,7 +36,10 @@ QEMU = "qemu-system-x86_64"
 GUEST_GW = "/opt/gpuwarden"          # where the project's binaries sit in the guest
 
 # Load order: each module after what it needs (modules.dep gives the rest).
-VFIO_MODULES = ["vfio-pci"]
+# vfio_iommu_type1 backs the container gpuwardend opens for a VFIO device (bus
+# reset, scrub); vfio asks for it with request_module(), which finds no
+# modprobe in this guest.
+VFIO_MODULES = ["vfio-pci", "vfio_iommu_type1"]
 VIRTIO_MODULES = ["virtio_pci"]
 
 

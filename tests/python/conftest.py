@@ -7,7 +7,13 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "tests" / "
 
 
 def pytest_terminal_summary(terminalreporter):
+    import json
+    import os
     import lab
+    report = os.environ.get("GW_LAB_REPORT")
+    if report and lab.Guest.BOOTS:
+        with open(report, "w") as f:
+            json.dump({"boots": lab.Guest.BOOTS, "stats": lab.STATS}, f, indent=1)
     skipped = [r for r in terminalreporter.stats.get("skipped", [])
                if "KERNEL LAB NOT RUN" in str(r.longrepr)]
     if skipped:

@@ -182,7 +182,7 @@ def test_show_table(daemon):
     assert names == ["STEP", "VERDICT", "MS", "EVIDENCE"]
     assert rows == [{"STEP": s["name"], "VERDICT": s["verdict"], "MS": str(s["duration_ms"]),
                      "EVIDENCE": s["evidence"].replace("\n", " ")} for s in dev["steps"]]
-    assert [row["STEP"] for row in rows] == ["not_in_use", "bind", "reset", "health", "isolation",
+    assert [row["STEP"] for row in rows] == ["not_in_use", "bind", "reset", "scrub", "health", "isolation",
                                              "firmware", "hooks"]
 
 
@@ -194,9 +194,9 @@ def test_show_json_has_the_cleanup_and_steps(daemon):
     assert list(got)[-2:] == ["cleanup", "steps"]
     assert (got["address"], got["state"], got["dirty"], got["reason"]) == (GPUS[0], "sanitized", False, None)
     assert got["cleanup"]["result"] == "passed"
-    assert [list(s) for s in got["steps"]] == [["name", "verdict", "evidence", "duration_ms"]] * 7
+    assert [list(s) for s in got["steps"]] == [["name", "verdict", "evidence", "duration_ms"]] * 8
     assert [(s["name"], s["verdict"]) for s in got["steps"]] == [
-        ("not_in_use", "pass"), ("bind", "pass"), ("reset", "pass"), ("health", "pass"),
+        ("not_in_use", "pass"), ("bind", "pass"), ("reset", "pass"), ("scrub", "skip"), ("health", "pass"),
         ("isolation", "pass"), ("firmware", "pass"), ("hooks", "skip")]
 
 
@@ -490,7 +490,7 @@ def test_events_table(daemon):
     assert [m[1] for m in mine[:4]] == [utc(r["time"], True) for r in recs]
     kind, addr, what = mine[4][2:]
     assert (kind, addr) == ("cleanup", GPUS[0])
-    assert re.fullmatch(r"passed in \d+ ms \(7 steps\)", what), what
+    assert re.fullmatch(r"passed in \d+ ms \(8 steps\)", what), what
     seqs = [int(EVENT_LINE.match(l).group(1)) for l in sub.lines[1:]]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))   # no gap
 
@@ -519,7 +519,7 @@ def test_events_json_lines_and_count(daemon):
         [1, 0], "transition", GPUS[0], "sanitized", "quarantined", False, "x")
     c = next(e for e in evs if e["kind"] == "cleanup")
     assert list(c) == ["v", "seq", "boot", "time", "kind", "address", "result", "duration_ms", "steps"]
-    assert c["result"] == "passed" and len(c["steps"]) == 7
+    assert c["result"] == "passed" and len(c["steps"]) == 8
     assert [e["seq"] for e in evs] == list(range(evs[0]["seq"], evs[0]["seq"] + len(evs)))
 
 

@@ -29,7 +29,7 @@ def test_first_scan_cleans_every_gpu_to_sanitized(daemon):
     dev = daemon.result("device", {"address": GPUS[0]})
     assert dev["cleanup"]["result"] == "passed"
     assert [s["name"] for s in dev["steps"]] == [
-        "not_in_use", "bind", "reset", "health", "isolation", "firmware", "hooks"]
+        "not_in_use", "bind", "reset", "scrub", "health", "isolation", "firmware", "hooks"]
 
 
 def test_socket_files_modes_and_owner(daemon):
@@ -391,3 +391,23 @@ def test_every_argument_wrong_type_over_the_socket(daemon, op, arg):
         assert not rep["ok"] and rep["error"]["code"] == "invalid_argument", (op, arg, bad, rep)
         assert rep["error"]["field"].startswith(f"args.{arg}"), rep
     assert daemon.alive() and _state(daemon) == before
+
+
+def test_reload_refuses_a_bad_model_section(tmp_path):
+    """[model vvvv:dddd] sections are checked at a reload as at a start: a bad
+    value is refused with its section and key, and the running configuration
+    stays."""
+    import time as _time
+    conf = tmp_path / "gpuwarden.conf"
+    conf.write_text("[model 10de:2230]\nreset = flr\nscrub = none\n")
+    d = Daemon(tmp_path, extra=["--config", str(conf)]).start()
+    conf.write_text("[model 10de:2230]\nreset = flr\nscrub = driver\n")
+    d.proc.send_signal(signal.SIGHUP)
+    deadline = _time.time() + 10
+    while "reload failed" not in d.log.read_text() and _time.time() < deadline:
+        _time.sleep(0.05)
+    log = d.log.read_text()
+    assert "[model 10de:2230] scrub: 'driver' is not implemented in this version" in log, log
+    assert "the running configuration stays" in log
+    assert d.alive() and d.result("hello")["daemon"]
+    assert d.stop() == 0

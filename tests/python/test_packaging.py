@@ -4,6 +4,8 @@ import os
 import pathlib
 import subprocess
 
+import pytest
+
 from gwdaemon import build_dir
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -35,6 +37,34 @@ def test_unknown_config_key_is_refused_with_its_location(tmp_path):
     r = subprocess.run([str(build_dir() / "gpuwardend"), "--config", str(conf)], capture_output=True, text=True)
     assert r.returncode == 2
     assert "unknown option [daemon] host_roots" in r.stderr and str(conf) in r.stderr
+
+
+def test_model_sections_are_read_and_checked(tmp_path):
+    conf = tmp_path / "models.conf"
+    conf.write_text("[model 10DE:2330]\nreset = flr+bus\nscrub = bar\nscrub_function = 0\nscrub_bar = 1\n"
+                    "scrub_verify_fraction = 0.25\n\n[model 1af4:1050]\nreset = bus\n")
+    r = subprocess.run([str(build_dir() / "gpuwardend"), "--config", str(conf), "--check-config"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.startswith("configuration ok"), r.stderr
+
+
+@pytest.mark.parametrize("section,line,why", [
+    ("model 10de:2330", "reset = pm", "[model 10de:2330] reset: 'pm' is not auto, flr, bus or flr+bus"),
+    ("model 10de:2330", "scrub = driver", "[model 10de:2330] scrub: 'driver' is not implemented in this version"),
+    ("model 10de:2330", "scrub = zero", "[model 10de:2330] scrub: 'zero' is not none or bar"),
+    ("model 10de:2330", "scrub_function = 8", "[model 10de:2330] scrub_function: '8' is not a number from 0 to 7"),
+    ("model 10de:2330", "scrub_bar = two", "[model 10de:2330] scrub_bar: 'two' is not a number from 0 to 5"),
+    ("model 10de:2330", "scrub_verify_fraction = 1.5",
+     "[model 10de:2330] scrub_verify_fraction: '1.5' is not a number with 0 < f <= 1"),
+    ("model 10de:2330", "scrub_size = 4", "[model 10de:2330] unknown model setting 'scrub_size'"),
+    ("model 10de", "scrub = bar", "[model 10de]: '10de' is not a GPU model"),
+])
+def test_check_config_names_a_bad_model_setting(tmp_path, section, line, why):
+    conf = tmp_path / "bad.conf"
+    conf.write_text(f"[{section}]\n{line}\n")
+    r = subprocess.run([str(build_dir() / "gpuwardend"), "--config", str(conf), "--check-config"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and why in r.stderr and str(conf) in r.stderr, r.stderr
 
 
 def test_libvirt_hook_execs_the_cli():

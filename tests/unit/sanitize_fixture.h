@@ -279,6 +279,31 @@ static inline void fx_put32(uint8_t *c, unsigned off, uint32_t v)
     fx_put16(c, off + 2, (uint16_t)(v >> 16));
 }
 
+/* The Link Speeds code of "16.0 GT/s PCIe" (1 = 2.5 GT/s ... 6 = 64 GT/s). */
+static inline unsigned fx_speed_code(const char *text, unsigned dflt)
+{
+    static const double gts[] = { 2.5, 5.0, 8.0, 16.0, 32.0, 64.0 };
+    double v = text && *text ? strtod(text, NULL) : 0;
+    for (unsigned i = 0; i < sizeof gts / sizeof gts[0]; i++)
+        if (v > gts[i] - 0.01 && v < gts[i] + 0.01)
+            return i + 1;
+    return dflt;
+}
+
+/* The BAR registers of what fx_resource_text() says the kernel assigned:
+ * BAR0 32-bit memory, BAR1 64-bit prefetchable (BAR1 + BAR2). */
+static inline void fx_bar_registers(const fx_dev *d, uint8_t c[4096])
+{
+    if (d->bridge)
+        return;
+    fx_put32(c, 0x10, 0xf0000000u);
+    if (d->bar1_size) {
+        uint64_t a = 0x38000000000ull;
+        fx_put32(c, 0x14, (uint32_t)a | 0xc);
+        fx_put32(c, 0x18, (uint32_t)(a >> 32));
+    }
+}
+
 static inline void fx_config(const fx_dev *d, uint8_t c[4096])
 {
     memset(c, 0, 4096);
@@ -294,6 +319,7 @@ static inline void fx_config(const fx_dev *d, uint8_t c[4096])
         fx_put16(c, 0x2c, d->svid);
         fx_put16(c, 0x2e, d->sdid);
     }
+    fx_bar_registers(d, c);
     c[0x34] = 0x60;
     /* Power management at 0x60 -> PCIe at 0x78 (when present). */
     c[0x60] = 0x01;
@@ -306,8 +332,9 @@ static inline void fx_config(const fx_dev *d, uint8_t c[4096])
         fx_put16(c, e + 2, (uint16_t)(0x0002 | (d->port_type << 4)));
         fx_put32(c, e + 4, d->flr ? (1u << 28) : 0);
         int w = d->link_max_width ? d->link_max_width : 16;
-        fx_put32(c, e + 0x0c, (uint32_t)(4 | (w << 4)));
-        fx_put16(c, e + 0x12, (uint16_t)(1 | ((d->link_width ? d->link_width : w) << 4)));
+        fx_put32(c, e + 0x0c, (uint32_t)(fx_speed_code(d->link_max_speed, 4) | (unsigned)(w << 4)));
+        fx_put16(c, e + 0x12,
+                 (uint16_t)(fx_speed_code(d->link_speed, 1) | (unsigned)((d->link_width ? d->link_width : w) << 4)));
     }
     /* Extended capabilities from 0x100: AER, ACS, ATS as configured. */
     struct { uint16_t id; uint8_t ver; unsigned size; } caps[3];

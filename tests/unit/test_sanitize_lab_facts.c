@@ -175,6 +175,68 @@ static void rom_read_with_decoding_off_is_eio(void **state)
     free(img);
 }
 
+/* The clean-up turns decoding on for the ROM read and back off: the ROM is
+ * hashed and the Command register ends as it was. */
+static void firmware_turns_decoding_on_for_the_read(void **state)
+{
+    (void)state;
+    fx_write(&H);
+    assert_int_equal(gw_hostops_sim_new(&OPS, &SIM, H.root), 0);
+    uint8_t cfg[4096];
+    assert_int_equal(gw_hostops_read_config(OPS, GPU, 0, cfg, sizeof cfg), 0);
+    cfg[4] &= (uint8_t)~0x02;
+    uint16_t before = (uint16_t)(cfg[4] | cfg[5] << 8);
+    gw_sim_set(SIM, DEV(GPU, "config"), cfg, sizeof cfg);
+    gw_sanitize_request req = GW_SANITIZE_REQUEST_INIT;
+    req.address = GPU;
+    assert_int_equal(gw_sanitize_run(&RES, OPS, &ATT.base, &POL, &req), 0);
+    if (gw_sanitize_result_verdict(RES) != GW_VERDICT_PASS)
+        fail_msg("expected a pass: %s", gw_sanitize_result_reason(RES));
+    const gw_step_result *fw = NULL;
+    for (size_t i = 0; i < gw_sanitize_result_step_count(RES); i++)
+        if (gw_sanitize_result_step(RES, i)->step == GW_STEP_FIRMWARE)
+            fw = gw_sanitize_result_step(RES, i);
+    assert_non_null(fw);
+    assert_contains(fw->evidence, "Memory Space decoding was off: on for the ROM read");
+    assert_contains(fw->evidence, "pinned at the first clean-up");
+    uint16_t after;
+    assert_int_equal(gw_hostops_read_config(OPS, GPU, 4, &after, 2), 0);
+    assert_int_equal(after, before);
+}
+
+/* Hot-plugged under a window too small: BAR 0 implemented (prefetchable
+ * type bit) but never given an address; sysfs shows zeros. Health fails. */
+static void unassigned_bar_fails_health(void **state)
+{
+    (void)state;
+    fx_write(&H);
+    assert_int_equal(gw_hostops_sim_new(&OPS, &SIM, H.root), 0);
+    uint8_t cfg[4096];
+    assert_int_equal(gw_hostops_read_config(OPS, GPU, 0, cfg, sizeof cfg), 0);
+    memset(cfg + 0x10, 0, 8);               /* BAR 0 (and its upper half if 64-bit) */
+    cfg[0x10] = 0x08;                       /* 32-bit prefetchable memory, no address */
+    gw_sim_set(SIM, DEV(GPU, "config"), cfg, sizeof cfg);
+    char *res = NULL;
+    size_t len = 0;
+    assert_int_equal(gw_hostops_read(OPS, DEV(GPU, "resource"), 1 << 16, &res, &len), 0);
+    char *nl = strchr(res, '\n');
+    assert_non_null(nl);
+    char *nl2 = strchr(nl + 1, '\n');
+    assert_non_null(nl2);
+    gw_strbuf b = { 0 };
+    gw_strbuf_append(&b, "0x%016x 0x%016x 0x%016x\n0x%016x 0x%016x 0x%016x%s", 0, 0, 0, 0, 0, 0, nl2);
+    gw_sim_set(SIM, DEV(GPU, "resource"), b.s, b.len);
+    gw_strbuf_clear(&b);
+    free(res);
+    gw_sanitize_request req = GW_SANITIZE_REQUEST_INIT;
+    req.address = GPU;
+    assert_int_equal(gw_sanitize_run(&RES, OPS, &ATT.base, &POL, &req), 0);
+    const gw_step_result *f = failed();
+    assert_int_equal(f->step, GW_STEP_HEALTH);
+    assert_contains(f->evidence, "BAR0 is implemented (register 0x00000008: prefetchable memory) but the kernel "
+                                 "assigned it no address");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -183,6 +245,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(device_removed_during_a_step_fails_that_step, setup, teardown),
         cmocka_unit_test_setup_teardown(device_removed_by_the_reset_fails_reset, setup, teardown),
         cmocka_unit_test_setup_teardown(rom_read_with_decoding_off_is_eio, setup, teardown),
+        cmocka_unit_test_setup_teardown(firmware_turns_decoding_on_for_the_read, setup, teardown),
+        cmocka_unit_test_setup_teardown(unassigned_bar_fails_health, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -71,7 +71,10 @@ static void results_move_the_device_and_pins_persist(void **state)
     assert_true(dev->cleanup.passed);
     assert_int_equal(dev->cleanup.n_steps, GW_STEP_COUNT);
     assert_string_equal(dev->cleanup.steps[2].name, "reset");
-    assert_string_equal(dev->cleanup.steps[6].verdict, "skip");
+    assert_string_equal(dev->cleanup.steps[3].name, "scrub");     /* no scrub configured */
+    assert_string_equal(dev->cleanup.steps[3].verdict, "skip");
+    assert_string_equal(dev->cleanup.steps[7].name, "hooks");
+    assert_string_equal(dev->cleanup.steps[7].verdict, "skip");
     assert_int_equal(dev->cleanup.start_ms, gw_sanitize_result_start_ms(res));
     assert_string_equal(gw_device_fact(dev, "sanitize.rom_sha256"), gw_sanitize_result_pin_get(res, "sanitize.rom_sha256"));
     assert_string_equal(gw_device_fact(dev, "sanitize.link_width"), "16");
@@ -82,22 +85,34 @@ static void results_move_the_device_and_pins_persist(void **state)
      * reason is the step and its evidence (ending with the end of the run:
      * power/control set back to what bind found), the first pin stays. */
     assert_int_equal(gw_registry_apply(reg, GPU, GW_EVENT_SANITIZE, NULL, NULL), 0);
-    gw_sim_set(sim, "sys/bus/pci/devices/" GPU "/current_link_width", "8\n", 2);
-    gw_sim_set(sim, "sys/bus/pci/devices/0000:02:00.0/max_link_width", "8\n", 2);
-    gw_sim_set(sim, "sys/bus/pci/devices/" GPU "/max_link_width", "8\n", 2);
+    static const char *const x8[] = { GPU, "0000:02:00.0" };
+    for (size_t i = 0; i < 2; i++) {
+        fx_dev d = *fx_find(&H, x8[i]);     /* LnkCap and LnkSta of both ends: x8 */
+        d.link_width = d.link_max_width = 8;
+        uint8_t cfg[4096];
+        fx_config(&d, cfg);
+        char path[96];
+        snprintf(path, sizeof path, "sys/bus/pci/devices/%s/config", x8[i]);
+        gw_sim_set(sim, path, cfg, sizeof cfg);
+    }
     res = clean(ops, reg, &att, &pol);
     assert_int_equal(gw_sanitize_result_failed_step(res), GW_STEP_HEALTH);
     assert_int_equal(gw_registry_get(reg, GPU, &dev), 0);
     assert_int_equal(dev->state, GW_STATE_QUARANTINED);
-    assert_string_equal(dev->quarantine_reason, "health: config readable (10de:2230); link width x8 below x16 "
-                                                "recorded at the first clean-up; link at 16.0 GT/s; 0000:03:00.0: "
-                                                "aer_dev_fatal TOTAL 0 unchanged; 0000:03:00.0: aer_dev_nonfatal "
-                                                "TOTAL 0 unchanged; 0000:02:00.0: aer_dev_fatal TOTAL 0 unchanged; "
-                                                "0000:02:00.0: aer_dev_nonfatal TOTAL 0 unchanged; BAR sizes unchanged; "
-                                                "end of the run: wrote 'auto' to sys/bus/pci/devices/0000:03:00.0/"
-                                                "power/control; 0000:03:00.0 now: D3hot, runtime suspended");
+    assert_string_equal(dev->quarantine_reason,
+                        "health: config readable (10de:2230); 0000:03:00.0: PCI Status 0x0010: no error bits; "
+                        "0000:03:00.0: Device Status 0x0000: no error bits; 0000:03:00.0: AER status clear "
+                        "(uncorrectable 0x00000000, correctable 0x00000000); upstream port 0000:02:00.0: no error "
+                        "status bits (Device Status, AER); root port 0000:00:01.0: no error status bits (Device "
+                        "Status, AER, Root Error Status); 0000:03:00.0: aer_dev_fatal TOTAL 0 unchanged; "
+                        "0000:03:00.0: aer_dev_nonfatal TOTAL 0 unchanged; 0000:02:00.0: aer_dev_fatal TOTAL 0 "
+                        "unchanged; 0000:02:00.0: aer_dev_nonfatal TOTAL 0 unchanged; link width x8 below x16 "
+                        "recorded at the first clean-up; link at 16.0 GT/s; BAR registers hold the addresses the "
+                        "kernel assigned (BAR0 0xf0000000, BAR1 0x38000000000); end of the run: wrote 'auto' to "
+                        "sys/bus/pci/devices/0000:03:00.0/power/control; 0000:03:00.0 now: D3hot, runtime "
+                        "suspended");
     assert_false(dev->cleanup.passed);
-    assert_int_equal(dev->cleanup.n_steps, 4);
+    assert_int_equal(dev->cleanup.n_steps, 5);     /* not_in_use, bind, reset, scrub, health */
     assert_string_equal(gw_device_fact(dev, "sanitize.link_width"), "16");
     gw_device_free(dev);
     gw_sanitize_result_free(res);

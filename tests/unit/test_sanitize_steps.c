@@ -174,19 +174,28 @@ static void passing_cleanup_writes_exactly_the_expected_sequence(void **state)
     world_open();
     run();
     assert_passes();
+    /* Run order: scrub (the last id) right after reset; no model, no scrub. */
+    static const gw_step_id order[GW_STEP_COUNT] = { GW_STEP_NOT_IN_USE, GW_STEP_BIND,      GW_STEP_RESET,
+                                                     GW_STEP_SCRUB,      GW_STEP_HEALTH,    GW_STEP_ISOLATION,
+                                                     GW_STEP_FIRMWARE,   GW_STEP_HOOKS };
     static const gw_verdict expect[GW_STEP_COUNT] = { GW_VERDICT_PASS, GW_VERDICT_PASS, GW_VERDICT_PASS,
-                                                      GW_VERDICT_PASS, GW_VERDICT_PASS, GW_VERDICT_PASS,
-                                                      GW_VERDICT_SKIP };
+                                                      GW_VERDICT_SKIP, GW_VERDICT_PASS, GW_VERDICT_PASS,
+                                                      GW_VERDICT_PASS, GW_VERDICT_SKIP };
     for (int i = 0; i < GW_STEP_COUNT; i++) {
         const gw_step_result *s = gw_sanitize_result_step(W.res, (size_t)i);
-        assert_int_equal(s->step, i);
-        assert_string_equal(s->name, gw_step_name((gw_step_id)i));
+        assert_int_equal(s->step, order[i]);
+        assert_string_equal(s->name, gw_step_name(order[i]));
         assert_int_equal(s->verdict, expect[i]);
     }
+    assert_string_equal(step(GW_STEP_SCRUB)->evidence, "no scrub configured for 10de:2230");
     assert_contains(step(GW_STEP_NOT_IN_USE)->evidence, "no VM references 0000:03:00.0, 0000:03:00.1");
     assert_contains(step(GW_STEP_RESET)->evidence, "reset_method 'flr': kernel tries flr first");
     assert_contains(step(GW_STEP_HEALTH)->evidence, "config readable (10de:2230)");
-    assert_contains(step(GW_STEP_HEALTH)->evidence, "BAR sizes unchanged");
+    assert_contains(step(GW_STEP_HEALTH)->evidence,
+                    "BAR registers hold the addresses the kernel assigned (BAR0 0xf0000000, BAR1 0x38000000000)");
+    assert_contains(step(GW_STEP_HEALTH)->evidence, "0000:03:00.0: PCI Status 0x0010: no error bits");
+    assert_contains(step(GW_STEP_HEALTH)->evidence, "0000:03:00.0: AER status clear");
+    assert_contains(step(GW_STEP_HEALTH)->evidence, "link x16 (can reach x16), from LnkSta/LnkCap");
     assert_contains(step(GW_STEP_ISOLATION)->evidence, "IOMMU group 10 viable (2 members)");
     assert_contains(step(GW_STEP_ISOLATION)->evidence, "ACS SV RR CR UF on 2 ports above the GPU");
     assert_contains(step(GW_STEP_ISOLATION)->evidence, "ATS disabled");
@@ -572,6 +581,17 @@ static void reset_refused_when_a_vm_appears_meanwhile(void **state)
 
 /* ---- health ---------------------------------------------------------------- */
 
+/* After the reset, `d`'s config space reads as fx_config() of `changed` (a
+ * copy of its fixture entry with the test's change): the live registers. */
+static void config_after_reset(const fx_dev *changed)
+{
+    uint8_t cfg[4096];
+    fx_config(changed, cfg);
+    char path[128];
+    snprintf(path, sizeof path, "sys/bus/pci/devices/%s/config", changed->bdf);
+    gw_sim_after_write_set(W.sim, DEV(GPU, "reset"), path, cfg, sizeof cfg);
+}
+
 static void all_ones_after_reset_fails_health(void **state)
 {
     (void)state;
@@ -587,7 +607,9 @@ static void narrower_link_after_reset_fails_health(void **state)
 {
     (void)state;
     world_open();
-    gw_sim_after_write_set(W.sim, DEV(GPU, "reset"), DEV(GPU, "current_link_width"), "8\n", 2);
+    fx_dev g = *fx_find(&W.host, GPU);
+    g.link_width = 8;       /* LnkSta: retrained narrower */
+    config_after_reset(&g);
     run();
     assert_fails_at(GW_STEP_HEALTH, "link width x8 below x16, the smaller of both ends' maximum (GPU x16, "
                                     "0000:02:00.0 x16)");
@@ -597,7 +619,9 @@ static void idle_slower_link_passes(void **state)
 {
     (void)state;
     world_open();
-    gw_sim_after_write_set(W.sim, DEV(GPU, "reset"), DEV(GPU, "current_link_speed"), "2.5 GT/s PCIe\n", 14);
+    fx_dev g = *fx_find(&W.host, GPU);
+    snprintf(g.link_speed, sizeof g.link_speed, "2.5 GT/s PCIe");     /* LnkSta: idle */
+    config_after_reset(&g);
     run();
     assert_passes();
     assert_contains(step(GW_STEP_HEALTH)->evidence,
@@ -662,17 +686,19 @@ static void aer_counter_below_baseline_is_a_new_baseline(void **state)
     assert_string_equal(gw_sanitize_result_pin_get(W.res, "sanitize.aer_fatal.gpu"), "0");
 }
 
-static void bar_size_change_fails_health(void **state)
+/* A function that came back from the reset without its BARs restored (the
+ * reset clears them; the kernel writes them back): sysfs `resource` still
+ * shows the assignment, only the live register tells. */
+static void bar_register_that_lost_its_address_fails_health(void **state)
 {
     (void)state;
     world_open();
     fx_dev g = *fx_find(&W.host, GPU);
-    g.bar1_size = 0;
-    char *res = fx_resource_text(&g);
-    gw_sim_after_write_set(W.sim, DEV(GPU, "reset"), DEV(GPU, "resource"), res, strlen(res));
-    free(res);
+    g.bar1_size = 0;        /* the registers as fx_config() leaves an unassigned BAR1: 0 */
+    config_after_reset(&g);
     run();
-    assert_fails_at(GW_STEP_HEALTH, "BAR1 size changed across the reset: 0x10000000 -> 0x0");
+    assert_fails_at(GW_STEP_HEALTH, "BAR1 lost its address: the register reads 0x00000000, the kernel assigned "
+                                    "0x38000000000");
 }
 
 /* ---- isolation ------------------------------------------------------------- */
@@ -902,7 +928,8 @@ static void hooks_run_in_order_with_device_and_evidence(void **state)
     size_t n = fread(got, 1, sizeof got - 1, f);
     got[n] = '\0';
     fclose(f);
-    const char *once = "not_in_use: pass\nbind: pass\nreset: pass\nhealth: pass\nisolation: pass\nfirmware: pass\n";
+    const char *once = "not_in_use: pass\nbind: pass\nreset: pass\nscrub: skip\nhealth: pass\nisolation: pass\n"
+                       "firmware: pass\n";
     char expect[2048];
     snprintf(expect, sizeof expect, "10-first " GPU " " GPU "\n%s20-second " GPU " " GPU "\n%s", once, once);
     assert_string_equal(got, expect);
@@ -1287,7 +1314,7 @@ int main(void)
         T(aer_fatal_increase_fails_health),
         T(aer_nonfatal_increase_on_upstream_port_fails_health),
         T(aer_counter_below_baseline_is_a_new_baseline),
-        T(bar_size_change_fails_health),
+        T(bar_register_that_lost_its_address_fails_health),
         T(ats_enabled_fails_isolation),
         T(switch_port_lacking_acs_fails_isolation),
         T(acs_redirect_disabled_fails_isolation),

@@ -292,11 +292,56 @@ static int v1_config(void *d, const char *a, unsigned int o, void *b, size_t l)
 static int v1_destroyed;
 static void v1_destroy(void *d)
 {
-    v1_destroyed++;
+    __atomic_add_fetch(&v1_destroyed, 1, __ATOMIC_SEQ_CST);
     gw_hostops_unref(d);
 }
 
+/* The last reference can go on a step's thread just after the run returned
+ * (the thread drops the run context after it signalled the end). */
+static int v1_destroyed_soon(int want)
+{
+    for (int i = 0; i < 400 && __atomic_load_n(&v1_destroyed, __ATOMIC_SEQ_CST) < want; i++)
+        usleep(5000);
+    return __atomic_load_n(&v1_destroyed, __ATOMIC_SEQ_CST);
+}
+
 static int hold_stub(void *d, const char *p, void **h) { (void)d; (void)p; *h = NULL; return 0; }
+
+/* write_config: one pwrite at the offset into <root>/sys/bus/pci/devices/
+ * <addr>/config, nothing else touched, the file neither truncated nor grown
+ * (on a live host the kernel then applies its register semantics). */
+static void real_backend_writes_config_with_one_pwrite_at_the_offset(void **state)
+{
+    (void)state;
+    fx_std(&H, 1);
+    fx_write(&H);
+    fx_snap before, after;
+    fx_snapshot(H.root, &before);
+    gw_hostops *ops = NULL;
+    assert_int_equal(gw_hostops_sysfs_new(&ops, H.root), 0);
+    const uint8_t v[4] = { 0xef, 0xbe, 0xad, 0xde };
+    assert_int_equal(gw_hostops_write_config(ops, GPU, 0x104, v, 4), 0);
+    uint8_t back[4];
+    assert_int_equal(gw_hostops_read_config(ops, GPU, 0x104, back, 4), 0);
+    assert_memory_equal(back, v, 4);
+    assert_int_equal(gw_hostops_write_config(ops, "0000:09:00.0", 0x104, v, 4), -ENOENT);
+    assert_int_equal(gw_hostops_write_config(ops, GPU, 4092, v, 4), 0);      /* the last dword */
+    memcpy(back, v, 4);
+    gw_hostops_unref(ops);
+    fx_snapshot(H.root, &after);
+
+    const fx_entry *cfg0 = fx_snap_get(&before, GPUDIR "/config");
+    assert_non_null(cfg0);
+    assert_int_equal(cfg0->len, 4096);
+    uint8_t want[4096];
+    memcpy(want, cfg0->data, sizeof want);
+    memcpy(want + 0x104, v, 4);
+    memcpy(want + 4092, back, 4);
+    change ch[] = { { GPUDIR "/config", want, sizeof want } };
+    assert_tree_changes(&before, &after, ch, 1);
+    fx_snap_free(&before);
+    fx_snap_free(&after);
+}
 
 static void version_1_backend_still_works(void **state)
 {
@@ -329,19 +374,23 @@ static void version_1_backend_still_works(void **state)
                                                                    "device nodes (vtable version 1)"));
     gw_sanitize_result_free(res);
     gw_hostops_unref(ops);
-    assert_int_equal(v1_destroyed, 1);
+    assert_int_equal(v1_destroyed_soon(1), 1);
 
     /* Unknown versions, and hold without release, are refused (data released). */
-    gw_hostops_backend be = { 3, "v3", v1_read, v1_write, v1_readlink, v1_list, v1_exists, v1_config, v1_destroy,
-                              NULL, NULL };
+    gw_hostops_backend be = { .version = GW_HOSTOPS_BACKEND_VERSION + 1, .name = "next", .read = v1_read,
+                              .write = v1_write, .readlink = v1_readlink, .list = v1_list, .exists = v1_exists,
+                              .read_config = v1_config, .destroy = v1_destroy };
     assert_int_equal(gw_hostops_sysfs_new(&inner, H.root), 0);
     assert_int_equal(gw_hostops_new(&ops, &be, inner), -EINVAL);
-    assert_non_null(strstr(gw_error_message(), "backend version 3, expected 1 to 2"));
+    char want[64];
+    snprintf(want, sizeof want, "backend version %d, expected 1 to %d", GW_HOSTOPS_BACKEND_VERSION + 1,
+             GW_HOSTOPS_BACKEND_VERSION);
+    assert_non_null(strstr(gw_error_message(), want));
     be.version = GW_HOSTOPS_BACKEND_VERSION;
     be.hold = hold_stub;
     assert_int_equal(gw_hostops_sysfs_new(&inner, H.root), 0);
     assert_int_equal(gw_hostops_new(&ops, &be, inner), -EINVAL);
-    assert_int_equal(v1_destroyed, 3);
+    assert_int_equal(v1_destroyed_soon(3), 3);
 }
 
 static void backend_reads_config_through_libpci_and_refuses_escapes(void **state)
@@ -391,6 +440,7 @@ int main(void)
         cmocka_unit_test_teardown(backend_reads_config_through_libpci_and_refuses_escapes, teardown),
         cmocka_unit_test_teardown(real_backend_finds_a_vfio_holder_in_proc_and_writes_nothing, teardown),
         cmocka_unit_test_teardown(real_backend_holds_the_group_node_across_the_reset, teardown),
+        cmocka_unit_test_teardown(real_backend_writes_config_with_one_pwrite_at_the_offset, teardown),
         cmocka_unit_test_teardown(version_1_backend_still_works, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
