@@ -263,6 +263,16 @@ static void done(gw_sanitize_result *res, void *userdata)
     gwd_wake(d);
 }
 
+/* A device is free again. done() woke the loop already, but then the device
+ * was still busy, so a kick in between skipped its group siblings; wake
+ * again now. (Without this a sibling waited for the loop's idle timeout,
+ * which never comes while clients keep asking.) */
+static void freed(const char *address, void *userdata)
+{
+    (void)address;
+    gwd_wake(userdata);
+}
+
 int gwd_cleanup_init(gwd *d)
 {
     d->retry_wake_ms = INT64_MAX;
@@ -278,6 +288,7 @@ int gwd_cleanup_init(gwd *d)
     o.attach = d->attach ? d->attach : d->hint_source;
     o.policy = &d->policy;
     o.done = done;
+    o.freed = freed;
     o.userdata = d;
     int r = gw_cleanup_pool_new(&d->pool, &o);
     if (r < 0)

@@ -37,6 +37,7 @@ typedef struct pool_core {
     gw_spolicy *policy;
     gw_cleanup_done_fn done;
     void *userdata;
+    gw_cleanup_freed_fn freed;
 } pool_core;
 
 struct gw_cleanup_pool {
@@ -92,6 +93,8 @@ static void on_run_released(void *data)
     pthread_mutex_lock(&rc->core->lock);
     busy_remove_locked(rc->core, rc->address);
     pthread_mutex_unlock(&rc->core->lock);
+    if (rc->core->freed)
+        rc->core->freed(rc->address, rc->core->userdata);
     core_unref(rc->core);
     free(rc);
 }
@@ -144,8 +147,8 @@ GW_EXTERN int gw_cleanup_pool_new(gw_cleanup_pool **out, const gw_cleanup_pool_o
 {
     if (!out || !o || !o->ops)
         return gw_error_set(-EINVAL, "gw_cleanup_pool_new: NULL argument or no host ops");
-    if (o->version != GW_CLEANUP_POOL_OPTIONS_VERSION)
-        return gw_error_set(-EINVAL, "gw_cleanup_pool_new: options version %u, expected %u", o->version,
+    if (o->version < 1 || o->version > GW_CLEANUP_POOL_OPTIONS_VERSION)
+        return gw_error_set(-EINVAL, "gw_cleanup_pool_new: options version %u, expected 1 to %u", o->version,
                             GW_CLEANUP_POOL_OPTIONS_VERSION);
     unsigned n = o->workers ? o->workers : 4;
     if (n > 256)
@@ -165,6 +168,7 @@ GW_EXTERN int gw_cleanup_pool_new(gw_cleanup_pool **out, const gw_cleanup_pool_o
     k->policy = pol;
     k->done = o->done;
     k->userdata = o->userdata;
+    k->freed = o->version >= 2 ? o->freed : NULL;    /* a version-1 struct ends before it */
 
     gw_cleanup_pool *p = gw_xcalloc(1, sizeof *p);
     p->core = k;

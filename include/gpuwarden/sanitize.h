@@ -296,6 +296,13 @@ typedef struct gw_cleanup_pool gw_cleanup_pool;
 /* Called on a worker thread when a clean-up ends; the callee owns `result`
  * (free it with gw_sanitize_result_free()). */
 typedef void (*gw_cleanup_done_fn)(gw_sanitize_result *result, void *userdata);
+/* Called when `address` is free for a new clean-up: its run dropped its last
+ * reference to the device, after `done` (or later, when a timed-out step
+ * finally returns). On whichever thread that was; no pool lock held, and the
+ * pool may be asked anything from it. Until then gw_cleanup_pool_busy() is
+ * true, so a caller that skipped a device because a sibling was busy learns
+ * here when to look again. */
+typedef void (*gw_cleanup_freed_fn)(const char *address, void *userdata);
 
 typedef struct gw_cleanup_pool_options {
     unsigned int version;
@@ -307,10 +314,12 @@ typedef struct gw_cleanup_pool_options {
     const gw_sanitize_policy *policy;   /* deep-copied */
     gw_cleanup_done_fn done;
     void *userdata;
+    /* Version 2: may be NULL; gets `userdata` too. */
+    gw_cleanup_freed_fn freed;
 } gw_cleanup_pool_options;
 
-#define GW_CLEANUP_POOL_OPTIONS_VERSION 1
-#define GW_CLEANUP_POOL_OPTIONS_INIT { GW_CLEANUP_POOL_OPTIONS_VERSION, 0, NULL, NULL, NULL, NULL, NULL }
+#define GW_CLEANUP_POOL_OPTIONS_VERSION 2
+#define GW_CLEANUP_POOL_OPTIONS_INIT { GW_CLEANUP_POOL_OPTIONS_VERSION, 0, NULL, NULL, NULL, NULL, NULL, NULL }
 
 GW_EXTERN int gw_cleanup_pool_new(gw_cleanup_pool **out, const gw_cleanup_pool_options *opts);
 /* Queue a clean-up and return at once. -EBUSY when that device already has

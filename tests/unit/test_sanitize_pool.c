@@ -48,6 +48,26 @@ static void on_done(gw_sanitize_result *r, void *userdata)
     gw_sanitize_result_free(r);
 }
 
+/* The freed callback: when, and whether the pool still said busy then. */
+static struct {
+    pthread_mutex_t lock;
+    int n;
+    int busy_inside;
+    double at;
+} F = { PTHREAD_MUTEX_INITIALIZER, 0, 0, 0 };
+static gw_cleanup_pool *pool;
+
+static void on_freed(const char *address, void *userdata)
+{
+    (void)userdata;
+    bool busy = gw_cleanup_pool_busy(pool, address);
+    pthread_mutex_lock(&F.lock);
+    F.n++;
+    F.busy_inside += busy;
+    F.at = now_s();
+    pthread_mutex_unlock(&F.lock);
+}
+
 static int find(const char *addr)
 {
     for (int i = 0; i < C.n; i++)
@@ -59,7 +79,6 @@ static int find(const char *addr)
 static fx_host H;
 static gw_hostops *ops;
 static gw_sim *sim;
-static gw_cleanup_pool *pool;
 
 static void open_pool(unsigned workers, const gw_sanitize_policy *pol)
 {
@@ -76,7 +95,12 @@ static void open_pool(unsigned workers, const gw_sanitize_policy *pol)
     o.attach = &att.base;
     o.policy = pol;
     o.done = on_done;
+    o.freed = on_freed;
     o.userdata = &C;
+    pthread_mutex_lock(&F.lock);
+    F.n = F.busy_inside = 0;
+    F.at = 0;
+    pthread_mutex_unlock(&F.lock);
     assert_int_equal(gw_cleanup_pool_new(&pool, &o), 0);
     gw_hostops_unref(ops);  /* the pool holds its own reference */
 }
@@ -187,9 +211,17 @@ static void abandoned_step_keeps_device_busy_until_it_returns(void **state)
     /* The result is out, but the write still blocks: the device stays busy. */
     assert_true(gw_cleanup_pool_busy(pool, "0000:03:00.0"));
     assert_int_equal(gw_cleanup_pool_submit(pool, &req), -EBUSY);
+    assert_int_equal(F.n, 0);       /* not free while the abandoned write blocks */
     assert_int_equal(gw_cleanup_pool_wait_idle(pool, 30000), 0);
     assert_true(now_s() - t0 >= 1.2);
     assert_false(gw_cleanup_pool_busy(pool, "0000:03:00.0"));
+    /* Told once the write returned, and not busy any more by then: a caller
+     * waiting on this device (a group sibling) can start. */
+    pthread_mutex_lock(&F.lock);
+    assert_int_equal(F.n, 1);
+    assert_int_equal(F.busy_inside, 0);
+    assert_true(F.at - t0 >= 1.2);
+    pthread_mutex_unlock(&F.lock);
     /* Nothing after the abandoned write: no ROM access. */
     assert_int_equal(gw_sim_count_writes(sim, "/reset"), 1);
     assert_int_equal(gw_sim_count_writes(sim, "/rom"), 0);
