@@ -9,7 +9,9 @@
  *     link *speed* is only evidence: idle GPUs train down to 2.5 GT/s;
  *   - BAR registers still hold the addresses the kernel assigned (sysfs
  *     `resource`): a function that came back from the reset without its
- *     restored BARs decodes nothing a VM could use. */
+ *     restored BARs decodes nothing a VM could use;
+ *   - BAR0 read through VFIO is not all-ones; on NVIDIA its first dword
+ *     (the boot id) is the one pinned at the first clean-up. */
 #include <string.h>
 
 #include "sanitize_health.h"
@@ -250,6 +252,99 @@ static void check_bars(gw_health *h)
     gw_strbuf_clear(&held);
 }
 
+/* ---- BAR0 through VFIO -------------------------------------------------- */
+
+#define PIN_BOOT_ID "sanitize.bar0_boot_id"
+#define VENDOR_NVIDIA 0x10de
+
+/* What BAR0's first dword says, judged: all-ones means the chip behind the
+ * config space does not answer memory reads (config space can still answer
+ * for a wedged GPU). On NVIDIA, BAR0 offset 0 is NV_PMC_BOOT_0, the chip's
+ * id: pinned at the first clean-up and compared after. */
+static void judge_bar0(gw_health *h, uint32_t v)
+{
+    gw_sctx *c = h->c;
+    if (v == 0xffffffff) {
+        gw_health_problem(h, "BAR0 reads all-ones through VFIO: the device does not answer memory reads");
+        return;
+    }
+    uint16_t vendor = 0;
+    if (gw_dev_config16(c->ops, c->address, 0, &vendor) < 0 || vendor != VENDOR_NVIDIA) {
+        gw_note(c, "BAR0[0] 0x%08x through VFIO", v);
+        return;
+    }
+    char now[16];
+    snprintf(now, sizeof now, "0x%08x", v);
+    const char *pin = gw_pin_get(c, PIN_BOOT_ID);
+    if (!pin) {
+        gw_pin_set(c, PIN_BOOT_ID, now);
+        gw_note(c, "BAR0 boot id (NV_PMC_BOOT_0) %s pinned at the first clean-up", now);
+    } else if (strcmp(pin, now)) {
+        gw_health_problem(h, "BAR0 boot id (NV_PMC_BOOT_0) %s differs from %s at the first clean-up", now, pin);
+    } else {
+        gw_note(c, "BAR0 boot id (NV_PMC_BOOT_0) %s as at the first clean-up", now);
+    }
+}
+
+static void read_bar0(gw_health *h, void *held)
+{
+    gw_sctx *c = h->c;
+    void *dev;
+    int r = gw_hostops_vfio_open(c->ops, held, c->address, &dev);
+    if (r == -EPERM) {
+        /* The group is not viable: a member is on a host driver. That is
+         * the isolation step's verdict to give, with its evidence. */
+        gw_note(c, "BAR0 not read: %s (the isolation step judges the group)", gw_error_message());
+        return;
+    }
+    if (r == -ENOTTY || r == -EOPNOTSUPP || r == -ENOENT) {
+        gw_note(c, "BAR0 not read: no VFIO here (%s)", gw_error_message());
+        return;
+    }
+    if (r < 0) {
+        gw_health_problem(h, "BAR0 not read: cannot open %s through VFIO: %s", c->address, gw_error_message());
+        return;
+    }
+    gw_vfio_region bar0;
+    uint32_t v;
+    if (gw_hostops_vfio_region(c->ops, dev, 0, &bar0) < 0)
+        gw_health_problem(h, "BAR0 region unknown through VFIO: %s", gw_error_message());
+    else if (bar0.size < sizeof v)
+        gw_note(c, "no BAR0 (VFIO region 0 is empty): nothing to read");
+    else if (gw_hostops_vfio_read(c->ops, dev, 0, 0, &v, sizeof v) < 0)
+        gw_health_problem(h, "BAR0 read through VFIO failed: %s", gw_error_message());
+    else
+        judge_bar0(h, v);
+    gw_hostops_vfio_close(c->ops, dev);
+}
+
+/* A live read of BAR0 through VFIO, the way a VM would see the device:
+ * opening it through VFIO also wakes it (vfio-pci takes a runtime PM
+ * reference while it is open), so this is never a read of a D3hot device.
+ * The group is held for the read, as for the reset. Without a group node
+ * (a test tree, no VFIO) it is noted, not judged. */
+static void check_bar0(gw_health *h)
+{
+    gw_sctx *c = h->c;
+    gw_addrlist fns = { 0 }, members = { 0 };
+    gw_addrlist_add(&fns, c->address);
+    _cleanup_free_ char *group = NULL;
+    gw_group_holds holds;
+    gw_verdict v = gw_hold_groups(c, &fns, "the BAR0 read", &holds);
+    gw_addrlist_clear(&fns);
+    void *held = NULL;
+    if (v == GW_VERDICT_PASS && gw_dev_group(c->ops, c->address, &group, &members) == 0)
+        held = gw_group_held(&holds, group);
+    gw_addrlist_clear(&members);
+    if (v != GW_VERDICT_PASS)
+        h->failures++;      /* gw_hold_groups said why */
+    else if (!held)
+        gw_note(c, "BAR0 not read: no VFIO group node for %s", c->address);
+    else
+        read_bar0(h, held);
+    gw_release_groups(c, &holds);
+}
+
 static gw_verdict run(gw_sctx *c)
 {
     gw_health h = { .c = c };
@@ -261,6 +356,7 @@ static gw_verdict run(gw_sctx *c)
     gw_health_errors(&h, &up);
     check_link(&h, &up);
     check_bars(&h);
+    check_bar0(&h);
     gw_addrlist_clear(&up);
     return h.failures ? GW_VERDICT_FAIL : GW_VERDICT_PASS;
 }

@@ -237,6 +237,66 @@ static void unassigned_bar_fails_health(void **state)
                                  "assigned it no address");
 }
 
+static const gw_step_result *step_of(gw_step_id id)
+{
+    for (size_t i = 0; i < gw_sanitize_result_step_count(RES); i++)
+        if (gw_sanitize_result_step(RES, i)->step == id)
+            return gw_sanitize_result_step(RES, i);
+    return NULL;
+}
+
+/* Config space answers, memory reads do not: BAR0 through VFIO reads
+ * all-ones. Health fails on the live read. */
+static void bar0_all_ones_fails_health(void **state)
+{
+    (void)state;
+    fx_write(&H);
+    assert_int_equal(gw_hostops_sim_new(&OPS, &SIM, H.root), 0);
+    gw_sim_bar_set(SIM, GPU, 0, 4096, 0xff);
+    gw_sanitize_request req = GW_SANITIZE_REQUEST_INIT;
+    req.address = GPU;
+    assert_int_equal(gw_sanitize_run(&RES, OPS, &ATT.base, &POL, &req), 0);
+    const gw_step_result *f = failed();
+    assert_int_equal(f->step, GW_STEP_HEALTH);
+    assert_contains(f->evidence, "BAR0 reads all-ones through VFIO: the device does not answer memory reads");
+}
+
+/* NVIDIA: BAR0's first dword (NV_PMC_BOOT_0) is pinned at the first
+ * clean-up; another chip id at the next one fails health. */
+static void nvidia_boot_id_is_pinned_and_compared(void **state)
+{
+    (void)state;
+    fx_write(&H);
+    assert_int_equal(gw_hostops_sim_new(&OPS, &SIM, H.root), 0);
+    gw_sim_bar_set(SIM, GPU, 0, 4096, 0xa1);        /* boot id 0xa1a1a1a1 */
+    gw_sanitize_request req = GW_SANITIZE_REQUEST_INIT;
+    req.address = GPU;
+    assert_int_equal(gw_sanitize_run(&RES, OPS, &ATT.base, &POL, &req), 0);
+    if (gw_sanitize_result_verdict(RES) != GW_VERDICT_PASS)
+        fail_msg("expected a pass: %s", gw_sanitize_result_reason(RES));
+    assert_contains(step_of(GW_STEP_HEALTH)->evidence, "BAR0 boot id (NV_PMC_BOOT_0) 0xa1a1a1a1 pinned");
+    gw_fact pins[16];
+    size_t n = gw_sanitize_result_pin_count(RES);
+    assert_true(n <= 16);
+    for (size_t i = 0; i < n; i++)
+        pins[i] = *gw_sanitize_result_pin(RES, i);
+    /* Same chip: passes again. */
+    req.pins = pins;
+    req.n_pins = n;
+    gw_sanitize_result *again = NULL;
+    assert_int_equal(gw_sanitize_run(&again, OPS, &ATT.base, &POL, &req), 0);
+    assert_int_equal(gw_sanitize_result_verdict(again), GW_VERDICT_PASS);
+    gw_sanitize_result_free(again);
+    /* Another chip id behind the same config space: fails. */
+    gw_sim_bar_set(SIM, GPU, 0, 4096, 0xb2);
+    assert_int_equal(gw_sanitize_run(&again, OPS, &ATT.base, &POL, &req), 0);
+    assert_int_equal(gw_sanitize_result_verdict(again), GW_VERDICT_FAIL);
+    assert_int_equal(gw_sanitize_result_failed_step(again), GW_STEP_HEALTH);
+    assert_non_null(strstr(gw_sanitize_result_reason(again),
+                           "BAR0 boot id (NV_PMC_BOOT_0) 0xb2b2b2b2 differs from 0xa1a1a1a1 at the first clean-up"));
+    gw_sanitize_result_free(again);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -247,6 +307,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(rom_read_with_decoding_off_is_eio, setup, teardown),
         cmocka_unit_test_setup_teardown(firmware_turns_decoding_on_for_the_read, setup, teardown),
         cmocka_unit_test_setup_teardown(unassigned_bar_fails_health, setup, teardown),
+        cmocka_unit_test_setup_teardown(bar0_all_ones_fails_health, setup, teardown),
+        cmocka_unit_test_setup_teardown(nvidia_boot_id_is_pinned_and_compared, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
