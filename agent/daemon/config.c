@@ -160,10 +160,23 @@ static int apply_model_entry(ini_ctx *ctx, const char *section, const char *key,
         ctx->error = -EINVAL;
         return 0;
     }
-    if (gw_model_policy_set(&model_entry(ctx->cfg, id)->pol, key, value) < 0) {
+    gwd_model *m = model_entry(ctx->cfg, id);
+    /* The library keeps string values by pointer: give it a copy we own. */
+    char *copy = gw_xstrdup(value);
+    if (gw_model_policy_set(&m->pol, key, copy) < 0) {
+        free(copy);
         fprintf(stderr, "gpuwardend: %s: [%s] %s\n", ctx->path, section, gw_error_message());
         ctx->error = -EINVAL;
         return 0;
+    }
+    char **owner = m->pol.scrub_driver == copy ? &m->scrub_driver
+                   : m->pol.scrub_driver_ready == copy ? &m->scrub_driver_ready
+                   : m->pol.scrub_commands == copy ? &m->scrub_commands : NULL;
+    if (owner) {
+        free(*owner);
+        *owner = copy;
+    } else {
+        free(copy);
     }
     return 1;
 }
@@ -254,9 +267,10 @@ void gwd_config_print_sample(FILE *f)
                "# kernel's reset_method offers it, else bus (a secondary bus reset through VFIO,\n"
                "# refused when the bus holds a function that is not managed or not on vfio-pci).\n"
                "# reset = flr\n"
-               "# How the scrub step clears its memory: none | bar. Default none (the step\n"
-               "# skips). bar: zero a BAR through VFIO, then read it back. (driver: reserved,\n"
-               "# not implemented in this version: refused.)\n"
+               "# How the scrub step clears its memory: none | bar | driver. Default none (the\n"
+               "# step skips). bar: zero a BAR through VFIO, then read it back. driver: bind\n"
+               "# the GPU to its vendor's host driver, run scrub_commands, bind it back to\n"
+               "# vfio-pci (always, also after a failure).\n"
                "# scrub = bar\n"
                "# Function of the GPU's slot whose BAR holds the memory, 0-7. Default: the GPU's.\n"
                "# scrub_function = 0\n"
@@ -264,7 +278,24 @@ void gwd_config_print_sample(FILE *f)
                "# scrub_bar = 1\n"
                "# Share of the BAR read back after zeroing, 0 < f <= 1; 1 = every byte, less =\n"
                "# that share of its 4 KiB pages spread evenly (first and last always). Default 1.\n"
-               "# scrub_verify_fraction = 1.0\n");
+               "# scrub_verify_fraction = 1.0\n"
+               "#\n"
+               "# scrub = driver (docs/nvidia.md has an NVIDIA profile):\n"
+               "# Kernel driver to bind for the scrub (required), as in /sys/bus/pci/drivers.\n"
+               "# scrub_driver = nvidia\n"
+               "# Path under the device's sysfs directory that must exist before the driver\n"
+               "# counts as ready (besides the driver link naming it). Default: none.\n"
+               "# scrub_driver_ready = \n"
+               "# How long to wait for the driver to be ready, seconds. Default 30.\n"
+               "# scrub_driver_ready_timeout_s = 30\n"
+               "# Commands run in order while the driver has the device (required): separated\n"
+               "# by &&, words by blanks, no quoting; each an absolute path; the device's PCI\n"
+               "# address is appended as the last argument; any nonzero exit fails the scrub.\n"
+               "# scrub_commands = /usr/libexec/gpuwarden/gpuwarden-cuda-scrub && /usr/libexec/gpuwarden/gpuwarden-nvidia-health\n"
+               "# Timeout of each command, seconds. Default 120. Ready timeout + commands x\n"
+               "# this + 60 must fit in the scrub step's timeout ([cleanup] step_timeout_s,\n"
+               "# 0 = 600 s).\n"
+               "# scrub_command_timeout_s = 120\n");
 }
 
 int gwd_log_level(const char *name)
@@ -277,6 +308,24 @@ int gwd_log_level(const char *name)
         if (!strcmp(levels[i].name, name))
             return levels[i].prio;
     return -1;
+}
+
+/* What each key allows is checked as it is read; what only the whole
+ * section can tell (scrub = driver without a driver or commands, a driver
+ * scrub longer than the scrub step may run) is the library's check too. */
+static int validate_models(const gwd_config *cfg)
+{
+    unsigned scrub_ms = cfg->step_timeout_s > 0 ? (unsigned)(cfg->step_timeout_s * 1000) : 0;
+    for (size_t i = 0; i < cfg->n_models; i++) {
+        gw_model_policy m = cfg->models[i].pol;
+        m.id = cfg->models[i].id;
+        if (gw_model_policy_check(&m, scrub_ms) < 0) {
+            fprintf(stderr, "gpuwardend: %s: [model %s] %s\n", cfg->config_file ? cfg->config_file : "config",
+                    cfg->models[i].id, gw_error_message());
+            return -EINVAL;
+        }
+    }
+    return 0;
 }
 
 /* Values that parse but make no sense; shared by start-up and reload so a
@@ -295,7 +344,7 @@ int gwd_config_validate(const gwd_config *cfg)
     else if (cfg->cleanup_workers < 1 || cfg->cleanup_workers > 256)
         fprintf(stderr, "gpuwardend: cleanup workers must be 1..256\n");
     else
-        return 0;
+        return validate_models(cfg);
     return -EINVAL;
 }
 
@@ -424,6 +473,11 @@ void gwd_config_free(gwd_config *cfg)
         }
     free(cfg->config_file);
     cfg->config_file = NULL;
+    for (size_t i = 0; i < cfg->n_models; i++) {
+        free(cfg->models[i].scrub_driver);
+        free(cfg->models[i].scrub_driver_ready);
+        free(cfg->models[i].scrub_commands);
+    }
     free(cfg->models);
     cfg->models = NULL;
     cfg->n_models = 0;

@@ -12,7 +12,8 @@
  * policy is built, from `id`). */
 typedef struct gwd_model {
     char id[10];                /* "10de:2330", lower-case */
-    gw_model_policy pol;
+    gw_model_policy pol;        /* its strings point at the owned copies below */
+    char *scrub_driver, *scrub_driver_ready, *scrub_commands;
 } gwd_model;
 
 typedef struct gwd_config {

@@ -152,8 +152,12 @@ static int setup_policy(gwd *d)
      * stays until the next start. */
     d->models = gw_xcalloc(d->cfg.n_models ? d->cfg.n_models : 1, sizeof *d->models);
     for (size_t i = 0; i < d->cfg.n_models; i++) {
-        d->models[i] = d->cfg.models[i].pol;
-        d->models[i].id = gw_xstrdup(d->cfg.models[i].id);
+        gw_model_policy *m = &d->models[i];
+        *m = d->cfg.models[i].pol;
+        m->id = gw_xstrdup(d->cfg.models[i].id);
+        m->scrub_driver = m->scrub_driver ? gw_xstrdup(m->scrub_driver) : NULL;
+        m->scrub_driver_ready = m->scrub_driver_ready ? gw_xstrdup(m->scrub_driver_ready) : NULL;
+        m->scrub_commands = m->scrub_commands ? gw_xstrdup(m->scrub_commands) : NULL;
     }
     p->models = d->models;
     p->n_models = d->cfg.n_models;
@@ -167,8 +171,12 @@ static int setup_policy(gwd *d)
 
 static void free_policy(gwd *d)
 {
-    for (size_t i = 0; d->models && i < d->policy.n_models; i++)
+    for (size_t i = 0; d->models && i < d->policy.n_models; i++) {
         free((char *)d->models[i].id);
+        free((char *)d->models[i].scrub_driver);
+        free((char *)d->models[i].scrub_driver_ready);
+        free((char *)d->models[i].scrub_commands);
+    }
     free(d->models);
     gw_rom_allowlist_free((gw_rom_allow *)d->policy.rom_allowlist, d->policy.n_rom_allowlist);
     free(d->manage_vendors);

@@ -6,6 +6,7 @@
 
 #include <gpuwarden/sanitize.h>
 #include <pthread.h>
+#include <sys/types.h>
 #include <stdatomic.h>
 
 #include "util.h"
@@ -64,6 +65,22 @@ gw_spolicy *gw_spolicy_ref(gw_spolicy *p);
 void gw_spolicy_unref(gw_spolicy *p);
 
 #define GW_DEFAULT_HOOKS_DIR "/etc/gpuwarden/sanitize.d"
+
+/* Driver scrub defaults (gw_model_policy), and what the two binds around it
+ * may take at most on top of the ready wait and the commands. */
+#define GW_SCRUB_READY_DEFAULT_MS 30000u
+#define GW_SCRUB_COMMAND_DEFAULT_MS 120000u
+#define GW_SCRUB_REBIND_MARGIN_MS 60000u
+#define GW_SCRUB_READY_MS(m) ((m)->scrub_driver_ready_timeout_ms ? (m)->scrub_driver_ready_timeout_ms \
+                                                                 : GW_SCRUB_READY_DEFAULT_MS)
+#define GW_SCRUB_COMMAND_MS(m) ((m)->scrub_command_timeout_ms ? (m)->scrub_command_timeout_ms \
+                                                              : GW_SCRUB_COMMAND_DEFAULT_MS)
+
+/* Split a model's scrub_commands text (syntax in gw_model_policy) into
+ * NULL-terminated argument vectors; -EINVAL with the reason. Free with
+ * gw_scrub_commands_free(). */
+int gw_scrub_commands_split(const char *text, char ****out, size_t *n);
+void gw_scrub_commands_free(char ***cmds, size_t n);
 
 /* ---- the run context ---------------------------------------------------- */
 
@@ -284,6 +301,33 @@ bool gw_power_pending(gw_sctx *c);
 extern const gw_step_def gw_step_power_restore;
 /* The end-of-run text when the run was abandoned and nothing may be written. */
 char *gw_power_abandoned(gw_sctx *c);
+
+/* ---- scrub method "driver" (sanitize_scrub_driver.c) ------------------ */
+
+/* The scrub step for a GW_SCRUB_DRIVER model: the GPU function to the
+ * model's host driver, its commands, and back to vfio-pci, always. */
+gw_verdict gw_scrub_driver(gw_sctx *c, const gw_model_policy *m);
+
+/* ---- programs (sanitize_exec.c) ---------------------------------------- */
+
+#define GW_EXEC_OUTPUT_KEEP 1024
+
+typedef struct gw_exec_outcome {
+    bool timed_out;
+    int status;                             /* waitpid status */
+    char out[GW_EXEC_OUTPUT_KEEP + 1];      /* the last bytes of stdout+stderr */
+    size_t out_len;
+} gw_exec_outcome;
+
+/* Run argv[0] (an absolute path) with exactly `envp`, stdin /dev/null,
+ * stdout and stderr captured (the last GW_EXEC_OUTPUT_KEEP bytes), in a
+ * process group of its own: past `timeout_ms` the whole group is killed
+ * (o->timed_out). Returns once it is reaped; < 0 (an errno) only when it
+ * could not start. */
+int gw_exec_run(char *const argv[], char *const envp[], unsigned timeout_ms, gw_exec_outcome *o, pid_t *pid);
+/* ", output: <the last 200 characters, one line, newlines as ' | ', control
+ * characters as '?'>" for the evidence; "" when there was none. Free it. */
+char *gw_exec_output_tail(const gw_exec_outcome *o);
 
 /* PCI constants the steps use. */
 #define GW_PCI_CAP_EXP 0x10

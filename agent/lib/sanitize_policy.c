@@ -111,6 +111,123 @@ static int parse_fraction(const char *value, double *out)
     return 0;
 }
 
+/* A kernel driver's name as it appears under /sys/bus/pci/drivers: it goes
+ * into sysfs paths, so nothing that could climb out of that directory. */
+static bool driver_name_ok(const char *s)
+{
+    if (!s || !*s || strlen(s) > 64)
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '_' ||
+              *s == '-'))
+            return false;
+    return true;
+}
+
+/* A path below the device's sysfs directory: relative, no "..", no empty or
+ * "." components, printable. */
+static bool ready_path_ok(const char *s)
+{
+    if (!s || !*s || *s == '/' || strlen(s) > 255)
+        return false;
+    for (const char *c = s; *c; c++)
+        if ((unsigned char)*c <= 0x20 || *c == 0x7f)
+            return false;
+    _cleanup_free_ char *copy = gw_xstrdup(s);
+    char *save = NULL;
+    size_t len = strlen(s);
+    if (s[len - 1] == '/' || strstr(s, "//"))
+        return false;
+    for (char *t = strtok_r(copy, "/", &save); t; t = strtok_r(NULL, "/", &save))
+        if (!strcmp(t, "..") || !strcmp(t, "."))
+            return false;
+    return true;
+}
+
+static bool blank(char ch)
+{
+    return ch == ' ' || ch == '\t';
+}
+
+void gw_scrub_commands_free(char ***cmds, size_t n)
+{
+    for (size_t i = 0; cmds && i < n; i++) {
+        for (size_t j = 0; cmds[i] && cmds[i][j]; j++)
+            free(cmds[i][j]);
+        free(cmds[i]);
+    }
+    free(cmds);
+}
+
+int gw_scrub_commands_split(const char *text, char ****out, size_t *n_out)
+{
+    if (!text)
+        return gw_error_set(-EINVAL, "scrub_commands: none given (at least one command: CMD ARG... && CMD ...)");
+    for (const char *c = text; *c; c++)
+        if (((unsigned char)*c < 0x20 && *c != '\t') || *c == 0x7f)
+            return gw_error_set(-EINVAL, "scrub_commands: control character 0x%02x in '%s'", (unsigned char)*c,
+                                text);
+    char ***cmds = NULL;
+    size_t n = 0;
+    const char *p = text;
+    int r = 0;
+    for (;;) {
+        /* "&&", not ';': the config file's INI reader takes " ;" as the start
+         * of a comment, and "&&" says what happens: the next command runs
+         * only when this one exited 0. */
+        const char *end = strstr(p, "&&");
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        char **argv = NULL;
+        size_t argc = 0;
+        for (size_t i = 0; i < len;) {
+            while (i < len && blank(p[i]))
+                i++;
+            size_t w = i;
+            while (i < len && !blank(p[i]))
+                i++;
+            if (i > w) {
+                argv = gw_xrealloc(argv, argc + 2, sizeof *argv);
+                argv[argc++] = strndup(p + w, i - w);
+                argv[argc] = NULL;
+            }
+        }
+        if (!argc) {
+            r = gw_error_set(-EINVAL, "scrub_commands: command %zu is empty in '%s' (commands are separated by "
+                             "'&&', none may be empty)", n + 1, text);
+        } else if (argv[0][0] != '/') {
+            r = gw_error_set(-EINVAL, "scrub_commands: command %zu: '%s' is not an absolute path", n + 1, argv[0]);
+        } else if (n == GW_SCRUB_COMMANDS_MAX) {
+            r = gw_error_set(-EINVAL, "scrub_commands: more than %d commands", GW_SCRUB_COMMANDS_MAX);
+        } else if (argc > 64) {
+            r = gw_error_set(-EINVAL, "scrub_commands: command %zu has more than 64 arguments", n + 1);
+        }
+        cmds = gw_xrealloc(cmds, n + 1, sizeof *cmds);
+        cmds[n++] = argv ? argv : gw_xcalloc(1, sizeof *argv);
+        if (r < 0 || !end)
+            break;
+        p = end + 2;
+    }
+    if (r < 0) {
+        gw_scrub_commands_free(cmds, n);
+        return r;
+    }
+    *out = cmds;
+    *n_out = n;
+    return 0;
+}
+
+static int parse_seconds(const char *key, const char *value, unsigned int *ms)
+{
+    char *end;
+    errno = 0;
+    unsigned long n = value && *value != '-' ? strtoul(value, &end, 10) : 0;
+    if (!value || *value == '-' || !*value || errno || *end || n < 1 || n > 86400)
+        return gw_error_set(-EINVAL, "%s: '%s' is not a number of seconds from 1 to 86400", key,
+                            value ? value : "(null)");
+    *ms = (unsigned)n * 1000u;
+    return 0;
+}
+
 GW_EXTERN int gw_model_policy_set(gw_model_policy *m, const char *key, const char *value)
 {
     if (!m || !key)
@@ -125,10 +242,7 @@ GW_EXTERN int gw_model_policy_set(gw_model_policy *m, const char *key, const cha
     if (!strcmp(key, "scrub")) {
         gw_scrub_method sm;
         if ((r = gw_scrub_method_from_name(value, &sm)) < 0)
-            return gw_error_set(r, "scrub: '%s' is not none or bar", value ? value : "(null)");
-        if (sm == GW_SCRUB_DRIVER)
-            return gw_error_set(-EOPNOTSUPP, "scrub: 'driver' is not implemented in this version (use bar or "
-                                "none)");
+            return gw_error_set(r, "scrub: '%s' is not none, bar or driver", value ? value : "(null)");
         m->scrub = sm;
         return 0;
     }
@@ -146,8 +260,40 @@ GW_EXTERN int gw_model_policy_set(gw_model_policy *m, const char *key, const cha
     }
     if (!strcmp(key, "scrub_verify_fraction"))
         return parse_fraction(value, &m->scrub_verify_fraction);
+    if (!strcmp(key, "scrub_driver")) {
+        if (!driver_name_ok(value))
+            return gw_error_set(-EINVAL, "scrub_driver: '%s' is not a kernel driver name ([A-Za-z0-9_-], as in "
+                                "/sys/bus/pci/drivers)", value ? value : "(null)");
+        m->scrub_driver = value;
+        return 0;
+    }
+    if (!strcmp(key, "scrub_driver_ready")) {
+        if (value && !*value) {
+            m->scrub_driver_ready = NULL;
+            return 0;
+        }
+        if (!ready_path_ok(value))
+            return gw_error_set(-EINVAL, "scrub_driver_ready: '%s' is not a relative path under the device's sysfs "
+                                "directory (no leading '/', no '..', no blanks)", value ? value : "(null)");
+        m->scrub_driver_ready = value;
+        return 0;
+    }
+    if (!strcmp(key, "scrub_driver_ready_timeout_s"))
+        return parse_seconds(key, value, &m->scrub_driver_ready_timeout_ms);
+    if (!strcmp(key, "scrub_command_timeout_s"))
+        return parse_seconds(key, value, &m->scrub_command_timeout_ms);
+    if (!strcmp(key, "scrub_commands")) {
+        char ***cmds;
+        size_t nc;
+        if ((r = gw_scrub_commands_split(value, &cmds, &nc)) < 0)
+            return r;
+        gw_scrub_commands_free(cmds, nc);
+        m->scrub_commands = value;
+        return 0;
+    }
     return gw_error_set(-EINVAL, "unknown model setting '%s' (reset, scrub, scrub_function, scrub_bar, "
-                        "scrub_verify_fraction)", key);
+                        "scrub_verify_fraction, scrub_driver, scrub_driver_ready, scrub_driver_ready_timeout_s, "
+                        "scrub_commands, scrub_command_timeout_s)", key);
 }
 
 /* Steps after hooks came with policy version 2 and have a field each. */
@@ -202,8 +348,12 @@ static bool valid_rom_id(const char *id)
     return true;
 }
 
-/* One per-model entry: everything a clean-up would otherwise trip over. */
-static int check_model(const gw_model_policy *m, size_t i)
+/* One per-model entry: everything a clean-up would otherwise trip over.
+ * `scrub_ms` is the scrub step's timeout: a driver scrub that could outlast
+ * it would be abandoned with the device still on the host driver (an
+ * abandoned run writes nothing, not even the way back to vfio-pci), so a
+ * model whose worst case does not fit is refused up front. */
+static int check_model(const gw_model_policy *m, size_t i, unsigned int version, unsigned int scrub_ms)
 {
     const char *id = m->id ? m->id : "(null)";
     if (!m->id || strlen(m->id) != 9 || !valid_rom_id(m->id))
@@ -214,9 +364,9 @@ static int check_model(const gw_model_policy *m, size_t i)
     if ((unsigned)m->scrub >= N_SCRUB)
         return gw_error_set(-EINVAL, "sanitize policy: model %s: scrub method %d is not none, bar or driver", id,
                             m->scrub);
-    if (m->scrub == GW_SCRUB_DRIVER)
-        return gw_error_set(-EOPNOTSUPP, "sanitize policy: model %s: scrub method 'driver' is not implemented in "
-                            "this version (use bar or none)", id);
+    if (m->scrub == GW_SCRUB_DRIVER && version < 3)
+        return gw_error_set(-EOPNOTSUPP, "sanitize policy: model %s: scrub method 'driver' needs policy version 3 "
+                            "(a version-%u model entry has no driver settings)", id, version);
     if (m->scrub_function < -1 || m->scrub_function > 7)
         return gw_error_set(-EINVAL, "sanitize policy: model %s: scrub function %d is not 0-7 (or -1: the GPU's "
                             "own)", id, m->scrub_function);
@@ -225,26 +375,90 @@ static int check_model(const gw_model_policy *m, size_t i)
     double f = m->scrub_verify_fraction;
     if (!(f >= 0.0 && f <= 1.0))
         return gw_error_set(-EINVAL, "sanitize policy: model %s: scrub verify fraction %g is not in (0, 1]", id, f);
+    if (m->scrub != GW_SCRUB_DRIVER)
+        return 0;
+    if (!m->scrub_driver)
+        return gw_error_set(-EINVAL, "sanitize policy: model %s: scrub_driver: required with scrub = driver", id);
+    if (!driver_name_ok(m->scrub_driver))
+        return gw_error_set(-EINVAL, "sanitize policy: model %s: scrub_driver: '%s' is not a kernel driver name", id,
+                            m->scrub_driver);
+    if (!strcmp(m->scrub_driver, "vfio-pci"))
+        return gw_error_set(-EINVAL, "sanitize policy: model %s: scrub_driver: vfio-pci is where the device "
+                            "already is; the scrub needs the vendor's host driver", id);
+    if (m->scrub_driver_ready && !ready_path_ok(m->scrub_driver_ready))
+        return gw_error_set(-EINVAL, "sanitize policy: model %s: scrub_driver_ready: '%s' is not relative to the "
+                            "device's directory", id, m->scrub_driver_ready);
+    char ***cmds;
+    size_t nc;
+    if (!m->scrub_commands)
+        return gw_error_set(-EINVAL, "sanitize policy: model %s: scrub_commands: required with scrub = driver", id);
+    if (gw_scrub_commands_split(m->scrub_commands, &cmds, &nc) < 0)
+        return gw_error_set(-EINVAL, "sanitize policy: model %s: %s", id, gw_error_message());
+    gw_scrub_commands_free(cmds, nc);
+    uint64_t worst = (uint64_t)GW_SCRUB_READY_MS(m) + (uint64_t)nc * GW_SCRUB_COMMAND_MS(m) +
+                     GW_SCRUB_REBIND_MARGIN_MS;
+    if (worst > scrub_ms)
+        return gw_error_set(-EINVAL, "sanitize policy: model %s: scrub_command_timeout_s: the driver scrub may take "
+                            "%llu s (ready timeout "
+                            "%u s + %zu command%s x %u s + %u s for the binds), more than the scrub step's timeout "
+                            "of %u s, which would leave the device on %s: lower the timeouts or raise the step's",
+                            id, (unsigned long long)(worst / 1000), GW_SCRUB_READY_MS(m) / 1000, nc,
+                            nc == 1 ? "" : "s", GW_SCRUB_COMMAND_MS(m) / 1000, GW_SCRUB_REBIND_MARGIN_MS / 1000,
+                            scrub_ms / 1000, m->scrub_driver);
     return 0;
 }
 
-static int check_models(const gw_sanitize_policy *in)
+GW_EXTERN int gw_model_policy_check(const gw_model_policy *m, unsigned int scrub_timeout_ms)
+{
+    if (!m)
+        return gw_error_set(-EINVAL, "gw_model_policy_check: NULL argument");
+    return check_model(m, 0, GW_SANITIZE_POLICY_VERSION, scrub_timeout_ms ? scrub_timeout_ms : 600000u);
+}
+
+static int check_models(const gw_sanitize_policy *in, const gw_model_policy *models)
 {
     if (in->n_models && !in->models)
         return gw_error_set(-EINVAL, "sanitize policy: n_models without models");
+    unsigned scrub_ms = gw_step_timeout_ms(in, GW_STEP_SCRUB);
     for (size_t i = 0; i < in->n_models; i++) {
-        int r = check_model(&in->models[i], i);
+        int r = check_model(&models[i], i, in->version, scrub_ms);
         if (r < 0)
             return r;
         for (size_t j = 0; j < i; j++)
-            if (!strcmp(in->models[j].id, in->models[i].id))
-                return gw_error_set(-EINVAL, "sanitize policy: model %s is listed twice", in->models[i].id);
+            if (!strcmp(models[j].id, models[i].id))
+                return gw_error_set(-EINVAL, "sanitize policy: model %s is listed twice", models[i].id);
     }
     return 0;
 }
 
+/* The caller's models in today's layout (shallow: strings still the
+ * caller's). A version-2 array has the shorter elements of
+ * gw_model_policy_v2, so it is stepped through as such. */
+static gw_model_policy *models_view(const gw_sanitize_policy *in)
+{
+    if (!in->n_models || !in->models)
+        return NULL;
+    gw_model_policy *v = gw_xcalloc(in->n_models, sizeof *v);
+    for (size_t i = 0; i < in->n_models; i++) {
+        if (in->version >= 3) {
+            v[i] = in->models[i];
+            continue;
+        }
+        const gw_model_policy_v2 *o = &((const gw_model_policy_v2 *)(const void *)in->models)[i];
+        v[i] = (gw_model_policy)GW_MODEL_POLICY_INIT;
+        v[i].id = o->id;
+        v[i].reset = o->reset;
+        v[i].scrub = o->scrub;
+        v[i].scrub_function = o->scrub_function;
+        v[i].scrub_bar = o->scrub_bar;
+        v[i].scrub_verify_fraction = o->scrub_verify_fraction;
+    }
+    return v;
+}
+
 /* The caller's struct as its version has it: version 1 ended at
- * n_manage_addresses, and nothing past it may be read. */
+ * n_manage_addresses, and nothing past it may be read. Version 2 has every
+ * field of 3; only its model entries are shorter (models_view). */
 static int policy_view(const gw_sanitize_policy *in, gw_sanitize_policy *out)
 {
     if (in->version == 1) {
@@ -253,7 +467,7 @@ static int policy_view(const gw_sanitize_policy *in, gw_sanitize_policy *out)
         out->version = 1;
         return 0;
     }
-    if (in->version != GW_SANITIZE_POLICY_VERSION)
+    if (in->version < 1 || in->version > GW_SANITIZE_POLICY_VERSION)
         return gw_error_set(-EINVAL, "sanitize policy: version %u, expected 1 to %u", in->version,
                             GW_SANITIZE_POLICY_VERSION);
     *out = *in;
@@ -264,8 +478,12 @@ static void spolicy_free(gw_spolicy *p)
 {
     if (!p)
         return;
-    for (size_t i = 0; p->models && i < p->pol.n_models; i++)
+    for (size_t i = 0; p->models && i < p->pol.n_models; i++) {
         free((char *)p->models[i].id);
+        free((char *)p->models[i].scrub_driver);
+        free((char *)p->models[i].scrub_driver_ready);
+        free((char *)p->models[i].scrub_commands);
+    }
     free(p->models);
     for (size_t i = 0; p->allow && i < p->pol.n_rom_allowlist; i++) {
         free((char *)p->allow[i].id);
@@ -304,7 +522,8 @@ int gw_spolicy_new(gw_spolicy **out, const gw_sanitize_policy *caller)
         if (!in->manage_addresses[i] || !gw_is_bdf(in->manage_addresses[i]))
             return gw_error_set(-EINVAL, "sanitize policy: managed address '%s' is not dddd:bb:dd.f",
                                 in->manage_addresses[i] ? in->manage_addresses[i] : "(null)");
-    int r = check_models(in);
+    _cleanup_free_ gw_model_policy *models = models_view(in);
+    int r = check_models(in, models);
     if (r < 0)
         return r;
 
@@ -341,10 +560,22 @@ int gw_spolicy_new(gw_spolicy **out, const gw_sanitize_policy *caller)
     if (in->n_models) {
         p->models = gw_xcalloc(in->n_models, sizeof *p->models);
         for (size_t i = 0; i < in->n_models; i++) {
-            p->models[i] = in->models[i];
-            p->models[i].id = gw_xstrdup(in->models[i].id);
-            if (p->models[i].scrub_verify_fraction == 0.0)
-                p->models[i].scrub_verify_fraction = 1.0;
+            gw_model_policy *m = &p->models[i];
+            *m = models[i];
+            m->id = gw_xstrdup(m->id);
+            if (m->scrub_verify_fraction == 0.0)
+                m->scrub_verify_fraction = 1.0;
+            /* Only a driver scrub's settings are kept: a leftover driver
+             * name on a bar model means nothing. */
+            if (m->scrub == GW_SCRUB_DRIVER) {
+                m->scrub_driver = gw_xstrdup(m->scrub_driver);
+                m->scrub_driver_ready = m->scrub_driver_ready ? gw_xstrdup(m->scrub_driver_ready) : NULL;
+                m->scrub_commands = gw_xstrdup(m->scrub_commands);
+                m->scrub_driver_ready_timeout_ms = GW_SCRUB_READY_MS(m);
+                m->scrub_command_timeout_ms = GW_SCRUB_COMMAND_MS(m);
+            } else {
+                m->scrub_driver = m->scrub_driver_ready = m->scrub_commands = NULL;
+            }
         }
     }
     p->pol.models = p->models;

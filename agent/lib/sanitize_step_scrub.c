@@ -330,6 +330,8 @@ static gw_verdict run(gw_sctx *c)
     const gw_model_policy *m = gw_policy_model(&c->policy->pol, id & 0xffff, id >> 16);
     if (!m || m->scrub == GW_SCRUB_NONE)
         return gw_skip(c, "no scrub configured for %04x:%04x", id & 0xffff, id >> 16);
+    if (m->scrub == GW_SCRUB_DRIVER)
+        return gw_scrub_driver(c, m);
     if (m->scrub != GW_SCRUB_BAR)
         return gw_fail(c, "model %s: scrub method %s is not implemented: not scrubbed", m->id,
                        gw_scrub_method_name(m->scrub));

@@ -15,7 +15,9 @@
  *               through VFIO's hot reset, refused when the bus holds a
  *               function that is not ours
  *   scrub       per model: zero a BAR of the device's memory through VFIO
- *               and read it back (skipped when no scrub is configured)
+ *               and read it back, or hand the device to the vendor's host
+ *               driver, run the model's scrub commands and bind it back to
+ *               vfio-pci (skipped when no scrub is configured)
  *   health      config readable, link width not degraded, no new AER fatal or
  *               non-fatal errors (GPU and upstream port), BAR sizes unchanged
  *   isolation   IOMMU group viable, ACS on the upstream path, ATS disabled
@@ -126,8 +128,8 @@ typedef enum gw_reset_choice {
 typedef enum gw_scrub_method {
     GW_SCRUB_NONE = 0,      /* no scrub: the step skips */
     GW_SCRUB_BAR = 1,       /* zero a BAR through VFIO, then read it back */
-    GW_SCRUB_DRIVER = 2,    /* reserved for a driver-assisted scrub: not implemented in this
-                             * version, a policy naming it is refused (-EOPNOTSUPP) */
+    GW_SCRUB_DRIVER = 2,    /* policy version 3: a round trip through the vendor's host driver,
+                             * which runs the model's scrub commands (docs/sanitize.md) */
 } gw_scrub_method;
 
 /* "auto", "flr", "bus", "flr+bus" and back; -EINVAL for another name. */
@@ -138,8 +140,10 @@ GW_EXTERN const char *gw_scrub_method_name(gw_scrub_method m);
 GW_EXTERN int gw_scrub_method_from_name(const char *name, gw_scrub_method *out);
 
 /* Settings for one GPU model, found by the GPU function's vendor:device.
- * Initialise with GW_MODEL_POLICY_INIT. Its layout belongs to policy
- * version 2: a later field comes with a new policy version. */
+ * Initialise with GW_MODEL_POLICY_INIT. This is an array element, so its
+ * size is part of the policy version: the fields up to scrub_verify_fraction
+ * are policy version 2's (gw_model_policy_v2), the driver scrub fields came
+ * with version 3. A version-2 policy's models are read as gw_model_policy_v2. */
 typedef struct gw_model_policy {
     const char *id;                 /* "vvvv:dddd", lower-case hex */
     gw_reset_choice reset;          /* default GW_RESET_AUTO */
@@ -152,17 +156,60 @@ typedef struct gw_model_policy {
      * less = that share of its 4 KiB pages, spread evenly over the whole BAR
      * (first and last page always); 0 = 1. */
     double scrub_verify_fraction;
+
+    /* ---- version 3: scrub "driver" ---- */
+
+    /* The kernel driver the GPU function is bound to for the scrub ("nvidia");
+     * required for GW_SCRUB_DRIVER. A name of [A-Za-z0-9_-]. */
+    const char *scrub_driver;
+    /* Optional: a path relative to the device's sysfs directory that must
+     * exist before the driver counts as ready ("virtio0", "nvidia/..."), on
+     * top of the `driver` link naming it. NULL = the link alone. */
+    const char *scrub_driver_ready;
+    unsigned int scrub_driver_ready_timeout_ms;     /* 0 = 30 s */
+    /* The commands run while the host driver has the device, in order:
+     * "CMD ARG... && CMD ARG...". Commands are separated by "&&" (the next
+     * runs only when the last exited 0), words by blanks; no quoting, so no
+     * word holds a blank or "&&". CMD is an absolute path. Each gets the device's PCI address as
+     * its last argument; a nonzero exit fails the scrub. At least one command
+     * for GW_SCRUB_DRIVER, at most GW_SCRUB_COMMANDS_MAX. */
+    const char *scrub_commands;
+    unsigned int scrub_command_timeout_ms;          /* per command; 0 = 120 s */
 } gw_model_policy;
 
-#define GW_MODEL_POLICY_INIT { NULL, GW_RESET_AUTO, GW_SCRUB_NONE, -1, 0, 0.0 }
+#define GW_SCRUB_COMMANDS_MAX 16
+
+#define GW_MODEL_POLICY_INIT { NULL, GW_RESET_AUTO, GW_SCRUB_NONE, -1, 0, 0.0, NULL, NULL, 0, NULL, 0 }
+
+/* gw_model_policy as policy version 2 laid it out: what a version-2 caller's
+ * `models` points to. */
+typedef struct gw_model_policy_v2 {
+    const char *id;
+    gw_reset_choice reset;
+    gw_scrub_method scrub;
+    int scrub_function;
+    unsigned int scrub_bar;
+    double scrub_verify_fraction;
+} gw_model_policy_v2;
 
 /* Set one field of `m` from its text, as an operator writes it in a config
- * file: "reset" (auto, flr, bus, flr+bus), "scrub" (none, bar),
+ * file: "reset" (auto, flr, bus, flr+bus), "scrub" (none, bar, driver),
  * "scrub_function" (0-7), "scrub_bar" (0-5), "scrub_verify_fraction"
- * (0 < f <= 1). -EINVAL with the reason for an unknown key or a bad value;
- * -EOPNOTSUPP for scrub "driver" (reserved, not implemented in this
- * version). `m` is unchanged on failure; `id` is not set here. */
+ * (0 < f <= 1), "scrub_driver" (a driver name), "scrub_driver_ready" (a
+ * relative path without "..", or empty for none), "scrub_driver_ready_timeout_s"
+ * and "scrub_command_timeout_s" (1-86400 seconds), "scrub_commands" (see
+ * gw_model_policy; checked here). -EINVAL with the reason for an unknown key
+ * or a bad value; `m` is unchanged on failure; `id` is not set here. String
+ * values are not copied: `m` points at `value`, which must outlive it. `m`
+ * must be a whole (version 3) gw_model_policy. */
 GW_EXTERN int gw_model_policy_set(gw_model_policy *m, const char *key, const char *value);
+
+/* Check one (version 3) model entry the way gw_sanitize_run() checks a
+ * policy's: 0, or -EINVAL with the reason naming the setting. A driver scrub
+ * whose worst case (ready timeout + commands x command timeout + 60 s for the
+ * binds) exceeds `scrub_timeout_ms` (0 = the default 600 s) is refused: the
+ * step would be abandoned with the device on the host driver. */
+GW_EXTERN int gw_model_policy_check(const gw_model_policy *m, unsigned int scrub_timeout_ms);
 
 /* Entries of gw_sanitize_policy.timeout_ms: the steps policy version 1 knew
  * (not_in_use .. hooks). A step added later has a timeout field of its own. */
@@ -197,16 +244,18 @@ typedef struct gw_sanitize_policy {
     unsigned int scrub_timeout_ms;          /* step scrub; 0 = 600 s */
     /* Per-model reset and scrub settings, at most one per id. A GPU whose
      * model has no entry gets GW_MODEL_POLICY_INIT's: reset auto, no scrub.
-     * Bad entries (an id not "vvvv:dddd", a duplicate, a value out of range)
-     * are refused with -EINVAL naming the entry; GW_SCRUB_DRIVER with
-     * -EOPNOTSUPP. */
+     * Bad entries (an id not "vvvv:dddd", a duplicate, a value out of range,
+     * scrub driver without a driver or commands) are refused with -EINVAL
+     * naming the entry. Version 2: an array of gw_model_policy_v2 (no
+     * driver scrub: GW_SCRUB_DRIVER is refused with -EOPNOTSUPP there). */
     const gw_model_policy *models;
     size_t n_models;
 } gw_sanitize_policy;
 
 /* Version 1 ends at n_manage_addresses; the library still accepts it (no
- * models, default scrub timeout). */
-#define GW_SANITIZE_POLICY_VERSION 2
+ * models, default scrub timeout). Version 2 has the same fields as 3, but
+ * its models are gw_model_policy_v2. */
+#define GW_SANITIZE_POLICY_VERSION 3
 #define GW_SANITIZE_POLICY_INIT { GW_SANITIZE_POLICY_VERSION, { 0 }, NULL, 0, GW_ISOLATION_FAIL, false, \
                                   NULL, 0, NULL, 0, NULL, 0, 0, NULL, 0 }
 

@@ -407,7 +407,7 @@ def test_reload_refuses_a_bad_model_section(tmp_path):
     while "reload failed" not in d.log.read_text() and _time.time() < deadline:
         _time.sleep(0.05)
     log = d.log.read_text()
-    assert "[model 10de:2230] scrub: 'driver' is not implemented in this version" in log, log
+    assert "[model 10de:2230] sanitize policy: model 10de:2230: scrub_driver: required with scrub = driver" in log, log
     assert "the running configuration stays" in log
     assert d.alive() and d.result("hello")["daemon"]
     assert d.stop() == 0

@@ -636,3 +636,72 @@ def test_bus_reset_refused_for_a_function_not_ours(model_daemon, server):
     assert f["name"] == "reset", f
     assert f"bus reset would also reset {hda} (bound to vfio-pci, not managed): refused" in f["evidence"], f
 
+
+
+# ---------------------------------------------------------------- scrub method driver (issue 13)
+
+# Last in the file: virtio_pci binds every unbound virtio device once loaded,
+# and the [model 1af4:1050] sections below apply to every virtio-gpu.
+DRIVER_OK = """#!/bin/sh
+d=$(basename "$(readlink /sys/bus/pci/devices/$2/driver)")
+echo "$1: $2 is on $d"
+[ "$d" = virtio-pci ] || exit 4
+exit 0
+"""
+DRIVER_FAIL = """#!/bin/sh
+echo "scrub failed on $1"
+exit 3
+"""
+
+
+def driver_conf(commands):
+    # driver/module: a path through the new driver's link, there only once
+    # the driver is bound (a module-built driver), to exercise the ready path.
+    return ("[model 1af4:1050]\nscrub = driver\nscrub_driver = virtio-pci\nscrub_driver_ready = driver/module\n"
+            "scrub_driver_ready_timeout_s = 20\n"
+            f"scrub_commands = {commands}\nscrub_command_timeout_s = 30\n")
+
+
+def test_scrub_driver_round_trip_through_virtio_pci(model_daemon, server):
+    """gpu5 goes from vfio-pci to the host driver virtio-pci, the commands
+    run there (one checks the driver link names virtio-pci), and it comes
+    back to vfio-pci; then a command that exits 3 quarantines it, and it is
+    back on vfio-pci all the same."""
+    g, a = server.g, server.addr["gpu5"]
+    g.sh("mkdir -p /lab/run")
+    g.sh(f"cat > /lab/run/drv-ok <<'EOF'\n{DRIVER_OK}EOF\nchmod 755 /lab/run/drv-ok")
+    g.sh(f"cat > /lab/run/drv-fail <<'EOF'\n{DRIVER_FAIL}EOF\nchmod 755 /lab/run/drv-fail")
+    server.wait_settled("gpu5")
+    assert server.sysfs("gpu5", "driver_override") == "vfio-pci"
+    # Every virtio device is on vfio-pci (or has its override) by now: loading
+    # virtio_pci takes none of them.
+    g.sh("while read m; do insmod $m || exit 1; done < /lab/virtio-modules.txt")
+    assert g.run("test -d /sys/bus/pci/drivers/virtio-pci")[0] == 0
+    assert g.sh(f"basename $(readlink /sys/bus/pci/devices/{a}/driver)").strip() == "vfio-pci"
+
+    restart_daemon(g, driver_conf("/lab/run/drv-ok first && /lab/run/drv-ok second"))
+    s = clean_again(server, "gpu5", timeout=120)
+    sc = step(s, "scrub")
+    assert s["state"] == "sanitized", json.dumps(s, indent=1)
+    ev = sc["evidence"]
+    assert f"model 1af4:1050: scrub driver: {a} through virtio-pci" in ev, ev
+    assert f"wrote '{a}' to sys/bus/pci/drivers/vfio-pci/unbind" in ev, ev
+    assert re.search(r"virtio-pci ready after \d+ ms \(driver link, driver/module\)", ev), ev
+    assert f"command 1 (/lab/run/drv-ok first {a}) exited 0 in " in ev, ev
+    assert f"output: first: {a} is on virtio-pci" in ev, ev
+    assert f"command 2 (/lab/run/drv-ok second {a}) exited 0 in " in ev, ev
+    assert f"wrote '{a}' to sys/bus/pci/drivers/virtio-pci/unbind" in ev, ev
+    assert f"{a} back on vfio-pci" in ev, ev
+    assert g.sh(f"basename $(readlink /sys/bus/pci/devices/{a}/driver)").strip() == "vfio-pci"
+    assert server.sysfs("gpu5", "driver_override") == "vfio-pci"
+
+    restart_daemon(g, driver_conf("/lab/run/drv-ok first && /lab/run/drv-fail"))
+    s = clean_again(server, "gpu5", timeout=120)
+    assert s["state"] == "quarantined", json.dumps(s, indent=1)
+    f = failed_step(s)
+    assert f["name"] == "scrub", f
+    ev = f["evidence"]
+    assert f"command 1 (/lab/run/drv-ok first {a}) exited 0" in ev, ev
+    assert f"command 2 (/lab/run/drv-fail {a}) exited 3, output: scrub failed on {a}" in ev, ev
+    assert f"{a} back on vfio-pci" in ev, ev
+    assert g.sh(f"basename $(readlink /sys/bus/pci/devices/{a}/driver)").strip() == "vfio-pci"

@@ -50,8 +50,20 @@ def test_model_sections_are_read_and_checked(tmp_path):
 
 @pytest.mark.parametrize("section,line,why", [
     ("model 10de:2330", "reset = pm", "[model 10de:2330] reset: 'pm' is not auto, flr, bus or flr+bus"),
-    ("model 10de:2330", "scrub = driver", "[model 10de:2330] scrub: 'driver' is not implemented in this version"),
-    ("model 10de:2330", "scrub = zero", "[model 10de:2330] scrub: 'zero' is not none or bar"),
+    ("model 10de:2330", "scrub = driver", "[model 10de:2330] sanitize policy: model 10de:2330: scrub_driver: "
+     "required with scrub = driver"),
+    ("model 10de:2330", "scrub = driver\nscrub_driver = nvidia",
+     "[model 10de:2330] sanitize policy: model 10de:2330: scrub_commands: required with scrub = driver"),
+    ("model 10de:2330", "scrub_driver = ../x", "[model 10de:2330] scrub_driver: '../x' is not a kernel driver name"),
+    ("model 10de:2330", "scrub_commands = /bin/a && b",
+     "[model 10de:2330] scrub_commands: command 2: 'b' is not an absolute path"),
+    ("model 10de:2330", "scrub_command_timeout_s = 0",
+     "[model 10de:2330] scrub_command_timeout_s: '0' is not a number of seconds"),
+    ("model 10de:2330", "scrub = driver\nscrub_driver = nvidia\nscrub_command_timeout_s = 600\n"
+     "scrub_commands = /bin/a", "scrub_command_timeout_s: the driver scrub may take 690 s"),
+    ("model 10de:2330", "scrub_commands = /bin/a && && /bin/b",
+     "[model 10de:2330] scrub_commands: command 2 is empty"),
+    ("model 10de:2330", "scrub = zero", "[model 10de:2330] scrub: 'zero' is not none, bar or driver"),
     ("model 10de:2330", "scrub_function = 8", "[model 10de:2330] scrub_function: '8' is not a number from 0 to 7"),
     ("model 10de:2330", "scrub_bar = two", "[model 10de:2330] scrub_bar: 'two' is not a number from 0 to 5"),
     ("model 10de:2330", "scrub_verify_fraction = 1.5",

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <sys/stat.h>
 
 #include "hostops_sim.h"
 #include "sanitize_fixture.h"
@@ -576,8 +577,18 @@ static void model_settings_parse_and_refuse(void **state)
 
     static const struct { const char *key, *value, *why; int err; } bad[] = {
         { "reset", "pm", "reset: 'pm' is not auto, flr, bus or flr+bus", -EINVAL },
-        { "scrub", "memset", "scrub: 'memset' is not none or bar", -EINVAL },
-        { "scrub", "driver", "scrub: 'driver' is not implemented in this version", -EOPNOTSUPP },
+        { "scrub", "memset", "scrub: 'memset' is not none, bar or driver", -EINVAL },
+        { "scrub_driver", "../x", "scrub_driver: '../x' is not a kernel driver name", -EINVAL },
+        { "scrub_driver", "", "scrub_driver: '' is not a kernel driver name", -EINVAL },
+        { "scrub_driver_ready", "/sys/x", "scrub_driver_ready: '/sys/x' is not a relative path", -EINVAL },
+        { "scrub_driver_ready", "a/../../b", "scrub_driver_ready: 'a/../../b' is not a relative path", -EINVAL },
+        { "scrub_driver_ready_timeout_s", "0", "scrub_driver_ready_timeout_s: '0' is not a number of seconds", -EINVAL },
+        { "scrub_command_timeout_s", "5s", "scrub_command_timeout_s: '5s' is not a number of seconds", -EINVAL },
+        { "scrub_commands", "", "scrub_commands: command 1 is empty", -EINVAL },
+        { "scrub_commands", "/bin/a && && /bin/b", "scrub_commands: command 2 is empty", -EINVAL },
+        { "scrub_commands", "/bin/a &&", "scrub_commands: command 2 is empty", -EINVAL },
+        { "scrub_commands", "/bin/a && b x", "scrub_commands: command 2: 'b' is not an absolute path", -EINVAL },
+        { "scrub_commands", "/bin/a\n", "scrub_commands: control character 0x0a", -EINVAL },
         { "scrub_function", "8", "scrub_function: '8' is not a number from 0 to 7", -EINVAL },
         { "scrub_function", "-1", "scrub_function: '-1' is not a number from 0 to 7", -EINVAL },
         { "scrub_bar", "6", "scrub_bar: '6' is not a number from 0 to 5", -EINVAL },
@@ -612,8 +623,25 @@ static void policy_models_are_checked(void **state)
     assert_contains(gw_error_message(), "model 1: id '10DE:2231' is not vvvv:dddd in lower-case hex");
     two[1].id = "10de:2231";
     two[1].scrub = GW_SCRUB_DRIVER;
-    assert_int_equal(gw_sanitize_run(&W.res, W.ops, &W.att.base, &W.pol, &req), -EOPNOTSUPP);
-    assert_contains(gw_error_message(), "scrub method 'driver' is not implemented in this version");
+    assert_int_equal(gw_sanitize_run(&W.res, W.ops, &W.att.base, &W.pol, &req), -EINVAL);
+    assert_contains(gw_error_message(), "model 10de:2231: scrub_driver: required with scrub = driver");
+    two[1].scrub_driver = "nvidia";
+    assert_int_equal(gw_sanitize_run(&W.res, W.ops, &W.att.base, &W.pol, &req), -EINVAL);
+    assert_contains(gw_error_message(), "model 10de:2231: scrub_commands: required with scrub = driver");
+    two[1].scrub_driver = "vfio-pci";
+    two[1].scrub_commands = "/bin/true";
+    assert_int_equal(gw_sanitize_run(&W.res, W.ops, &W.att.base, &W.pol, &req), -EINVAL);
+    assert_contains(gw_error_message(), "scrub_driver: vfio-pci is where the device already is");
+    /* Five commands at the default 120 s do not fit in the 600 s step. */
+    two[1].scrub_driver = "nvidia";
+    two[1].scrub_commands = "/bin/a && /bin/b && /bin/c && /bin/d && /bin/e";
+    assert_int_equal(gw_sanitize_run(&W.res, W.ops, &W.att.base, &W.pol, &req), -EINVAL);
+    assert_contains(gw_error_message(), "the driver scrub may take 690 s (ready timeout 30 s + 5 commands x 120 s "
+                                        "+ 60 s for the binds), more than the scrub step's timeout of 600 s");
+    assert_int_equal(gw_model_policy_check(&two[1], 0), -EINVAL);
+    assert_int_equal(gw_model_policy_check(&two[1], 700000), 0);
+    two[1].scrub_command_timeout_ms = 100000;
+    assert_int_equal(gw_model_policy_check(&two[1], 0), 0);
     two[1].scrub = GW_SCRUB_BAR;
     two[1].scrub_verify_fraction = 2;
     assert_int_equal(gw_sanitize_run(&W.res, W.ops, &W.att.base, &W.pol, &req), -EINVAL);
@@ -648,11 +676,225 @@ static void version_1_policy_still_works(void **state)
     W.pol.scrub_timeout_ms = 1234;
     assert_int_equal(gw_step_timeout_ms(&W.pol, GW_STEP_SCRUB), 1234);
     gw_sanitize_policy bad = W.pol;
-    bad.version = 3;
+    bad.version = 4;
     gw_sanitize_result_free(W.res);
     W.res = NULL;
     assert_int_equal(gw_sanitize_run(&W.res, W.ops, &W.att.base, &bad, &req), -EINVAL);
-    assert_contains(gw_error_message(), "version 3, expected 1 to 2");
+    assert_contains(gw_error_message(), "version 4, expected 1 to 3");
+}
+
+/* ---- scrub driver ----------------------------------------------------------- */
+
+static char drv_dir[64];
+
+/* A loaded host driver in the simulated kernel: its directory in
+ * /sys/bus/pci/drivers (the simulation binds any driver that has one). */
+static void host_driver(const char *name)
+{
+    char p[1200];
+    snprintf(p, sizeof p, "%s/sys/bus/pci/drivers/%s", W.host.root, name);
+    fx_mkdirs(p);
+    fx_write_text(p, "bind", "");
+    fx_write_text(p, "unbind", "");
+}
+
+static void script(const char *name, const char *body)
+{
+    char p[128];
+    snprintf(p, sizeof p, "%s/%s", drv_dir, name);
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    fprintf(f, "#!/bin/sh\n%s\n", body);
+    fclose(f);
+    chmod(p, 0755);
+}
+
+static char cmds_text[512];
+
+/* The GPU model scrubs through `driver` with these commands ('@' stands for
+ * the scripts' directory). */
+static void driver_model(const char *driver, const char *ready, const char *cmds)
+{
+    snprintf(drv_dir, sizeof drv_dir, "%s", W.hooks);   /* an empty directory of the test's own */
+    size_t o = 0;
+    for (const char *c = cmds; *c && o + sizeof drv_dir < sizeof cmds_text; c++) {
+        if (*c == '@')
+            o += (size_t)snprintf(cmds_text + o, sizeof cmds_text - o, "%s", drv_dir);
+        else
+            cmds_text[o++] = *c;
+    }
+    cmds_text[o] = '\0';
+    W.model.scrub = GW_SCRUB_DRIVER;
+    W.model.scrub_driver = driver;
+    W.model.scrub_driver_ready = ready;
+    W.model.scrub_driver_ready_timeout_ms = 300;
+    W.model.scrub_command_timeout_ms = 5000;
+    W.model.scrub_commands = cmds_text;
+    W.pol.models = &W.model;
+    W.pol.n_models = 1;
+    /* Not hooks: the hooks step must find no executables here. */
+    W.pol.hooks_dir = "/nonexistent/gw-hooks";
+    script("ok", "echo \"scrubbed $2 via $GW_SCRUB_DRIVER ($1)\"; exit 0");
+    script("fail", "echo \"ECC error on $1\"; exit 3");
+    script("slow", "sleep 30");
+}
+
+static void remove_scripts(void)
+{
+    const char *names[] = { "ok", "fail", "slow" };
+    for (size_t i = 0; i < 3; i++) {
+        char p[128];
+        snprintf(p, sizeof p, "%s/%s", drv_dir, names[i]);
+        unlink(p);
+    }
+}
+
+/* Where the GPU is now, through the simulated kernel. */
+static void assert_on(const char *driver)
+{
+    _cleanup_free_ char *now = NULL;
+    assert_int_equal(gw_dev_driver(W.ops, GPU, &now), 0);
+    assert_non_null(now);
+    assert_string_equal(now, driver);
+    _cleanup_free_ char *ovr = NULL;
+    assert_int_equal(gw_dev_read_text(W.ops, GPU, "driver_override", &ovr), 0);
+    assert_string_equal(ovr, driver);
+}
+
+static void ready_file(void)
+{
+    char p[1200];
+    snprintf(p, sizeof p, "%s/sys/bus/pci/devices/" GPU, W.host.root);
+    fx_write_text(p, "virtio_ready", "1\n");
+}
+
+static void driver_scrub_round_trip_ends_on_vfio(void **state)
+{
+    (void)state;
+    world_open();
+    host_driver("virtio-pci");
+    ready_file();
+    driver_model("virtio-pci", "virtio_ready", "@/ok first && @/ok second");
+    run();
+    remove_scripts();
+    assert_passes();
+    const char *ev = step(GW_STEP_SCRUB)->evidence;
+    assert_contains(ev, "model 10de:2230: scrub driver: " GPU " through virtio-pci, ready when virtio_ready");
+    assert_contains(ev, "wrote 'virtio-pci' to " DEV(GPU, "driver_override"));
+    assert_contains(ev, "sys/bus/pci/drivers/vfio-pci/unbind");
+    assert_contains(ev, "virtio-pci ready after ");
+    assert_contains(ev, "exited 0 in ");
+    assert_contains(ev, "/ok first " GPU ") exited 0 in ");
+    assert_contains(ev, "output: scrubbed " GPU " via virtio-pci (first)");
+    assert_contains(ev, "/ok second " GPU ") exited 0 in ");
+    assert_contains(ev, "output: scrubbed " GPU " via virtio-pci (second)");
+    assert_contains(ev, "sys/bus/pci/drivers/virtio-pci/unbind");
+    assert_contains(ev, GPU " back on vfio-pci");
+    assert_on("vfio-pci");
+}
+
+static void failing_command_quarantines_and_returns_to_vfio(void **state)
+{
+    (void)state;
+    world_open();
+    host_driver("virtio-pci");
+    driver_model("virtio-pci", NULL, "@/fail && @/ok never");
+    run();
+    remove_scripts();
+    assert_fails_at(GW_STEP_SCRUB, "/fail " GPU ") exited 3, output: ECC error on " GPU);
+    const char *ev = step(GW_STEP_SCRUB)->evidence;
+    assert_lacks(ev, "never");
+    assert_contains(ev, GPU " back on vfio-pci");
+    assert_on("vfio-pci");
+}
+
+static void command_timeout_quarantines_and_returns_to_vfio(void **state)
+{
+    (void)state;
+    world_open();
+    host_driver("virtio-pci");
+    driver_model("virtio-pci", NULL, "@/slow");
+    W.model.scrub_command_timeout_ms = 300;
+    run();
+    remove_scripts();
+    assert_fails_at(GW_STEP_SCRUB, "/slow " GPU ") timed out after 300 ms: killed its process group");
+    assert_contains(step(GW_STEP_SCRUB)->evidence, GPU " back on vfio-pci");
+    assert_on("vfio-pci");
+}
+
+static void driver_that_never_binds_or_gets_ready(void **state)
+{
+    (void)state;
+    world_open();
+    /* Not loaded: the device never leaves vfio-pci. */
+    driver_model("nvidia", NULL, "@/ok");
+    run();
+    assert_fails_at(GW_STEP_SCRUB, "host driver nvidia is not loaded (no sys/bus/pci/drivers/nvidia): not "
+                                   "scrubbed, " GPU " left on vfio-pci");
+    assert_lacks(step(GW_STEP_SCRUB)->evidence, "driver_override");
+    /* Loaded, but its probe refuses the device: the kernel's answer to the
+     * bind write is in the evidence, and the device goes back. */
+    host_driver("nvidia");
+    gw_sim_fail_write(W.sim, "sys/bus/pci/drivers/nvidia/bind", -ENODEV);
+    gw_sim_after_write_bind(W.sim, "sys/bus/pci/drivers_probe", GPU, GPU, NULL);
+    run();
+    assert_fails_at(GW_STEP_SCRUB, "binding nvidia failed");
+    assert_contains(step(GW_STEP_SCRUB)->evidence, GPU " back on vfio-pci");
+    assert_lacks(step(GW_STEP_SCRUB)->evidence, "exited");
+    assert_on("vfio-pci");
+    /* Bound, but what the model waits for never appears. */
+    host_driver("virtio-pci");
+    driver_model("virtio-pci", "virtio_ready", "@/ok");
+    run();
+    remove_scripts();
+    assert_fails_at(GW_STEP_SCRUB, "virtio-pci did not become ready within 300 ms: virtio_ready does not exist");
+    assert_lacks(step(GW_STEP_SCRUB)->evidence, "exited");
+    assert_contains(step(GW_STEP_SCRUB)->evidence, GPU " back on vfio-pci");
+    assert_on("vfio-pci");
+}
+
+/* Passing commands do not make a pass when the way back fails: the device
+ * is on the host driver, and the evidence says so. */
+static void failed_return_to_vfio_fails_the_step(void **state)
+{
+    (void)state;
+    world_open();
+    host_driver("virtio-pci");
+    driver_model("virtio-pci", NULL, "@/ok");
+    gw_sim_fail_write(W.sim, "sys/bus/pci/drivers/virtio-pci/unbind", -EBUSY);
+    run();
+    remove_scripts();
+    assert_fails_at(GW_STEP_SCRUB, GPU " left on virtio-pci");
+    assert_contains(step(GW_STEP_SCRUB)->evidence, "/ok " GPU ") exited 0");
+}
+
+/* A version-2 caller's models are the shorter gw_model_policy_v2: read as
+ * such, never past their end. */
+static void version_2_model_array_still_works(void **state)
+{
+    (void)state;
+    world_open();
+    gw_sim_bar_set(W.sim, GPU, 1, 4096, 0xa5);
+    gw_model_policy_v2 *old = malloc(2 * sizeof *old);   /* exactly the old size */
+    old[0] = (gw_model_policy_v2){ "10de:1111", GW_RESET_AUTO, GW_SCRUB_NONE, -1, 0, 0.0 };
+    old[1] = (gw_model_policy_v2){ "10de:2230", GW_RESET_AUTO, GW_SCRUB_BAR, -1, 1, 0.0 };
+    gw_sanitize_policy pol = W.pol;
+    pol.version = 2;
+    pol.models = (const gw_model_policy *)(const void *)old;
+    pol.n_models = 2;
+    gw_sanitize_request req = GW_SANITIZE_REQUEST_INIT;
+    req.address = GPU;
+    assert_int_equal(gw_sanitize_run(&W.res, W.ops, &W.att.base, &pol, &req), 0);
+    assert_passes();
+    assert_contains(step(GW_STEP_SCRUB)->evidence, "model 10de:2230: scrub bar: BAR 1 of " GPU);
+    assert_bar_all(GPU, 1, 0);
+    /* Version 2 had no driver settings. */
+    old[1].scrub = GW_SCRUB_DRIVER;
+    gw_sanitize_result_free(W.res);
+    W.res = NULL;
+    assert_int_equal(gw_sanitize_run(&W.res, W.ops, &W.att.base, &pol, &req), -EOPNOTSUPP);
+    assert_contains(gw_error_message(), "scrub method 'driver' needs policy version 3");
+    free(old);
 }
 
 static void names_round_trip(void **state)
@@ -770,6 +1012,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(model_settings_parse_and_refuse, setup, teardown),
         cmocka_unit_test_setup_teardown(policy_models_are_checked, setup, teardown),
         cmocka_unit_test_setup_teardown(version_1_policy_still_works, setup, teardown),
+        cmocka_unit_test_setup_teardown(driver_scrub_round_trip_ends_on_vfio, setup, teardown),
+        cmocka_unit_test_setup_teardown(failing_command_quarantines_and_returns_to_vfio, setup, teardown),
+        cmocka_unit_test_setup_teardown(command_timeout_quarantines_and_returns_to_vfio, setup, teardown),
+        cmocka_unit_test_setup_teardown(driver_that_never_binds_or_gets_ready, setup, teardown),
+        cmocka_unit_test_setup_teardown(failed_return_to_vfio_fails_the_step, setup, teardown),
+        cmocka_unit_test_setup_teardown(version_2_model_array_still_works, setup, teardown),
         cmocka_unit_test_setup_teardown(names_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(version_2_backend_has_no_vfio, setup, teardown),
     };
