@@ -20,10 +20,12 @@ a loud message counted in the summary; under CI=true they fail instead.
 """
 import hashlib
 import json
+import mmap
 import os
 import pathlib
 import re
 import sys
+import threading
 import time
 
 import pytest
@@ -705,3 +707,40 @@ def test_scrub_driver_round_trip_through_virtio_pci(model_daemon, server):
     assert f"command 2 (/lab/run/drv-fail {a}) exited 3, output: scrub failed on {a}" in ev, ev
     assert f"{a} back on vfio-pci" in ev, ev
     assert g.sh(f"basename $(readlink /sys/bus/pci/devices/{a}/driver)").strip() == "vfio-pci"
+
+
+def test_scrub_verification_finds_a_byte_written_behind_it(model_daemon, server):
+    """While the clean-up runs, the host keeps writing a non-zero byte into
+    the last byte of the memory behind shm0's BAR 2, as a device engine that
+    is still writing would. The scrub zeroes it, its read-back finds the byte
+    again, and the GPU is quarantined with the offset: the verdict comes from
+    the verification, not from the zeroing having run."""
+    restart_daemon(server.g, MODEL_CONF)
+    shm = server.tmp / "shm0.bin"
+    last = (1 << 20) - 1
+    stop = threading.Event()
+
+    def writer():
+        with open(shm, "r+b") as f:
+            m = mmap.mmap(f.fileno(), 1 << 20)
+            try:
+                while not stop.is_set():
+                    m[last] = 0x5A
+                    time.sleep(0.0002)
+            finally:
+                m.close()
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        s = clean_again(server, "gpu0")
+    finally:
+        stop.set()
+        t.join()
+    assert s["state"] == "quarantined", json.dumps(s, indent=1)
+    f = failed_step(s)
+    assert f["name"] == "scrub", f
+    fn = server.addr["shm0"]
+    assert f"zeroed BAR 2 of {fn}" in f["evidence"], f
+    assert (f"byte at offset 0x{last:x} of BAR 2 of {fn} is not zero after the scrub (reads 0x5a): "
+            "memory not cleared") in f["evidence"], f
