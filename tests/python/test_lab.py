@@ -331,7 +331,7 @@ def test_devices_behind_a_switch_without_acs(daemon, server):
         assert "no ACS" in f["evidence"], f
 
 
-def test_pm_is_the_only_reset_without_flr(daemon, server):
+def test_no_flr_is_named_in_the_reset_evidence(daemon, server):
     s = server.show("gpu5")
     assert "no FLR offered, kernel uses pm" in step(s, "reset")["evidence"]
 
