@@ -133,7 +133,9 @@ static const cell table[GW_STATE_COUNT][GW_EVENT_COUNT] = {
         [GW_EVENT_QUARANTINE] = GO(QUARANTINED, 0, C),
         [GW_EVENT_RELEASE] = NOT_QUARANTINED,
         [GW_EVENT_SANITIZE] = GO(DISCOVERED, D, 0),       /* the request is recorded */
-        [GW_EVENT_GONE] = GO(DISCOVERED, D | M, C),
+        /* Off the bus unasked: a fault (the kernel lab's device_del; a GPU
+         * "fallen off the bus"). What comes back is checked after a release. */
+        [GW_EVENT_GONE] = GO(QUARANTINED, D | M, C),
         [GW_EVENT_BACK] = GO(DISCOVERED, 0, M),
     },
     [GW_STATE_SANITIZED] = {
@@ -149,7 +151,7 @@ static const cell table[GW_STATE_COUNT][GW_EVENT_COUNT] = {
         [GW_EVENT_QUARANTINE] = GO(QUARANTINED, 0, 0),
         [GW_EVENT_RELEASE] = NOT_QUARANTINED,
         [GW_EVENT_SANITIZE] = GO(DISCOVERED, D, 0),
-        [GW_EVENT_GONE] = GO(DISCOVERED, D | M, 0),
+        [GW_EVENT_GONE] = GO(QUARANTINED, D | M, 0),
         [GW_EVENT_BACK] = ON_BUS,
     },
     [GW_STATE_ALLOCATABLE] = {
@@ -165,7 +167,7 @@ static const cell table[GW_STATE_COUNT][GW_EVENT_COUNT] = {
         [GW_EVENT_QUARANTINE] = GO(QUARANTINED, 0, 0),
         [GW_EVENT_RELEASE] = NOT_QUARANTINED,
         [GW_EVENT_SANITIZE] = GO(DISCOVERED, D, 0),
-        [GW_EVENT_GONE] = GO(DISCOVERED, D | M, 0),
+        [GW_EVENT_GONE] = GO(QUARANTINED, D | M, 0),
         [GW_EVENT_BACK] = ON_BUS,
     },
     [GW_STATE_ATTACHED] = {

@@ -118,21 +118,28 @@ static int write_allowed(gw_sctx *c, const char *target, const char *what)
     return 0;
 }
 
+/* The outcome `r` of a write in the evidence, `shown` between `quote`s.
+ * The backend's message is kept across gw_note, which may set its own, so
+ * that the caller's error names what the kernel said. */
+static int note_write(gw_sctx *c, int r, const char *quote, const char *shown, const char *what)
+{
+    if (r < 0) {
+        _cleanup_free_ char *msg = gw_xstrdup(gw_error_message());
+        gw_note(c, "write %s%s%s to %s failed: %s", quote, shown, quote, what, strerror(-r));
+        gw_error_set(r, "%s", msg);
+        return r;
+    }
+    gw_note(c, "wrote %s%s%s to %s", quote, shown, quote, what);
+    return 0;
+}
+
 int gw_host_write(gw_sctx *c, const char *target, const char *path, const void *buf, size_t len)
 {
     int r = write_allowed(c, target, path);
     if (r < 0)
         return r;
     _cleanup_free_ char *shown = gw_escape_bytes(buf, len);
-    r = gw_hostops_write(c->ops, path, buf, len);
-    if (r < 0) {
-        _cleanup_free_ char *msg = gw_xstrdup(gw_error_message());
-        gw_note(c, "write '%s' to %s failed: %s", shown, path, strerror(-r));
-        gw_error_set(r, "%s", msg);
-        return r;
-    }
-    gw_note(c, "wrote '%s' to %s", shown, path);
-    return 0;
+    return note_write(c, gw_hostops_write(c->ops, path, buf, len), "'", shown, path);
 }
 
 /* A register-sized write as the value it stores (config space is little
@@ -159,13 +166,5 @@ int gw_host_write_config(gw_sctx *c, const char *target, unsigned int offset, co
     if (r < 0)
         return r;
     _cleanup_free_ char *shown = config_bytes_text(buf, len);
-    r = gw_hostops_write_config(c->ops, target, offset, buf, len);
-    if (r < 0) {
-        _cleanup_free_ char *msg = gw_xstrdup(gw_error_message());
-        gw_note(c, "write %s to %s failed: %s", shown, what, strerror(-r));
-        gw_error_set(r, "%s", msg);
-        return r;
-    }
-    gw_note(c, "wrote %s to %s", shown, what);
-    return 0;
+    return note_write(c, gw_hostops_write_config(c->ops, target, offset, buf, len), "", shown, what);
 }

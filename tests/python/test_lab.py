@@ -391,7 +391,9 @@ def test_device_removed_outside_a_cleanup(daemon, server):
     g.qmp("device_del", id="bochs0")
     g.sh(f"for i in $(seq 150); do [ -e /sys/bus/pci/devices/{a} ] || exit 0; sleep 0.1; done; exit 1", timeout=30)
     devs = server.wait(lambda d: not d[a]["present"], "bochs0 gone", timeout=30)
-    assert devs[a]["state"] != "allocatable"
+    # Off the bus unasked is a fault: quarantined by the scan, record kept.
+    assert devs[a]["state"] == "quarantined", devs[a]
+    assert devs[a]["reason"] == "not found on the bus by a scan", devs[a]
     inv = json.loads(server.cli("inventory -f json")[1])
     names = [d["name"] for d in inv["deployables"]]
     offered = [d for d in inv["deployables"] if a in d["name"] and d.get("reserved", 1) == 0]
@@ -618,6 +620,13 @@ def test_scrub_zeroes_the_memory_the_host_sees(model_daemon, server):
     assert sc["verdict"] == "pass", sc
     assert f"zeroed BAR 2 of {fn} (1048576 bytes, mmap)" in sc["evidence"], sc
     assert "read back 1048576 bytes (every byte, mmap)" in sc["evidence"], sc
+    # Held in D0 for the clean-up (bind wrote power/control "on"), handed back
+    # to the kernel's runtime PM at the end: auto, suspended in D3hot again.
+    assert f"wrote 'on' to sys/bus/pci/devices/{gpu}/power/control" in step(s, "bind")["evidence"]
+    assert f"{gpu} after the reset: D0, runtime active" in rs, rs
+    assert server.sysfs("gpu0", "power/control") == "auto"
+    assert server.sysfs("gpu0", "power/runtime_status") == "suspended"
+    assert server.sysfs("gpu0", "power_state") == "D3hot"
     rates = [float(x) for x in re.findall(r"([0-9.]+) MB/s", sc["evidence"])]
     lab.record_stat("scrub_zero_mb_s", rates[0])
     lab.record_stat("scrub_verify_mb_s", rates[1])

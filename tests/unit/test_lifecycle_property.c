@@ -91,7 +91,7 @@ static void on_transition(const gw_transition *t, const gw_device *after, void *
 
     if (t->to == GW_STATE_QUARANTINED && !s->quarantined) {
         if (t->event != GW_EVENT_QUARANTINE && t->event != GW_EVENT_FAULT &&
-            t->event != GW_EVENT_CLEANUP_FAILED)
+            t->event != GW_EVENT_CLEANUP_FAILED && t->event != GW_EVENT_GONE)
             FAILED(r, "quarantined by %s", gw_event_name(t->event));
         s->quarantined = true;
     } else if (s->quarantined && t->to != GW_STATE_QUARANTINED) {

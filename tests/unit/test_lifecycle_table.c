@@ -44,11 +44,11 @@ static const cond conds[] = {
  * cleanup_aborted, published, attach_seen, detach_seen, fault, quarantine,
  * release, sanitize, gone, back. */
 static const int expected[NCONDS][GW_EVENT_COUNT] = {
-    /* D+d   */ { ALRD, 1, PERM, PERM, PERM, PERM, 5, ALRD, 8, 8, PERM, 0, 2, ALRD },
-    /* D+d+c */ { ALRD, BUSY, 3, 8, 0, PERM, 5, ALRD, 8, 8, PERM, BUSY, 2, ALRD },
+    /* D+d   */ { ALRD, 1, PERM, PERM, PERM, PERM, 5, ALRD, 8, 8, PERM, 0, 9, ALRD },
+    /* D+d+c */ { ALRD, BUSY, 3, 8, 0, PERM, 5, ALRD, 8, 8, PERM, BUSY, 9, ALRD },
     /* D+d+m */ { ALRD, PERM, PERM, PERM, PERM, PERM, 6, ALRD, 9, 9, PERM, PERM, ALRD, 0 },
-    /* S     */ { ALRD, PERM, PERM, PERM, PERM, 4, 5, ALRD, 7, 7, PERM, 0, 2, ALRD },
-    /* A     */ { ALRD, PERM, PERM, PERM, PERM, ALRD, 5, ALRD, 7, 7, PERM, 0, 2, ALRD },
+    /* S     */ { ALRD, PERM, PERM, PERM, PERM, 4, 5, ALRD, 7, 7, PERM, 0, 9, ALRD },
+    /* A     */ { ALRD, PERM, PERM, PERM, PERM, ALRD, 5, ALRD, 7, 7, PERM, 0, 9, ALRD },
     /* T+d   */ { ALRD, PERM, PERM, PERM, PERM, PERM, ALRD, 0, 8, 8, PERM, PERM, 6, ALRD },
     /* T+d+m */ { ALRD, PERM, PERM, PERM, PERM, PERM, ALRD, 2, 9, 9, PERM, PERM, ALRD, 5 },
     /* Q     */ { ALRD, PERM, PERM, PERM, PERM, PERM, PERM, PERM, ALRD, ALRD, 0, PERM, 9, ALRD },

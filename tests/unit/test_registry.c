@@ -217,15 +217,18 @@ static void different_card_is_a_new_device(void **state)
     assert_int_equal(n, 2);
     assert_true(gw_identity_equal(&list[0]->identity, &repl));       /* present first */
     assert_true(gw_identity_equal(&list[1]->identity, &old));
-    assert_int_equal(list[1]->state, GW_STATE_DISCOVERED);           /* lost sanitized */
+    assert_int_equal(list[1]->state, GW_STATE_QUARANTINED);          /* off the bus unasked */
     assert_int_equal(list[1]->flags, GW_FLAG_DIRTY | GW_FLAG_MISSING);
     assert_non_null(strstr(list[1]->reason, "replaced by a different card"));
     gw_device_list_free(list, n);
 
-    /* the old card comes back: the replacement is gone, the old one is back but dirty */
+    /* the old card comes back: the replacement is gone, the old one is back,
+     * dirty and still quarantined (it left the bus unasked: an operator
+     * releases it, and a clean-up follows) */
     assert_int_equal(gw_registry_sync(reg, &old, 1, NULL), 2);
     assert_int_equal(gw_registry_get(reg, A3B, &dev), 0);
     assert_true(gw_identity_equal(&dev->identity, &old));
+    assert_int_equal(dev->state, GW_STATE_QUARANTINED);
     assert_int_equal(dev->flags, GW_FLAG_DIRTY);
     assert_int_equal(dev->last_event, GW_EVENT_BACK);
     gw_device_free(dev);

@@ -18,11 +18,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "hostops_sim.h"
-#include "sanitize_fixture.h"
-#include "sanitize_internal.h"
+#include "sanitize_world.h"
 
-#define GPU "0000:03:00.0"
 #define DSP "0000:02:00.0"
 #define ROOT "0000:00:01.0"
 #define CONFIG(a) "sys/bus/pci/devices/" a "/config"
@@ -36,86 +33,29 @@
 #define ROOTSTA 0x130
 #define ERRSRC 0x134
 
-static fx_host H;
-static gw_hostops *OPS;
-static gw_sim *SIM;
-static fx_attach ATT;
-static gw_sanitize_policy POL;
-static uint16_t VENDORS[1] = { 0x10de };
-static char HOOKS[64];
-static gw_fact PINS[8];
-static size_t N_PINS;
-static gw_sanitize_result *RES;
-
+/* Every test starts on the written tree. */
 static int setup(void **state)
 {
-    (void)state;
-    fx_std(&H, 1);
-    fx_attach_init(&ATT);
-    POL = (gw_sanitize_policy)GW_SANITIZE_POLICY_INIT;
-    POL.manage_vendors = VENDORS;
-    POL.n_manage_vendors = 1;
-    snprintf(HOOKS, sizeof HOOKS, "/tmp/gw-hooks-XXXXXX");
-    assert_non_null(mkdtemp(HOOKS));
-    POL.hooks_dir = HOOKS;
-    N_PINS = 0;
-    fx_write(&H);
-    assert_int_equal(gw_hostops_sim_new(&OPS, &SIM, H.root), 0);
+    world_setup1(state);
+    world_open();
     return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    gw_sanitize_result_free(RES);
-    RES = NULL;
-    gw_hostops_unref(OPS);
-    OPS = NULL;
-    fx_remove(&H);
-    rmdir(HOOKS);
-    return 0;
-}
-
-static void run(void)
-{
-    gw_sanitize_request req = GW_SANITIZE_REQUEST_INIT;
-    req.address = GPU;
-    req.pins = PINS;
-    req.n_pins = N_PINS;
-    gw_sanitize_result_free(RES);
-    RES = NULL;
-    assert_int_equal(gw_sanitize_run(&RES, OPS, &ATT.base, &POL, &req), 0);
 }
 
 /* The next clean-up gets this one's pins, as the registry would hand them. */
 static void keep_pins(void)
 {
     static char keys[8][64], values[8][80];
-    N_PINS = gw_sanitize_result_pin_count(RES);
-    assert_true(N_PINS <= 8);
-    for (size_t i = 0; i < N_PINS; i++) {
-        const gw_fact *f = gw_sanitize_result_pin(RES, i);
+    W.n_pins = gw_sanitize_result_pin_count(W.res);
+    assert_true(W.n_pins <= 8);
+    for (size_t i = 0; i < W.n_pins; i++) {
+        const gw_fact *f = gw_sanitize_result_pin(W.res, i);
         snprintf(keys[i], sizeof keys[i], "%s", f->key);
         snprintf(values[i], sizeof values[i], "%s", f->value);
-        PINS[i] = (gw_fact){ keys[i], values[i] };
+        W.pins[i] = (gw_fact){ keys[i], values[i] };
     }
 }
 
-static const gw_step_result *health(void)
-{
-    for (size_t i = 0; i < gw_sanitize_result_step_count(RES); i++)
-        if (gw_sanitize_result_step(RES, i)->step == GW_STEP_HEALTH)
-            return gw_sanitize_result_step(RES, i);
-    fail_msg("no health step");
-    return NULL;
-}
-
-#define assert_contains(hay, needle)                                                       \
-    do {                                                                                   \
-        const char *h_ = (hay);                                                            \
-        if (!h_ || !strstr(h_, (needle)))                                                  \
-            fail_msg("'%s' not found in '%s'", (needle), h_ ? h_ : "(null)");              \
-    } while (0)
+static const gw_step_result *health(void) { return step(GW_STEP_HEALTH); }
 
 static void assert_health(gw_verdict v)
 {
@@ -123,7 +63,7 @@ static void assert_health(gw_verdict v)
         fail_msg("health %s, expected %s: %s", gw_verdict_name(health()->verdict), gw_verdict_name(v),
                  health()->evidence);
     if (v == GW_VERDICT_FAIL)
-        assert_int_equal(gw_sanitize_result_failed_step(RES), GW_STEP_HEALTH);
+        assert_int_equal(gw_sanitize_result_failed_step(W.res), GW_STEP_HEALTH);
 }
 
 /* ---- registers ---------------------------------------------------------- */
@@ -133,7 +73,7 @@ static uint8_t CFG[4096];
 /* Start a change of `bdf`'s config from what the tree has. */
 static uint8_t *cfg_of(const char *bdf)
 {
-    fx_config(fx_find(&H, bdf), CFG);
+    fx_config(fx_find(&W.host, bdf), CFG);
     return CFG;
 }
 
@@ -141,13 +81,13 @@ static void cfg_commit(const char *bdf)
 {
     char path[96];
     snprintf(path, sizeof path, "sys/bus/pci/devices/%s/config", bdf);
-    gw_sim_set(SIM, path, CFG, sizeof CFG);
+    gw_sim_set(W.sim, path, CFG, sizeof CFG);
 }
 
 static uint32_t live32(const char *bdf, unsigned off)
 {
     uint8_t b[4];
-    assert_int_equal(gw_hostops_read_config(OPS, bdf, off, b, 4), 0);
+    assert_int_equal(gw_hostops_read_config(W.ops, bdf, off, b, 4), 0);
     return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
 }
 
@@ -163,14 +103,14 @@ static void config_writes(const char *bdf, char *out, size_t n)
     snprintf(path, sizeof path, "sys/bus/pci/devices/%s/config", bdf);
     size_t len = 0;
     out[0] = '\0';
-    for (size_t i = 0; i < gw_sim_write_count(SIM); i++) {
+    for (size_t i = 0; i < gw_sim_write_count(W.sim); i++) {
         const char *p;
         const void *d;
         size_t l;
         int r;
         long off;
-        assert_int_equal(gw_sim_write_at(SIM, i, &p, &d, &l, &r), 0);
-        assert_int_equal(gw_sim_write_offset(SIM, i, &off), 0);
+        assert_int_equal(gw_sim_write_at(W.sim, i, &p, &d, &l, &r), 0);
+        assert_int_equal(gw_sim_write_offset(W.sim, i, &off), 0);
         if (strcmp(p, path))
             continue;
         assert_true(off >= 0);
@@ -191,7 +131,7 @@ static void aer_uncorrectable_status_fails_health_and_is_cleared(void **state)
     cfg_commit(GPU);
     run();
     assert_health(GW_VERDICT_FAIL);
-    assert_contains(gw_sanitize_result_reason(RES),
+    assert_contains(gw_sanitize_result_reason(W.res),
                     "0000:03:00.0: AER Uncorrectable Error Status 0x00001000: Poisoned TLP (non-fatal)");
     assert_contains(health()->evidence, "wrote 0x00001000 to 0000:03:00.0 config 0x104");
     char w[256];
@@ -202,7 +142,7 @@ static void aer_uncorrectable_status_fails_health_and_is_cleared(void **state)
     /* Released by the operator: the next clean-up starts from zero. */
     keep_pins();
     run();
-    assert_int_equal(gw_sanitize_result_verdict(RES), GW_VERDICT_PASS);
+    assert_int_equal(gw_sanitize_result_verdict(W.res), GW_VERDICT_PASS);
     assert_contains(health()->evidence, "0000:03:00.0: AER status clear");
     config_writes(GPU, w, sizeof w);
     assert_string_equal(w, "0x104=00100000");       /* nothing more written */
@@ -214,9 +154,9 @@ static void aer_uncorrectable_status_fails_health_and_is_cleared(void **state)
 static void firmware_first_error_fails_although_the_counters_stay_zero(void **state)
 {
     (void)state;
-    PINS[0] = (gw_fact){ "sanitize.aer_fatal.gpu", "0" };
-    PINS[1] = (gw_fact){ "sanitize.aer_nonfatal.gpu", "0" };
-    N_PINS = 2;
+    W.pins[0] = (gw_fact){ "sanitize.aer_fatal.gpu", "0" };
+    W.pins[1] = (gw_fact){ "sanitize.aer_nonfatal.gpu", "0" };
+    W.n_pins = 2;
     uint8_t *c = cfg_of(GPU);
     fx_put32(c, UESTA, 0x00044010);     /* DLP, Completion Timeout, Malformed TLP */
     fx_put32(c, UEMSK, 0x00040000);     /* Malformed TLP masked: still recorded */
@@ -233,7 +173,7 @@ static void firmware_first_error_fails_although_the_counters_stay_zero(void **st
     assert_int_equal(live32(GPU, UEMSK), 0x00040000);   /* only the status is written */
     keep_pins();
     run();
-    assert_int_equal(gw_sanitize_result_verdict(RES), GW_VERDICT_PASS);
+    assert_int_equal(gw_sanitize_result_verdict(W.res), GW_VERDICT_PASS);
 }
 
 static void correctable_only_is_noted_and_cleared(void **state)
@@ -242,7 +182,7 @@ static void correctable_only_is_noted_and_cleared(void **state)
     fx_put32(cfg_of(GPU), CESTA, 0x00002001);
     cfg_commit(GPU);
     run();
-    assert_int_equal(gw_sanitize_result_verdict(RES), GW_VERDICT_PASS);
+    assert_int_equal(gw_sanitize_result_verdict(W.res), GW_VERDICT_PASS);
     assert_contains(health()->evidence, "0000:03:00.0: AER Correctable Error Status 0x00002001: Receiver Error, "
                                         "Advisory Non-Fatal Error: corrected by the link, not a failure");
     assert_contains(health()->evidence, "wrote 0x00002001 to 0000:03:00.0 config 0x110");
@@ -256,9 +196,9 @@ static void refused_clear_is_said(void **state)
     (void)state;
     fx_put32(cfg_of(GPU), CESTA, 0x00000040);
     cfg_commit(GPU);
-    gw_sim_fail_write(SIM, CONFIG(GPU), -EPERM);
+    gw_sim_fail_write(W.sim, CONFIG(GPU), -EPERM);
     run();
-    assert_int_equal(gw_sanitize_result_verdict(RES), GW_VERDICT_PASS);
+    assert_int_equal(gw_sanitize_result_verdict(W.res), GW_VERDICT_PASS);
     assert_contains(health()->evidence, "write 0x00000040 to 0000:03:00.0 config 0x110 failed: Operation not "
                                         "permitted");
     assert_int_equal(live32(GPU, CESTA), 0x40);
@@ -273,10 +213,10 @@ static void pci_status_error_bit_fails_health_and_is_cleared(void **state)
      * happened during or since). */
     uint8_t *c = cfg_of(GPU);
     fx_put16(c, 0x06, 0x2010);          /* Received Master Abort, capability list */
-    gw_sim_after_write_set(SIM, "sys/bus/pci/devices/" GPU "/reset", CONFIG(GPU), c, 4096);
+    gw_sim_after_write_set(W.sim, "sys/bus/pci/devices/" GPU "/reset", CONFIG(GPU), c, 4096);
     run();
     assert_health(GW_VERDICT_FAIL);
-    assert_contains(gw_sanitize_result_reason(RES), "0000:03:00.0: PCI Status 0x2010: Received Master Abort");
+    assert_contains(gw_sanitize_result_reason(W.res), "0000:03:00.0: PCI Status 0x2010: Received Master Abort");
     char w[256];
     config_writes(GPU, w, sizeof w);
     assert_string_equal(w, "0x6=0020");         /* the error bit only, one word */
@@ -290,7 +230,7 @@ static void device_status_non_fatal_fails_correctable_and_ur_are_noted(void **st
     fx_put16(cfg_of(GPU), DEVSTA, 0x0019);      /* CED, URD, AuxPwr (read-only) */
     cfg_commit(GPU);
     run();
-    assert_int_equal(gw_sanitize_result_verdict(RES), GW_VERDICT_PASS);
+    assert_int_equal(gw_sanitize_result_verdict(W.res), GW_VERDICT_PASS);
     assert_contains(health()->evidence, "0000:03:00.0: Device Status 0x0019: Correctable Error Detected, "
                                         "Unsupported Request Detected: not a failure");
     assert_int_equal(live16(GPU, DEVSTA), 0x0010);
@@ -299,7 +239,7 @@ static void device_status_non_fatal_fails_correctable_and_ur_are_noted(void **st
     cfg_commit(GPU);
     run();
     assert_health(GW_VERDICT_FAIL);
-    assert_contains(gw_sanitize_result_reason(RES), "0000:03:00.0: Device Status 0x0002: Non-Fatal Error Detected");
+    assert_contains(gw_sanitize_result_reason(W.res), "0000:03:00.0: Device Status 0x0002: Non-Fatal Error Detected");
     assert_int_equal(live16(GPU, DEVSTA), 0);
 }
 
@@ -318,7 +258,7 @@ static void port_errors_are_recorded_not_judged(void **state)
     fx_put32(c, ERRSRC, 0x03000300);
     cfg_commit(ROOT);
     run();
-    assert_int_equal(gw_sanitize_result_verdict(RES), GW_VERDICT_PASS);
+    assert_int_equal(gw_sanitize_result_verdict(W.res), GW_VERDICT_PASS);
     const char *ev = health()->evidence;
     assert_contains(ev, "upstream port 0000:02:00.0: Device Status 0x0009 (Correctable Error Detected, Unsupported "
                         "Request Detected), AER uncorrectable 0x00100000 (Unsupported Request), correctable "
@@ -335,10 +275,10 @@ static void port_errors_are_recorded_not_judged(void **state)
 
     /* A port the operator manages is cleared after the record. */
     const char *addrs[1] = { DSP };
-    POL.manage_addresses = addrs;
-    POL.n_manage_addresses = 1;
+    W.pol.manage_addresses = addrs;
+    W.pol.n_manage_addresses = 1;
     run();
-    assert_int_equal(gw_sanitize_result_verdict(RES), GW_VERDICT_PASS);
+    assert_int_equal(gw_sanitize_result_verdict(W.res), GW_VERDICT_PASS);
     assert_contains(health()->evidence, "(Advisory Non-Fatal Error): recorded, not judged; wrote 0x0009 to "
                                         "0000:02:00.0 config 0x82");
     config_writes(DSP, w, sizeof w);
@@ -360,26 +300,26 @@ static void sim_config_write_is_rw1c_where_the_specs_say(void **state)
     fx_put32(c, ROOTSTA, 0x0800007f);    /* message number 1 (read-only) */
     cfg_commit(ROOT);
     const uint8_t all[4] = { 0xff, 0xff, 0xff, 0xff }, cmd[2] = { 0x07, 0x00 }, ue[4] = { 0x10, 0, 0, 0 };
-    assert_int_equal(gw_hostops_write_config(OPS, ROOT, 0x06, all, 2), 0);
+    assert_int_equal(gw_hostops_write_config(W.ops, ROOT, 0x06, all, 2), 0);
     assert_int_equal(live16(ROOT, 0x06), 0x0010);
-    assert_int_equal(gw_hostops_write_config(OPS, ROOT, 0x04, cmd, 2), 0);
+    assert_int_equal(gw_hostops_write_config(W.ops, ROOT, 0x04, cmd, 2), 0);
     assert_int_equal(live16(ROOT, 0x04), 0x0007);          /* plain */
-    assert_int_equal(gw_hostops_write_config(OPS, ROOT, DEVSTA, cmd, 2), 0);
+    assert_int_equal(gw_hostops_write_config(W.ops, ROOT, DEVSTA, cmd, 2), 0);
     assert_int_equal(live16(ROOT, DEVSTA), 0x0018);        /* bits 0-2 cleared, AuxPwr and bit 3 as they were */
-    assert_int_equal(gw_hostops_write_config(OPS, ROOT, UESTA, ue, 4), 0);
+    assert_int_equal(gw_hostops_write_config(W.ops, ROOT, UESTA, ue, 4), 0);
     assert_int_equal(live32(ROOT, UESTA), 0x00001000);     /* only the bit written as 1 */
-    assert_int_equal(gw_hostops_write_config(OPS, ROOT, ROOTSTA, all, 4), 0);
+    assert_int_equal(gw_hostops_write_config(W.ops, ROOT, ROOTSTA, all, 4), 0);
     assert_int_equal(live32(ROOT, ROOTSTA), 0x08000000);
     /* An endpoint has no Root Error Status: plain bytes there. */
-    assert_int_equal(gw_hostops_write_config(OPS, GPU, ROOTSTA, all, 4), 0);
+    assert_int_equal(gw_hostops_write_config(W.ops, GPU, ROOTSTA, all, 4), 0);
     assert_int_equal(live32(GPU, ROOTSTA), 0xffffffff);
     /* Logged with the offset; attribute writes have none. */
     char w[256];
     config_writes(ROOT, w, sizeof w);
     assert_string_equal(w, "0x6=ffff 0x4=0700 0x82=0700 0x104=10000000 0x130=ffffffff");
-    assert_int_equal(gw_hostops_write(OPS, "sys/bus/pci/devices/" GPU "/reset", "1", 1), 0);
+    assert_int_equal(gw_hostops_write(W.ops, "sys/bus/pci/devices/" GPU "/reset", "1", 1), 0);
     long off;
-    assert_int_equal(gw_sim_write_offset(SIM, gw_sim_write_count(SIM) - 1, &off), 0);
+    assert_int_equal(gw_sim_write_offset(W.sim, gw_sim_write_count(W.sim) - 1, &off), 0);
     assert_int_equal(off, -1);
 }
 
@@ -394,10 +334,10 @@ static void write_config_entry_point_checks(void **state)
 {
     (void)state;
     const uint8_t b[4] = { 0 };
-    assert_int_equal(gw_hostops_write_config(OPS, "03:00.0", 0x06, b, 2), -EINVAL);
-    assert_int_equal(gw_hostops_write_config(OPS, GPU, 4094, b, 4), -EINVAL);
-    assert_int_equal(gw_hostops_write_config(OPS, GPU, 0x06, b, 0), -EINVAL);
-    assert_int_equal(gw_hostops_write_config(OPS, GPU, 0x06, NULL, 2), -EINVAL);
+    assert_int_equal(gw_hostops_write_config(W.ops, "03:00.0", 0x06, b, 2), -EINVAL);
+    assert_int_equal(gw_hostops_write_config(W.ops, GPU, 4094, b, 4), -EINVAL);
+    assert_int_equal(gw_hostops_write_config(W.ops, GPU, 0x06, b, 0), -EINVAL);
+    assert_int_equal(gw_hostops_write_config(W.ops, GPU, 0x06, NULL, 2), -EINVAL);
     /* A version-2 backend has no write_config. */
     gw_hostops_backend be = { .version = 2, .name = "v2", .read = stub_read, .write = stub_write,
                               .readlink = stub_readlink, .list = stub_list, .exists = stub_exists,
@@ -411,7 +351,7 @@ static void write_config_entry_point_checks(void **state)
 
 int main(void)
 {
-#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, world_teardown)
     const struct CMUnitTest tests[] = {
         T(aer_uncorrectable_status_fails_health_and_is_cleared),
         T(firmware_first_error_fails_although_the_counters_stay_zero),

@@ -13,83 +13,32 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "hostops_sim.h"
-#include "sanitize_fixture.h"
-#include "sanitize_internal.h"
-
-#define GPU "0000:03:00.0"
-#define HDA "0000:03:00.1"
-#define DEV(a, attr) "sys/bus/pci/devices/" a "/" attr
-
-static fx_host H;
-static gw_hostops *OPS;
-static gw_sim *SIM;
-static fx_attach ATT;
-static gw_sanitize_policy POL;
-static uint16_t VENDORS[1] = { 0x10de };
-static char HOOKS[64];
-static gw_sanitize_result *RES;
-
-static int setup(void **state)
-{
-    (void)state;
-    fx_std(&H, 1);
-    fx_attach_init(&ATT);
-    POL = (gw_sanitize_policy)GW_SANITIZE_POLICY_INIT;
-    POL.manage_vendors = VENDORS;
-    POL.n_manage_vendors = 1;
-    snprintf(HOOKS, sizeof HOOKS, "/tmp/gw-hooks-XXXXXX");
-    assert_non_null(mkdtemp(HOOKS));
-    POL.hooks_dir = HOOKS;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    gw_sanitize_result_free(RES);
-    RES = NULL;
-    gw_hostops_unref(OPS);
-    OPS = NULL;
-    fx_remove(&H);
-    rmdir(HOOKS);
-    return 0;
-}
+#include "sanitize_world.h"
 
 static void open_and_run(void)
 {
-    fx_write(&H);
-    assert_int_equal(gw_hostops_sim_new(&OPS, &SIM, H.root), 0);
-    gw_sanitize_request req = GW_SANITIZE_REQUEST_INIT;
-    req.address = GPU;
-    assert_int_equal(gw_sanitize_run(&RES, OPS, &ATT.base, &POL, &req), 0);
+    world_open();
+    run();
 }
 
 static const gw_step_result *failed(void)
 {
-    assert_int_equal(gw_sanitize_result_verdict(RES), GW_VERDICT_FAIL);
-    size_t n = gw_sanitize_result_step_count(RES);
-    const gw_step_result *last = gw_sanitize_result_step(RES, n - 1);
+    assert_int_equal(gw_sanitize_result_verdict(W.res), GW_VERDICT_FAIL);
+    size_t n = gw_sanitize_result_step_count(W.res);
+    const gw_step_result *last = gw_sanitize_result_step(W.res, n - 1);
     assert_int_equal(last->verdict, GW_VERDICT_FAIL);
     return last;
 }
-
-#define assert_contains(hay, needle)                                                       \
-    do {                                                                                   \
-        const char *h_ = (hay);                                                            \
-        if (!h_ || !strstr(h_, (needle)))                                                  \
-            fail_msg("'%s' not found in '%s'", (needle), h_ ? h_ : "(null)");              \
-    } while (0)
 
 /* No IOMMU: both functions unbound, no group. drivers_probe "succeeds" and
  * binds nothing; the clean-up asks drivers/vfio-pci/bind and quotes it. */
 static void bind_without_iommu_group_quotes_the_kernel(void **state)
 {
     (void)state;
-    for (size_t i = 0; i < H.n; i++) {
-        H.dev[i].group[0] = '\0';
-        if (!H.dev[i].bridge)
-            H.dev[i].driver[0] = '\0';
+    for (size_t i = 0; i < W.host.n; i++) {
+        W.host.dev[i].group[0] = '\0';
+        if (!W.host.dev[i].bridge)
+            W.host.dev[i].driver[0] = '\0';
     }
     open_and_run();
     const gw_step_result *f = failed();
@@ -99,24 +48,24 @@ static void bind_without_iommu_group_quotes_the_kernel(void **state)
     assert_contains(f->evidence, "the device has no IOMMU group");
     /* The device stayed unbound: nothing pretended. */
     char *drv = NULL;
-    assert_int_equal(gw_dev_driver(OPS, GPU, &drv), 0);
+    assert_int_equal(gw_dev_driver(W.ops, GPU, &drv), 0);
     assert_null(drv);
     /* No reset was ever written. */
-    assert_int_equal(gw_sim_count_writes(SIM, "/reset"), 0);
+    assert_int_equal(gw_sim_count_writes(W.sim, "/reset"), 0);
 }
 
 /* The same tree with the group: drivers_probe binds, no bind write needed. */
 static void bind_with_iommu_group_needs_no_second_ask(void **state)
 {
     (void)state;
-    for (size_t i = 0; i < H.n; i++)
-        if (!H.dev[i].bridge)
-            H.dev[i].driver[0] = '\0';
+    for (size_t i = 0; i < W.host.n; i++)
+        if (!W.host.dev[i].bridge)
+            W.host.dev[i].driver[0] = '\0';
     open_and_run();
-    const gw_step_result *b = gw_sanitize_result_step(RES, 1);
+    const gw_step_result *b = gw_sanitize_result_step(W.res, 1);
     assert_int_equal(b->step, GW_STEP_BIND);
     assert_int_equal(b->verdict, GW_VERDICT_PASS);
-    assert_int_equal(gw_sim_count_writes(SIM, "drivers/vfio-pci/bind"), 0);
+    assert_int_equal(gw_sim_count_writes(W.sim, "drivers/vfio-pci/bind"), 0);
 }
 
 /* Pulled out while the firmware step ran (at its first ROM write): firmware
@@ -124,28 +73,22 @@ static void bind_with_iommu_group_needs_no_second_ask(void **state)
 static void device_removed_during_a_step_fails_that_step(void **state)
 {
     (void)state;
-    fx_write(&H);
-    assert_int_equal(gw_hostops_sim_new(&OPS, &SIM, H.root), 0);
-    gw_sim_after_write_remove(SIM, DEV(GPU, "rom"), GPU);
-    gw_sanitize_request req = GW_SANITIZE_REQUEST_INIT;
-    req.address = GPU;
-    assert_int_equal(gw_sanitize_run(&RES, OPS, &ATT.base, &POL, &req), 0);
+    world_open();
+    gw_sim_after_write_remove(W.sim, DEV(GPU, "rom"), GPU);
+    run();
     const gw_step_result *f = failed();
     assert_int_equal(f->step, GW_STEP_FIRMWARE);
     assert_contains(f->evidence, "(device removed)");
-    assert_int_equal(gw_hostops_exists(OPS, "sys/bus/pci/devices/" GPU), -ENOENT);
+    assert_int_equal(gw_hostops_exists(W.ops, "sys/bus/pci/devices/" GPU), -ENOENT);
 }
 
 /* Removed after the reset write: the reset step is the one that fails. */
 static void device_removed_by_the_reset_fails_reset(void **state)
 {
     (void)state;
-    fx_write(&H);
-    assert_int_equal(gw_hostops_sim_new(&OPS, &SIM, H.root), 0);
-    gw_sim_after_write_remove(SIM, DEV(GPU, "reset"), GPU);
-    gw_sanitize_request req = GW_SANITIZE_REQUEST_INIT;
-    req.address = GPU;
-    assert_int_equal(gw_sanitize_run(&RES, OPS, &ATT.base, &POL, &req), 0);
+    world_open();
+    gw_sim_after_write_remove(W.sim, DEV(GPU, "reset"), GPU);
+    run();
     const gw_step_result *f = failed();
     assert_int_equal(f->step, GW_STEP_RESET);
     assert_contains(f->evidence, "no longer exists");
@@ -156,21 +99,20 @@ static void device_removed_by_the_reset_fails_reset(void **state)
 static void rom_read_with_decoding_off_is_eio(void **state)
 {
     (void)state;
-    fx_write(&H);
-    assert_int_equal(gw_hostops_sim_new(&OPS, &SIM, H.root), 0);
+    world_open();
     uint8_t cfg[4096];
-    assert_int_equal(gw_hostops_read_config(OPS, GPU, 0, cfg, sizeof cfg), 0);
+    assert_int_equal(gw_hostops_read_config(W.ops, GPU, 0, cfg, sizeof cfg), 0);
     cfg[4] &= (uint8_t)~0x02;
-    gw_sim_set(SIM, DEV(GPU, "config"), cfg, sizeof cfg);
-    assert_int_equal(gw_hostops_write(OPS, DEV(GPU, "rom"), "1", 1), 0);
+    gw_sim_set(W.sim, DEV(GPU, "config"), cfg, sizeof cfg);
+    assert_int_equal(gw_hostops_write(W.ops, DEV(GPU, "rom"), "1", 1), 0);
     char *img = NULL;
     size_t len = 0;
-    assert_int_equal(gw_hostops_read(OPS, DEV(GPU, "rom"), 1 << 20, &img, &len), -EIO);
+    assert_int_equal(gw_hostops_read(W.ops, DEV(GPU, "rom"), 1 << 20, &img, &len), -EIO);
     assert_contains(gw_error_message(), "Memory Space decoding is off");
     /* Decoding on: the same ROM reads. */
     cfg[4] |= 0x02;
-    gw_sim_set(SIM, DEV(GPU, "config"), cfg, sizeof cfg);
-    assert_int_equal(gw_hostops_read(OPS, DEV(GPU, "rom"), 1 << 20, &img, &len), 0);
+    gw_sim_set(W.sim, DEV(GPU, "config"), cfg, sizeof cfg);
+    assert_int_equal(gw_hostops_read(W.ops, DEV(GPU, "rom"), 1 << 20, &img, &len), 0);
     assert_true(len > 2 && (uint8_t)img[0] == 0x55 && (uint8_t)img[1] == 0xaa);
     free(img);
 }
@@ -180,27 +122,24 @@ static void rom_read_with_decoding_off_is_eio(void **state)
 static void firmware_turns_decoding_on_for_the_read(void **state)
 {
     (void)state;
-    fx_write(&H);
-    assert_int_equal(gw_hostops_sim_new(&OPS, &SIM, H.root), 0);
+    world_open();
     uint8_t cfg[4096];
-    assert_int_equal(gw_hostops_read_config(OPS, GPU, 0, cfg, sizeof cfg), 0);
+    assert_int_equal(gw_hostops_read_config(W.ops, GPU, 0, cfg, sizeof cfg), 0);
     cfg[4] &= (uint8_t)~0x02;
     uint16_t before = (uint16_t)(cfg[4] | cfg[5] << 8);
-    gw_sim_set(SIM, DEV(GPU, "config"), cfg, sizeof cfg);
-    gw_sanitize_request req = GW_SANITIZE_REQUEST_INIT;
-    req.address = GPU;
-    assert_int_equal(gw_sanitize_run(&RES, OPS, &ATT.base, &POL, &req), 0);
-    if (gw_sanitize_result_verdict(RES) != GW_VERDICT_PASS)
-        fail_msg("expected a pass: %s", gw_sanitize_result_reason(RES));
+    gw_sim_set(W.sim, DEV(GPU, "config"), cfg, sizeof cfg);
+    run();
+    if (gw_sanitize_result_verdict(W.res) != GW_VERDICT_PASS)
+        fail_msg("expected a pass: %s", gw_sanitize_result_reason(W.res));
     const gw_step_result *fw = NULL;
-    for (size_t i = 0; i < gw_sanitize_result_step_count(RES); i++)
-        if (gw_sanitize_result_step(RES, i)->step == GW_STEP_FIRMWARE)
-            fw = gw_sanitize_result_step(RES, i);
+    for (size_t i = 0; i < gw_sanitize_result_step_count(W.res); i++)
+        if (gw_sanitize_result_step(W.res, i)->step == GW_STEP_FIRMWARE)
+            fw = gw_sanitize_result_step(W.res, i);
     assert_non_null(fw);
     assert_contains(fw->evidence, "Memory Space decoding was off: on for the ROM read");
     assert_contains(fw->evidence, "pinned at the first clean-up");
     uint16_t after;
-    assert_int_equal(gw_hostops_read_config(OPS, GPU, 4, &after, 2), 0);
+    assert_int_equal(gw_hostops_read_config(W.ops, GPU, 4, &after, 2), 0);
     assert_int_equal(after, before);
 }
 
@@ -209,40 +148,29 @@ static void firmware_turns_decoding_on_for_the_read(void **state)
 static void unassigned_bar_fails_health(void **state)
 {
     (void)state;
-    fx_write(&H);
-    assert_int_equal(gw_hostops_sim_new(&OPS, &SIM, H.root), 0);
+    world_open();
     uint8_t cfg[4096];
-    assert_int_equal(gw_hostops_read_config(OPS, GPU, 0, cfg, sizeof cfg), 0);
+    assert_int_equal(gw_hostops_read_config(W.ops, GPU, 0, cfg, sizeof cfg), 0);
     memset(cfg + 0x10, 0, 8);               /* BAR 0 (and its upper half if 64-bit) */
     cfg[0x10] = 0x08;                       /* 32-bit prefetchable memory, no address */
-    gw_sim_set(SIM, DEV(GPU, "config"), cfg, sizeof cfg);
+    gw_sim_set(W.sim, DEV(GPU, "config"), cfg, sizeof cfg);
     char *res = NULL;
     size_t len = 0;
-    assert_int_equal(gw_hostops_read(OPS, DEV(GPU, "resource"), 1 << 16, &res, &len), 0);
+    assert_int_equal(gw_hostops_read(W.ops, DEV(GPU, "resource"), 1 << 16, &res, &len), 0);
     char *nl = strchr(res, '\n');
     assert_non_null(nl);
     char *nl2 = strchr(nl + 1, '\n');
     assert_non_null(nl2);
     gw_strbuf b = { 0 };
     gw_strbuf_append(&b, "0x%016x 0x%016x 0x%016x\n0x%016x 0x%016x 0x%016x%s", 0, 0, 0, 0, 0, 0, nl2);
-    gw_sim_set(SIM, DEV(GPU, "resource"), b.s, b.len);
+    gw_sim_set(W.sim, DEV(GPU, "resource"), b.s, b.len);
     gw_strbuf_clear(&b);
     free(res);
-    gw_sanitize_request req = GW_SANITIZE_REQUEST_INIT;
-    req.address = GPU;
-    assert_int_equal(gw_sanitize_run(&RES, OPS, &ATT.base, &POL, &req), 0);
+    run();
     const gw_step_result *f = failed();
     assert_int_equal(f->step, GW_STEP_HEALTH);
     assert_contains(f->evidence, "BAR0 is implemented (register 0x00000008: prefetchable memory) but the kernel "
                                  "assigned it no address");
-}
-
-static const gw_step_result *step_of(gw_step_id id)
-{
-    for (size_t i = 0; i < gw_sanitize_result_step_count(RES); i++)
-        if (gw_sanitize_result_step(RES, i)->step == id)
-            return gw_sanitize_result_step(RES, i);
-    return NULL;
 }
 
 /* Config space answers, memory reads do not: BAR0 through VFIO reads
@@ -250,12 +178,9 @@ static const gw_step_result *step_of(gw_step_id id)
 static void bar0_all_ones_fails_health(void **state)
 {
     (void)state;
-    fx_write(&H);
-    assert_int_equal(gw_hostops_sim_new(&OPS, &SIM, H.root), 0);
-    gw_sim_bar_set(SIM, GPU, 0, 4096, 0xff);
-    gw_sanitize_request req = GW_SANITIZE_REQUEST_INIT;
-    req.address = GPU;
-    assert_int_equal(gw_sanitize_run(&RES, OPS, &ATT.base, &POL, &req), 0);
+    world_open();
+    gw_sim_bar_set(W.sim, GPU, 0, 4096, 0xff);
+    run();
     const gw_step_result *f = failed();
     assert_int_equal(f->step, GW_STEP_HEALTH);
     assert_contains(f->evidence, "BAR0 reads all-ones through VFIO: the device does not answer memory reads");
@@ -266,30 +191,29 @@ static void bar0_all_ones_fails_health(void **state)
 static void nvidia_boot_id_is_pinned_and_compared(void **state)
 {
     (void)state;
-    fx_write(&H);
-    assert_int_equal(gw_hostops_sim_new(&OPS, &SIM, H.root), 0);
-    gw_sim_bar_set(SIM, GPU, 0, 4096, 0xa1);        /* boot id 0xa1a1a1a1 */
+    world_open();
+    gw_sim_bar_set(W.sim, GPU, 0, 4096, 0xa1);        /* boot id 0xa1a1a1a1 */
     gw_sanitize_request req = GW_SANITIZE_REQUEST_INIT;
     req.address = GPU;
-    assert_int_equal(gw_sanitize_run(&RES, OPS, &ATT.base, &POL, &req), 0);
-    if (gw_sanitize_result_verdict(RES) != GW_VERDICT_PASS)
-        fail_msg("expected a pass: %s", gw_sanitize_result_reason(RES));
-    assert_contains(step_of(GW_STEP_HEALTH)->evidence, "BAR0 boot id (NV_PMC_BOOT_0) 0xa1a1a1a1 pinned");
+    assert_int_equal(gw_sanitize_run(&W.res, W.ops, &W.att.base, &W.pol, &req), 0);
+    if (gw_sanitize_result_verdict(W.res) != GW_VERDICT_PASS)
+        fail_msg("expected a pass: %s", gw_sanitize_result_reason(W.res));
+    assert_contains(step(GW_STEP_HEALTH)->evidence, "BAR0 boot id (NV_PMC_BOOT_0) 0xa1a1a1a1 pinned");
     gw_fact pins[16];
-    size_t n = gw_sanitize_result_pin_count(RES);
+    size_t n = gw_sanitize_result_pin_count(W.res);
     assert_true(n <= 16);
     for (size_t i = 0; i < n; i++)
-        pins[i] = *gw_sanitize_result_pin(RES, i);
+        pins[i] = *gw_sanitize_result_pin(W.res, i);
     /* Same chip: passes again. */
     req.pins = pins;
     req.n_pins = n;
     gw_sanitize_result *again = NULL;
-    assert_int_equal(gw_sanitize_run(&again, OPS, &ATT.base, &POL, &req), 0);
+    assert_int_equal(gw_sanitize_run(&again, W.ops, &W.att.base, &W.pol, &req), 0);
     assert_int_equal(gw_sanitize_result_verdict(again), GW_VERDICT_PASS);
     gw_sanitize_result_free(again);
     /* Another chip id behind the same config space: fails. */
-    gw_sim_bar_set(SIM, GPU, 0, 4096, 0xb2);
-    assert_int_equal(gw_sanitize_run(&again, OPS, &ATT.base, &POL, &req), 0);
+    gw_sim_bar_set(W.sim, GPU, 0, 4096, 0xb2);
+    assert_int_equal(gw_sanitize_run(&again, W.ops, &W.att.base, &W.pol, &req), 0);
     assert_int_equal(gw_sanitize_result_verdict(again), GW_VERDICT_FAIL);
     assert_int_equal(gw_sanitize_result_failed_step(again), GW_STEP_HEALTH);
     assert_non_null(strstr(gw_sanitize_result_reason(again),
@@ -300,15 +224,15 @@ static void nvidia_boot_id_is_pinned_and_compared(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(bind_without_iommu_group_quotes_the_kernel, setup, teardown),
-        cmocka_unit_test_setup_teardown(bind_with_iommu_group_needs_no_second_ask, setup, teardown),
-        cmocka_unit_test_setup_teardown(device_removed_during_a_step_fails_that_step, setup, teardown),
-        cmocka_unit_test_setup_teardown(device_removed_by_the_reset_fails_reset, setup, teardown),
-        cmocka_unit_test_setup_teardown(rom_read_with_decoding_off_is_eio, setup, teardown),
-        cmocka_unit_test_setup_teardown(firmware_turns_decoding_on_for_the_read, setup, teardown),
-        cmocka_unit_test_setup_teardown(unassigned_bar_fails_health, setup, teardown),
-        cmocka_unit_test_setup_teardown(bar0_all_ones_fails_health, setup, teardown),
-        cmocka_unit_test_setup_teardown(nvidia_boot_id_is_pinned_and_compared, setup, teardown),
+        cmocka_unit_test_setup_teardown(bind_without_iommu_group_quotes_the_kernel, world_setup1, world_teardown),
+        cmocka_unit_test_setup_teardown(bind_with_iommu_group_needs_no_second_ask, world_setup1, world_teardown),
+        cmocka_unit_test_setup_teardown(device_removed_during_a_step_fails_that_step, world_setup1, world_teardown),
+        cmocka_unit_test_setup_teardown(device_removed_by_the_reset_fails_reset, world_setup1, world_teardown),
+        cmocka_unit_test_setup_teardown(rom_read_with_decoding_off_is_eio, world_setup1, world_teardown),
+        cmocka_unit_test_setup_teardown(firmware_turns_decoding_on_for_the_read, world_setup1, world_teardown),
+        cmocka_unit_test_setup_teardown(unassigned_bar_fails_health, world_setup1, world_teardown),
+        cmocka_unit_test_setup_teardown(bar0_all_ones_fails_health, world_setup1, world_teardown),
+        cmocka_unit_test_setup_teardown(nvidia_boot_id_is_pinned_and_compared, world_setup1, world_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

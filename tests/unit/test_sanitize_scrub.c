@@ -10,61 +10,17 @@
 #include <cmocka.h>
 #include <sys/stat.h>
 
-#include "hostops_sim.h"
-#include "sanitize_fixture.h"
-#include "sanitize_internal.h"
+#include "sanitize_world.h"
 
-#define GPU "0000:03:00.0"
-#define HDA "0000:03:00.1"
-#define DEV(a, attr) "sys/bus/pci/devices/" a "/" attr
 #define MIB ((size_t)1 << 20)
 
-typedef struct world {
-    fx_host host;
-    gw_hostops *ops;
-    gw_sim *sim;
-    fx_attach att;
-    gw_sanitize_policy pol;
-    uint16_t vendors[1];
-    gw_model_policy model;
-    char hooks[64];
-    gw_sanitize_result *res;
-} world;
-
-static world W;
-
+/* The shared world, and a GPU model (10de:2230) the scrub tests configure. */
 static int setup(void **state)
 {
-    (void)state;
-    memset(&W, 0, sizeof W);
-    fx_std(&W.host, 1);
-    fx_attach_init(&W.att);
-    W.pol = (gw_sanitize_policy)GW_SANITIZE_POLICY_INIT;
-    W.vendors[0] = 0x10de;
-    W.pol.manage_vendors = W.vendors;
-    W.pol.n_manage_vendors = 1;
+    world_setup1(state);
     W.model = (gw_model_policy)GW_MODEL_POLICY_INIT;
     W.model.id = "10de:2230";
-    snprintf(W.hooks, sizeof W.hooks, "/tmp/gw-hooks-XXXXXX");
-    assert_non_null(mkdtemp(W.hooks));
-    W.pol.hooks_dir = W.hooks;
     return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    gw_sanitize_result_free(W.res);
-    gw_hostops_unref(W.ops);
-    fx_remove(&W.host);
-    rmdir(W.hooks);
-    return 0;
-}
-
-static void world_open(void)
-{
-    fx_write(&W.host);
-    assert_int_equal(gw_hostops_sim_new(&W.ops, &W.sim, W.host.root), 0);
 }
 
 /* The GPU model scrubs BAR `bar` of function `fn` (-1: the GPU's own). */
@@ -77,31 +33,6 @@ static void scrub_model(int fn, unsigned bar, double fraction)
     W.pol.models = &W.model;
     W.pol.n_models = 1;
 }
-
-static void run(void)
-{
-    gw_sanitize_request req = GW_SANITIZE_REQUEST_INIT;
-    req.address = GPU;
-    gw_sanitize_result_free(W.res);
-    W.res = NULL;
-    assert_int_equal(gw_sanitize_run(&W.res, W.ops, &W.att.base, &W.pol, &req), 0);
-}
-
-static const gw_step_result *step(gw_step_id id)
-{
-    for (size_t i = 0; i < gw_sanitize_result_step_count(W.res); i++)
-        if (gw_sanitize_result_step(W.res, i)->step == id)
-            return gw_sanitize_result_step(W.res, i);
-    fail_msg("no step %s in the result", gw_step_name(id));
-    return NULL;
-}
-
-#define assert_contains(hay, needle)                                                       \
-    do {                                                                                   \
-        const char *h_ = (hay);                                                            \
-        if (!h_ || !strstr(h_, (needle)))                                                  \
-            fail_msg("'%s' not found in '%s'", (needle), h_ ? h_ : "(null)");              \
-    } while (0)
 
 #define assert_lacks(hay, needle)                                                          \
     do {                                                                                   \
@@ -990,36 +921,36 @@ static void version_2_backend_has_no_vfio(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(scrub_zeroes_the_bar_and_reads_it_back, setup, teardown),
-        cmocka_unit_test_setup_teardown(without_a_scrub_the_memory_survives_the_cleanup, setup, teardown),
-        cmocka_unit_test_setup_teardown(nonzero_byte_behind_the_scrub_fails_with_its_offset, setup, teardown),
-        cmocka_unit_test_setup_teardown(scrub_of_another_function_through_pwrite_and_pread, setup, teardown),
-        cmocka_unit_test_setup_teardown(injected_byte_is_found_through_pwrite_too, setup, teardown),
-        cmocka_unit_test_setup_teardown(a_fraction_reads_an_even_spread_of_pages, setup, teardown),
-        cmocka_unit_test_setup_teardown(bar_that_cannot_be_read_back_fails, setup, teardown),
-        cmocka_unit_test_setup_teardown(scrub_without_vfio_or_memory_fails, setup, teardown),
-        cmocka_unit_test_setup_teardown(scrub_function_missing_or_not_managed_fails, setup, teardown),
-        cmocka_unit_test_setup_teardown(scrub_keeps_out_of_a_group_someone_holds, setup, teardown),
-        cmocka_unit_test_setup_teardown(bus_reset_when_there_is_no_flr, setup, teardown),
-        cmocka_unit_test_setup_teardown(kernel_bus_method_is_used_as_it_is, setup, teardown),
-        cmocka_unit_test_setup_teardown(flr_bus_does_both, setup, teardown),
-        cmocka_unit_test_setup_teardown(model_bus_skips_the_flr_and_model_flr_needs_one, setup, teardown),
-        cmocka_unit_test_setup_teardown(bus_reset_refused_for_a_function_not_ours, setup, teardown),
-        cmocka_unit_test_setup_teardown(bus_reset_refused_for_an_unmanaged_slot_function_on_vfio, setup, teardown),
-        cmocka_unit_test_setup_teardown(bus_reset_holds_the_other_slots_groups, setup, teardown),
-        cmocka_unit_test_setup_teardown(no_bus_reset_on_the_root_bus, setup, teardown),
-        cmocka_unit_test_setup_teardown(sim_vfio_follows_the_kernel, setup, teardown),
-        cmocka_unit_test_setup_teardown(model_settings_parse_and_refuse, setup, teardown),
-        cmocka_unit_test_setup_teardown(policy_models_are_checked, setup, teardown),
-        cmocka_unit_test_setup_teardown(version_1_policy_still_works, setup, teardown),
-        cmocka_unit_test_setup_teardown(driver_scrub_round_trip_ends_on_vfio, setup, teardown),
-        cmocka_unit_test_setup_teardown(failing_command_quarantines_and_returns_to_vfio, setup, teardown),
-        cmocka_unit_test_setup_teardown(command_timeout_quarantines_and_returns_to_vfio, setup, teardown),
-        cmocka_unit_test_setup_teardown(driver_that_never_binds_or_gets_ready, setup, teardown),
-        cmocka_unit_test_setup_teardown(failed_return_to_vfio_fails_the_step, setup, teardown),
-        cmocka_unit_test_setup_teardown(version_2_model_array_still_works, setup, teardown),
-        cmocka_unit_test_setup_teardown(names_round_trip, setup, teardown),
-        cmocka_unit_test_setup_teardown(version_2_backend_has_no_vfio, setup, teardown),
+        cmocka_unit_test_setup_teardown(scrub_zeroes_the_bar_and_reads_it_back, setup, world_teardown),
+        cmocka_unit_test_setup_teardown(without_a_scrub_the_memory_survives_the_cleanup, setup, world_teardown),
+        cmocka_unit_test_setup_teardown(nonzero_byte_behind_the_scrub_fails_with_its_offset, setup, world_teardown),
+        cmocka_unit_test_setup_teardown(scrub_of_another_function_through_pwrite_and_pread, setup, world_teardown),
+        cmocka_unit_test_setup_teardown(injected_byte_is_found_through_pwrite_too, setup, world_teardown),
+        cmocka_unit_test_setup_teardown(a_fraction_reads_an_even_spread_of_pages, setup, world_teardown),
+        cmocka_unit_test_setup_teardown(bar_that_cannot_be_read_back_fails, setup, world_teardown),
+        cmocka_unit_test_setup_teardown(scrub_without_vfio_or_memory_fails, setup, world_teardown),
+        cmocka_unit_test_setup_teardown(scrub_function_missing_or_not_managed_fails, setup, world_teardown),
+        cmocka_unit_test_setup_teardown(scrub_keeps_out_of_a_group_someone_holds, setup, world_teardown),
+        cmocka_unit_test_setup_teardown(bus_reset_when_there_is_no_flr, setup, world_teardown),
+        cmocka_unit_test_setup_teardown(kernel_bus_method_is_used_as_it_is, setup, world_teardown),
+        cmocka_unit_test_setup_teardown(flr_bus_does_both, setup, world_teardown),
+        cmocka_unit_test_setup_teardown(model_bus_skips_the_flr_and_model_flr_needs_one, setup, world_teardown),
+        cmocka_unit_test_setup_teardown(bus_reset_refused_for_a_function_not_ours, setup, world_teardown),
+        cmocka_unit_test_setup_teardown(bus_reset_refused_for_an_unmanaged_slot_function_on_vfio, setup, world_teardown),
+        cmocka_unit_test_setup_teardown(bus_reset_holds_the_other_slots_groups, setup, world_teardown),
+        cmocka_unit_test_setup_teardown(no_bus_reset_on_the_root_bus, setup, world_teardown),
+        cmocka_unit_test_setup_teardown(sim_vfio_follows_the_kernel, setup, world_teardown),
+        cmocka_unit_test_setup_teardown(model_settings_parse_and_refuse, setup, world_teardown),
+        cmocka_unit_test_setup_teardown(policy_models_are_checked, setup, world_teardown),
+        cmocka_unit_test_setup_teardown(version_1_policy_still_works, setup, world_teardown),
+        cmocka_unit_test_setup_teardown(driver_scrub_round_trip_ends_on_vfio, setup, world_teardown),
+        cmocka_unit_test_setup_teardown(failing_command_quarantines_and_returns_to_vfio, setup, world_teardown),
+        cmocka_unit_test_setup_teardown(command_timeout_quarantines_and_returns_to_vfio, setup, world_teardown),
+        cmocka_unit_test_setup_teardown(driver_that_never_binds_or_gets_ready, setup, world_teardown),
+        cmocka_unit_test_setup_teardown(failed_return_to_vfio_fails_the_step, setup, world_teardown),
+        cmocka_unit_test_setup_teardown(version_2_model_array_still_works, setup, world_teardown),
+        cmocka_unit_test_setup_teardown(names_round_trip, setup, world_teardown),
+        cmocka_unit_test_setup_teardown(version_2_backend_has_no_vfio, setup, world_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

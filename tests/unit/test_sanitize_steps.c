@@ -11,100 +11,9 @@
 #include <sys/wait.h>
 #include <time.h>
 
-#include "hostops_sim.h"
-#include "sanitize_fixture.h"
-#include "sanitize_internal.h"
+#include "sanitize_world.h"
 
-#define GPU "0000:03:00.0"
-#define HDA "0000:03:00.1"
 #define DSP "0000:02:00.0"
-#define DEV(a, attr) "sys/bus/pci/devices/" a "/" attr
-
-/* ---- per-test world ---------------------------------------------------- */
-
-typedef struct world {
-    fx_host host;
-    gw_hostops *ops;
-    gw_sim *sim;
-    fx_attach att;
-    gw_sanitize_policy pol;
-    uint16_t vendors[1];
-    char hooks[64];
-    gw_fact pins[8];
-    size_t n_pins;
-    gw_sanitize_result *res;
-} world;
-
-static world W;
-
-static void world_init(int n_gpus)
-{
-    memset(&W, 0, sizeof W);
-    fx_std(&W.host, n_gpus);
-    fx_attach_init(&W.att);
-    W.pol = (gw_sanitize_policy)GW_SANITIZE_POLICY_INIT;
-    W.vendors[0] = 0x10de;
-    W.pol.manage_vendors = W.vendors;
-    W.pol.n_manage_vendors = 1;
-    snprintf(W.hooks, sizeof W.hooks, "/tmp/gw-hooks-XXXXXX");
-    assert_non_null(mkdtemp(W.hooks));
-    W.pol.hooks_dir = W.hooks;
-}
-
-/* Write the tree after the test's tweaks and open the simulated backend. */
-static void world_open(void)
-{
-    fx_write(&W.host);
-    assert_int_equal(gw_hostops_sim_new(&W.ops, &W.sim, W.host.root), 0);
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    gw_sanitize_result_free(W.res);
-    gw_hostops_unref(W.ops);
-    fx_remove(&W.host);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", W.hooks);
-    if (system(cmd) != 0)
-        return -1;
-    return 0;
-}
-
-static int setup1(void **state)
-{
-    (void)state;
-    world_init(1);
-    return 0;
-}
-
-static void run_gpu(const char *addr)
-{
-    gw_sanitize_request req = GW_SANITIZE_REQUEST_INIT;
-    req.address = addr;
-    req.pins = W.pins;
-    req.n_pins = W.n_pins;
-    gw_sanitize_result_free(W.res);
-    W.res = NULL;
-    assert_int_equal(gw_sanitize_run(&W.res, W.ops, &W.att.base, &W.pol, &req), 0);
-}
-
-static void run(void) { run_gpu(GPU); }
-
-static const gw_step_result *step(gw_step_id id)
-{
-    for (size_t i = 0; i < gw_sanitize_result_step_count(W.res); i++)
-        if (gw_sanitize_result_step(W.res, i)->step == id)
-            return gw_sanitize_result_step(W.res, i);
-    return NULL;
-}
-
-#define assert_contains(hay, needle)                                                       \
-    do {                                                                                   \
-        const char *h_ = (hay);                                                            \
-        if (!h_ || !strstr(h_, (needle)))                                                  \
-            fail_msg("'%s' not found in '%s'", (needle), h_ ? h_ : "(null)");              \
-    } while (0)
 
 /* The result fails at `id`, the reason names that step and contains `text`. */
 static void assert_fails_at(gw_step_id id, const char *text)
@@ -1280,7 +1189,7 @@ static void sim_proc_shows_holders_like_the_kernel(void **state)
     assert_int_equal(gw_hostops_hold(W.ops, "dev/vfio/10", &h), -ENOENT);
 }
 
-#define T(f) cmocka_unit_test_setup_teardown(f, setup1, teardown)
+#define T(f) cmocka_unit_test_setup_teardown(f, world_setup1, world_teardown)
 
 int main(void)
 {
