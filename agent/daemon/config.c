@@ -328,6 +328,16 @@ static int validate_models(const gwd_config *cfg)
     return 0;
 }
 
+/* Whether `root` is this machine's own root directory, however it is
+ * spelled ("/", "//", "/etc/..", a link to /). */
+static bool is_live_root(const char *root)
+{
+    char *real = realpath(root, NULL);
+    bool live = real && !strcmp(real, "/");
+    free(real);
+    return live;
+}
+
 /* Values that parse but make no sense; shared by start-up and reload so a
  * reload can never install what a start would refuse. */
 int gwd_config_validate(const gwd_config *cfg)
@@ -341,6 +351,10 @@ int gwd_config_validate(const gwd_config *cfg)
         fprintf(stderr, "gpuwardend: [inventory] model: %s\n", gw_error_message());
     else if (strcmp(cfg->host_backend, "sysfs") && strcmp(cfg->host_backend, "simulated"))
         fprintf(stderr, "gpuwardend: host_backend must be sysfs or simulated, not '%s'\n", cfg->host_backend);
+    else if (!strcmp(cfg->host_backend, "simulated") && is_live_root(cfg->host_root))
+        fprintf(stderr, "gpuwardend: host_backend = simulated with host_root = %s (the live host): the simulator "
+                        "writes nothing, so it would mark this host's GPUs sanitized without a single write; "
+                        "refused (simulated is for test trees)\n", cfg->host_root);
     else if (cfg->cleanup_workers < 1 || cfg->cleanup_workers > 256)
         fprintf(stderr, "gpuwardend: cleanup workers must be 1..256\n");
     else

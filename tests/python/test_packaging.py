@@ -31,6 +31,23 @@ def test_check_config_reports_a_bad_allowlist(tmp_path):
     assert r.returncode == 2 and f"{allow}:1" in r.stderr, r.stderr
 
 
+@pytest.mark.parametrize("root", ["/", "//", "/etc/.."])
+def test_simulated_backend_on_the_live_root_is_refused(root):
+    """The simulator writes nothing: on the real host it would mark GPUs
+    sanitized without a single write. A one-key mistake must not start."""
+    r = subprocess.run([str(build_dir() / "gpuwardend"), "--config", "/dev/null", "--host-backend", "simulated",
+                        "--host-root", root, "--check-config"], capture_output=True, text=True)
+    assert r.returncode == 2, r.stdout
+    assert f"host_backend = simulated with host_root = {root} (the live host)" in r.stderr, r.stderr
+
+
+def test_simulated_backend_on_a_test_tree_is_accepted():
+    r = subprocess.run([str(build_dir() / "gpuwardend"), "--config", "/dev/null", "--host-backend", "simulated",
+                        "--host-root", str(ROOT / "tests" / "fixtures" / "hosts" / "x299-3xa6000"),
+                        "--check-config"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
 def test_unknown_config_key_is_refused_with_its_location(tmp_path):
     conf = tmp_path / "bad.conf"
     conf.write_text("[daemon]\nhost_roots = /x\n")
