@@ -46,13 +46,31 @@ typedef struct scanner {
     key_ref (*keys)[SCAN_DUP_MAP];  /* per depth, when checking duplicates */
 } scanner;
 
+/* A string cut to its buffer can end inside a UTF-8 character (a conflict
+ * message naming a domain with a long multibyte name did), and both clients
+ * then reject the whole reply as malformed. Drop the partial character. */
+static void utf8_cut_clean(char *s)
+{
+    size_t len = strlen(s), i = len;
+    while (i > 0 && ((unsigned char)s[i - 1] & 0xc0) == 0x80)
+        i--;
+    if (i == 0)
+        return;
+    unsigned char lead = (unsigned char)s[i - 1];
+    size_t want = lead < 0x80 ? 1 : (lead & 0xe0) == 0xc0 ? 2 : (lead & 0xf0) == 0xe0 ? 3 : (lead & 0xf8) == 0xf0 ? 4 : 1;
+    if (len - (i - 1) < want)
+        s[i - 1] = '\0';
+}
+
 int gw_proto_errorf(gw_proto_error *err, gw_proto_code code, const char *field, const char *fmt, ...)
 {
     err->code = code;
-    snprintf(err->field, sizeof err->field, "%s", field ? field : "");
+    if (snprintf(err->field, sizeof err->field, "%s", field ? field : "") >= (int)sizeof err->field)
+        utf8_cut_clean(err->field);
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err->message, sizeof err->message, fmt, ap);
+    if (vsnprintf(err->message, sizeof err->message, fmt, ap) >= (int)sizeof err->message)
+        utf8_cut_clean(err->message);
     va_end(ap);
     return -1;
 }

@@ -120,6 +120,30 @@ static void error_codes_names_and_errnos(void **state)
     assert_int_equal(gw_proto_code_errno(GW_PROTO_OK), 0);
 }
 
+/* An error message cut to its buffer never ends inside a UTF-8 character:
+ * both clients reject a reply with invalid UTF-8 as malformed. A domain
+ * name of 2-, 3- and 4-byte characters, at every alignment. */
+static void error_message_cut_stays_utf8(void **state)
+{
+    (void)state;
+    const char *chars[] = { "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x90\xb3" };
+    for (size_t c = 0; c < 3; c++) {
+        for (size_t shift = 0; shift < 4; shift++) {
+            char name[1200] = "";
+            for (size_t i = 0; i < shift; i++)
+                strcat(name, "x");
+            while (strlen(name) + 4 < sizeof name - 1)
+                strcat(name, chars[c]);
+            gw_proto_error e;
+            gw_proto_errorf(&e, GW_PROTO_CONFLICT, name, "in use by domain '%s'", name);
+            assert_true(strlen(e.message) < sizeof e.message);
+            assert_true(strlen(e.message) >= sizeof e.message - 4);
+            assert_true(gw_proto_utf8_valid(e.message, strlen(e.message)));
+            assert_true(gw_proto_utf8_valid(e.field, strlen(e.field)));
+        }
+    }
+}
+
 static void op_table(void **state)
 {
     static const char *const names[GW_OP_COUNT] = { "hello", "inventory", "published", "devices", "device",
@@ -1083,6 +1107,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(error_codes_names_and_errnos),
+        cmocka_unit_test(error_message_cut_stays_utf8),
         cmocka_unit_test(op_table),
         cmocka_unit_test(every_argument_with_every_wrong_type),
         cmocka_unit_test(list_items_with_every_wrong_type),
