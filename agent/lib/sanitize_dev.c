@@ -242,17 +242,6 @@ int gw_dev_resources(gw_hostops *ops, const char *addr, gw_dev_resource res[7])
     return 0;
 }
 
-int gw_dev_bar_sizes(gw_hostops *ops, const char *addr, uint64_t sizes[7])
-{
-    gw_dev_resource res[7];
-    int r = gw_dev_resources(ops, addr, res);
-    if (r < 0)
-        return r;
-    for (int i = 0; i < 7; i++)
-        sizes[i] = (res[i].start || res[i].end) && res[i].end >= res[i].start ? res[i].end - res[i].start + 1 : 0;
-    return 0;
-}
-
 int gw_dev_managed(gw_hostops *ops, const gw_sanitize_policy *pol, const char *addr, char **why)
 {
     if (why)

@@ -101,10 +101,8 @@ struct gw_sctx {
     bool abandoned;             /* a step timed out: no more writes, evidence or pins */
 
     /* Shared between steps of one run. */
-    bool bars_known;
-    uint64_t bars[7];           /* BAR 0-5 and ROM sizes before the reset */
     bool id_known;
-    uint32_t id_before;         /* config dword 0 before the reset */
+    uint32_t id_before;         /* config dword 0 when the run started (pipeline) */
     bool in_use;                /* (lock) a step stopped because the device is or may be in use */
     gw_kvlist power_saved;      /* (lock) address -> power/control before the clean-up set "on" */
     bool power_seen;            /* (lock) bind looked at the power state: report it at the end */
@@ -189,8 +187,6 @@ int gw_dev_group(gw_hostops *ops, const char *addr, char **group, gw_addrlist *m
 /* The TOTAL_ERR_<WHICH> count of aer_dev_<which> ("fatal", "nonfatal");
  * -ENOENT when the attribute is absent. */
 int gw_dev_aer_total(gw_hostops *ops, const char *addr, const char *which, long *out);
-/* Sizes of BAR 0-5 and the ROM BAR from `resource`. */
-int gw_dev_bar_sizes(gw_hostops *ops, const char *addr, uint64_t sizes[7]);
 /* The lines of `resource` for BAR 0-5 and the ROM BAR: what the kernel
  * assigned (CPU addresses; start 0 or flag GW_IORESOURCE_UNSET: none). */
 typedef struct gw_dev_resource {

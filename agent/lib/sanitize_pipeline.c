@@ -140,7 +140,7 @@ static gw_verdict run_step(gw_sctx *c, const gw_step_def *def, unsigned timeout_
  * passed. So after every step that did not fail, look again: the device's
  * sysfs directory must still exist and its config space must still answer
  * with the same ids. NULL when it is there; else why not (malloc'd). */
-static char *gone_since(gw_sctx *c, bool health_done, uint32_t id_at_start)
+static char *gone_since(gw_sctx *c, bool health_done)
 {
     _cleanup_free_ char *dir = gw_dev_path(c->address, NULL);
     if (gw_hostops_exists(c->ops, dir) < 0)
@@ -154,9 +154,9 @@ static char *gone_since(gw_sctx *c, bool health_done, uint32_t id_at_start)
      * fell off the bus. */
     if (id == 0xffffffff)
         return health_done ? gw_xstrdup("device gone during this step: config space reads all-ones") : NULL;
-    if (id_at_start != 0xffffffff && id != id_at_start)
+    if (c->id_known && id != c->id_before)
         return gw_strdup_printf("device changed during this step: ids %04x:%04x, were %04x:%04x", id & 0xffff,
-                                id >> 16, id_at_start & 0xffff, id_at_start >> 16);
+                                id >> 16, c->id_before & 0xffff, c->id_before >> 16);
     return NULL;
 }
 
@@ -186,9 +186,13 @@ static void end_run(gw_sctx *c, char **evidence)
 
 gw_sanitize_result *gw_pipeline_run(gw_sctx *c)
 {
-    uint32_t id_at_start = 0xffffffff;
-    if (gw_dev_config32(c->ops, c->address, 0, &id_at_start) < 0)
-        id_at_start = 0xffffffff;
+    /* The ids the run starts with, read once: what gone_since() and health
+     * compare with (no step changes them; a reset must not either). */
+    uint32_t id;
+    if (gw_dev_config32(c->ops, c->address, 0, &id) == 0 && id != 0xffffffff) {
+        c->id_before = id;
+        c->id_known = true;
+    }
     gw_sanitize_result *r = gw_result_new(c->address);
     r->start_ms = wall_ms();
     bool health_done = false;
@@ -199,7 +203,7 @@ gw_sanitize_result *gw_pipeline_run(gw_sctx *c)
         _cleanup_free_ char *evidence = NULL;
         gw_verdict v = run_step(c, def, timeout, &evidence);
         health_done = health_done || def->id == GW_STEP_HEALTH;
-        _cleanup_free_ char *gone = v == GW_VERDICT_FAIL ? NULL : gone_since(c, health_done, id_at_start);
+        _cleanup_free_ char *gone = v == GW_VERDICT_FAIL ? NULL : gone_since(c, health_done);
         if (gone) {
             char *both = gw_strdup_printf("%s%s%s", evidence, *evidence ? "; " : "", gone);
             free(evidence);

@@ -125,17 +125,6 @@ static void note_methods(gw_sctx *c, const char *methods)
 static gw_verdict run(gw_sctx *c)
 {
     const char *a = c->address;
-    /* Before anything else: what health compares with after the reset. */
-    uint32_t id;
-    if (gw_dev_config32(c->ops, a, 0, &id) == 0 && id != 0xffffffff) {
-        c->id_before = id;
-        c->id_known = true;
-    }
-    if (gw_dev_bar_sizes(c->ops, a, c->bars) == 0)
-        c->bars_known = true;
-    else
-        gw_note(c, "BAR sizes before reset unknown: %s", gw_error_message());
-
     _cleanup_free_ char *reset = gw_dev_path(a, "reset");
     _cleanup_free_ char *methods = NULL;
     int rm = gw_dev_read_text(c->ops, a, "reset_method", &methods);
