@@ -150,7 +150,7 @@ static void retry_forget(gwd *d, const char *address)
  * (the kick drops entries whose seq moved on): wait twice as long. */
 static int64_t retry_later(gwd *d, const char *address, uint64_t seq)
 {
-    int64_t base = (d->cfg.in_use_retry_s > 0 ? d->cfg.in_use_retry_s : 1) * 1000;
+    int64_t base = (int64_t)d->cfg.in_use_retry_s * 1000;     /* 1..600, checked at start and reload */
     pthread_mutex_lock(&d->lock);
     gwd_retry *e = retry_find(d, address);
     if (!e) {

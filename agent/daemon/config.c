@@ -357,6 +357,9 @@ int gwd_config_validate(const gwd_config *cfg)
                         "refused (simulated is for test trees)\n", cfg->host_root);
     else if (cfg->cleanup_workers < 1 || cfg->cleanup_workers > 256)
         fprintf(stderr, "gpuwardend: cleanup workers must be 1..256\n");
+    else if (cfg->in_use_retry_s < 1 || cfg->in_use_retry_s > 600)
+        fprintf(stderr, "gpuwardend: [cleanup] in_use_retry_s must be 1..600 (the longest wait), not %ld\n",
+                (long)cfg->in_use_retry_s);
     else
         return validate_models(cfg);
     return -EINVAL;

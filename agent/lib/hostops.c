@@ -180,12 +180,15 @@ GW_EXTERN int gw_hostops_write_config(gw_hostops *ops, const char *address, unsi
 
 GW_EXTERN int gw_hostops_hold(gw_hostops *ops, const char *path, void **handle)
 {
+    if (!ops || !handle)
+        return gw_error_set(-EINVAL, "gw_hostops_hold: NULL argument");
+    *handle = NULL;
     int r = check_path(path);
     if (r < 0)
         return r;
-    *handle = NULL;
     if (!ops->be.hold)
-        return gw_error_set(-EOPNOTSUPP, "%s: backend cannot hold device nodes (vtable version 1)", ops->name);
+        return gw_error_set(-EOPNOTSUPP, "%s: backend cannot hold device nodes (%s)", ops->name,
+                            ops->be.version < 2 ? "vtable version 1" : "no hold operation");
     return ops->be.hold(ops->data, path, handle);
 }
 

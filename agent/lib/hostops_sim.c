@@ -300,7 +300,7 @@ static int model_write(gw_sim *s, const char *path, const char *buf, size_t len)
     return gw_error_set(-EACCES, "sim: %s is read-only", path);
 }
 
-static void log_write(gw_sim *s, const char *path, const void *buf, size_t len, int result)
+static void log_write(gw_sim *s, const char *path, long offset, const void *buf, size_t len, int result)
 {
     s->log = gw_xrealloc(s->log, s->n_log + 1, sizeof *s->log);
     sim_wlog *w = &s->log[s->n_log++];
@@ -309,7 +309,7 @@ static void log_write(gw_sim *s, const char *path, const void *buf, size_t len, 
     w->len = len;
     w->result = result;
     w->held = gw_sim_held_list(s);
-    w->offset = -1;
+    w->offset = offset;
 }
 
 /* A config write's model: the device must still be there. Lock held. */
@@ -359,8 +359,7 @@ static int do_write(gw_sim *s, const char *path, long offset, const void *buf, s
         else if (a->kind == ACT_REMOVE)
             remove_dev(s, a->target);
     }
-    log_write(s, path, buf, len, r);
-    s->log[s->n_log - 1].offset = offset;
+    log_write(s, path, offset, buf, len, r);
     pthread_mutex_unlock(&s->lock);
     return r;
 }
@@ -728,43 +727,46 @@ size_t gw_sim_write_count(gw_sim *s)
     return n;
 }
 
-int gw_sim_write_at(gw_sim *s, size_t i, const char **path, const void **data, size_t *len, int *result)
+/* Entry i of the write log, copied out under the lock: the strings it
+ * points to never move once logged, but the array may. */
+static int wlog_get(gw_sim *s, size_t i, sim_wlog *out)
 {
     pthread_mutex_lock(&s->lock);
-    int r = -ENOENT;
-    if (i < s->n_log) {
-        /* Entries never move once logged, but the array may: copy out the pointers. */
-        *path = s->log[i].path;
-        *data = s->log[i].data;
-        *len = s->log[i].len;
-        *result = s->log[i].result;
-        r = 0;
-    }
+    int r = i < s->n_log ? 0 : -ENOENT;
+    if (!r)
+        *out = s->log[i];
     pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+int gw_sim_write_at(gw_sim *s, size_t i, const char **path, const void **data, size_t *len, int *result)
+{
+    sim_wlog w;
+    int r = wlog_get(s, i, &w);
+    if (!r) {
+        *path = w.path;
+        *data = w.data;
+        *len = w.len;
+        *result = w.result;
+    }
     return r;
 }
 
 int gw_sim_write_held(gw_sim *s, size_t i, const char **groups)
 {
-    pthread_mutex_lock(&s->lock);
-    int r = -ENOENT;
-    if (i < s->n_log) {
-        *groups = s->log[i].held;
-        r = 0;
-    }
-    pthread_mutex_unlock(&s->lock);
+    sim_wlog w;
+    int r = wlog_get(s, i, &w);
+    if (!r)
+        *groups = w.held;
     return r;
 }
 
 int gw_sim_write_offset(gw_sim *s, size_t i, long *offset)
 {
-    pthread_mutex_lock(&s->lock);
-    int r = -ENOENT;
-    if (i < s->n_log) {
-        *offset = s->log[i].offset;
-        r = 0;
-    }
-    pthread_mutex_unlock(&s->lock);
+    sim_wlog w;
+    int r = wlog_get(s, i, &w);
+    if (!r)
+        *offset = w.offset;
     return r;
 }
 

@@ -150,8 +150,7 @@ void gw_sim_bar_inject(gw_sim *sim, const char *address, unsigned int bar, uint6
 void gw_sim_vfio_fail_open(gw_sim *sim, int err);
 /* The VFIO log, in order: "open A", "map A 2", "unmap A 2", "write A 2",
  * "read A 2", "hot_reset_info A", "hot_reset A groups 10,11", "close A";
- * the count of entries starting with `prefix` ("" = all) and entry i. */
+ * the count of entries starting with `prefix` ("" = all). */
 size_t gw_sim_vfio_count(gw_sim *sim, const char *prefix);
-const char *gw_sim_vfio_at(gw_sim *sim, size_t i);
 
 #endif

@@ -40,7 +40,6 @@ typedef struct sim_bar {
 
 typedef struct sim_vdev {
     char address[GW_ADDR_LEN];
-    char *group;
 } sim_vdev;
 
 struct sim_vfio {
@@ -213,7 +212,6 @@ int gw_sim_vfio_open(void *data, void *group, const char *address, void **device
     if (r == 0) {
         sim_vdev *d = gw_xcalloc(1, sizeof *d);
         snprintf(d->address, sizeof d->address, "%s", address);
-        d->group = gw_xstrdup(g);
         *device = d;
         vlog(s, "open %s", address);
     }
@@ -254,7 +252,7 @@ int gw_sim_vfio_map(void *data, void *device, unsigned int index, void **addr)
     sim_bar *b = bar_find(s, d->address, index);
     int r = 0;
     if (!b || !(b->flags & GW_VFIO_REGION_MMAP) || !b->size)
-        r = gw_error_set(-EINVAL, "VFIO mmap %s region %u: Invalid argument (not mappable)", d->address, index);
+        r = gw_error_set(-EOPNOTSUPP, "VFIO %s region %u: the kernel does not allow mmap", d->address, index);
     else
         *addr = b->data;
     vlog(s, "map %s %u%s", d->address, index, r ? " refused" : "");
@@ -377,7 +375,6 @@ void gw_sim_vfio_close(void *data, void *device)
     pthread_mutex_lock(&s->lock);
     vlog(s, "close %s", d->address);
     pthread_mutex_unlock(&s->lock);
-    free(d->group);
     free(d);
 }
 
@@ -466,13 +463,4 @@ size_t gw_sim_vfio_count(gw_sim *s, const char *prefix)
         n += !strncmp(v->log[i], prefix, strlen(prefix));
     pthread_mutex_unlock(&s->lock);
     return n;
-}
-
-const char *gw_sim_vfio_at(gw_sim *s, size_t i)
-{
-    pthread_mutex_lock(&s->lock);
-    struct sim_vfio *v = state(s);
-    const char *line = i < v->n_log ? v->log[i] : NULL;
-    pthread_mutex_unlock(&s->lock);
-    return line;
 }

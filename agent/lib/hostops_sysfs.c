@@ -14,7 +14,8 @@
 #include "pciaccess.h"
 #include "util.h"
 
-/* The root as messages show it: "/" + "/" + "sys/..." would read "//sys/...". */
+/* The root as joined to an absolute-looking path ("%s/sys/...") in messages
+ * and for libpci: "/" + "/" + "sys/..." would read "//sys/...". */
 #define SHOWN_ROOT(h) (strcmp((h)->root, "/") ? (h)->root : "")
 
 typedef struct sysfs_host {
@@ -160,7 +161,7 @@ static void sysfs_release(void *data, void *handle)
 static int sysfs_vfio_open(void *data, void *group, const char *address, void **device)
 {
     sysfs_host *h = data;
-    return gw_vfio_sys_open(h->rootfd, h->root, group, address, device);
+    return gw_vfio_sys_open(h->rootfd, SHOWN_ROOT(h), group, address, device);
 }
 
 static int sysfs_vfio_region(void *data, void *device, unsigned int index, gw_vfio_region *out)
@@ -242,7 +243,7 @@ static int sysfs_read_config(void *data, const char *address, unsigned int offse
     _cleanup_free_ char *cfg = gw_strdup_printf("sys/bus/pci/devices/%s/config", address);
     struct stat st;
     if (fstatat(h->rootfd, cfg, &st, 0) < 0)
-        return gw_error_set(-errno, "%s/%s: %s", h->root, cfg, strerror(errno));
+        return gw_error_set(-errno, "%s/%s: %s", SHOWN_ROOT(h), cfg, strerror(errno));
 
     struct cfg_read c = { gw_pci_access(h->pci), (int)dom, (int)bus, (int)dev, (int)fn, offset, buf, len, 0 };
     _cleanup_free_ char *what = gw_strdup_printf("config %s", address);
@@ -324,7 +325,7 @@ GW_EXTERN int gw_hostops_sysfs_new(gw_hostops **out, const char *root)
         return gw_error_set(-ENOENT, "host root %s: no sys/bus/pci directory", root);
     }
 
-    _cleanup_free_ char *sysfs_path = gw_strdup_printf("%s/sys/bus/pci", strcmp(h->root, "/") ? h->root : "");
+    _cleanup_free_ char *sysfs_path = gw_strdup_printf("%s/sys/bus/pci", SHOWN_ROOT(h));
     int r = gw_pci_open(&h->pci, sysfs_path, NULL);
     if (r < 0) {
         _cleanup_free_ char *msg = gw_xstrdup(gw_error_message());

@@ -99,15 +99,20 @@ void gw_pin_set(gw_sctx *c, const char *key, const char *value)
     pthread_mutex_unlock(&c->lock);
 }
 
+bool gw_sctx_abandoned(gw_sctx *c)
+{
+    pthread_mutex_lock(&c->lock);
+    bool a = c->abandoned;
+    pthread_mutex_unlock(&c->lock);
+    return a;
+}
+
 /* Whether a write about `target` may go ahead: not after the run was
  * abandoned, only to a managed device. `what` names the write for the
  * evidence ("sys/.../reset", "0000:03:00.0 config 0x104"). */
 static int write_allowed(gw_sctx *c, const char *target, const char *what)
 {
-    pthread_mutex_lock(&c->lock);
-    bool abandoned = c->abandoned;
-    pthread_mutex_unlock(&c->lock);
-    if (abandoned)
+    if (gw_sctx_abandoned(c))
         return gw_error_set(-ECANCELED, "%s: clean-up abandoned after a timeout, not writing %s", target, what);
     _cleanup_free_ char *why = NULL;
     int m = gw_dev_managed(c->ops, &c->policy->pol, target, &why);

@@ -84,6 +84,7 @@ int gw_exec_run(char *const argv[], char *const envp[], unsigned timeout_ms, gw_
     int64_t deadline = now_ms() + timeout_ms;
     bool exited = false;
     bool pipe_open = true;
+    int poll_err = 0;
     while (!exited) {
         int64_t left = deadline - now_ms();
         if (left <= 0) {
@@ -93,8 +94,12 @@ int gw_exec_run(char *const argv[], char *const envp[], unsigned timeout_ms, gw_
         struct pollfd pf[2] = { { pipe_open ? pipefd[0] : -1, POLLIN, 0 }, { pidfd, POLLIN, 0 } };
         int wait = (int)(left > 100 && pidfd < 0 ? 100 : left);   /* no pidfd: poll waitpid */
         int n = poll(pf, 2, wait);
-        if (n < 0 && errno != EINTR)
+        if (n < 0 && errno != EINTR) {
+            /* Cannot wait for it any more: kill and reap it as at a timeout,
+             * never leave status 0 ("exited 0") to read as a pass. */
+            poll_err = -errno;
             break;
+        }
         if (pipe_open && pf[0].revents) {
             char buf[4096];
             ssize_t got = read(pipefd[0], buf, sizeof buf);
@@ -109,7 +114,7 @@ int gw_exec_run(char *const argv[], char *const envp[], unsigned timeout_ms, gw_
                 exited = true;
         }
     }
-    if (o->timed_out) {
+    if (o->timed_out || poll_err) {
         kill(-pid, SIGKILL);
         waitpid(pid, &o->status, 0);
     }
@@ -117,6 +122,8 @@ int gw_exec_run(char *const argv[], char *const envp[], unsigned timeout_ms, gw_
     if (pidfd >= 0)
         close(pidfd);
     close(pipefd[0]);
+    if (poll_err)
+        return gw_error_set(poll_err, "%s: poll while waiting for it: %s (killed)", argv[0], strerror(-poll_err));
     return 0;
 }
 

@@ -114,6 +114,9 @@ struct gw_sctx {
 gw_sctx *gw_sctx_new(gw_hostops *ops, gw_attach_source *attach, gw_spolicy *policy,
                      const gw_sanitize_request *request);
 gw_sctx *gw_sctx_ref(gw_sctx *c);
+/* Whether a step timed out and the run was abandoned: nothing more may be
+ * written (not even zeros, not even the way back). */
+bool gw_sctx_abandoned(gw_sctx *c);
 void gw_sctx_unref(gw_sctx *c);
 
 /* Append to the running step's evidence ("; "-separated). Ignored once the
@@ -318,8 +321,8 @@ typedef struct gw_exec_outcome {
 /* Run argv[0] (an absolute path) with exactly `envp`, stdin /dev/null,
  * stdout and stderr captured (the last GW_EXEC_OUTPUT_KEEP bytes), in a
  * process group of its own: past `timeout_ms` the whole group is killed
- * (o->timed_out). Returns once it is reaped; < 0 (an errno) only when it
- * could not start. */
+ * (o->timed_out). Returns once it is reaped; < 0 (an errno) when it could
+ * not start, or could not be waited for (then it was killed and reaped). */
 int gw_exec_run(char *const argv[], char *const envp[], unsigned timeout_ms, gw_exec_outcome *o, pid_t *pid);
 /* ", output: <the last 200 characters, one line, newlines as ' | ', control
  * characters as '?'>" for the evidence; "" when there was none. Free it. */

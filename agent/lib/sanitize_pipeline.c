@@ -169,11 +169,8 @@ static void end_run(gw_sctx *c, char **evidence)
 {
     if (!gw_power_pending(c))
         return;
-    pthread_mutex_lock(&c->lock);
-    bool abandoned = c->abandoned;
-    pthread_mutex_unlock(&c->lock);
     _cleanup_free_ char *more = NULL;
-    if (abandoned)
+    if (gw_sctx_abandoned(c))
         more = gw_power_abandoned(c);
     else
         run_step(c, &gw_step_power_restore, POWER_RESTORE_TIMEOUT_MS, &more);

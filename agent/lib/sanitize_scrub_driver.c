@@ -35,13 +35,6 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static bool abandoned(gw_sctx *c)
-{
-    pthread_mutex_lock(&c->lock);
-    bool a = c->abandoned;
-    pthread_mutex_unlock(&c->lock);
-    return a;
-}
 
 static void sleep_ms(unsigned ms)
 {
@@ -115,7 +108,7 @@ static gw_verdict wait_ready(gw_sctx *c, const gw_model_policy *m)
                     ready ? ", " : "", ready ? m->scrub_driver_ready : "");
             return GW_VERDICT_PASS;
         }
-        if (now_ms() >= deadline || abandoned(c)) {
+        if (now_ms() >= deadline || gw_sctx_abandoned(c)) {
             if (!bound)
                 return gw_fail(c, "%s did not become ready within %u ms: bound to %s", m->scrub_driver, timeout,
                                now ? now : "no driver");
@@ -152,7 +145,7 @@ static gw_verdict run_commands(gw_sctx *c, const gw_model_policy *m)
     unsigned timeout = m->scrub_command_timeout_ms;
     gw_verdict v = GW_VERDICT_PASS;
     for (size_t i = 0; i < n && v == GW_VERDICT_PASS; i++) {
-        if (abandoned(c)) {
+        if (gw_sctx_abandoned(c)) {
             v = gw_fail(c, "run abandoned: command %zu not run", i + 1);
             break;
         }

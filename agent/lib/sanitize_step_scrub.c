@@ -42,15 +42,6 @@ static double mb_per_s(uint64_t bytes, uint64_t ns)
     return ns ? (double)bytes * 1000.0 / (double)ns : 0.0;
 }
 
-/* A run abandoned after its timeout writes nothing more, not even zeros. */
-static bool abandoned(gw_sctx *c)
-{
-    pthread_mutex_lock(&c->lock);
-    bool a = c->abandoned;
-    pthread_mutex_unlock(&c->lock);
-    return a;
-}
-
 /* ---- zeroing ------------------------------------------------------------- */
 
 /* 8-byte stores through the mapping: the widest a BAR takes as one access
@@ -59,7 +50,7 @@ static int zero_mapped(scrub *s, volatile uint8_t *p)
 {
     uint64_t size = s->region.size;
     for (uint64_t off = 0; off < size; off += CHUNK) {
-        if (abandoned(s->c))
+        if (gw_sctx_abandoned(s->c))
             return gw_error_set(-ECANCELED, "run abandoned after a timeout: zeroing stopped at 0x%llx",
                                 (unsigned long long)off);
         uint64_t end = off + CHUNK < size ? off + CHUNK : size;
@@ -77,7 +68,7 @@ static int zero_written(scrub *s)
     _cleanup_free_ void *zeros = gw_xcalloc(1, CHUNK);
     uint64_t size = s->region.size;
     for (uint64_t off = 0; off < size; off += CHUNK) {
-        if (abandoned(s->c))
+        if (gw_sctx_abandoned(s->c))
             return gw_error_set(-ECANCELED, "run abandoned after a timeout: zeroing stopped at 0x%llx",
                                 (unsigned long long)off);
         size_t n = size - off < CHUNK ? (size_t)(size - off) : CHUNK;
@@ -269,7 +260,7 @@ static gw_verdict scrub_held(scrub *s, const gw_group_holds *holds)
     void *held = gw_group_held(holds, group);
     if (!held)
         return gw_fail(c, "/dev/vfio/%s is not held: no VFIO access to %s, not scrubbed", group, s->fn);
-    if (abandoned(c))
+    if (gw_sctx_abandoned(c))
         return gw_fail(c, "run abandoned: not scrubbed");
     if (gw_hostops_vfio_open(c->ops, held, s->fn, &s->dev) < 0)
         return gw_fail(c, "cannot open %s through VFIO: %s: not scrubbed", s->fn, gw_error_message());

@@ -425,7 +425,6 @@ class Guest:
                 "-chardev", f"socket,id=labcmd,path={self.cmd_path},server=on,wait=off",
                 "-serial", "chardev:labcmd",
                 "-qmp", f"unix:{self.qmp_path},server=on,wait=off"] + dev + topo.args
-        self.argv = argv
         self.qemu_log = open(self.tmp / "qemu.log", "wb")
         self.proc = subprocess.Popen(argv, stdout=self.qemu_log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL)
@@ -497,9 +496,6 @@ class Guest:
 
     def read(self, path):
         return self.sh(f"cat {path}")
-
-    def json(self, script, timeout=60):
-        return json.loads(self.sh(script, timeout))
 
     # -- QEMU's monitor --
 

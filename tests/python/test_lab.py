@@ -33,10 +33,10 @@ import pytest
 TOP = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(TOP / "tests" / "lab"))
 import lab  # noqa: E402
+from gwdaemon import build_dir  # noqa: E402
 from test_discover_lspci import parse_lspci  # noqa: E402
 
 G = lab.GUEST_GW
-BUILD = pathlib.Path(os.environ.get("GW_BUILD_DIR", TOP / "build"))
 DAEMON_ARGS = ("--foreground --host-root / --manage-vendors 1af4,1234 --libvirt-uri '' "
                "--rescan-interval 2 --hooks-dir /lab/hooks --host-name lab")
 # A hook that sleeps while /lab/run/slow-<address> exists: a window in which
@@ -77,7 +77,7 @@ def initramfs(tmp_path_factory):
     d = tmp_path_factory.mktemp("lab-initramfs")
     _, release = lab.kernel()
     t0 = time.monotonic()
-    img = lab.build_initramfs(d / "initramfs.cpio", BUILD, release, d)
+    img = lab.build_initramfs(d / "initramfs.cpio", build_dir(), release, d)
     lab.record_stat("initramfs_seconds", time.monotonic() - t0)
     lab.record_stat("initramfs_bytes", img.stat().st_size)
     return img
@@ -633,6 +633,42 @@ def test_scrub_zeroes_the_memory_the_host_sees(model_daemon, server):
     print(f"scrub of a 1 MiB BAR (TCG): zero {rates[0]} MB/s, read back {rates[1]} MB/s")
 
 
+def test_scrub_verification_finds_a_byte_written_behind_it(model_daemon, server):
+    """While the clean-up runs, the host keeps writing a non-zero byte into
+    the last byte of the memory behind shm0's BAR 2, as a device engine that
+    is still writing would. The scrub zeroes it, its read-back finds the byte
+    again, and the GPU is quarantined with the offset: the verdict comes from
+    the verification, not from the zeroing having run."""
+    shm = server.tmp / "shm0.bin"
+    last = (1 << 20) - 1
+    stop = threading.Event()
+
+    def writer():
+        with open(shm, "r+b") as f:
+            m = mmap.mmap(f.fileno(), 1 << 20)
+            try:
+                while not stop.is_set():
+                    m[last] = 0x5A
+                    time.sleep(0.0002)
+            finally:
+                m.close()
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        s = clean_again(server, "gpu0")
+    finally:
+        stop.set()
+        t.join()
+    assert s["state"] == "quarantined", json.dumps(s, indent=1)
+    f = failed_step(s)
+    assert f["name"] == "scrub", f
+    fn = server.addr["shm0"]
+    assert f"zeroed BAR 2 of {fn}" in f["evidence"], f
+    assert (f"byte at offset 0x{last:x} of BAR 2 of {fn} is not zero after the scrub (reads 0x5a): "
+            "memory not cleared") in f["evidence"], f
+
+
 def test_bus_reset_refused_for_a_function_not_ours(model_daemon, server):
     """gpu1's slot has intel-hda at .1 (vendor 8086, not managed). The
     operator put it on vfio-pci, so bind leaves it be; but a bus reset would
@@ -716,40 +752,3 @@ def test_scrub_driver_round_trip_through_virtio_pci(model_daemon, server):
     assert f"command 2 (/lab/run/drv-fail {a}) exited 3, output: scrub failed on {a}" in ev, ev
     assert f"{a} back on vfio-pci" in ev, ev
     assert g.sh(f"basename $(readlink /sys/bus/pci/devices/{a}/driver)").strip() == "vfio-pci"
-
-
-def test_scrub_verification_finds_a_byte_written_behind_it(model_daemon, server):
-    """While the clean-up runs, the host keeps writing a non-zero byte into
-    the last byte of the memory behind shm0's BAR 2, as a device engine that
-    is still writing would. The scrub zeroes it, its read-back finds the byte
-    again, and the GPU is quarantined with the offset: the verdict comes from
-    the verification, not from the zeroing having run."""
-    restart_daemon(server.g, MODEL_CONF)
-    shm = server.tmp / "shm0.bin"
-    last = (1 << 20) - 1
-    stop = threading.Event()
-
-    def writer():
-        with open(shm, "r+b") as f:
-            m = mmap.mmap(f.fileno(), 1 << 20)
-            try:
-                while not stop.is_set():
-                    m[last] = 0x5A
-                    time.sleep(0.0002)
-            finally:
-                m.close()
-
-    t = threading.Thread(target=writer)
-    t.start()
-    try:
-        s = clean_again(server, "gpu0")
-    finally:
-        stop.set()
-        t.join()
-    assert s["state"] == "quarantined", json.dumps(s, indent=1)
-    f = failed_step(s)
-    assert f["name"] == "scrub", f
-    fn = server.addr["shm0"]
-    assert f"zeroed BAR 2 of {fn}" in f["evidence"], f
-    assert (f"byte at offset 0x{last:x} of BAR 2 of {fn} is not zero after the scrub (reads 0x5a): "
-            "memory not cleared") in f["evidence"], f

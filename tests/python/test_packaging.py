@@ -41,6 +41,14 @@ def test_simulated_backend_on_the_live_root_is_refused(root):
     assert f"host_backend = simulated with host_root = {root} (the live host)" in r.stderr, r.stderr
 
 
+@pytest.mark.parametrize("value", ["0", "601"])
+def test_in_use_retry_out_of_range_is_refused(value):
+    r = subprocess.run([str(build_dir() / "gpuwardend"), "--config", "/dev/null", "--in-use-retry", value,
+                        "--check-config"], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert f"[cleanup] in_use_retry_s must be 1..600 (the longest wait), not {value}" in r.stderr, r.stderr
+
+
 def test_simulated_backend_on_a_test_tree_is_accepted():
     r = subprocess.run([str(build_dir() / "gpuwardend"), "--config", "/dev/null", "--host-backend", "simulated",
                         "--host-root", str(ROOT / "tests" / "fixtures" / "hosts" / "x299-3xa6000"),
