@@ -138,14 +138,12 @@ static bus_outcome reset_through(gw_sctx *c, void *dev, const gw_addrlist *fns, 
 static bus_outcome try_bus_reset(gw_sctx *c, const gw_addrlist *fns, const gw_group_holds *holds, char **impossible)
 {
     _cleanup_free_ char *group = NULL;
-    gw_addrlist members = { 0 };
-    int r = gw_dev_group(c->ops, c->address, &group, &members);
-    gw_addrlist_clear(&members);
+    void *held;
+    int r = gw_group_held_for(c, holds, c->address, &group, &held);
     if (r < 0) {
         *impossible = gw_strdup_printf("no IOMMU group, so no VFIO access (%s)", gw_error_message());
         return BUS_IMPOSSIBLE;
     }
-    void *held = gw_group_held(holds, group);
     if (!held) {
         *impossible = gw_strdup_printf("/dev/vfio/%s is not held, so no VFIO access", group);
         return BUS_IMPOSSIBLE;

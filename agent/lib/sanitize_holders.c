@@ -248,6 +248,18 @@ void *gw_group_held(const gw_group_holds *h, const char *group)
     return NULL;
 }
 
+int gw_group_held_for(gw_sctx *c, const gw_group_holds *h, const char *addr, char **group, void **held)
+{
+    *held = NULL;
+    int r = group_of(c->ops, addr, group);
+    if (r < 0)
+        return r;
+    if (!*group)
+        return gw_error_set(-ENOENT, "%s has no IOMMU group", addr);
+    *held = gw_group_held(h, *group);
+    return 0;
+}
+
 /* The kernel said EBUSY: look again to say who. */
 static gw_verdict busy(gw_sctx *c, const gw_addrlist *fns, const gw_vfio_node *n)
 {

@@ -269,6 +269,9 @@ gw_verdict gw_hold_groups(gw_sctx *c, const gw_addrlist *fns, const char *across
 void gw_release_groups(gw_sctx *c, gw_group_holds *h);
 /* The handle holding group `group`, NULL when it is not held. */
 void *gw_group_held(const gw_group_holds *h, const char *group);
+/* The same for the group of function `addr`: 0 with *group (malloc'd) and
+ * *held (NULL when not held), or < 0 when `addr` has no IOMMU group. */
+int gw_group_held_for(gw_sctx *c, const gw_group_holds *h, const char *addr, char **group, void **held);
 
 /* ---- bus reset (sanitize_bus_reset.c) ---------------------------------- */
 

@@ -326,16 +326,15 @@ static void read_bar0(gw_health *h, void *held)
 static void check_bar0(gw_health *h)
 {
     gw_sctx *c = h->c;
-    gw_addrlist fns = { 0 }, members = { 0 };
+    gw_addrlist fns = { 0 };
     gw_addrlist_add(&fns, c->address);
     _cleanup_free_ char *group = NULL;
     gw_group_holds holds;
     gw_verdict v = gw_hold_groups(c, &fns, "the BAR0 read", &holds);
     gw_addrlist_clear(&fns);
     void *held = NULL;
-    if (v == GW_VERDICT_PASS && gw_dev_group(c->ops, c->address, &group, &members) == 0)
-        held = gw_group_held(&holds, group);
-    gw_addrlist_clear(&members);
+    if (v == GW_VERDICT_PASS)
+        (void)gw_group_held_for(c, &holds, c->address, &group, &held);    /* no group: not held */
     if (v != GW_VERDICT_PASS)
         h->failures++;      /* gw_hold_groups said why */
     else if (!held)

@@ -252,12 +252,9 @@ static gw_verdict scrub_held(scrub *s, const gw_group_holds *holds)
 {
     gw_sctx *c = s->c;
     _cleanup_free_ char *group = NULL;
-    gw_addrlist members = { 0 };
-    int r = gw_dev_group(c->ops, s->fn, &group, &members);
-    gw_addrlist_clear(&members);
-    if (r < 0)
+    void *held;
+    if (gw_group_held_for(c, holds, s->fn, &group, &held) < 0)
         return gw_fail(c, "%s has no IOMMU group (%s): no VFIO access, not scrubbed", s->fn, gw_error_message());
-    void *held = gw_group_held(holds, group);
     if (!held)
         return gw_fail(c, "/dev/vfio/%s is not held: no VFIO access to %s, not scrubbed", group, s->fn);
     if (gw_sctx_abandoned(c))
