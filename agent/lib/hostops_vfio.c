@@ -115,7 +115,7 @@ static int region_info(vfio_dev *d, unsigned int index, struct vfio_region_info 
 
 int gw_vfio_sys_region(void *device, unsigned int index, gw_vfio_region *out)
 {
-    struct vfio_region_info *ri;
+    struct vfio_region_info *ri = NULL;   /* set on success; gcc 12 -O2 cannot tell */
     int r = region_info(device, index, &ri);
     if (r < 0)
         return r;
@@ -129,7 +129,7 @@ int gw_vfio_sys_region(void *device, unsigned int index, gw_vfio_region *out)
 int gw_vfio_sys_map(void *device, unsigned int index, void **addr)
 {
     vfio_dev *d = device;
-    struct vfio_region_info *ri;
+    struct vfio_region_info *ri = NULL;   /* set on success; gcc 12 -O2 cannot tell */
     int r = region_info(d, index, &ri);
     if (r < 0)
         return r;
@@ -153,7 +153,7 @@ void gw_vfio_sys_unmap(void *device, unsigned int index, void *addr)
 /* pread/pwrite on the device at the region's offset, to the last byte. */
 static int region_io(vfio_dev *d, unsigned int index, uint64_t offset, void *buf, size_t len, bool write)
 {
-    struct vfio_region_info *ri;
+    struct vfio_region_info *ri = NULL;   /* set on success; gcc 12 -O2 cannot tell */
     int r = region_info(d, index, &ri);
     if (r < 0)
         return r;

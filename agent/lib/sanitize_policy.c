@@ -232,7 +232,7 @@ GW_EXTERN int gw_model_policy_set(gw_model_policy *m, const char *key, const cha
 {
     if (!m || !key)
         return gw_error_set(-EINVAL, "gw_model_policy_set: NULL argument");
-    unsigned long n;
+    unsigned long n = 0;   /* set on success; gcc 12 -O2 cannot tell */
     int r;
     if (!strcmp(key, "reset")) {
         if ((r = gw_reset_choice_from_name(value, &m->reset)) < 0)
