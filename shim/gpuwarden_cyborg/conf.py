@@ -10,6 +10,7 @@ points at :func:`list_opts`, so
 from oslo_config import cfg
 
 DEFAULT_ENDPOINT = 'ipc:///run/gpuwarden/read.sock'
+DEFAULT_EVENTS_ENDPOINT = 'ipc:///run/gpuwarden/events.sock'
 
 gpuwarden_group = cfg.OptGroup(
     name='gpuwarden',
@@ -25,6 +26,17 @@ opts = [
         help='ZeroMQ endpoint of gpuwardend\'s read-only socket (the '
              'daemon\'s read_endpoint). The cyborg-agent user must be in the '
              'group that owns the socket file (gpuwarden.conf read_group).'),
+    cfg.StrOpt(
+        'events_endpoint',
+        default=DEFAULT_EVENTS_ENDPOINT,
+        help='ZeroMQ endpoint of gpuwardend\'s event stream (the daemon\'s '
+             'events_endpoint). The driver follows the daemon\'s '
+             'transitions in a thread and raises Placement reserved as soon '
+             'as a GPU stops being allocatable (a release, a quarantine), '
+             'instead of at the next agent cycle; the libvirt hook waits '
+             'for that at "release end" before Nova frees the allocation. '
+             'Empty: do not follow events (Placement then lags the daemon by '
+             'up to one periodic_interval).'),
     cfg.FloatOpt(
         'request_timeout',
         default=5.0,

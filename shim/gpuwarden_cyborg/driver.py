@@ -8,8 +8,12 @@ conductor (``report_data``), which turns it into Placement providers.
 The driver holds no policy: which GPUs exist, how they are grouped, their
 traits and how many are reserved all come from gpuwardend. The driver
 translates, refuses anything it cannot translate whole, and mirrors the
-daemon's ``reserved`` into Placement.
+daemon's ``reserved`` into Placement (reservations.py): from discover(), and
+from a thread that follows the daemon's events, so that a GPU leaves
+Placement's offer when it leaves ``allocatable``, not a cycle later.
 """
+
+import threading
 
 from oslo_log import log as logging
 
@@ -18,7 +22,9 @@ from cyborg.conf import CONF
 
 from gpuwarden_cyborg import client as gw_client
 from gpuwarden_cyborg import conf as gw_conf
+from gpuwarden_cyborg import cyborg_compat
 from gpuwarden_cyborg import errors
+from gpuwarden_cyborg import events
 from gpuwarden_cyborg import inventory
 from gpuwarden_cyborg import objects
 from gpuwarden_cyborg import reservations
@@ -36,6 +42,11 @@ class GPUWardenDriver(GenericDriver):
         # invoke_on_load); tests may pass a PlacementClient.
         self._placement = placement_client
         self._client = None
+        self._mirror = None
+        self._listener = None
+        # discover() and the event listener both read the daemon and write
+        # Placement: one at a time.
+        self._lock = threading.Lock()
         # Attach handles per deployable in the list the previous discover()
         # returned: what Cyborg has had the chance to create.
         self._reported = {}
@@ -45,12 +56,25 @@ class GPUWardenDriver(GenericDriver):
     def discover(self):
         """Return the DriverDevice list for this host, whole, or raise a
         :class:`~gpuwarden_cyborg.errors.GPUWardenError`."""
-        inv = self.fetch_inventory()
-        devices = objects.build(inv)
-        self._publish(inv)
-        self._reported = {d.name: {h.info for h in d.attach_handles}
-                          for d in inv.deployables}
+        self._follow_events()
+        with self._lock:
+            inv = self.fetch_inventory()
+            cyborg_compat.check_model(inv)
+            devices = objects.build(inv)
+            self._publish(inv, self._reported, may_show=True)
+            self._reported = {d.name: {h.info for h in d.attach_handles}
+                              for d in inv.deployables}
         return devices
+
+    def close(self):
+        """Stop following events and close the daemon socket (cyborg-agent
+        never calls it; tests and the printer do)."""
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
     def update(self, control_path, image_path):
         """Firmware update: not offered. gpuwarden never writes GPU
@@ -84,6 +108,30 @@ class GPUWardenDriver(GenericDriver):
         result = self.client().call('inventory', {})
         return inventory.parse(result, host=CONF.gpuwarden.host)
 
+    def mirror(self):
+        if self._mirror is None:
+            self._mirror = reservations.PlacementMirror(
+                self.placement(), _compute_node_names)
+        return self._mirror
+
+    def _follow_events(self):
+        endpoint = CONF.gpuwarden.events_endpoint
+        if self._listener is None and endpoint:
+            self._listener = events.Listener(endpoint,
+                                             self.on_daemon_change).start()
+
+    def on_daemon_change(self):
+        """A transition happened in the daemon: raise what it raised, now.
+        Nothing is lowered or shown here (see reservations.py)."""
+        with self._lock:
+            try:
+                inv = self.fetch_inventory()
+            except errors.GPUWardenError as exc:
+                LOG.warning('gpuwarden: reading the inventory after a '
+                            'daemon event failed: %s', exc)
+                return
+            self._publish(inv, None, may_show=False)
+
     def placement(self):
         if self._placement is None:
             # Imported here: it pulls in openstacksdk, and needs the
@@ -92,22 +140,26 @@ class GPUWardenDriver(GenericDriver):
             self._placement = placement_client.PlacementClient()
         return self._placement
 
-    def _publish(self, inv):
+    def _publish(self, inv, reported, may_show):
         """Mirror reserved into Placement, then tell the daemon which
-        generation Placement now shows. Failures are logged, never raised:
+        generation Placement now covers. Failures are logged, never raised:
         the list is still reported, and the next cycle tries again."""
         try:
-            outcome = reservations.sync(self.placement(), inv,
-                                        self._reported)
+            outcome = self.mirror().sync(inv, reported, may_show=may_show)
         except Exception as exc:
             LOG.warning('gpuwarden: no Placement client, reserved not '
                         'synced: %s', exc)
-            return
-        if not outcome.complete:
-            LOG.info('gpuwarden: generation %d not fully in Placement yet '
-                     '(%s); not marking it published', inv.generation,
-                     outcome.pending)
-            return
+            return None
+        if outcome.pending:
+            LOG.info('gpuwarden: generation %d: waiting in Placement: %s',
+                     inv.generation, outcome.pending)
+        if not outcome.covered:
+            LOG.warning('gpuwarden: generation %d not covered in Placement '
+                        '(%s); not marking it published', inv.generation,
+                        outcome.exposed_short)
+            return outcome
+        if inv.published == inv.generation:
+            return outcome      # the daemon knows already: no request
         try:
             res = self.client().call('published',
                                      {'generation': inv.generation})
@@ -118,3 +170,11 @@ class GPUWardenDriver(GenericDriver):
         except errors.GPUWardenError as exc:
             LOG.warning('gpuwarden: telling gpuwardend that generation %d '
                         'was published failed: %s', inv.generation, exc)
+        return outcome
+
+
+def _compute_node_names():
+    """The names cyborg-agent tries for its compute node provider, in its
+    order (AgentManager._get_resource_provider_name)."""
+    agent = getattr(CONF, 'agent', None)
+    return [getattr(agent, 'resource_provider_name', None), CONF.host]

@@ -66,6 +66,9 @@ class Inventory:
     host: str
     model: str
     deployables: tuple
+    #: The last generation the daemon was told is in Placement in this run
+    #: of the daemon (0: none yet); None from a daemon that does not say.
+    published: int = None
 
 
 def _bad(where, msg):
@@ -206,6 +209,9 @@ def parse(result, host=None):
     generation = _get(result, 'generation', 'uint', where)
     if not 1 <= generation <= _GENERATION_MAX:
         _bad(where, f"generation {generation} not in 1..2^63-1")
+    published = None
+    if 'published' in result:
+        published = _get(result, 'published', 'uint', where)
     inv_host = _get(result, 'host', 'str', where)
     model = _get(result, 'model', 'str', where)
     raw_deps = _get(result, 'deployables', 'list', where)
@@ -236,4 +242,4 @@ def parse(result, host=None):
         _bad(where, f"gpuwardend names its deployables for host "
              f"{inv_host!r}, [gpuwarden] host says {host!r}")
     return Inventory(generation=generation, host=inv_host, model=model,
-                     deployables=deployables)
+                     deployables=deployables, published=published)

@@ -412,50 +412,39 @@ def test_nova_query_string():
 
 # --- bring-up: how many cycles until a fresh host's GPUs are offered -----------
 
-def test_fresh_host_takes_four_cycles(make_host):
+def test_fresh_host_takes_three_cycles_and_offers_nothing_unclean(make_host):
     """sm4029 with --isolation-policy warn --manage-vendors 10de (its GPUs
     pass clean-up), per-GPU model: what each of the first agent cycles
-    leaves in Placement and Cyborg, and when Nova first gets a GPU."""
+    leaves in Placement and Cyborg, and when Nova first gets a GPU. No GPU
+    is a candidate before the daemon calls it allocatable and Cyborg has
+    its attach handle."""
     h = make_host('sm4029-8xrtx5000', WARN)
     every = one_gpu()
     deps = [h.dep(g) for g in h.gpus()]
 
-    # Cycle 1: the providers do not exist during discover(), so nothing is
-    # synced and nothing published; the conductor then creates them with
-    # reserved 0 (Cyborg never sets reserved). For this one interval
-    # Placement offers GPUs that are not allocatable yet, but the daemon
-    # lists no attach handle for them, so Cyborg's bind fails (and the VM
-    # build with it) instead of handing out a GPU that is not published.
+    # Cycle 1: discover() makes each provider, before the conductor sees
+    # the report, as a root outside the compute node's tree; the conductor
+    # then writes {total, max_unit} (reserved 0) and the traits onto it.
+    # Nothing is offered: Nova's query needs the flavor's VCPU and memory
+    # in the same tree. Placement covers the daemon's generation (nothing
+    # is offered at all), so `published` promotes every GPU.
     h.cycle()
-    assert h.providers() == deps
-    assert h.offered(every) == [(d,) for d in deps]
-    assert set(h.reserved().values()) == {0}
-    assert h.cyborg_handles() == {d: [] for d in deps}
-    req, order = h.candidates(every)[0]
-    _, r = h.claim(req)
-    assert r.status_code == 204, r.text
-    with pytest.raises(cyborg_exception.ResourceNotFound):
-        h.bind(order[0], 1)
-    assert set(h.states().values()) == {'sanitized'}
-    # Cycle 2: reserved raised to the daemon's 1 on every provider (at once:
-    # raising only takes capacity away); Placement then shows the whole
-    # generation, so `published` promotes every GPU.
-    h.cycle()
-    assert set(h.reserved().values()) == {1}
+    assert h.providers() == []
     assert h.offered(every) == []
     assert set(h.states().values()) == {'allocatable'}
-    # Cycle 3: the new generation has the handles and reserved 0. The shim
-    # lowers reserved only once Cyborg has had the handles for a cycle, so
-    # the conductor creates the handles and reserved stays 1.
+    assert h.cyborg_handles() == {d: [] for d in deps}
+    # Cycle 2: the new generation has the handles and reserved 0; the
+    # providers stay out of the tree until Cyborg has had the handles (the
+    # conductor creates them after this discover()).
     h.cycle()
-    assert set(h.reserved().values()) == {1}
+    assert h.providers() == []
     assert h.offered(every) == []
     assert h.cyborg_handles() == {h.dep(g): [g] for g in h.gpus()}
-    # Cycle 4: lowered; every GPU is offered (but the one the early claim
-    # above still holds).
+    # Cycle 3: reserved (0) is in place, the providers are shown.
     h.cycle()
+    assert h.providers() == deps
     assert h.settled()
-    assert h.offered(every) == [(d,) for d in deps if d != order[0]]
+    assert h.offered(every) == [(d,) for d in deps]
 
 
 def test_default_policy_quarantines_every_sm4029_gpu(make_host):
@@ -482,7 +471,7 @@ def test_one_gpu_on_numa_node_1(make_host):
     the claim plus Cyborg's bind give one of them, which the libvirt hook's
     gate accepts."""
     h = make_host('synth64')
-    assert settle(h) == 4
+    assert settle(h) == 3
     node = {n: one_gpu(f'CUSTOM_NUMA_NODE_{n}') for n in (0, 1)}
     assert len(h.gpus(numa=1)) == len(h.gpus(numa=0)) == 32
     for n in (0, 1):
@@ -508,7 +497,7 @@ def test_two_p2p_gpus_per_gpu_model(make_host):
     candidate is two GPUs of clique n, each ordered pair once (Placement's
     mappings tell which group gets which)."""
     h = make_host('sm4029-8xrtx5000', WARN)
-    assert settle(h) == 4
+    assert settle(h) == 3
     two = {c: profile([{'resources:PGPU': '1',
                         f'trait:CUSTOM_GPU_CLIQUE_{c}': 'required'}] * 2)
            for c in (0, 1)}
@@ -538,7 +527,7 @@ def test_two_p2p_gpus_per_clique_model(make_host):
     handles, both GPUs of that clique."""
     h = make_host('sm4029-8xrtx5000', WARN + ['--inventory-model',
                                               'per_clique'])
-    assert settle(h) == 4
+    assert settle(h) == 3
     clique = [f'{h.name}_clique{c}' for c in (0, 1)]
     assert h.providers() == clique
     two = profile([{'resources:PGPU': '2'}])
@@ -565,7 +554,7 @@ def test_two_p2p_gpus_per_clique_model(make_host):
 
 def test_quarantine_then_release(make_host):
     h = make_host('sm4029-8xrtx5000', WARN)
-    assert settle(h) == 4
+    assert settle(h) == 3
     every = one_gpu()
     x = h.clique(0)[1]
     assert (h.dep(x),) in h.offered(every)
@@ -599,7 +588,7 @@ def test_quarantine_then_release(make_host):
 
 def test_dirty_while_allocated(make_host):
     h = make_host('sm4029-8xrtx5000', WARN)
-    assert settle(h) == 4
+    assert settle(h) == 3
     every = one_gpu()
     req, (name,) = h.candidates(every)[0]
     vm, r = h.claim(req)
@@ -678,7 +667,7 @@ def test_quarantine_while_allocated(make_host):
     When the VM stops, reserved goes to 1 under the still-present
     allocation, and the GPU is not offered again after Nova drops it."""
     h = make_host('sm4029-8xrtx5000', WARN)
-    assert settle(h) == 4
+    assert settle(h) == 3
     every = one_gpu()
     req, (name,) = h.candidates(every)[0]
     vm, r = h.claim(req)
