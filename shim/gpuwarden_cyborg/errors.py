@@ -48,3 +48,8 @@ class InventoryError(GPUWardenError):
     """The inventory is well-formed protocol but cannot be reported as it
     is (a field of the wrong type, a bad PCI address, a duplicate name, an
     empty inventory, ...). Nothing is reported rather than part of it."""
+
+
+class CyborgDefect(GPUWardenError):
+    """The Cyborg this driver runs in has a known defect that would make
+    the daemon's inventory unsafe to report (see cyborg_compat)."""
