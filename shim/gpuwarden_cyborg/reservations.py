@@ -129,7 +129,7 @@ class PlacementMirror:
     def _write(self, method, url, body):
         call = self.pc.put if method == 'PUT' else self.pc.post
         resp = call(url, body, version=PLACEMENT_VERSION)
-        if resp.status_code not in (200, 201):
+        if resp.status_code not in (200, 201, 204):
             raise RuntimeError(f'{method} {url}: HTTP {resp.status_code} '
                                f'{getattr(resp, "text", "")}')
         return resp.json() if resp.content else {}
@@ -256,15 +256,21 @@ class PlacementMirror:
                 f"provider {dep.name} ({rp}) is under "
                 f"{body['parent_provider_uuid']}, not this compute node "
                 f"({root}): left alone")
-        inv = self._get(f'/resource_providers/{rp}/inventories')
-        cur = (inv or {}).get('inventories', {}).get(dep.rc)
-        if not may_show or cur is None or \
-                cur['total'] != dep.num_accelerators:
+        if not may_show:
             out.hidden.append(dep.name)
             out.pending[dep.name] = (
                 "out of the compute node's tree until Cyborg's conductor "
-                "has processed a report with it and its total")
+                "has processed a report with it and its handles")
             return
+        inv = self._get(f'/resource_providers/{rp}/inventories')
+        cur = (inv or {}).get('inventories', {}).get(dep.rc)
+        if cur is None or cur['total'] != dep.num_accelerators:
+            # The conductor processed a report with this deployable and
+            # wrote no such inventory: it already knew the deployable (the
+            # provider was deleted in Placement behind Cyborg's back). It
+            # never will: write what it would have, while out of the tree.
+            inv = self._recreate(rp, dep, inv, want_reserved)
+            cur = inv['inventories'][dep.rc]
         # The conductor has written all it writes for this deployable: put
         # reserved on top of it, and only then show the provider.
         if self._cover(out, rp, dep, inv, cur, want_reserved, True,
@@ -317,6 +323,30 @@ class PlacementMirror:
             self._seen[rp] = _Seen(gen, (dep.num_accelerators,
                                          want_reserved))
         return gen
+
+    def _recreate(self, rp, dep, inv, want_reserved):
+        """The inventory and traits Cyborg's conductor gives a new
+        deployable (provider_report), with reserved on: for a provider
+        deleted in Placement while Cyborg still has its deployable."""
+        LOG.warning('gpuwarden: provider %s (%s) has no %s inventory of %d '
+                    'although Cyborg has the deployable: writing it (and '
+                    'its traits) as Cyborg\'s conductor would',
+                    dep.name, rp, dep.rc, dep.num_accelerators)
+        gen = inv['resource_provider_generation'] if inv else 0
+        body = self._write('PUT', f'/resource_providers/{rp}/inventories', {
+            'resource_provider_generation': gen,
+            'inventories': {dep.rc: {'total': dep.num_accelerators,
+                                     'reserved': want_reserved,
+                                     'max_unit': dep.num_accelerators}}})
+        for t in dep.traits:
+            if t.startswith('CUSTOM_'):
+                self._write('PUT', f'/traits/{t}', None)
+        traits = self._get(f'/resource_providers/{rp}/traits')
+        self._write('PUT', f'/resource_providers/{rp}/traits', {
+            'resource_provider_generation':
+                traits['resource_provider_generation'],
+            'traits': sorted(set(traits['traits']) | set(dep.traits))})
+        return self._get(f'/resource_providers/{rp}/inventories') or body
 
     def _reparent(self, rp, name, parent):
         """Put a provider under ``parent`` (None: make it a root). Returns
