@@ -86,7 +86,17 @@ typedef struct gwd {
     size_t n_watched;                   /* GPUs the libvirt watcher reports on */
     gw_inventory *inventory;            /* (L) the last inventory built */
     uint64_t issued[GWD_ISSUED_MAX];    /* (L) generations served, ring */
+    uint64_t issued_rev[GWD_ISSUED_MAX];/* (L) the revision at which each was last the current one */
     size_t n_issued;
+    /* (L) Generations are content hashes, so they have no order; revisions
+     * do: 1 for the first inventory of this run, +1 whenever the content
+     * changes (a content seen before gets a new revision). A generation
+     * confirmed by `published` means Placement shows the content of its
+     * revision, so "Placement has caught up with revision R" is
+     * published_rev >= R. */
+    uint64_t revision;
+    uint64_t published_rev;             /* (L) highest revision confirmed by `published`; 0: none */
+    uint64_t published_gen;             /* (L) the generation of that revision; 0: none */
 
     /* metrics (main thread, except the clean-up counters) */
     uint64_t requests[16];

@@ -67,6 +67,17 @@ static const char *device_reason(const gw_device *dev)
     return dev->reason;
 }
 
+/* Who put a quarantined GPU there: the actor of the transition into
+ * quarantine, kept with the record (and in the checkpoint) until it leaves.
+ * A record that somehow has none (a hand-edited checkpoint) says "unknown"
+ * rather than nil, which would read as "not quarantined". */
+static json_t *quarantined_by(const gw_device *dev)
+{
+    if (dev->state != GW_STATE_QUARANTINED)
+        return json_null();
+    return json_string(dev->quarantine_actor && *dev->quarantine_actor ? dev->quarantine_actor : "unknown");
+}
+
 /* The device object. Caller holds d->lock. */
 static json_t *device_object(gwd *d, const gw_device *dev)
 {
@@ -111,6 +122,7 @@ static json_t *device_object(gwd *d, const gw_device *dev)
     json_object_set_new(o, "iommu_group", str_or_null(g ? g->iommu_group : NULL));
     json_object_set_new(o, "driver", str_or_null(g ? g->driver : NULL));
     json_object_set_new(o, "identity", id);
+    json_object_set_new(o, "quarantined_by", quarantined_by(dev));
     return o;
 }
 
@@ -174,21 +186,28 @@ int gwd_inventory_build(gwd *d, gw_inventory **out)
     return r;
 }
 
-static void remember_generation(gwd *d, uint64_t generation)
+/* A generation seen again (the content went back to what it was) takes
+ * the new revision: Placement showing that content now shows this revision. */
+static void remember_generation(gwd *d, uint64_t generation, uint64_t revision)
 {
-    for (size_t i = 0; i < d->n_issued && i < GWD_ISSUED_MAX; i++)
-        if (d->issued[i] == generation)
+    for (size_t i = 0; i < d->n_issued && i < GWD_ISSUED_MAX; i++) {
+        if (d->issued[i] == generation) {
+            d->issued_rev[i] = revision;
             return;
+        }
+    }
     d->issued[d->n_issued % GWD_ISSUED_MAX] = generation;
+    d->issued_rev[d->n_issued % GWD_ISSUED_MAX] = revision;
     d->n_issued++;
 }
 
-static bool was_issued(gwd *d, uint64_t generation)
+/* The revision of an issued generation; 0 when this run never issued it. */
+static uint64_t issued_revision(gwd *d, uint64_t generation)
 {
     for (size_t i = 0; i < d->n_issued && i < GWD_ISSUED_MAX; i++)
         if (d->issued[i] == generation)
-            return true;
-    return false;
+            return d->issued_rev[i];
+    return 0;
 }
 
 /* Build the inventory, keep it as the previous one (for carrying attached
@@ -202,9 +221,12 @@ static int current_inventory(gwd *d, gw_inventory **out)
     const char *why = gw_inventory_clique_error(inv);
     if (why)
         gw_log(GW_LOG_WARNING, "clique override not applied: %s", why);
+    uint64_t generation = gw_inventory_generation(inv);
+    if (!d->inventory || gw_inventory_generation(d->inventory) != generation)
+        d->revision++;
     gw_inventory_free(d->inventory);
     d->inventory = inv;
-    remember_generation(d, gw_inventory_generation(inv));
+    remember_generation(d, generation, d->revision);
     *out = inv;
     return 0;
 }
@@ -315,10 +337,17 @@ static int op_published(gwd *d, const gw_proto_request *req, bool admin, json_t 
         return fail_from_errno(err, r, NULL);
     }
     bool current = gw_inventory_generation(inv) == g;
-    if (!current && !was_issued(d, g)) {
+    uint64_t revision = issued_revision(d, g);
+    if (!current && !revision) {
         pthread_mutex_unlock(&d->lock);
         return gw_proto_errorf(err, GW_PROTO_INVALID_ARGUMENT, "args.generation",
                                "args.generation: %llu was never issued by this daemon", (unsigned long long)g);
+    }
+    /* Placement shows g's content now: whatever was reserved at its
+     * revision is reserved there (the hook's wait after `released` reads it). */
+    if (revision > d->published_rev) {
+        d->published_rev = revision;
+        d->published_gen = g;
     }
     json_t *promoted = json_array();
     if (current) {
@@ -412,8 +441,23 @@ static char *operator_actor(const gw_proto_request *req, bool admin)
                             admin ? "admin" : "read");
 }
 
-/* Apply an operator event, start any clean-up it calls for, and answer with
- * the device as it now stands. */
+/* Start any clean-up a change called for, and answer with the device as it
+ * now stands. */
+static int device_after(gwd *d, const char *address, json_t **out, gw_proto_error *err)
+{
+    gwd_cleanup_kick(d);
+    gw_device *dev = NULL;
+    int r = gw_registry_get(d->reg, address, &dev);
+    if (r < 0)
+        return fail_from_errno(err, r, NULL);
+    pthread_mutex_lock(&d->lock);
+    *out = device_object(d, dev);
+    pthread_mutex_unlock(&d->lock);
+    gw_device_free(dev);
+    return 0;
+}
+
+/* Apply an operator event and answer with the device. */
 static int operator_event(gwd *d, const gw_proto_request *req, bool admin, gw_event event, const char *reason,
                           json_t **out, gw_proto_error *err)
 {
@@ -424,16 +468,7 @@ static int operator_event(gwd *d, const gw_proto_request *req, bool admin, gw_ev
     int r = gw_registry_apply(d->reg, req->args.address, event, &o, NULL);
     if (r < 0)
         return fail_from_errno(err, r, r == -ENOENT ? "args.address" : NULL);
-    gwd_cleanup_kick(d);
-    gw_device *dev = NULL;
-    r = gw_registry_get(d->reg, req->args.address, &dev);
-    if (r < 0)
-        return fail_from_errno(err, r, NULL);
-    pthread_mutex_lock(&d->lock);
-    *out = device_object(d, dev);
-    pthread_mutex_unlock(&d->lock);
-    gw_device_free(dev);
-    return 0;
+    return device_after(d, req->args.address, out, err);
 }
 
 static int op_quarantine(gwd *d, const gw_proto_request *req, bool admin, json_t **out, gw_proto_error *err)
@@ -452,6 +487,68 @@ static int op_sanitize(gwd *d, const gw_proto_request *req, bool admin, json_t *
     if (gw_cleanup_pool_busy(d->pool, req->args.address))
         return gw_proto_errorf(err, GW_PROTO_BUSY, "args.address", "%s: a clean-up is running", req->args.address);
     return operator_event(d, req, admin, GW_EVENT_SANITIZE, "clean-up requested by the operator", out, err);
+}
+
+/* The actor of every maintenance transition, whoever connects: a fixed
+ * name is what lets `on: false` end only a hold that `on: true` set. An
+ * operator's actor is always "operator:..." and the daemon's "system", so
+ * neither can be taken for it. */
+#define CYBORG_ACTOR "cyborg"
+
+/* Cyborg's disable/enable (PROTOCOL.md §8 maintenance). Served on the read
+ * endpoint: `on` only takes a GPU out of service, and `off` only ends a
+ * cyborg hold through release, i.e. discovered + dirty and a clean-up. */
+static int op_maintenance(gwd *d, const gw_proto_request *req, bool admin, json_t **out, gw_proto_error *err)
+{
+    const char *address = req->args.address;
+    /* Who connected goes into the evidence: the audit actor stays "cyborg". */
+    _cleanup_free_ char *evidence =
+        req->actor ? gw_strdup_printf("maintenance on the %s endpoint, client actor '%s'", admin ? "admin" : "read",
+                                      req->actor)
+                   : gw_strdup_printf("maintenance on the %s endpoint", admin ? "admin" : "read");
+    gw_apply_options o = GW_APPLY_OPTIONS_INIT;
+    o.actor = CYBORG_ACTOR;
+    o.reason = req->args.reason;
+    o.evidence = evidence;
+    int r;
+    if (req->args.on) {
+        r = gw_registry_apply(d->reg, address, GW_EVENT_QUARANTINE, &o, NULL);
+        if (r == -EALREADY)
+            r = 0;      /* already out of service, whoever put it there: that is all `on` asks */
+    } else {
+        /* Decide on a snapshot, apply against its seq: a transition in
+         * between (an operator's quarantine cannot be one, but gone/back
+         * can) means look again. */
+        r = -ESTALE;
+        for (int attempt = 0; attempt < 5 && r == -ESTALE; attempt++) {
+            gw_device *dev = NULL;
+            if ((r = gw_registry_get(d->reg, address, &dev)) < 0)
+                break;
+            if (dev->state != GW_STATE_QUARANTINED) {
+                gw_device_free(dev);
+                r = 0;  /* in service already: nothing to end */
+                break;
+            }
+            if (strcmp(dev->quarantine_actor, CYBORG_ACTOR)) {
+                gw_proto_errorf(err, GW_PROTO_ILLEGAL_TRANSITION, NULL,
+                                "%s is quarantined by %s, not by cyborg: the operator releases it with "
+                                "`gpuwarden release %s` (reason: %s)",
+                                address, *dev->quarantine_actor ? dev->quarantine_actor : "unknown", address,
+                                dev->quarantine_reason);
+                gw_device_free(dev);
+                return -1;
+            }
+            o.if_seq = dev->seq;
+            gw_device_free(dev);
+            r = gw_registry_apply(d->reg, address, GW_EVENT_RELEASE, &o, NULL);
+        }
+    }
+    if (r == -ENOENT)
+        return gw_proto_errorf(err, GW_PROTO_NOT_FOUND, "args.address", "no GPU %s is managed by this daemon",
+                               address);
+    if (r < 0)
+        return fail_from_errno(err, r, NULL);
+    return device_after(d, address, out, err);
 }
 
 static int op_audit(gwd *d, const gw_proto_request *req, bool admin, json_t **out, gw_proto_error *err)
@@ -562,7 +659,19 @@ static int op_released(gwd *d, const gw_proto_request *req, bool admin, json_t *
             gwd_strv_free(keep);
         }
     }
-    *out = json_pack("{s:o}", "devices", gpus);
+    /* The generation (and its revision) that shows the hint's effect: the
+     * hook waits until `published` reaches that revision, so that Placement
+     * shows the GPUs reserved before Nova deletes the allocation. With
+     * libvirt the watcher applies the change later, so this is the content
+     * as it stands now. 0 when no inventory can be built (then `inventory`
+     * fails too, and nothing will be published to wait for). */
+    pthread_mutex_lock(&d->lock);
+    gw_inventory *inv = NULL;
+    bool built = current_inventory(d, &inv) == 0;
+    json_int_t generation = built ? (json_int_t)gw_inventory_generation(inv) : 0;
+    json_int_t revision = built ? (json_int_t)d->revision : 0;
+    pthread_mutex_unlock(&d->lock);
+    *out = json_pack("{s:o,s:I,s:I}", "devices", gpus, "generation", generation, "revision", revision);
     return 0;
 }
 
@@ -663,6 +772,8 @@ static int op_metrics(gwd *d, const gw_proto_request *req, bool admin, json_t **
     gw_inventory *inv = NULL;
     json_object_set_new(o, "generation",
                         json_integer(current_inventory(d, &inv) == 0 ? (json_int_t)gw_inventory_generation(inv) : 0));
+    json_object_set_new(o, "published", json_integer((json_int_t)d->published_gen));
+    json_object_set_new(o, "published_revision", json_integer((json_int_t)d->published_rev));
     pthread_mutex_unlock(&d->lock);
     *out = o;
     return 0;
@@ -675,7 +786,7 @@ static const op_fn ops[GW_OP_COUNT] = {
     [GW_OP_DEVICES] = op_devices,       [GW_OP_DEVICE] = op_device,       [GW_OP_QUARANTINE] = op_quarantine,
     [GW_OP_RELEASE] = op_release,       [GW_OP_SANITIZE] = op_sanitize,   [GW_OP_AUDIT] = op_audit,
     [GW_OP_ATTACHED] = op_attached,     [GW_OP_RELEASED] = op_released,   [GW_OP_GATE] = op_gate,
-    [GW_OP_METRICS] = op_metrics,
+    [GW_OP_METRICS] = op_metrics,       [GW_OP_MAINTENANCE] = op_maintenance,
 };
 
 int gwd_op_run(gwd *d, const gw_proto_request *req, bool admin, json_t **result, gw_proto_error *err)

@@ -302,6 +302,7 @@ static const char *result_shape(const char *op)
         { "attached", "devices:a" }, { "released", "devices:a" },
         { "gate", "allowed:b reasons:a" },
         { "metrics", "uptime_ms:i devices:o requests:o errors:o" },
+        { "maintenance", DEVICE },
     };
 #undef DEVICE
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
@@ -534,6 +535,23 @@ GW_EXTERN int gw_client_release(gw_client *c, const char *address, const char *r
 GW_EXTERN int gw_client_sanitize(gw_client *c, const char *address, json_t **result)
 {
     return address_op(c, "sanitize", address, NULL, false, result);
+}
+
+GW_EXTERN int gw_client_maintenance(gw_client *c, const char *address, bool on, const char *reason,
+                                    json_t **result)
+{
+    CHECK_CLIENT(c, result);
+    json_t *args = json_object();
+    int r = put_str(c, "maintenance", args, "address", address, true);
+    if (r == 0) {
+        json_object_set_new(args, "on", json_boolean(on));
+        r = put_str(c, "maintenance", args, "reason", reason, true);
+    }
+    if (r < 0) {
+        json_decref(args);
+        return r;
+    }
+    return call_with(c, "maintenance", args, result);
 }
 
 GW_EXTERN int gw_client_audit(gw_client *c, const gw_client_audit_filter *filter, json_t **result)

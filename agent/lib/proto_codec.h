@@ -66,9 +66,10 @@ typedef enum gw_proto_op {
     GW_OP_RELEASED,
     GW_OP_GATE,
     GW_OP_METRICS,
+    GW_OP_MAINTENANCE,      /* appended: the numbers above stay what they were */
 } gw_proto_op;
 
-#define GW_OP_COUNT 13
+#define GW_OP_COUNT 14
 
 typedef enum gw_proto_endpoint {
     GW_ENDPOINT_READ,
@@ -93,8 +94,9 @@ bool gw_proto_op_is_read(gw_proto_op op);
  * NULL; which fields an op uses is in PROTOCOL.md §8. */
 typedef struct gw_proto_args {
     const char *client;             /* hello */
-    const char *address;            /* device, quarantine, release, sanitize */
-    const char *reason;             /* quarantine (required), release */
+    const char *address;            /* device, quarantine, release, sanitize, maintenance */
+    const char *reason;             /* quarantine, maintenance (required), release */
+    bool on;                        /* maintenance */
     const char *device;             /* audit filter */
     const char *domain;             /* attached, released, gate */
     const char *const *addresses;   /* attached, released, gate */

@@ -7,7 +7,7 @@
 #include "proto_codec.h"
 #include "util.h"
 
-typedef enum arg_kind { A_TEXT, A_BDF, A_STATE, A_UINT, A_BDF_LIST } arg_kind;
+typedef enum arg_kind { A_TEXT, A_BDF, A_STATE, A_UINT, A_BOOL, A_BDF_LIST } arg_kind;
 
 typedef struct arg_spec {
     const char *name;
@@ -37,6 +37,10 @@ static const arg_spec quarantine_args[] = {
 static const arg_spec release_args[] = {
     { "address", A_BDF, true, 0, 0, OFF(address), NO_FLAG },
     { "reason", A_TEXT, false, 1, GW_PROTO_MAX_REASON, OFF(reason), NO_FLAG }, END };
+static const arg_spec maintenance_args[] = {
+    { "address", A_BDF, true, 0, 0, OFF(address), NO_FLAG },
+    { "on", A_BOOL, true, 0, 0, OFF(on), NO_FLAG },
+    { "reason", A_TEXT, true, 1, GW_PROTO_MAX_REASON, OFF(reason), NO_FLAG }, END };
 static const arg_spec audit_args[] = {
     { "device", A_BDF, false, 0, 0, OFF(device), NO_FLAG },
     { "since", A_UINT, false, 0, INT64_MAX, OFF(since), OFF(has_since) },
@@ -63,6 +67,9 @@ static const struct {
     [GW_OP_RELEASED] = { "released", false, domain_args },
     [GW_OP_GATE] = { "gate", true, domain_args },
     [GW_OP_METRICS] = { "metrics", true, no_args },
+    /* Read although it changes state: it can only take a GPU out of service
+     * or end a hold it set itself, through a clean-up (PROTOCOL.md §2). */
+    [GW_OP_MAINTENANCE] = { "maintenance", true, maintenance_args },
 };
 
 const char *gw_proto_op_name(gw_proto_op op)
@@ -185,6 +192,13 @@ static int get_arg(gw_proto_request *req, const arg_spec *a, const msgpack_objec
         *(uint64_t *)(base + a->off) = v;
         break;
     }
+    case A_BOOL:
+        /* Exactly true or false: 0/1 or "yes" would be a guess at what was meant. */
+        if (o->type != MSGPACK_OBJECT_BOOLEAN)
+            return gw_proto_errorf(err, GW_PROTO_INVALID_ARGUMENT, field, "%s: expected a boolean, got %s", field,
+                                   gw_proto_type_name(o));
+        *(bool *)(base + a->off) = o->via.boolean;
+        break;
     case A_BDF_LIST: {
         if (o->type != MSGPACK_OBJECT_ARRAY)
             return gw_proto_errorf(err, GW_PROTO_INVALID_ARGUMENT, field,

@@ -122,6 +122,13 @@ GW_EXTERN int gw_client_device(gw_client *c, const char *address, json_t **resul
 GW_EXTERN int gw_client_quarantine(gw_client *c, const char *address, const char *reason, json_t **result);
 GW_EXTERN int gw_client_release(gw_client *c, const char *address, const char *reason, json_t **result);
 GW_EXTERN int gw_client_sanitize(gw_client *c, const char *address, json_t **result);
+/* Cyborg's disable (on) / enable (off), served on the read endpoint too:
+ * on quarantines as "cyborg" (nothing changes when already quarantined);
+ * off releases a quarantine that "cyborg" set (a clean-up follows), is
+ * -EPERM for anyone else's, and changes nothing when not quarantined.
+ * reason is required. The device object after the call. */
+GW_EXTERN int gw_client_maintenance(gw_client *c, const char *address, bool on, const char *reason,
+                                    json_t **result);
 
 typedef struct gw_client_audit_filter {
     unsigned int version;

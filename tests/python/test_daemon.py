@@ -376,10 +376,11 @@ EVERY_ARG = {
     "audit": {"device": "s", "since": "u", "limit": "u"},
     "attached": {"domain": "s", "addresses": "a"}, "released": {"domain": "s", "addresses": "a"},
     "gate": {"domain": "s", "addresses": "a"},
+    "maintenance": {"address": "s", "on": "b", "reason": "s"},
 }
 VALID = {"s": {"address": GPUS[0], "device": GPUS[0], "reason": "r", "domain": "d", "client": "c", "state": "sanitized"},
-         "u": {"generation": 1, "since": 0, "limit": 5}, "a": {"addresses": [GPUS[0]]}}
-WRONG = {"s": [7, True, [1], {"k": 1}], "u": ["x", -1, [1]], "a": ["x", 7, {"k": 1}]}
+         "u": {"generation": 1, "since": 0, "limit": 5}, "a": {"addresses": [GPUS[0]]}, "b": {"on": True}}
+WRONG = {"s": [7, True, [1], {"k": 1}], "u": ["x", -1, [1]], "a": ["x", 7, {"k": 1}], "b": ["true", 1, 0, None]}
 
 
 @pytest.mark.parametrize("op,arg", [(op, a) for op, args in EVERY_ARG.items() for a in args])
@@ -411,3 +412,122 @@ def test_reload_refuses_a_bad_model_section(tmp_path):
     assert "the running configuration stays" in log
     assert d.alive() and d.result("hello")["daemon"]
     assert d.stop() == 0
+
+
+# ---- maintenance: Cyborg's disable/enable (issue 14) ----
+
+def audit_of(daemon, addr):
+    return daemon.result("audit", {"device": addr})["records"]
+
+
+def test_maintenance_on_both_endpoints_idempotent_and_release_cleans(daemon):
+    hello = daemon.result("hello", endpoint=daemon.read)
+    assert hello["ops"][-1] == "maintenance"          # a read op, last in §8 order
+    # on, from the read endpoint (the shim's): quarantined by cyborg
+    got = daemon.result("maintenance", {"address": GPUS[0], "on": True, "reason": "disabled in Cyborg"},
+                        endpoint=daemon.read, actor="cyborg-agent cmp1")
+    assert (got["state"], got["reason"], got["quarantined_by"]) == ("quarantined", "disabled in Cyborg", "cyborg")
+    rec = audit_of(daemon, GPUS[0])[-1]
+    assert (rec["event"], rec["actor"], rec["reason"]) == ("quarantine", "cyborg", "disabled in Cyborg")
+    assert rec["evidence"] == "maintenance on the read endpoint, client actor 'cyborg-agent cmp1'"
+    n = len(audit_of(daemon, GPUS[0]))
+    # on again, from either endpoint: nothing changes, it succeeds
+    for ep in (daemon.read, daemon.admin):
+        again = daemon.result("maintenance", {"address": GPUS[0], "on": True, "reason": "again"}, endpoint=ep)
+        assert again == got
+    assert len(audit_of(daemon, GPUS[0])) == n
+    assert daemon.result("gate", {"domain": "vm", "addresses": [GPUS[0]]})["reasons"] == [
+        {"address": GPUS[0], "reason": "quarantined: disabled in Cyborg"}]
+    # off: released exactly like `release`: discovered + dirty, and the clean-up follows
+    off = daemon.result("maintenance", {"address": GPUS[0], "on": False, "reason": "enabled in Cyborg"},
+                        endpoint=daemon.read)
+    assert (off["state"], off["dirty"], off["quarantined_by"]) == ("discovered", True, None)
+    daemon.wait(lambda ds: ds[0]["state"] == "sanitized" and not ds[0]["cleaning"])
+    recs = audit_of(daemon, GPUS[0])
+    assert [(r["event"], r["actor"]) for r in recs[n:n + 3]] == [
+        ("release", "cyborg"), ("cleanup_started", "system"), ("cleanup_passed", "system")]
+    assert recs[n]["reason"] == "enabled in Cyborg"
+    # off when not quarantined: nothing changes, it succeeds; the admin endpoint serves it too
+    m = len(audit_of(daemon, GPUS[0]))
+    idle = daemon.result("maintenance", {"address": GPUS[0], "on": False, "reason": "enabled"})
+    assert idle["state"] == "sanitized" and idle["quarantined_by"] is None
+    assert len(audit_of(daemon, GPUS[0])) == m
+    assert daemon.result("metrics")["requests"]["maintenance"] == 5
+
+
+def test_maintenance_off_refuses_someone_elses_quarantine(daemon):
+    daemon.result("quarantine", {"address": GPUS[1], "reason": "fan noise"}, actor="alice")
+    before = daemon.result("device", {"address": GPUS[1]})
+    assert before["quarantined_by"] == "operator:alice(admin endpoint)"
+    # on: already quarantined by the operator: nothing changes, the hold stays the operator's
+    on = daemon.result("maintenance", {"address": GPUS[1], "on": True, "reason": "disabled in Cyborg"},
+                       endpoint=daemon.read)
+    assert on["quarantined_by"] == "operator:alice(admin endpoint)" and on["reason"] == "fan noise"
+    for ep in (daemon.read, daemon.admin):
+        rep = daemon.call("maintenance", {"address": GPUS[1], "on": False, "reason": "enabled"}, endpoint=ep)
+        assert not rep["ok"], rep
+        assert rep["error"] == {
+            "code": "illegal_transition", "field": None,
+            "message": f"{GPUS[1]} is quarantined by operator:alice(admin endpoint), not by cyborg: the "
+                       f"operator releases it with `gpuwarden release {GPUS[1]}` (reason: fan noise)"}
+    assert daemon.result("device", {"address": GPUS[1]}) == before
+    # the operator's release works as ever
+    assert daemon.result("release", {"address": GPUS[1]})["state"] == "discovered"
+
+
+def test_maintenance_not_found_and_bad_arguments_on_the_read_endpoint(daemon):
+    rep = daemon.call("maintenance", {"address": "0000:ff:00.0", "on": True, "reason": "x"}, endpoint=daemon.read)
+    assert rep["error"]["code"] == "not_found" and rep["error"]["field"] == "args.address", rep
+    before = _state(daemon)
+    for args, code, field in [
+        ({"address": GPUS[0], "reason": "x"}, "missing_field", "args.on"),
+        ({"address": GPUS[0], "on": 1, "reason": "x"}, "invalid_argument", "args.on"),
+        ({"address": GPUS[0], "on": True}, "missing_field", "args.reason"),
+        ({"address": GPUS[0], "on": True, "reason": ""}, "invalid_argument", "args.reason"),
+        ({"address": GPUS[0], "on": True, "reason": "r" * 1025}, "invalid_argument", "args.reason"),
+    ]:
+        rep = daemon.call("maintenance", args, endpoint=daemon.read)
+        assert (rep["error"]["code"], rep["error"]["field"]) == (code, field), rep
+    assert _state(daemon) == before
+
+
+def test_maintenance_hold_survives_restart_and_is_announced(tmp_path):
+    d = Daemon(tmp_path).start()
+    sub = zmq.Context.instance().socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, f"transition/{GPUS[2]}".encode())
+    sub.connect(d.events)
+    for _ in range(50):     # let the subscription land
+        d.result("hello")
+    d.result("maintenance", {"address": GPUS[2], "on": True, "reason": "board swap"}, endpoint=d.read)
+    assert sub.poll(5000)
+    ev = msgpack.unpackb(sub.recv_multipart()[1])
+    assert (ev["event"], ev["to"], ev["actor"], ev["reason"]) == ("quarantine", "quarantined", "cyborg", "board swap")
+    sub.close()
+    assert d.stop() == 0
+
+    d2 = Daemon(tmp_path, state_dir=d.state_dir).start()
+    try:
+        shown = d2.result("device", {"address": GPUS[2]}, endpoint=d2.read)
+        assert (shown["state"], shown["reason"], shown["quarantined_by"]) == ("quarantined", "board swap", "cyborg")
+        assert [x["quarantined_by"] for x in d2.devices()] == [None, None, "cyborg"]
+        # still cyborg's hold after the restart: cyborg may end it, and a clean-up follows
+        off = d2.result("maintenance", {"address": GPUS[2], "on": False, "reason": "enabled"}, endpoint=d2.read)
+        assert (off["state"], off["dirty"]) == ("discovered", True)
+        d2.wait(lambda ds: ds[2]["state"] == "sanitized" and not ds[2]["cleaning"])
+    finally:
+        assert d2.stop() == 0, d2.log.read_text()
+
+
+def test_quarantined_by_names_the_system_for_a_fault(tmp_path):
+    """A GPU whose clean-up fails (the allones host: BAR0 reads all-ones) is
+    quarantined by `system`; maintenance off refuses it, naming `system`."""
+    d = Daemon(tmp_path, host="allones").start(wait_clean=False)
+    try:
+        devs = d.wait(lambda ds: any(x["state"] == "quarantined" for x in ds))
+        q = next(x for x in devs if x["state"] == "quarantined")
+        assert q["quarantined_by"] == "system"
+        rep = d.call("maintenance", {"address": q["address"], "on": False, "reason": "x"}, endpoint=d.read)
+        assert rep["error"]["code"] == "illegal_transition"
+        assert f"{q['address']} is quarantined by system, not by cyborg" in rep["error"]["message"]
+    finally:
+        assert d.stop() == 0, d.log.read_text()

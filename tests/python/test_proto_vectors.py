@@ -82,7 +82,7 @@ def spec_codes():
 def test_spec_lists_the_expected_ops_and_codes():
     assert [o for o, _ in spec_ops()] == [
         "hello", "inventory", "published", "devices", "device", "quarantine", "release", "sanitize",
-        "audit", "attached", "released", "gate", "metrics"]
+        "audit", "attached", "released", "gate", "metrics", "maintenance"]
     assert [o for o, r in spec_ops() if not r] == [
         "quarantine", "release", "sanitize", "attached", "released"]
     assert spec_codes() == [
@@ -129,7 +129,7 @@ def test_error_replies_match_their_bad_request():
 
 ENVELOPE_REQ = ["v", "id", "op", "args", "actor"]
 DEVICE = ["address", "state", "dirty", "cleaning", "reason", "since", "domain", "present",
-          "numa_node", "clique", "iommu_group", "driver", "identity"]
+          "numa_node", "clique", "iommu_group", "driver", "identity", "quarantined_by"]
 IDENTITY = ["vendor_id", "device_id", "subsystem_vendor_id", "subsystem_device_id", "revision",
             "class", "vendor_name", "device_name", "serial"]
 STEP = ["name", "verdict", "evidence", "duration_ms"]
@@ -144,10 +144,11 @@ RESULT = {
     "device": DEVICE + ["cleanup", "steps"],
     "quarantine": DEVICE, "release": DEVICE, "sanitize": DEVICE,
     "audit": ["records", "truncated"],
-    "attached": ["devices"], "released": ["devices"],
+    "attached": ["devices"], "released": ["devices", "generation", "revision"],
     "gate": ["allowed", "reasons"],
     "metrics": ["uptime_ms", "devices", "dirty", "cleaning", "cleanups", "requests", "errors",
-                "events", "generation"],
+                "events", "generation", "published", "published_revision"],
+    "maintenance": DEVICE,
 }
 STATES = ["discovered", "sanitized", "allocatable", "attached", "quarantined"]
 EVENT = ["v", "seq", "boot", "time", "kind", "address"]
@@ -159,6 +160,8 @@ def check_device(d):
     assert list(d)[:len(DEVICE)] == DEVICE
     assert BDF.match(d["address"]) and d["state"] in STATES
     assert list(d["identity"]) == IDENTITY
+    # nil exactly when not quarantined
+    assert (d["quarantined_by"] is None) == (d["state"] != "quarantined")
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if n.startswith(("req_", "rep_", "ev_"))])
@@ -179,7 +182,7 @@ def test_key_order(name):
     assert list(value) == ["v", "id", "ok", "result"] and value["v"] == [1, 0]
     op, result = twin["op"], value["result"]
     assert list(result) == RESULT[op], op
-    if op in ("device", "quarantine", "release", "sanitize"):
+    if op in ("device", "quarantine", "release", "sanitize", "maintenance"):
         check_device(result)
     for d in result.get("devices", []) if op == "devices" else []:
         check_device(d)
@@ -201,3 +204,22 @@ def test_key_order(name):
     if op == "hello":
         read_ops = [o for o, r in spec_ops() if r]
         assert result["ops"] == (read_ops if result["endpoint"] == "read" else [o for o, _ in spec_ops()])
+
+
+def test_maintenance_vectors():
+    """maintenance is a read op (the shim's endpoint): its bad_* vectors are sent there and get an
+    argument error, not forbidden; a maintenance reply is quarantined by cyborg; the refusal of an
+    operator's hold names the actor, the reason and the operator's command."""
+    assert ("maintenance", True) in spec_ops()
+    for name in NAMES:
+        twin = load(name)[0]
+        if name.startswith("bad_maintenance_"):
+            assert twin["endpoint"] == "read" and twin["expect"]["code"] in ("missing_field", "invalid_argument")
+    on = unpack(load("req_maintenance")[1])["args"]
+    off = unpack(load("req_maintenance_off")[1])["args"]
+    assert list(on) == list(off) == ["address", "on", "reason"] and on["on"] is True and off["on"] is False
+    assert unpack(load("rep_maintenance")[1])["result"]["quarantined_by"] == "cyborg"
+    err = unpack(load("err_maintenance_not_cyborg")[1])["error"]
+    assert err["code"] == "illegal_transition" and err["field"] is None
+    assert "operator:uid=0(root) sudo=alice(admin endpoint)" in err["message"]
+    assert "gpuwarden release 0000:3c:00.0" in err["message"] and "fan noise" in err["message"]

@@ -23,7 +23,7 @@
 /* ---- the server ---- */
 
 static const char *const ops[] = { "hello", "inventory", "published", "devices", "device", "quarantine", "release",
-                                   "sanitize", "audit", "attached", "released", "gate", "metrics" };
+                                   "sanitize", "audit", "attached", "released", "gate", "metrics", "maintenance" };
 #define N_OPS (sizeof ops / sizeof ops[0])
 
 typedef struct server {
@@ -413,6 +413,18 @@ static void typed_calls(void **state)
     assert_result_is(r, "sanitize");
     json_decref(r);
     assert_last_request(",\"op\":\"sanitize\",\"args\":{\"address\":\"0000:3c:00.0\"},\"actor\":\"tester\"}");
+
+    assert_int_equal(gw_client_maintenance(c, "0000:86:00.0", true, "cyborg: device disabled", &r), 0);
+    assert_result_is(r, "maintenance");
+    json_decref(r);
+    assert_last_request(",\"op\":\"maintenance\",\"args\":{\"address\":\"0000:86:00.0\",\"on\":true,"
+                        "\"reason\":\"cyborg: device disabled\"},\"actor\":\"tester\"}");
+    assert_int_equal(gw_client_maintenance(c, "0000:86:00.0", false, "enabled", &r), 0);
+    json_decref(r);
+    assert_last_request(",\"op\":\"maintenance\",\"args\":{\"address\":\"0000:86:00.0\",\"on\":false,"
+                        "\"reason\":\"enabled\"},\"actor\":\"tester\"}");
+    assert_int_equal(gw_client_maintenance(c, "0000:86:00.0", true, NULL, &r), -EINVAL);
+    assert_null(r);
 
     gw_client_audit_filter f = GW_CLIENT_AUDIT_FILTER_INIT;
     f.device = "0000:3b:00.0";

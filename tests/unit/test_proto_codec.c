@@ -147,8 +147,8 @@ static void error_message_cut_stays_utf8(void **state)
 static void op_table(void **state)
 {
     static const char *const names[GW_OP_COUNT] = { "hello", "inventory", "published", "devices", "device",
-        "quarantine", "release", "sanitize", "audit", "attached", "released", "gate", "metrics" };
-    static const bool read[GW_OP_COUNT] = { 1, 1, 1, 1, 1, 0, 0, 0, 1, 0, 0, 1, 1 };
+        "quarantine", "release", "sanitize", "audit", "attached", "released", "gate", "metrics", "maintenance" };
+    static const bool read[GW_OP_COUNT] = { 1, 1, 1, 1, 1, 0, 0, 0, 1, 0, 0, 1, 1, 1 };
     for (int i = 0; i < GW_OP_COUNT; i++) {
         assert_string_equal(gw_proto_op_name((gw_proto_op)i), names[i]);
         assert_int_equal(gw_proto_op_from_name(names[i], strlen(names[i])), i);
@@ -160,7 +160,7 @@ static void op_table(void **state)
 
 /* ---- every argument of every op ---- */
 
-typedef enum kind { K_BDF, K_TEXT, K_STATE, K_UINT, K_LIST } kind;
+typedef enum kind { K_BDF, K_TEXT, K_STATE, K_UINT, K_BOOL, K_LIST } kind;
 
 typedef struct arg {
     const char *name;
@@ -184,11 +184,12 @@ static const struct {
     { "attached", { { "domain", K_TEXT, 0 }, { "addresses", K_LIST, 0 } }, 2 },
     { "released", { { "domain", K_TEXT, 0 }, { "addresses", K_LIST, 0 } }, 2 },
     { "gate", { { "domain", K_TEXT, 0 }, { "addresses", K_LIST, 0 } }, 2 },
+    { "maintenance", { { "address", K_BDF, 0 }, { "on", K_BOOL, 0 }, { "reason", K_TEXT, 0 } }, 3 },
 };
 
 static const char *const expected_what[] = {
     [K_BDF] = "a PCI address string", [K_TEXT] = "a string", [K_STATE] = "a state name string",
-    [K_UINT] = "an unsigned integer", [K_LIST] = "an array of PCI address strings",
+    [K_UINT] = "an unsigned integer", [K_BOOL] = "a boolean", [K_LIST] = "an array of PCI address strings",
 };
 
 static void pack_valid(msgpack_packer *pk, const arg *a)
@@ -198,6 +199,7 @@ static void pack_valid(msgpack_packer *pk, const arg *a)
     case K_TEXT: str(pk, "x"); break;
     case K_STATE: str(pk, "allocatable"); break;
     case K_UINT: msgpack_pack_uint64(pk, a->ok_uint); break;
+    case K_BOOL: msgpack_pack_false(pk); break;
     case K_LIST: msgpack_pack_array(pk, 1); str(pk, "0000:3b:00.0"); break;
     }
 }
@@ -224,7 +226,7 @@ static void pack_wrong(msgpack_packer *pk, int w)
 static bool right_type(kind k, int w)
 {
     return (w == W_STR && (k == K_BDF || k == K_TEXT || k == K_STATE)) || (w == W_INT && k == K_UINT) ||
-           (w == W_ARRAY && k == K_LIST);
+           (w == W_BOOL && k == K_BOOL) || (w == W_ARRAY && k == K_LIST);
 }
 
 static void every_argument_with_every_wrong_type(void **state)
@@ -266,8 +268,8 @@ static void every_argument_with_every_wrong_type(void **state)
             buf_done(&b);
         }
     }
-    assert_int_equal(ops_seen, 11);     /* every op with arguments; inventory and metrics take none */
-    assert_int_equal(cases, 18 * 8);    /* 18 arguments, 8 wrong types each */
+    assert_int_equal(ops_seen, 12);     /* every op with arguments; inventory and metrics take none */
+    assert_int_equal(cases, 21 * 8);    /* 21 arguments, 8 wrong types each */
 }
 
 static void list_items_with_every_wrong_type(void **state)
@@ -310,6 +312,8 @@ static void every_required_argument_missing(void **state)
         { "released", { "domain" }, "addresses" },
         { "gate", { "addresses" }, "domain" },
         { "gate", { "domain" }, "addresses" },
+        { "maintenance", { NULL }, "address" },
+        { "maintenance", { "address" }, "on" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         buf b;
@@ -411,6 +415,26 @@ static void argument_values(void **state)
         else
             expect_error(b.sb.data, b.sb.size, GW_ENDPOINT_ADMIN, GW_PROTO_INVALID_ARGUMENT, "args.reason",
                          "args.reason: 1025 bytes, at most 1024");
+        buf_done(&b);
+    }
+    /* maintenance: the same reason bounds, on the read endpoint (it is a read
+     * op), after a boolean `on`; an empty reason is refused too */
+    for (size_t n = 0; n <= 1025; n += n == 0 ? 1024 : 1) {
+        buf b;
+        buf_init(&b);
+        head(&b.pk, "maintenance", 3);
+        str(&b.pk, "address");
+        str(&b.pk, "0000:3b:00.0");
+        str(&b.pk, "on");
+        msgpack_pack_true(&b.pk);
+        str(&b.pk, "reason");
+        msgpack_pack_str(&b.pk, n);
+        msgpack_pack_str_body(&b.pk, reason, n);
+        if (n == 1024)
+            expect_ok(b.sb.data, b.sb.size, GW_ENDPOINT_READ);
+        else
+            expect_error(b.sb.data, b.sb.size, GW_ENDPOINT_READ, GW_PROTO_INVALID_ARGUMENT, "args.reason",
+                         n ? "args.reason: 1025 bytes, at most 1024" : "args.reason: must not be empty");
         buf_done(&b);
     }
     buf b;

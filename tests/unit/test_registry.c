@@ -192,6 +192,83 @@ static void quarantine_survives_unplug_and_restart(void **state)
     rm_tree(dir);
 }
 
+/* What the daemon's `maintenance` op (Cyborg's disable/enable) rests on: the
+ * actor of the quarantine in effect (`quarantined_by`) is the one that moved
+ * the device into quarantine, nothing done while quarantined replaces it, it
+ * is in the checkpoint and survives a reopen, and it goes with the release. */
+static void quarantine_actor_is_kept_until_release(void **state)
+{
+    char *dir = tmp_state_dir("reg");
+    gw_registry *reg = open_dir(dir);
+    gw_identity id = test_identity(0x3b, 0);
+    assert_int_equal(gw_registry_sync(reg, &id, 1, NULL), 1);
+    gw_apply_options cy = GW_APPLY_OPTIONS_INIT;
+    cy.actor = "cyborg";
+    cy.reason = "disabled in Cyborg";
+    cy.evidence = "maintenance on the read endpoint";
+    assert_int_equal(gw_registry_apply(reg, A3B, GW_EVENT_QUARANTINE, &cy, NULL), 0);
+
+    /* An operator's quarantine and a fault on top: -EALREADY, the hold stays cyborg's. */
+    gw_apply_options op = GW_APPLY_OPTIONS_INIT;
+    op.actor = "operator:alice(admin endpoint)";
+    op.reason = "fan noise";
+    assert_int_equal(gw_registry_apply(reg, A3B, GW_EVENT_QUARANTINE, &op, NULL), -EALREADY);
+    assert_int_equal(apply(reg, A3B, GW_EVENT_FAULT, "AER fatal"), -EALREADY);
+    assert_int_equal(gw_registry_sync(reg, NULL, 0, NULL), 1);        /* unplugged: still the same hold */
+    gw_registry_free(reg);
+
+    reg = open_dir(dir);
+    assert_int_equal(gw_registry_sync(reg, &id, 1, NULL), 1);         /* back */
+    expect(reg, A3B, GW_STATE_QUARANTINED, GW_FLAG_DIRTY, 4);
+    gw_device *dev = NULL;
+    assert_int_equal(gw_registry_get(reg, A3B, &dev), 0);
+    assert_string_equal(dev->quarantine_actor, "cyborg");
+    assert_string_equal(dev->quarantine_reason, "disabled in Cyborg");
+    assert_string_equal(dev->actor, "system");                      /* the last transition's, not the hold's */
+    char *json = NULL;
+    assert_int_equal(gw_device_to_json(dev, &json), 0);             /* the checkpoint's schema */
+    assert_non_null(strstr(json, "\"quarantine\":{\"reason\":\"disabled in Cyborg\",\"actor\":\"cyborg\""));
+    free(json);
+    uint64_t seen = dev->seq;
+    gw_device_free(dev);
+
+    /* The release the daemon applies for `maintenance` off: against the seq
+     * it decided on (stale: nothing), then for real. */
+    cy.reason = "enabled in Cyborg";
+    cy.if_seq = seen - 1;
+    assert_int_equal(gw_registry_apply(reg, A3B, GW_EVENT_RELEASE, &cy, NULL), -ESTALE);
+    expect(reg, A3B, GW_STATE_QUARANTINED, GW_FLAG_DIRTY, seen);
+    cy.if_seq = seen;
+    assert_int_equal(gw_registry_apply(reg, A3B, GW_EVENT_RELEASE, &cy, NULL), 0);
+    gw_registry_free(reg);
+
+    reg = open_dir(dir);
+    expect(reg, A3B, GW_STATE_DISCOVERED, GW_FLAG_DIRTY, seen + 1);
+    assert_int_equal(gw_registry_get(reg, A3B, &dev), 0);
+    assert_string_equal(dev->quarantine_actor, "");
+    assert_true(gw_device_needs_cleanup(dev));                      /* a release always goes through a clean-up */
+    gw_device_free(dev);
+    /* An operator's quarantine now is the operator's, also after a reopen. */
+    assert_int_equal(gw_registry_apply(reg, A3B, GW_EVENT_QUARANTINE, &op, NULL), 0);
+    gw_registry_free(reg);
+    reg = open_dir(dir);
+    assert_int_equal(gw_registry_get(reg, A3B, &dev), 0);
+    assert_string_equal(dev->quarantine_actor, "operator:alice(admin endpoint)");
+    gw_device_free(dev);
+    gw_registry_free(reg);
+
+    gw_audit *log = audit_all(dir);
+    size_t n = gw_audit_count(log);
+    assert_true(n >= 6);
+    const gw_transition *rel = gw_audit_get(log, n - 2);
+    assert_int_equal(rel->event, GW_EVENT_RELEASE);
+    assert_string_equal(rel->actor, "cyborg");
+    assert_string_equal(rel->reason, "enabled in Cyborg");
+    assert_string_equal(rel->evidence, "maintenance on the read endpoint");
+    gw_audit_free(log);
+    rm_tree(dir);
+}
+
 static void different_card_is_a_new_device(void **state)
 {
     char *dir = tmp_state_dir("reg");
@@ -656,6 +733,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(happy_path_and_round_trip),
         cmocka_unit_test(quarantine_survives_unplug_and_restart),
+        cmocka_unit_test(quarantine_actor_is_kept_until_release),
         cmocka_unit_test(different_card_is_a_new_device),
         cmocka_unit_test(rejections_change_nothing),
         cmocka_unit_test(callback_after_persist),
