@@ -12,11 +12,11 @@ static void show_usage(FILE *f)
     fprintf(f, "usage: gpuwarden show ADDR [-f table|json] [--endpoint EP] [--timeout SEC]\n"
                "\n"
                "Everything gpuwardend knows of one GPU (ADDR: dddd:bb:dd.f or bb:dd.f): state,\n"
-               "flags, the whole reason, domain, NUMA node, clique, IOMMU group, driver and\n"
-               "identity, then its last clean-up: the result and each step's verdict, time and\n"
-               "evidence. -f json prints the protocol's device object plus `cleanup`\n"
-               "({result, started, finished, duration_ms} or null) and `steps`\n"
-               "([{name, verdict, evidence, duration_ms}]).\n"
+               "flags, the whole reason (while quarantined, `by`: who quarantined it), domain,\n"
+               "NUMA node, clique, IOMMU group, driver and identity, then its last clean-up:\n"
+               "the result and each step's verdict, time and evidence. -f json prints the\n"
+               "protocol's device object plus `cleanup` ({result, started, finished,\n"
+               "duration_ms} or null) and `steps` ([{name, verdict, evidence, duration_ms}]).\n"
                "\n");
     fprintf(f, CLI_REMOTE_HELP, GW_PROTO_READ_ENDPOINT);
 }
@@ -60,6 +60,12 @@ static int print_device(const json_t *d)
             cli_time(v, true, buf, sizeof buf);
             snprintf(when, sizeof when, "%s UTC", buf);
             line("since", when);
+        } else if (!strcmp(keys[i], "reason")) {
+            line("reason", cli_field(d, "reason", buf, sizeof buf));
+            /* who quarantined it, under the reason it gave; only while quarantined */
+            const char *by = json_string_value(json_object_get(d, "quarantined_by"));
+            if (by)
+                line("by", by);
         } else if (json_is_integer(v) && json_integer_value(v) < 0) {
             line(keys[i], "-");   /* numa_node, clique: -1 = unknown, none */
         } else {

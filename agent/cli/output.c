@@ -196,10 +196,13 @@ const char *cli_time(const json_t *ms, bool millis, char *buf, size_t n)
 int cli_print_devices(const json_t *devices)
 {
     cli_table t;
-    cli_table_init(&t, 10, "ADDRESS", "STATE", "DIRTY", "CLEANING", "PRESENT", "NUMA", "CLIQUE", "DOMAIN",
-                   "SINCE (UTC)", "REASON");
+    /* BY: who quarantined it (`quarantined_by`), next to the reason it gave;
+     * an operator's identity is long, `show` and -f json have it whole. */
+    cli_table_init(&t, 11, "ADDRESS", "STATE", "DIRTY", "CLEANING", "PRESENT", "NUMA", "CLIQUE", "DOMAIN",
+                   "SINCE (UTC)", "BY", "REASON");
     cli_table_limit(&t, 7, 24);
-    cli_table_limit(&t, 9, CLI_REASON_WIDTH);
+    cli_table_limit(&t, 9, 24);
+    cli_table_limit(&t, 10, CLI_REASON_WIDTH);
     size_t i;
     const json_t *d;
     json_array_foreach(devices, i, d) {
@@ -213,6 +216,7 @@ int cli_print_devices(const json_t *devices)
                       json_integer_value(clique) < 0 ? "-" : cli_field(d, "clique", b[6], 32),
                       json_string_value(json_object_get(d, "domain")),
                       cli_time(json_object_get(d, "since"), false, since, sizeof since),
+                      json_string_value(json_object_get(d, "quarantined_by")),
                       json_string_value(json_object_get(d, "reason")));
     }
     int r = cli_table_print(&t, stdout);

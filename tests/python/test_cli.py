@@ -22,7 +22,7 @@ GPUS = ["0000:1a:00.0", "0000:67:00.0", "0000:68:00.0"]   # x299-3xa6000
 CLIQUE = {"0000:1a:00.0": "-", "0000:67:00.0": "0", "0000:68:00.0": "0"}
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_REFUSED = 0, 1, 2, 4, 5
 LIST_HEADER = ["ADDRESS", "STATE", "DIRTY", "CLEANING", "PRESENT", "NUMA", "CLIQUE", "DOMAIN",
-               "SINCE (UTC)", "REASON"]
+               "SINCE (UTC)", "BY", "REASON"]
 
 
 def cli(*args, env=None, timeout=60):
@@ -38,6 +38,11 @@ def utc(ms, millis=False):
     t = datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.timezone.utc)
     s = t.strftime("%Y-%m-%d %H:%M:%S")
     return s + f".{ms % 1000:03d}" if millis else s
+
+
+def cut(text, width):
+    """A table cell limited to `width` characters, as the CLI cuts it."""
+    return text if len(text) <= width else text[:width - 3] + "..."
 
 
 def table(text):
@@ -114,7 +119,7 @@ def test_list_table(daemon):
     assert names == LIST_HEADER
     assert rows == [{"ADDRESS": d["address"], "STATE": "sanitized", "DIRTY": "no", "CLEANING": "no",
                      "PRESENT": "yes", "NUMA": "0", "CLIQUE": CLIQUE[d["address"]], "DOMAIN": "-",
-                     "SINCE (UTC)": utc(d["since"]), "REASON": "-"} for d in devs]
+                     "SINCE (UTC)": utc(d["since"]), "BY": "-", "REASON": "-"} for d in devs]
     assert [row["ADDRESS"] for row in rows] == GPUS
 
 
@@ -148,7 +153,8 @@ def test_list_cuts_long_reason_show_and_json_keep_it(daemon):
     assert rows[1]["REASON"] == "-"
     assert json.loads(cli("list", "-f", "json", "--endpoint", daemon.read).stdout)[0]["reason"] == reason
     show = cli("show", GPUS[0], "--endpoint", daemon.read).stdout
-    assert f"reason        {reason}\n" in show
+    by = daemon.result("device", {"address": GPUS[0]})["quarantined_by"]
+    assert f"reason        {reason}\nby            {by}\n" in show
 
 
 # ---- show ----
@@ -259,7 +265,9 @@ def test_quarantine_table_and_json(daemon):
     assert names == LIST_HEADER
     assert rows == [{"ADDRESS": GPUS[0], "STATE": "quarantined", "DIRTY": "no", "CLEANING": "no",
                      "PRESENT": "yes", "NUMA": "0", "CLIQUE": "-", "DOMAIN": "-",
-                     "SINCE (UTC)": utc(dev["since"]), "REASON": "fan noise"}]
+                     "SINCE (UTC)": utc(dev["since"]), "BY": cut(dev["quarantined_by"], 24),
+                     "REASON": "fan noise"}]
+    assert dev["quarantined_by"].startswith("operator:uid=")
     r = cli("quarantine", "68:00.0", "--reason", "ecc errors", "-f", "json", "--endpoint", daemon.admin)
     assert r.returncode == EXIT_OK, r.stderr
     got = json.loads(r.stdout)
