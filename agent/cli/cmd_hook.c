@@ -5,39 +5,47 @@
  * it must be quick and must never call back into libvirt (deadlock): it
  * talks to the daemon only. See docs/libvirt.md.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <gpuwarden/attach.h>
 #include <gpuwarden/client.h>
 #include <jansson.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "commands.h"
 
 #define MAX_XML (16u << 20)         /* a domain XML is a few KiB; refuse absurd input */
 #define BATCH 64                    /* the protocol's limit on `addresses` */
+#define PUBLISH_POLL_MS 50          /* how often the wait after `release end` asks the daemon */
+#define PUBLISH_WAIT_MAX_S 600      /* libvirtd is blocked meanwhile: more is a mistake */
 
 typedef struct hook_opts {
     const char *endpoint;           /* NULL = the client's default (admin endpoint) */
     const char *host_root;          /* for the sysfs class check */
     bool allow_when_down;
     unsigned int timeout_ms;
+    unsigned int publish_wait_ms;   /* after `release end`; 0: do not wait */
 } hook_opts;
 
 static void hook_usage(FILE *f)
 {
     fprintf(f,
         "usage: gpuwarden hook [--endpoint EP] [--on-daemon-down refuse|allow] [--timeout-ms N]\n"
-        "                      [--host-root DIR] qemu NAME OP SUBOP [EXTRA]\n"
+        "                      [--publish-wait SECONDS] [--host-root DIR] qemu NAME OP SUBOP [EXTRA]\n"
         "\n"
         "The libvirt qemu hook (/etc/libvirt/hooks/qemu runs it with the domain XML on stdin).\n"
         "  prepare begin   ask the daemon whether domain NAME may start with its PCI host\n"
         "                  devices (op `gate`); exit 1 with the reasons on stderr if not\n"
         "  started begin   tell the daemon the domain now holds its devices (`attached`)\n"
         "  release end     tell the daemon the domain let them go (`released`): the\n"
-        "                  clean-up starts at once\n"
+        "                  clean-up starts at once; then, when a Placement writer (the\n"
+        "                  Cyborg shim) is active, wait until Placement shows the GPUs\n"
+        "                  reserved (see --publish-wait); always exit 0\n"
         "  anything else   exit 0 at once\n"
         "It talks only to the daemon, never to libvirt.\n"
         "\n"
@@ -47,6 +55,16 @@ static void hook_usage(FILE *f)
         "                         through: refuse (default) or allow the start\n"
         "                         (env GPUWARDEN_HOOK_ON_DAEMON_DOWN)\n"
         "  --timeout-ms N         per request (env GPUWARDEN_HOOK_TIMEOUT_MS; default 5000)\n"
+        "  --publish-wait SECONDS on `release end`, wait at most this long (polling the\n"
+        "                         daemon's `metrics` every 50 ms) until the Cyborg shim has\n"
+        "                         published the inventory that shows the released GPUs\n"
+        "                         reserved: libvirt runs this hook inside the domain's\n"
+        "                         destroy, and Nova frees the GPU's Placement allocation\n"
+        "                         only after destroy returns, so Placement never offers a\n"
+        "                         GPU whose clean-up has not passed. No wait when no\n"
+        "                         writer has published since the daemon started. 0\n"
+        "                         disables; at most 600; default 10\n"
+        "                         (env GPUWARDEN_HOOK_PUBLISH_WAIT)\n"
         "  --host-root DIR        where sysfs is, to tell GPUs from other PCI devices when the\n"
         "                         daemon is down (default /)\n"
         "\n"
@@ -199,7 +217,28 @@ static int ask_gate(const hook_opts *o, const char *domain, char **addrs, size_t
     return r;
 }
 
-static int send_hint(const hook_opts *o, const char *op, const char *domain, char **addrs, size_t n)
+/* What the `released` replies said, for the wait on Placement. */
+typedef struct release_mark {
+    char gpu[16];               /* the first managed GPU among the addresses; "" when none */
+    size_t n_gpus;              /* how many were managed */
+    uint64_t revision;          /* the highest inventory revision the replies named; 0: none
+                                   (an older daemon, or no inventory to publish) */
+} release_mark;
+
+static void mark_release(release_mark *m, const json_t *res)
+{
+    const json_t *devices = json_object_get(res, "devices");
+    const char *first = json_string_value(json_array_get(devices, 0));
+    if (first && !m->gpu[0])
+        snprintf(m->gpu, sizeof m->gpu, "%s", first);
+    m->n_gpus += json_array_size(devices);
+    const json_t *rev = json_object_get(res, "revision");
+    if (json_is_integer(rev) && json_integer_value(rev) > 0 && (uint64_t)json_integer_value(rev) > m->revision)
+        m->revision = (uint64_t)json_integer_value(rev);
+}
+
+static int send_hint(const hook_opts *o, const char *op, const char *domain, char **addrs, size_t n,
+                     release_mark *mark)
 {
     gw_client *c;
     int r = open_client(o, &c);
@@ -211,10 +250,93 @@ static int send_hint(const hook_opts *o, const char *op, const char *domain, cha
         r = !strcmp(op, "released")
                 ? gw_client_released(c, domain, (const char *const *)addrs + at, k, &res)
                 : gw_client_attached(c, domain, (const char *const *)addrs + at, k, &res);
+        if (r >= 0 && mark)
+            mark_release(mark, res);
         json_decref(res);
     }
     gw_client_free(c);
     return r;
+}
+
+static int64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int64_t ms)
+{
+    struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+/*
+ * After `release end`: wait until Placement shows the released GPUs
+ * reserved. libvirt runs this hook synchronously inside virDomainDestroy,
+ * and Nova deletes the instance's Placement allocation only once destroy has
+ * returned; holding the return until the shim has published the inventory
+ * revision of the release means Placement never shows the GPU free (neither
+ * allocated nor reserved) while it is dirty. Bounded, and never a failure:
+ * a hook must not fail a domain's teardown, and the gate still refuses a VM
+ * on a GPU that is not clean. No writer yet (`published` 0 since the daemon
+ * started, or a daemon without the field) means there is nothing to wait for.
+ */
+static void wait_published(const hook_opts *o, const char *domain, const release_mark *m)
+{
+    int64_t deadline = monotonic_ms() + o->publish_wait_ms;
+    gw_client_options co = GW_CLIENT_OPTIONS_INIT;
+    co.endpoint = o->endpoint ? o->endpoint : GW_PROTO_ADMIN_ENDPOINT;
+    co.timeout_ms = (int)(o->publish_wait_ms < o->timeout_ms ? o->publish_wait_ms : o->timeout_ms);
+    co.actor = "libvirt qemu hook";
+    gw_client *c;
+    if (gw_client_new(&c, &co) < 0)
+        return;
+    int64_t uptime = -1;
+    uint64_t published = 0;
+    for (bool first = true;; first = false) {
+        json_t *res = NULL;
+        if (gw_client_metrics(c, &res) < 0) {
+            fprintf(stderr, "gpuwarden: warning: domain '%s': cannot ask the daemon whether Placement shows "
+                            "GPU %s reserved (%s); Placement may offer it for up to one Cyborg agent cycle\n",
+                    domain, m->gpu, gw_error_message());
+            break;
+        }
+        const json_t *pub = json_object_get(res, "published");
+        const json_t *rev = json_object_get(res, "published_revision");
+        const json_t *up = json_object_get(res, "uptime_ms");
+        bool writer = json_is_integer(pub) && json_integer_value(pub) > 0 && json_is_integer(rev);
+        published = writer ? (uint64_t)json_integer_value(rev) : 0;
+        /* A restart numbers revisions afresh: ours means nothing to the new run. */
+        bool restarted = json_is_integer(up) && uptime >= 0 && json_integer_value(up) < uptime;
+        uptime = json_is_integer(up) ? json_integer_value(up) : -1;
+        json_decref(res);
+        if (first && !writer)
+            break;              /* no Placement writer on this host (yet): nothing to wait for */
+        if (restarted || !writer) {
+            fprintf(stderr, "gpuwarden: warning: domain '%s': the daemon restarted while waiting for "
+                            "Placement to show GPU %s reserved; not waiting further\n", domain, m->gpu);
+            break;
+        }
+        if (published >= m->revision)
+            break;
+        int64_t left = deadline - monotonic_ms();
+        if (left <= 0) {
+            char more[40] = "";
+            if (m->n_gpus > 1)
+                snprintf(more, sizeof more, " (and %zu more)", m->n_gpus - 1);
+            fprintf(stderr, "gpuwarden: warning: domain '%s': Placement does not show GPU %s%s reserved "
+                            "after %.1f s (inventory revision %llu of the release, published up to %llu): "
+                            "Placement may offer it for up to one Cyborg agent cycle; a VM placed on it "
+                            "then is refused by this hook until its clean-up has passed\n",
+                    domain, m->gpu, more, o->publish_wait_ms / 1000.0, (unsigned long long)m->revision,
+                    (unsigned long long)published);
+            break;
+        }
+        sleep_ms(left < PUBLISH_POLL_MS ? left : PUBLISH_POLL_MS);
+    }
+    gw_client_free(c);
 }
 
 /* ---- the ops ------------------------------------------------------------- */
@@ -297,9 +419,13 @@ static int hook_hint(const hook_opts *o, const char *op, const char *domain)
         gw_attach_list_free(addrs);
         return GW_EXIT_OK;
     }
-    if (send_hint(o, op, domain, addrs, n) < 0)
+    bool released = !strcmp(op, "released");
+    release_mark mark = { .gpu = "" };
+    if (send_hint(o, op, domain, addrs, n, released ? &mark : NULL) < 0)
         fprintf(stderr, "gpuwarden: warning: domain '%s': `%s` hint not delivered: %s\n", domain,
                 op, gw_error_message());
+    else if (released && mark.n_gpus > 0 && mark.revision > 0 && o->publish_wait_ms > 0)
+        wait_published(o, domain, &mark);
     gw_attach_list_free(addrs);
     return GW_EXIT_OK;
 }
@@ -312,6 +438,18 @@ static int parse_policy(const char *s, bool *allow)
         *allow = true;
     else
         return -1;
+    return 0;
+}
+
+/* Seconds, fractions allowed (a test waits 0.5 s), 0..PUBLISH_WAIT_MAX_S. */
+static int parse_publish_wait(const char *s, unsigned int *ms)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (!*s || *end || errno || !(v >= 0 && v <= PUBLISH_WAIT_MAX_S))   /* NaN fails both */
+        return -1;
+    *ms = (unsigned int)(v * 1000 + 0.5);
     return 0;
 }
 
@@ -332,11 +470,12 @@ int cmd_hook(int argc, char **argv)
         { "on-daemon-down", required_argument, NULL, 'p' },
         { "timeout-ms", required_argument, NULL, 't' },
         { "host-root", required_argument, NULL, 'r' },
+        { "publish-wait", required_argument, NULL, 'w' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     hook_opts o = { .endpoint = getenv("GPUWARDEN_ENDPOINT"), .host_root = "/",
-                    .allow_when_down = false, .timeout_ms = 5000 };
+                    .allow_when_down = false, .timeout_ms = 5000, .publish_wait_ms = 10000 };
     const char *env;
     if ((env = getenv("GPUWARDEN_HOOK_ON_DAEMON_DOWN")) && parse_policy(env, &o.allow_when_down) < 0) {
         fprintf(stderr, "gpuwarden hook: GPUWARDEN_HOOK_ON_DAEMON_DOWN='%s': expected refuse or allow\n", env);
@@ -346,10 +485,15 @@ int cmd_hook(int argc, char **argv)
         fprintf(stderr, "gpuwarden hook: GPUWARDEN_HOOK_TIMEOUT_MS='%s': expected 1..600000\n", env);
         return GW_EXIT_USAGE;
     }
+    if ((env = getenv("GPUWARDEN_HOOK_PUBLISH_WAIT")) && parse_publish_wait(env, &o.publish_wait_ms) < 0) {
+        fprintf(stderr, "gpuwarden hook: GPUWARDEN_HOOK_PUBLISH_WAIT='%s': expected seconds, 0..%d\n", env,
+                PUBLISH_WAIT_MAX_S);
+        return GW_EXIT_USAGE;
+    }
     int c;
     optind = 1;
     /* '+': stop at the first positional, libvirt's arguments are not ours. */
-    while ((c = getopt_long(argc, argv, "+he:p:t:r:", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+he:p:t:r:w:", longopts, NULL)) != -1) {
         switch (c) {
         case 'e': o.endpoint = optarg; break;
         case 'p':
@@ -365,6 +509,13 @@ int cmd_hook(int argc, char **argv)
             }
             break;
         case 'r': o.host_root = optarg; break;
+        case 'w':
+            if (parse_publish_wait(optarg, &o.publish_wait_ms) < 0) {
+                fprintf(stderr, "gpuwarden hook: --publish-wait '%s': expected seconds, 0..%d\n", optarg,
+                        PUBLISH_WAIT_MAX_S);
+                return GW_EXIT_USAGE;
+            }
+            break;
         case 'h': hook_usage(stdout); return GW_EXIT_OK;
         default: hook_usage(stderr); return GW_EXIT_USAGE;
         }

@@ -76,12 +76,15 @@ def gate(tmp_path):
     g.daemon.close()
 
 
-def run_hook(args, xml='', endpoint=None, env=None, host_root=None):
+def run_hook(args, xml='', endpoint=None, env=None, host_root=None, publish_wait=None):
     e = dict(os.environ)
     e.pop('GPUWARDEN_ENDPOINT', None)
     e.pop('GPUWARDEN_HOOK_ON_DAEMON_DOWN', None)
+    e.pop('GPUWARDEN_HOOK_PUBLISH_WAIT', None)
     e.update(env or {})
     opts = ['--timeout-ms', '1000']
+    if publish_wait is not None:
+        opts += ['--publish-wait', str(publish_wait)]
     if endpoint:
         opts += ['--endpoint', endpoint]
     if host_root:
@@ -197,6 +200,77 @@ def test_release_end_sends_released(gate):
                            'addresses': ['0000:1a:00.0', '0000:1a:00.1', '0000:67:00.0']}
 
 
+# ---- release end: waiting until Placement shows the release (metrics.published_revision)
+
+def metrics(published, revision):
+    return {'uptime_ms': 1000, 'devices': {}, 'requests': {}, 'errors': {}, 'generation': 77,
+            'published': published, 'published_revision': revision}
+
+
+def test_release_end_waits_for_nothing_when_the_revision_is_published(gate):
+    gate.answers['released'] = {'devices': ['0000:1a:00.0'], 'generation': 77, 'revision': 5}
+    gate.answers['metrics'] = metrics(77, 5)
+    rc, err, took = run_hook(['vm1', 'release', 'end', '-'], GPU_VM, gate.daemon.endpoint)
+    assert (rc, err) == (0, '')
+    assert [r['op'] for r in gate.requests()] == ['released', 'metrics']
+    assert took < 5
+
+
+def test_release_end_without_a_placement_writer_does_not_wait(gate):
+    gate.answers['released'] = {'devices': ['0000:1a:00.0'], 'generation': 77, 'revision': 5}
+    gate.answers['metrics'] = metrics(0, 0)        # nothing published since the daemon started
+    rc, err, took = run_hook(['vm1', 'release', 'end', '-'], GPU_VM, gate.daemon.endpoint)
+    assert (rc, err) == (0, '')
+    assert [r['op'] for r in gate.requests()] == ['released', 'metrics']
+    assert took < 5
+
+
+@pytest.mark.parametrize('answer', [
+    {'devices': ['0000:1a:00.0']},                                   # a daemon without `revision`
+    {'devices': [], 'generation': 77, 'revision': 5},                # no managed GPU among them
+    {'devices': ['0000:1a:00.0'], 'generation': 0, 'revision': 0},   # no inventory to publish
+])
+def test_release_end_without_a_revision_to_wait_for_asks_nothing_more(gate, answer):
+    gate.answers['released'] = answer
+    rc, err, _ = run_hook(['vm1', 'release', 'end', '-'], GPU_VM, gate.daemon.endpoint)
+    assert (rc, err) == (0, '')
+    assert [r['op'] for r in gate.requests()] == ['released']
+
+
+def test_release_end_wait_times_out_with_a_message_and_exits_0(gate):
+    gate.answers['released'] = {'devices': ['0000:1a:00.0', '0000:67:00.0'], 'generation': 77,
+                                'revision': 5}
+    gate.answers['metrics'] = metrics(76, 4)
+    rc, err, took = run_hook(['vm1', 'release', 'end', '-'], GPU_VM, gate.daemon.endpoint,
+                             publish_wait=0.4)
+    assert rc == 0
+    assert 0.4 <= took < 5
+    assert err == ("gpuwarden: warning: domain 'vm1': Placement does not show GPU 0000:1a:00.0 (and 1 "
+                   "more) reserved after 0.4 s (inventory revision 5 of the release, "
+                   "published up to 4): Placement may offer it for up to one Cyborg agent cycle; a VM "
+                   "placed on it then is refused by this hook until its clean-up has passed\n")
+    ops = [r['op'] for r in gate.requests()]
+    assert ops[0] == 'released' and set(ops[1:]) == {'metrics'} and len(ops) >= 4   # polled
+
+
+def test_release_end_publish_wait_0_disables_the_wait(gate):
+    gate.answers['released'] = {'devices': ['0000:1a:00.0'], 'generation': 77, 'revision': 5}
+    gate.answers['metrics'] = metrics(76, 4)
+    rc, err, _ = run_hook(['vm1', 'release', 'end', '-'], GPU_VM, gate.daemon.endpoint,
+                          env={'GPUWARDEN_HOOK_PUBLISH_WAIT': '0'})
+    assert (rc, err) == (0, '')
+    assert [r['op'] for r in gate.requests()] == ['released']
+
+
+def test_release_end_metrics_unanswered_is_a_warning(gate):
+    gate.answers['released'] = {'devices': ['0000:1a:00.0'], 'generation': 77, 'revision': 5}
+    rc, err, _ = run_hook(['vm1', 'release', 'end', '-'], GPU_VM, gate.daemon.endpoint,
+                          publish_wait=0.5)
+    assert rc == 0
+    assert err.startswith("gpuwarden: warning: domain 'vm1': cannot ask the daemon whether Placement "
+                          "shows GPU 0000:1a:00.0 reserved")
+
+
 def test_started_begin_sends_attached_and_never_fails(gate):
     gate.answers['attached'] = ('conflict', "0000:1a:00.0 is attached to domain 'vm-2'")
     rc, err, _ = run_hook(['vm1', 'started', 'begin', '-'], GPU_VM, gate.daemon.endpoint)
@@ -241,6 +315,18 @@ def test_usage_errors_exit_2(args):
     p = subprocess.run([CLI, 'hook', 'lxc', 'vm1', 'prepare', 'begin', '-'],
                        capture_output=True, input=b'')
     assert p.returncode == 2
+
+
+@pytest.mark.parametrize('value', ['x', '-1', '601', 'nan', '', '1e9'])
+def test_bad_publish_wait_exits_2(value):
+    p = subprocess.run([CLI, 'hook', '--publish-wait', value, 'qemu', 'vm1', 'release', 'end', '-'],
+                       capture_output=True, input=b'')
+    assert p.returncode == 2
+    assert f"--publish-wait '{value}': expected seconds, 0..600" in p.stderr.decode()
+    p = subprocess.run([CLI, 'hook', 'qemu', 'vm1', 'release', 'end', '-'], capture_output=True,
+                       input=b'', env=dict(os.environ, GPUWARDEN_HOOK_PUBLISH_WAIT=value))
+    assert p.returncode == 2
+    assert 'GPUWARDEN_HOOK_PUBLISH_WAIT' in p.stderr.decode()
 
 
 def test_bad_policy_exits_2():

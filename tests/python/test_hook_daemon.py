@@ -9,6 +9,7 @@ import os
 import pathlib
 import re
 import subprocess
+import threading
 import time
 
 import pytest
@@ -34,11 +35,15 @@ def domain_xml(name, *addrs):
             f"</devices></domain>")
 
 
-def hook(daemon, name, op, subop, *addrs, env=None):
+def hook(daemon, name, op, subop, *addrs, env=None, publish_wait="0"):
+    """Run the hook. `release end` does not wait for Placement unless a test
+    asks (publish_wait: seconds, or None for the hook's default): these tests
+    are about the gate, and no Cyborg shim runs here."""
     e = {k: v for k, v in os.environ.items() if not k.startswith("GPUWARDEN_")}
     e.update(env or {})
+    wait = [] if publish_wait is None else ["--publish-wait", str(publish_wait)]
     p = subprocess.run([str(build_dir() / "gpuwarden"), "hook", "--endpoint", daemon.admin,
-                        "--timeout-ms", "2000", "--host-root", str(HOST),
+                        "--timeout-ms", "2000", "--host-root", str(HOST), *wait,
                         "qemu", name, op, subop, "-"],
                        input=domain_xml(name, *addrs).encode(), capture_output=True, env=e,
                        timeout=30)
@@ -182,3 +187,102 @@ def test_missed_undefine_is_caught_after_a_daemon_restart(tmp_path):
     print(f"# detach seen at restart -> cleanup_started: {latency} ms")
     assert latency < 1000
     assert d.stop() == 0, d.log.read_text()
+
+
+# ---- release end waits until Placement shows the release (issue 14) ----
+#
+# libvirt runs `release end` inside virDomainDestroy and Nova frees the GPU's
+# Placement allocation only after destroy returns; the Cyborg shim confirms a
+# generation with `published` only once Placement shows its `reserved`. These
+# play the shim with a thread calling `published`.
+
+def reserved_of(inv, addr):
+    return next(x["reserved"] for x in inv["deployables"] if addr in x["gpus"])
+
+
+@pytest.fixture
+def placed(tmp_path):
+    """The daemon with a Placement writer active (one `published`), and vm1
+    running on GPUS[0]."""
+    d = Daemon(tmp_path).start()
+    d.result("published", {"generation": d.result("inventory")["generation"]})
+    assert hook(d, "vm1", "prepare", "begin", GPUS[0]) == (0, "")
+    assert hook(d, "vm1", "started", "begin", GPUS[0]) == (0, "")
+    assert device(d, GPUS[0])["state"] == "attached"
+    yield d
+    assert d.stop() == 0, d.log.read_text()
+
+
+def test_release_end_returns_only_after_placement_shows_it(placed):
+    d = placed
+    seen = {}
+
+    def shim():
+        # Wait until the release is applied, then take a while, as a Cyborg
+        # agent cycle does, before confirming what Placement now shows.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and device(d, GPUS[0])["state"] == "attached":
+            time.sleep(0.02)
+        time.sleep(1.0)
+        inv = d.result("inventory", endpoint=d.read)
+        seen["reserved"] = reserved_of(inv, GPUS[0])
+        seen["at"] = time.monotonic()
+        seen["result"] = d.result("published", {"generation": inv["generation"]}, endpoint=d.read)
+
+    t = threading.Thread(target=shim)
+    t0 = time.monotonic()
+    t.start()
+    rc, err = hook(d, "vm1", "release", "end", GPUS[0], publish_wait=None)   # the default: 10 s
+    t1 = time.monotonic()
+    t.join()
+    assert (rc, err) == (0, "")
+    assert "at" in seen, "the shim thread did not publish"
+    assert seen["reserved"] == 1                   # what the shim confirmed shows the GPU reserved
+    assert seen["at"] <= t1                        # the hook returned only after that
+    assert 1.0 <= t1 - t0 < 8, t1 - t0
+    m = d.result("metrics")
+    assert m["published_revision"] >= 2 and m["published"] != 0
+
+
+def test_release_end_without_a_placement_writer_returns_at_once(tmp_path):
+    d = Daemon(tmp_path).start()
+    try:
+        assert d.result("metrics")["published"] == 0 and d.result("metrics")["published_revision"] == 0
+        d.result("attached", {"domain": "vm1", "addresses": [GPUS[1]]})
+        t0 = time.monotonic()
+        assert hook(d, "vm1", "release", "end", GPUS[1], publish_wait=10) == (0, "")
+        assert time.monotonic() - t0 < 3
+        assert device(d, GPUS[1])["state"] != "attached"
+    finally:
+        assert d.stop() == 0, d.log.read_text()
+
+
+def test_release_end_wait_times_out_and_still_exits_0(placed):
+    d = placed
+    t0 = time.monotonic()
+    rc, err = hook(d, "vm1", "release", "end", GPUS[0], publish_wait=1)
+    took = time.monotonic() - t0
+    assert rc == 0 and 1.0 <= took < 6, took
+    assert err.startswith(f"gpuwarden: warning: domain 'vm1': Placement does not show GPU {GPUS[0]} "
+                          "reserved after 1.0 s")
+    assert "Placement may offer it for up to one Cyborg agent cycle" in err
+    # the release itself went through: reserved in the inventory, clean-up under way or done
+    assert device(d, GPUS[0])["state"] in ("discovered", "sanitized")
+    assert reserved_of(d.result("inventory"), GPUS[0]) == 1
+
+
+def test_released_result_names_generation_and_revision(placed):
+    d = placed
+    before = d.result("metrics")
+    rel = d.result("released", {"domain": "vm1", "addresses": [GPUS[0], "0000:00:1f.3"]})
+    assert list(rel) == ["devices", "generation", "revision"]
+    assert rel["devices"] == [GPUS[0]]
+    inv = d.result("inventory")
+    assert rel["generation"] == inv["generation"] and reserved_of(inv, GPUS[0]) == 1
+    assert rel["revision"] > before["published_revision"]
+    # confirming an older generation does not reach it; confirming this one does
+    d.result("published", {"generation": before["generation"]})
+    assert d.result("metrics")["published_revision"] < rel["revision"]
+    d.result("published", {"generation": rel["generation"]})
+    m = d.result("metrics")
+    assert m["published_revision"] >= rel["revision"] and m["published"] == rel["generation"]
