@@ -158,7 +158,7 @@ class GPUWardenDriver(GenericDriver):
                         '(%s); not marking it published', inv.generation,
                         outcome.exposed_short)
             return outcome
-        if inv.published == inv.generation:
+        if inv.confirmed:
             return outcome      # the daemon knows already: no request
         try:
             res = self.client().call('published',

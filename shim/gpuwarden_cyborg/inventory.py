@@ -66,9 +66,18 @@ class Inventory:
     host: str
     model: str
     deployables: tuple
-    #: The last generation the daemon was told is in Placement in this run
-    #: of the daemon (0: none yet); None from a daemon that does not say.
-    published: int = None
+    #: This content's revision in the daemon's run, and the highest revision
+    #: the daemon has been told is in Placement (0: none yet). None from a
+    #: daemon that does not say (then `published` is always sent).
+    revision: int = None
+    published_revision: int = None
+
+    @property
+    def confirmed(self):
+        """True when the daemon already knows Placement covers this
+        content: `published` would change nothing."""
+        return self.revision is not None and \
+            self.revision == self.published_revision
 
 
 def _bad(where, msg):
@@ -209,9 +218,11 @@ def parse(result, host=None):
     generation = _get(result, 'generation', 'uint', where)
     if not 1 <= generation <= _GENERATION_MAX:
         _bad(where, f"generation {generation} not in 1..2^63-1")
-    published = None
-    if 'published' in result:
-        published = _get(result, 'published', 'uint', where)
+    revision = published_revision = None
+    if 'revision' in result and 'published_revision' in result:
+        revision = _get(result, 'revision', 'uint', where)
+        published_revision = _get(result, 'published_revision', 'uint',
+                                  where)
     inv_host = _get(result, 'host', 'str', where)
     model = _get(result, 'model', 'str', where)
     raw_deps = _get(result, 'deployables', 'list', where)
@@ -242,4 +253,5 @@ def parse(result, host=None):
         _bad(where, f"gpuwardend names its deployables for host "
              f"{inv_host!r}, [gpuwarden] host says {host!r}")
     return Inventory(generation=generation, host=inv_host, model=model,
-                     deployables=deployables, published=published)
+                     deployables=deployables, revision=revision,
+                     published_revision=published_revision)

@@ -48,7 +48,7 @@ class World:
     def __init__(self, tmp_path, placement):
         self.inv = S.sample_inventory(host=f'h{uuid.uuid4().hex[:8]}')
         self.host = self.inv['host']
-        self.published = 0
+        self.published = 0      # the revision the driver confirmed
         self.daemon = S.FakeDaemon(str(tmp_path / 'read.sock'), self.handle)
         S.configure_cyborg(str(tmp_path), placement_url=placement.url,
                            endpoint=self.daemon.endpoint,
@@ -62,7 +62,10 @@ class World:
     def handle(self, req):
         msg = msgpack.unpackb(req, raw=False)
         if msg['op'] == 'inventory':
-            return S.reply(req, dict(self.inv, published=self.published))
+            # A revision per content, as the daemon numbers them.
+            rev = self.inv['generation']
+            return S.reply(req, dict(self.inv, revision=rev,
+                                     published_revision=self.published))
         self.published = msg['args']['generation']
         return S.reply(req, {'generation': self.inv['generation'],
                              'promoted': []})
