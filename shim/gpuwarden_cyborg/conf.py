@@ -51,6 +51,34 @@ opts = [
              'each on a fresh socket. When all fail, discover() raises and '
              'Cyborg reports nothing this cycle (it never reports an empty '
              'or partial list).'),
+    cfg.BoolOpt(
+        'follow_cyborg_disable',
+        default=True,
+        help='Turn Cyborg\'s own "openstack accelerator device disable" '
+             '(device status maintaining) into a gpuwarden maintenance '
+             'quarantine of the device\'s GPUs (actor cyborg), keep its '
+             'providers fully reserved while Cyborg says maintaining, and '
+             'release them through a clean-up on "device enable". The '
+             'driver reads Cyborg\'s API (GET /v2/devices) with the '
+             'agent\'s [placement] credentials when Placement shows a '
+             'change it did not make, and at least every '
+             'cyborg_status_interval seconds.'),
+    cfg.IntOpt(
+        'cyborg_status_interval',
+        default=300,
+        min=1,
+        help='Read Cyborg\'s device statuses at least this often (seconds), '
+             'even when Placement shows no change (a "device disable" that '
+             'failed after setting the status writes nothing to '
+             'Placement).'),
+    cfg.StrOpt(
+        'cyborg_endpoint',
+        help='Cyborg API endpoint (e.g. http://controller:6666). Unset: '
+             'from the service catalog, service type "accelerator".'),
+    cfg.StrOpt(
+        'cyborg_interface',
+        default='internal',
+        help='Service catalog interface for Cyborg\'s API.'),
     cfg.StrOpt(
         'host',
         help='The host name gpuwardend must be naming deployables for '

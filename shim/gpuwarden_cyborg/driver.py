@@ -14,6 +14,7 @@ Placement's offer when it leaves ``allocatable``, not a cycle later.
 """
 
 import threading
+import time
 
 from oslo_log import log as logging
 
@@ -23,6 +24,7 @@ from cyborg.conf import CONF
 from gpuwarden_cyborg import client as gw_client
 from gpuwarden_cyborg import conf as gw_conf
 from gpuwarden_cyborg import cyborg_compat
+from gpuwarden_cyborg import cyborg_status
 from gpuwarden_cyborg import errors
 from gpuwarden_cyborg import events
 from gpuwarden_cyborg import inventory
@@ -37,10 +39,17 @@ gw_conf.register_opts(CONF)
 class GPUWardenDriver(GenericDriver):
     """Reports the GPUs that gpuwardend manages."""
 
-    def __init__(self, placement_client=None):
+    def __init__(self, placement_client=None, cyborg_api=None):
         # Cyborg builds drivers with no arguments (stevedore
-        # invoke_on_load); tests may pass a PlacementClient.
+        # invoke_on_load); tests may pass a PlacementClient and a
+        # cyborg_status.CyborgAPI.
+        cyborg_compat.log_status()
         self._placement = placement_client
+        self._cyborg = cyborg_api
+        # PCI addresses of the devices Cyborg last said are maintaining,
+        # and when it was asked (monotonic; None: never).
+        self._maintaining = set()
+        self._cyborg_asked = None
         self._client = None
         self._mirror = None
         self._listener = None
@@ -60,8 +69,11 @@ class GPUWardenDriver(GenericDriver):
         with self._lock:
             inv = self.fetch_inventory()
             cyborg_compat.check_model(inv)
+            tree = self._read_tree(inv)
+            inv, maintaining = self._follow_cyborg(inv, tree)
             devices = objects.build(inv)
-            self._publish(inv, self._reported, may_show=True)
+            self._publish(inv, self._reported, may_show=True,
+                          maintaining=maintaining, tree=tree)
             self._reported = {d.name: {h.info for h in d.attach_handles}
                               for d in inv.deployables}
         return devices
@@ -130,7 +142,8 @@ class GPUWardenDriver(GenericDriver):
                 LOG.warning('gpuwarden: reading the inventory after a '
                             'daemon event failed: %s', exc)
                 return
-            self._publish(inv, None, may_show=False)
+            self._publish(inv, None, may_show=False,
+                          maintaining=self._maintaining_names(inv))
 
     def placement(self):
         if self._placement is None:
@@ -140,12 +153,105 @@ class GPUWardenDriver(GenericDriver):
             self._placement = placement_client.PlacementClient()
         return self._placement
 
-    def _publish(self, inv, reported, may_show):
+    def _read_tree(self, inv):
+        try:
+            return self.mirror().read_tree(inv)
+        except Exception as exc:
+            LOG.warning('gpuwarden: cannot read the compute node tree from '
+                        'Placement: %s', exc)
+            return None
+
+    # --- Cyborg's own device disable / enable -------------------------------
+
+    def cyborg_api(self):
+        if self._cyborg is None:
+            self._cyborg = cyborg_status.CyborgAPI(CONF)
+        return self._cyborg
+
+    def _maintaining_names(self, inv):
+        return frozenset(
+            d.name for d in inv.deployables
+            if objects.address(d.device.cpid_info) in self._maintaining)
+
+    def _cyborg_due(self, inv, tree):
+        """Ask Cyborg when Placement shows a change this driver did not
+        make (Cyborg's disable/enable write reserved), and at least every
+        cyborg_status_interval seconds."""
+        if self._cyborg_asked is None:
+            return True
+        if time.monotonic() - self._cyborg_asked >= \
+                CONF.gpuwarden.cyborg_status_interval:
+            return True
+        return tree is not None and bool(self.mirror().moved(inv, tree))
+
+    def _follow_cyborg(self, inv, tree):
+        """Turn Cyborg's device statuses into gpuwarden maintenance holds.
+        Returns the inventory to report (read again if a hold changed) and
+        the names of the deployables whose device Cyborg says is
+        maintaining (kept fully reserved)."""
+        if not CONF.gpuwarden.follow_cyborg_disable:
+            return inv, frozenset()
+        if not self._cyborg_due(inv, tree):
+            return inv, self._maintaining_names(inv)
+        host = self.mirror().root_name or inv.host
+        self._cyborg_asked = time.monotonic()
+        try:
+            maintaining, known = self.cyborg_api().maintaining(host)
+        except Exception as exc:
+            LOG.warning('gpuwarden: cannot read device statuses from '
+                        'Cyborg\'s API: %s (keeping the last known: %s)',
+                        exc, sorted(self._maintaining) or 'none')
+            return inv, self._maintaining_names(inv)
+        self._maintaining = set(maintaining)
+        if self._hold(inv, maintaining, known):
+            inv = self.fetch_inventory()
+        return inv, self._maintaining_names(inv)
+
+    def _hold(self, inv, maintaining, known):
+        """Quarantine (``maintenance on``) the GPUs of the devices Cyborg
+        says are maintaining; release (``maintenance off``, a clean-up
+        follows) the GPUs Cyborg put on hold whose device it enabled
+        again. True when a hold changed."""
+        states = {d['address']: d for d in
+                  self.client().call('devices', {})['devices']}
+        changed = False
+        for dep in inv.deployables:
+            addr = objects.address(dep.device.cpid_info)
+            if addr not in known:
+                continue
+            for gpu in dep.gpus:
+                cur = states.get(gpu, {})
+                if addr in maintaining:
+                    if cur.get('state') == 'quarantined':
+                        continue
+                    on, reason = True, (f'Cyborg device {maintaining[addr]} '
+                                        f'disabled (status maintaining)')
+                elif cur.get('quarantined_by') == 'cyborg':
+                    on, reason = False, (f'Cyborg device {known[addr]} '
+                                         f'enabled')
+                else:
+                    continue
+                try:
+                    self.client().call('maintenance', {
+                        'address': gpu, 'on': on, 'reason': reason})
+                    changed = True
+                    LOG.info('gpuwarden: %s: maintenance %s (%s)', gpu,
+                             'on' if on else 'off', reason)
+                except errors.GPUWardenError as exc:
+                    LOG.warning('gpuwarden: %s: maintenance %s failed: %s',
+                                gpu, 'on' if on else 'off', exc)
+        return changed
+
+    # --- Placement ------------------------------------------------------------
+
+    def _publish(self, inv, reported, may_show, maintaining=frozenset(),
+                 tree=None):
         """Mirror reserved into Placement, then tell the daemon which
         generation Placement now covers. Failures are logged, never raised:
         the list is still reported, and the next cycle tries again."""
         try:
-            outcome = self.mirror().sync(inv, reported, may_show=may_show)
+            outcome = self.mirror().sync(inv, reported, may_show=may_show,
+                                         maintaining=maintaining, tree=tree)
         except Exception as exc:
             LOG.warning('gpuwarden: no Placement client, reserved not '
                         'synced: %s', exc)

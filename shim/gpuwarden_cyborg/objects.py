@@ -17,11 +17,15 @@ reformatted: the daemon's strings go to Cyborg as they are.
   a clique change does to Cyborg's records.
 """
 
+import json
+
 from cyborg.objects.driver_objects import driver_attach_handle
 from cyborg.objects.driver_objects import driver_attribute
 from cyborg.objects.driver_objects import driver_controlpath_id
 from cyborg.objects.driver_objects import driver_deployable
 from cyborg.objects.driver_objects import driver_device
+
+from gpuwarden_cyborg import cyborg_status
 
 
 def attributes(dep):
@@ -45,15 +49,24 @@ def deployable(dep):
         driver_name=dep.driver_name)
 
 
+def address(cpid_info):
+    """The PCI address in a control path's JSON (Cyborg's
+    pci_str_to_json, checked by inventory.py)."""
+    a = json.loads(cpid_info)
+    return f"{a['domain']}:{a['bus']}:{a['device']}.{a['function']}"
+
+
 def device(dev, deps):
     return driver_device.DriverDevice(
         vendor=dev.vendor,
         model=dev.model,
         type=dev.type,
         std_board_info=dev.std_board_info,
-        # Set, even though the protocol has none: the conductor reads it
-        # when diffing, and an unset OVO field raises there.
-        vendor_board_info=None,
+        # The device's PCI address: Cyborg's device API shows no control
+        # path, and the driver finds its devices there by this
+        # (cyborg_status.py: Cyborg's own device disable/enable).
+        vendor_board_info=cyborg_status.vendor_board_info(
+            address(dev.cpid_info)),
         controlpath_id=driver_controlpath_id.DriverControlPathID(
             cpid_type=dev.cpid_type, cpid_info=dev.cpid_info),
         deployable_list=[deployable(d) for d in deps],

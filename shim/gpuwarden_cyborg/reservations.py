@@ -111,6 +111,7 @@ class PlacementMirror:
         self.pc = pc
         self._root_names = root_names
         self._root = None
+        self.root_name = None
         self._seen = {}
 
     # --- Placement access ---------------------------------------------------
@@ -146,6 +147,7 @@ class PlacementMirror:
                 rps = (body or {}).get('resource_providers') or []
                 if rps:
                     self._root = rps[0]['uuid']
+                    self.root_name = name
                     break
             else:
                 raise RuntimeError(
@@ -156,8 +158,29 @@ class PlacementMirror:
 
     # --- one cycle ------------------------------------------------------------
 
+    def read_tree(self, inv):
+        """(compute node UUID, {uuid: provider} of its tree): the one
+        request of a steady-state cycle."""
+        root = self.root(inv)
+        body = self._get(f'/resource_providers?in_tree={root}')
+        return root, {rp['uuid']: rp for rp in body['resource_providers']}
+
+    def moved(self, inv, tree):
+        """Names of deployables whose provider changed since this mirror
+        last read or wrote it (someone else wrote it: Cyborg's conductor or
+        API, Nova's claims), or that it has never seen."""
+        _, providers = tree
+        out = []
+        for dep in inv.deployables:
+            rp = provider_uuid(dep.name)
+            seen, listed = self._seen.get(rp), providers.get(rp)
+            if seen is None or listed is None or \
+                    seen.generation != listed['generation']:
+                out.append(dep.name)
+        return out
+
     def sync(self, inv, reported=None, maintaining=frozenset(),
-             may_show=False):
+             may_show=False, tree=None):
         """Bring Placement in line with ``inv``. Never raises: every
         failure is logged, left in ``pending`` and retried next time.
 
@@ -172,12 +195,12 @@ class PlacementMirror:
             the compute node only when the conductor is known not to be
             processing a report (cyborg-agent calls discover() after
             report_data returned).
+        :param tree: what :meth:`read_tree` returned, when the caller has
+            just read it.
         """
         out = Outcome()
         try:
-            root = self.root(inv)
-            tree = self._get(f'/resource_providers?in_tree={root}')
-            tree = {rp['uuid']: rp for rp in tree['resource_providers']}
+            root, tree = tree if tree is not None else self.read_tree(inv)
         except Exception as exc:
             LOG.warning('gpuwarden: cannot read the compute node tree from '
                         'Placement: %s', exc)

@@ -58,6 +58,7 @@ with warnings.catch_warnings():
     from cyborg.conductor import manager as cond_manager
     from cyborg.objects.driver_objects import driver_device
 
+from gpuwarden_cyborg import cyborg_compat
 from gpuwarden_cyborg import driver as gw_driver
 from gpuwarden_cyborg import reservations
 
@@ -521,6 +522,10 @@ def test_two_p2p_gpus_per_gpu_model(make_host):
     assert len(h.offered(two[0], 'none')) == 4 * 3
 
 
+@pytest.mark.skipif(
+    not cyborg_compat.attach_handle_lookup_fixed(),
+    reason='per_clique needs packaging/cyborg/0001 (run under patched Cyborg '
+           'by test_cyborg_patches.py::test_under_patched_cyborg)')
 def test_two_p2p_gpus_per_clique_model(make_host):
     """Per-clique model (--inventory-model per_clique): PGPU=2 in one group
     is served by one clique provider; Cyborg's bind takes two of its

@@ -133,7 +133,7 @@ def test_show_prints_every_object(gw_daemon, capsys):
         '"0000", "function": "0"}',
         '  std_board_info: {"controller": "VGA compatible controller", '
         '"product_id": "1eb0"}',
-        '  vendor_board_info: None',
+        '  vendor_board_info: {"pci_address": "0000:1a:00.0"}',
         '  DriverDeployable compute0_0000:1a:00.0 num_accelerators=1 '
         'driver_name=NVIDIA',
         '    DriverAttribute rc = PGPU',

@@ -51,7 +51,8 @@ def flat(dev):
 
 def h100(addr, deps):
     return {'vendor': '10de', 'model': H100, 'type': 'GPU',
-            'std_board_info': H100_BOARD, 'vendor_board_info': None,
+            'std_board_info': H100_BOARD,
+            'vendor_board_info': '{"pci_address": "%s"}' % addr,
             'stub': False, 'cpid': ('PCI', pj(addr)), 'deployables': deps}
 
 

@@ -138,6 +138,8 @@ def configure_cyborg(tmpdir, placement_url=None, endpoint=None, **gw):
              '[agent]', 'enabled_drivers = gpuwarden', '[gpuwarden]']
     if endpoint:
         lines.append(f'endpoint = {endpoint}')
+    # Cyborg's API is served only where a test starts it (cyborg_api.py).
+    gw.setdefault('follow_cyborg_disable', False)
     lines += [f'{k} = {v}' for k, v in gw.items()]
     if placement_url:
         lines += ['[placement]', 'auth_type = admin_token',
