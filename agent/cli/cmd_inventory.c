@@ -19,7 +19,9 @@ static void inventory_usage(FILE *f)
                "traits. -f json prints {\"generation\", \"deployables\": [{\"name\", \"rc\",\n"
                "\"num_accelerators\", \"reserved\", \"traits\", \"attach_handles\": [{\"type\",\n"
                "\"info\"}], \"gpus\"}]}; `python -m gpuwarden_cyborg.show` shows the Cyborg\n"
-               "objects built from it.\n"
+               "objects built from it. The table's first line also says the content's revision\n"
+               "in this daemon run and the highest revision the driver confirmed is in Placement\n"
+               "(equal: Placement shows this content).\n"
                "\n");
     fprintf(f, CLI_REMOTE_HELP, GW_PROTO_READ_ENDPOINT);
 }
@@ -56,9 +58,14 @@ static int print_table(const json_t *inv)
 {
     char b[4][32];
     const json_t *deps = json_object_get(inv, "deployables");
-    printf("generation %s, host %s, model %s: %zu deployable%s\n", cli_field(inv, "generation", b[0], 32),
+    printf("generation %s, host %s, model %s: %zu deployable%s", cli_field(inv, "generation", b[0], 32),
            cli_field(inv, "host", b[1], 32), cli_field(inv, "model", b[2], 32), json_array_size(deps),
            json_array_size(deps) == 1 ? "" : "s");
+    /* Whether Placement is known to show this content (an older daemon does not say). */
+    if (json_is_integer(json_object_get(inv, "revision")))
+        printf("; revision %s, published revision %s", cli_field(inv, "revision", b[0], 32),
+               cli_field(inv, "published_revision", b[1], 32));
+    printf("\n");
     cli_table t;
     cli_table_init(&t, 7, "NAME", "RC", "GPUS", "TOTAL", "RESERVED", "HANDLES", "TRAITS");
     size_t i;

@@ -250,6 +250,8 @@ static void done(gw_sanitize_result *res, void *userdata)
         gw_log(GW_LOG_ERR, "%s: clean-up %s not recorded: %s", address, passed ? "passed" : "failed",
                gw_error_message());
 
+    if (passed && r == 0)
+        atomic_store(&d->promote_due, true);    /* sanitized now: the main loop may promote it */
     if (passed)
         atomic_fetch_add(&d->cleanups_passed, 1);
     else

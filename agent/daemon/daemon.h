@@ -98,6 +98,10 @@ typedef struct gwd {
     uint64_t published_rev;             /* (L) highest revision confirmed by `published`; 0: none */
     uint64_t published_gen;             /* (L) the generation of that revision; 0: none */
 
+    /* A clean-up passed since the main loop last looked: it checks whether
+     * the new sanitized GPUs can be promoted at once (gwd_promote_confirmed). */
+    atomic_bool promote_due;
+
     /* metrics (main thread, except the clean-up counters) */
     uint64_t requests[16];
     uint64_t errors[16];
@@ -148,6 +152,9 @@ void gwd_serve(gwd *d, void *sock, bool admin);
 
 /* ops.c: the inventory (also used by server for metrics). Caller holds d->lock. */
 int gwd_inventory_build(gwd *d, gw_inventory **out);
+/* Promote the sanitized GPUs when Placement is known to show the current
+ * inventory revision already (see ops.c). Main thread; takes d->lock. */
+void gwd_promote_confirmed(gwd *d);
 
 int64_t gwd_now_ms(void);
 /* Free a NULL-terminated string array (NULL accepted). */

@@ -311,6 +311,9 @@ static void serve(gwd *d)
          * backstop. Requests alone never pay for the registry listing. */
         if (items[3].revents || ready == 0 || gwd_cleanup_retry_due(d))
             gwd_cleanup_kick(d);
+        /* done() set it before the wake-up that brought us here. */
+        if (atomic_exchange(&d->promote_due, false))
+            gwd_promote_confirmed(d);
         publish_queued(d);
     }
 }

@@ -268,7 +268,13 @@ static json_t *deployable_object(const gw_deployable *dp)
     return o;
 }
 
-static json_t *inventory_object(const gw_inventory *inv)
+/* The `inventory` result. `revision` and `published_revision` come last:
+ * they are this daemon run's bookkeeping, not content (the generation does
+ * not cover them), and decoders read keys by name. With them the shim sees
+ * whether Placement is already known to show this content, and skips a
+ * `published` that would change nothing (PROTOCOL.md §8). Caller holds
+ * d->lock; `inv` is the current inventory. */
+static json_t *inventory_object(gwd *d, const gw_inventory *inv)
 {
     json_t *o = json_object();
     json_object_set_new(o, "generation", json_integer((json_int_t)gw_inventory_generation(inv)));
@@ -278,6 +284,8 @@ static json_t *inventory_object(const gw_inventory *inv)
     for (size_t i = 0; i < gw_inventory_deployable_count(inv); i++)
         json_array_append_new(deps, deployable_object(gw_inventory_deployable(inv, i)));
     json_object_set_new(o, "deployables", deps);
+    json_object_set_new(o, "revision", json_integer((json_int_t)d->revision));
+    json_object_set_new(o, "published_revision", json_integer((json_int_t)d->published_rev));
     return o;
 }
 
@@ -318,9 +326,41 @@ static int op_inventory(gwd *d, const gw_proto_request *req, bool admin, json_t 
     gw_inventory *inv = NULL;
     int r = current_inventory(d, &inv);
     if (r == 0)
-        *out = inventory_object(inv);
+        *out = inventory_object(d, inv);
     pthread_mutex_unlock(&d->lock);
     return r < 0 ? fail_from_errno(err, r, NULL) : 0;
+}
+
+/* Promote every sanitized GPU of `inv`, the current inventory, to
+ * allocatable: Placement is known to show exactly this content, in which
+ * they are reserved, so they may now be offered (their handles and the lower
+ * `reserved` go out in the next generation). Each is applied against the
+ * record's seq, so a GPU that changed meanwhile is left alone. Rebuilds the
+ * inventory when any was promoted. Caller holds d->lock. Returns the
+ * addresses promoted. */
+static json_t *promote_sanitized(gwd *d, gw_inventory **inv, const char *reason)
+{
+    json_t *promoted = json_array();
+    gw_device **list = NULL;
+    size_t n = 0;
+    if (gw_registry_list(d->reg, &list, &n) < 0)
+        return promoted;
+    for (size_t i = 0; i < n; i++) {
+        const gw_device *dev = list[i];
+        if (dev->state != GW_STATE_SANITIZED || (dev->flags & GW_FLAG_MISSING) ||
+            !gw_inventory_find_gpu(*inv, dev->identity.address))
+            continue;
+        gw_apply_options o = GW_APPLY_OPTIONS_INIT;
+        o.actor = "placement";
+        o.reason = reason;
+        o.if_seq = dev->seq;
+        if (gw_registry_apply(d->reg, dev->identity.address, GW_EVENT_PUBLISHED, &o, NULL) == 0)
+            json_array_append_new(promoted, json_string(dev->identity.address));
+    }
+    gw_device_list_free(list, n);
+    if (json_array_size(promoted) > 0)
+        current_inventory(d, inv);
+    return promoted;
 }
 
 /* Promote the sanitized GPUs of `generation` when it is still the current
@@ -349,29 +389,13 @@ static int op_published(gwd *d, const gw_proto_request *req, bool admin, json_t 
         d->published_rev = revision;
         d->published_gen = g;
     }
-    json_t *promoted = json_array();
+    json_t *promoted;
     if (current) {
-        gw_device **list = NULL;
-        size_t n = 0;
-        if (gw_registry_list(d->reg, &list, &n) == 0) {
-            for (size_t i = 0; i < n; i++) {
-                const gw_device *dev = list[i];
-                if (dev->state != GW_STATE_SANITIZED || (dev->flags & GW_FLAG_MISSING) ||
-                    !gw_inventory_find_gpu(inv, dev->identity.address))
-                    continue;
-                gw_apply_options o = GW_APPLY_OPTIONS_INIT;
-                o.actor = "placement";
-                char reason[64];
-                snprintf(reason, sizeof reason, "inventory generation %llu reported", (unsigned long long)g);
-                o.reason = reason;
-                o.if_seq = dev->seq;
-                if (gw_registry_apply(d->reg, dev->identity.address, GW_EVENT_PUBLISHED, &o, NULL) == 0)
-                    json_array_append_new(promoted, json_string(dev->identity.address));
-            }
-            gw_device_list_free(list, n);
-        }
-        if (json_array_size(promoted) > 0)
-            current_inventory(d, &inv);
+        char reason[64];
+        snprintf(reason, sizeof reason, "inventory generation %llu reported", (unsigned long long)g);
+        promoted = promote_sanitized(d, &inv, reason);
+    } else {
+        promoted = json_array();
     }
     json_t *o = json_object();
     json_object_set_new(o, "generation", json_integer((json_int_t)gw_inventory_generation(inv)));
@@ -379,6 +403,45 @@ static int op_published(gwd *d, const gw_proto_request *req, bool admin, json_t 
     pthread_mutex_unlock(&d->lock);
     *out = o;
     return 0;
+}
+
+/*
+ * A clean-up passed: promote the sanitized GPUs at once when Placement is
+ * already known to show the current content, without waiting for another
+ * `published`.
+ *
+ * A GPU going dirty -> sanitized does not change the inventory (both are
+ * reserved and without a handle), so the generation and revision stay the
+ * same; the shim sees revision == published_revision and, in steady state,
+ * sends no `published` (it would change nothing in Placement). Without this
+ * the GPU would stay sanitized until some other change made a new revision.
+ *
+ * Exactly as safe as the `published` the shim skipped: `published {g}` for
+ * the current g promotes the sanitized GPUs of g because the shim said
+ * Placement covers g's content, in which they are reserved. Here that same
+ * statement was made for this same content: published_rev == revision means
+ * a `published` confirmed a generation whose revision is the current one,
+ * and every change of content since would have made a new revision (the
+ * inventory is rebuilt just now, so a change not yet served counts too).
+ * So Placement reserves these GPUs, as it would have had the shim sent
+ * `published {g}` again; the promotion makes a new revision (lower
+ * `reserved`, the handles), which the shim publishes as usual. Main thread.
+ */
+void gwd_promote_confirmed(gwd *d)
+{
+    pthread_mutex_lock(&d->lock);
+    gw_inventory *inv = NULL;
+    if (current_inventory(d, &inv) == 0 && d->published_rev && d->revision == d->published_rev) {
+        uint64_t g = gw_inventory_generation(inv), rev = d->revision;
+        char reason[128];
+        snprintf(reason, sizeof reason, "inventory generation %llu (revision %llu) already in Placement",
+                 (unsigned long long)g, (unsigned long long)rev);
+        json_t *promoted = promote_sanitized(d, &inv, reason);
+        if (json_array_size(promoted) > 0)
+            gw_log(GW_LOG_INFO, "%zu GPU(s) promoted to allocatable: %s", json_array_size(promoted), reason);
+        json_decref(promoted);
+    }
+    pthread_mutex_unlock(&d->lock);
 }
 
 static int op_devices(gwd *d, const gw_proto_request *req, bool admin, json_t **out, gw_proto_error *err)

@@ -243,11 +243,14 @@ def test_inventory_table(daemon):
     gen = daemon.result("inventory")["generation"]
     daemon.result("published", {"generation": gen})
     daemon.result("quarantine", {"address": GPUS[2], "reason": "x"})
-    gen = daemon.result("inventory")["generation"]
+    inv = daemon.result("inventory")
+    gen = inv["generation"]
     r = cli("inventory", "--endpoint", daemon.read)
     assert r.returncode == EXIT_OK, r.stderr
     first, _, rest = r.stdout.partition("\n")
-    assert first == f"generation {gen}, host cmp1, model per_gpu: 3 deployables"
+    # published the first revision; the promotion and the quarantine made two more
+    assert (inv["revision"], inv["published_revision"]) == (3, 1)
+    assert first == f"generation {gen}, host cmp1, model per_gpu: 3 deployables; revision 3, published revision 1"
     names, rows = table(rest)
     assert names == ["NAME", "RC", "GPUS", "TOTAL", "RESERVED", "HANDLES", "TRAITS"]
     assert rows == [{"NAME": f"cmp1_{g}", "RC": "PGPU", "GPUS": g, "TOTAL": "1",

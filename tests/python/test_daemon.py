@@ -5,6 +5,7 @@ import os
 import signal
 import stat
 import threading
+import time
 
 import msgpack
 import pytest
@@ -531,3 +532,105 @@ def test_quarantined_by_names_the_system_for_a_fault(tmp_path):
         assert f"{q['address']} is quarantined by system, not by cyborg" in rep["error"]["message"]
     finally:
         assert d.stop() == 0, d.log.read_text()
+
+
+# ---- the inventory's revision, and promotion without another `published` (issue 14) ----
+
+@pytest.fixture
+def holdable(tmp_path):
+    """The daemon with an operator clean-up hook that waits while the file
+    `hold` exists, every GPU allocatable, and the current revision confirmed:
+    a clean-up the test holds open while it plays the Cyborg driver."""
+    hooks = tmp_path / "hooks.d"
+    hooks.mkdir()
+    hold = tmp_path / "hold"
+    script = hooks / "10-hold"
+    script.write_text(f"#!/bin/sh\nwhile [ -e '{hold}' ]; do sleep 0.02; done\nexit 0\n")
+    script.chmod(0o755)
+    d = Daemon(tmp_path).start()
+    d.hold = hold
+    d.result("published", {"generation": d.result("inventory")["generation"]})
+    inv = d.result("inventory")
+    d.result("published", {"generation": inv["generation"]})      # the promotion's content, confirmed
+    assert [x["state"] for x in d.devices()] == ["allocatable"] * 3
+    yield d
+    hold.unlink(missing_ok=True)
+    assert d.stop() == 0, d.log.read_text()
+
+
+def test_inventory_names_its_revision_and_the_published_one(daemon):
+    inv = daemon.result("inventory", endpoint=daemon.read)
+    assert list(inv) == ["generation", "host", "model", "deployables", "revision", "published_revision"]
+    assert inv["revision"] >= 1 and inv["published_revision"] == 0
+    # the same content: the same revision
+    assert daemon.result("inventory")["revision"] == inv["revision"]
+    pub = daemon.result("published", {"generation": inv["generation"]})
+    inv2 = daemon.result("inventory")
+    # the promotion changed the content: a new revision, not yet confirmed
+    assert inv2["generation"] == pub["generation"] != inv["generation"]
+    assert inv2["revision"] == inv["revision"] + 1 and inv2["published_revision"] == inv["revision"]
+    daemon.result("published", {"generation": inv2["generation"]})
+    inv3 = daemon.result("inventory")
+    assert inv3["revision"] == inv3["published_revision"] == inv2["revision"]
+    m = daemon.result("metrics")
+    assert m["published_revision"] == inv3["published_revision"] and m["published"] == inv3["generation"]
+
+
+def _clean_held(d, addr, index):
+    """Send `addr` through a clean-up the test holds: (the device while it runs)."""
+    d.hold.touch()
+    d.result("sanitize", {"address": addr})
+    return d.wait(lambda ds: ds[index]["cleaning"], timeout=10)
+
+
+def test_sanitized_gpu_is_promoted_at_once_when_placement_shows_the_current_revision(holdable):
+    d = holdable
+    _clean_held(d, GPUS[1], 1)
+    # the driver publishes the content in which the GPU is reserved (its event listener
+    # does so within milliseconds of the transition), while the clean-up still runs
+    inv = d.result("inventory", endpoint=d.read)
+    assert next(x["reserved"] for x in inv["deployables"] if GPUS[1] in x["gpus"]) == 1
+    d.result("published", {"generation": inv["generation"]}, endpoint=d.read)
+    confirmed = d.result("inventory", endpoint=d.read)
+    assert confirmed["revision"] == confirmed["published_revision"] == inv["revision"]
+    # the clean-up passes: allocatable with no further `published`
+    d.hold.unlink()
+    d.wait(lambda ds: ds[1]["state"] == "allocatable")
+    rec = d.result("audit", {"device": GPUS[1]})["records"][-1]
+    assert (rec["event"], rec["from"], rec["to"], rec["actor"]) == ("published", "sanitized", "allocatable",
+                                                                     "placement")
+    assert rec["reason"] == (f"inventory generation {inv['generation']} (revision {inv['revision']}) "
+                             "already in Placement")
+    after = d.result("inventory")
+    dep = next(x for x in after["deployables"] if GPUS[1] in x["gpus"])
+    assert dep["reserved"] == 0 and len(dep["attach_handles"]) == 1
+    assert after["revision"] == inv["revision"] + 1 and after["published_revision"] == inv["revision"]
+    assert d.result("metrics")["requests"]["published"] == 3      # the fixture's two and the one above
+
+
+def test_sanitized_gpu_waits_for_published_when_the_current_revision_is_not_confirmed(holdable):
+    d = holdable
+    _clean_held(d, GPUS[1], 1)
+    inv = d.result("inventory")
+    assert inv["revision"] > inv["published_revision"]     # nobody published the reserved content
+    d.hold.unlink()
+    d.wait(lambda ds: ds[1]["state"] == "sanitized" and not ds[1]["cleaning"])
+    time.sleep(0.3)                    # the main loop has long looked at it
+    assert d.devices()[1]["state"] == "sanitized"
+    # the driver's `published` promotes it, as ever
+    assert d.result("published", {"generation": inv["generation"]})["promoted"] == [GPUS[1]]
+
+
+def test_sanitized_gpu_waits_when_the_content_changed_after_the_confirmation(holdable):
+    """Confirmed, then something else changed (a quarantine): Placement is not
+    known to show the current content, so nothing is promoted."""
+    d = holdable
+    _clean_held(d, GPUS[1], 1)
+    d.result("published", {"generation": d.result("inventory")["generation"]})
+    d.result("quarantine", {"address": GPUS[2], "reason": "fan noise"})
+    d.hold.unlink()
+    d.wait(lambda ds: ds[1]["state"] == "sanitized" and not ds[1]["cleaning"])
+    time.sleep(0.3)
+    assert d.devices()[1]["state"] == "sanitized"
+    inv = d.result("inventory")
+    assert inv["revision"] == inv["published_revision"] + 1

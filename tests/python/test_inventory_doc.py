@@ -236,7 +236,8 @@ def test_placement_doc_and_protocol_list_the_same_keys():
     top, fields, _ = placement_doc()
     proto = protocol_inventory()
     assert keys_of(proto).keys() == top.keys()
-    assert set(top) == {"generation", "host", "model", "deployables"}, top     # the parser found them
+    assert set(top) == {"generation", "host", "model", "deployables", "revision",
+                        "published_revision"}, top                              # the parser found them
     assert keys_of(proto)["deployables"] == fields
     assert fields["attach_handles"] == {"type": None, "info": None}            # nested shapes were parsed
     assert fields["device"]["controlpath"] == {"type": None, "info": None}

@@ -138,7 +138,7 @@ DEPLOYABLE = ["name", "rc", "num_accelerators", "reserved", "traits", "attach_ha
 AUDIT = ["time", "address", "event", "from", "to", "dirty", "actor", "reason", "evidence"]
 RESULT = {
     "hello": ["versions", "daemon", "host", "endpoint", "capabilities", "ops"],
-    "inventory": ["generation", "host", "model", "deployables"],
+    "inventory": ["generation", "host", "model", "deployables", "revision", "published_revision"],
     "published": ["generation", "promoted"],
     "devices": ["devices"],
     "device": DEVICE + ["cleanup", "steps"],
@@ -204,6 +204,15 @@ def test_key_order(name):
     if op == "hello":
         read_ops = [o for o, r in spec_ops() if r]
         assert result["ops"] == (read_ops if result["endpoint"] == "read" else [o for o, _ in spec_ops()])
+
+
+def test_inventory_vectors_name_their_revisions():
+    """revision is at least 1 (the first inventory of a run) and published_revision never passes it:
+    only revisions already served can be confirmed."""
+    for name in ("rep_inventory", "rep_inventory_per_clique"):
+        result = unpack(load(name)[1])["result"]
+        assert list(result)[-2:] == ["revision", "published_revision"]
+        assert 1 <= result["revision"] and 0 <= result["published_revision"] <= result["revision"], name
 
 
 def test_maintenance_vectors():
