@@ -5,7 +5,6 @@
  * it must be quick and must never call back into libvirt (deadlock): it
  * talks to the daemon only. See docs/libvirt.md.
  */
-#include <errno.h>
 #include <getopt.h>
 #include <gpuwarden/attach.h>
 #include <gpuwarden/client.h>
@@ -14,15 +13,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "commands.h"
+#include "publish_wait.h"
 
 #define MAX_XML (16u << 20)         /* a domain XML is a few KiB; refuse absurd input */
 #define BATCH 64                    /* the protocol's limit on `addresses` */
-#define PUBLISH_POLL_MS 50          /* how often the wait after `release end` asks the daemon */
-#define PUBLISH_WAIT_MAX_S 600      /* libvirtd is blocked meanwhile: more is a mistake */
 
 typedef struct hook_opts {
     const char *endpoint;           /* NULL = the client's default (admin endpoint) */
@@ -258,20 +255,6 @@ static int send_hint(const hook_opts *o, const char *op, const char *domain, cha
     return r;
 }
 
-static int64_t monotonic_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int64_t ms)
-{
-    struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-        ;
-}
-
 /*
  * After `release end`: wait until Placement shows the released GPUs
  * reserved. libvirt runs this hook synchronously inside virDomainDestroy,
@@ -285,58 +268,35 @@ static void sleep_ms(int64_t ms)
  */
 static void wait_published(const hook_opts *o, const char *domain, const release_mark *m)
 {
-    int64_t deadline = monotonic_ms() + o->publish_wait_ms;
-    gw_client_options co = GW_CLIENT_OPTIONS_INIT;
-    co.endpoint = o->endpoint ? o->endpoint : GW_PROTO_ADMIN_ENDPOINT;
-    co.timeout_ms = (int)(o->publish_wait_ms < o->timeout_ms ? o->publish_wait_ms : o->timeout_ms);
-    co.actor = "libvirt qemu hook";
-    gw_client *c;
-    if (gw_client_new(&c, &co) < 0)
-        return;
-    int64_t uptime = -1;
-    uint64_t published = 0;
-    for (bool first = true;; first = false) {
-        json_t *res = NULL;
-        if (gw_client_metrics(c, &res) < 0) {
-            fprintf(stderr, "gpuwarden: warning: domain '%s': cannot ask the daemon whether Placement shows "
-                            "GPU %s reserved (%s); Placement may offer it for up to one Cyborg agent cycle\n",
-                    domain, m->gpu, gw_error_message());
-            break;
-        }
-        const json_t *pub = json_object_get(res, "published");
-        const json_t *rev = json_object_get(res, "published_revision");
-        const json_t *up = json_object_get(res, "uptime_ms");
-        bool writer = json_is_integer(pub) && json_integer_value(pub) > 0 && json_is_integer(rev);
-        published = writer ? (uint64_t)json_integer_value(rev) : 0;
-        /* A restart numbers revisions afresh: ours means nothing to the new run. */
-        bool restarted = json_is_integer(up) && uptime >= 0 && json_integer_value(up) < uptime;
-        uptime = json_is_integer(up) ? json_integer_value(up) : -1;
-        json_decref(res);
-        if (first && !writer)
-            break;              /* no Placement writer on this host (yet): nothing to wait for */
-        if (restarted || !writer) {
-            fprintf(stderr, "gpuwarden: warning: domain '%s': the daemon restarted while waiting for "
-                            "Placement to show GPU %s reserved; not waiting further\n", domain, m->gpu);
-            break;
-        }
-        if (published >= m->revision)
-            break;
-        int64_t left = deadline - monotonic_ms();
-        if (left <= 0) {
-            char more[40] = "";
-            if (m->n_gpus > 1)
-                snprintf(more, sizeof more, " (and %zu more)", m->n_gpus - 1);
-            fprintf(stderr, "gpuwarden: warning: domain '%s': Placement does not show GPU %s%s reserved "
-                            "after %.1f s (inventory revision %llu of the release, published up to %llu): "
-                            "Placement may offer it for up to one Cyborg agent cycle; a VM placed on it "
-                            "then is refused by this hook until its clean-up has passed\n",
-                    domain, m->gpu, more, o->publish_wait_ms / 1000.0, (unsigned long long)m->revision,
-                    (unsigned long long)published);
-            break;
-        }
-        sleep_ms(left < PUBLISH_POLL_MS ? left : PUBLISH_POLL_MS);
+    cli_publish_wait w = { .endpoint = o->endpoint ? o->endpoint : GW_PROTO_ADMIN_ENDPOINT,
+                           .actor = "libvirt qemu hook", .timeout_ms = o->timeout_ms,
+                           .wait_ms = o->publish_wait_ms, .revision = m->revision };
+    switch (cli_wait_published(&w)) {
+    case CLI_PUBLISH_REACHED:
+    case CLI_PUBLISH_NO_WRITER:
+        break;
+    case CLI_PUBLISH_ERROR:
+        fprintf(stderr, "gpuwarden: warning: domain '%s': cannot ask the daemon whether Placement shows "
+                        "GPU %s reserved (%s); Placement may offer it for up to one Cyborg agent cycle\n",
+                domain, m->gpu, w.error);
+        break;
+    case CLI_PUBLISH_RESTARTED:
+        fprintf(stderr, "gpuwarden: warning: domain '%s': the daemon restarted while waiting for "
+                        "Placement to show GPU %s reserved; not waiting further\n", domain, m->gpu);
+        break;
+    case CLI_PUBLISH_TIMEOUT: {
+        char more[40] = "";
+        if (m->n_gpus > 1)
+            snprintf(more, sizeof more, " (and %zu more)", m->n_gpus - 1);
+        fprintf(stderr, "gpuwarden: warning: domain '%s': Placement does not show GPU %s%s reserved "
+                        "after %.1f s (inventory revision %llu of the release, published up to %llu): "
+                        "Placement may offer it for up to one Cyborg agent cycle; a VM placed on it "
+                        "then is refused by this hook until its clean-up has passed\n",
+                domain, m->gpu, more, o->publish_wait_ms / 1000.0, (unsigned long long)m->revision,
+                (unsigned long long)w.published);
+        break;
     }
-    gw_client_free(c);
+    }
 }
 
 /* ---- the ops ------------------------------------------------------------- */
@@ -441,18 +401,6 @@ static int parse_policy(const char *s, bool *allow)
     return 0;
 }
 
-/* Seconds, fractions allowed (a test waits 0.5 s), 0..PUBLISH_WAIT_MAX_S. */
-static int parse_publish_wait(const char *s, unsigned int *ms)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (!*s || *end || errno || !(v >= 0 && v <= PUBLISH_WAIT_MAX_S))   /* NaN fails both */
-        return -1;
-    *ms = (unsigned int)(v * 1000 + 0.5);
-    return 0;
-}
-
 static int parse_timeout(const char *s, unsigned int *out)
 {
     char *end;
@@ -475,7 +423,7 @@ int cmd_hook(int argc, char **argv)
         { NULL, 0, NULL, 0 },
     };
     hook_opts o = { .endpoint = getenv("GPUWARDEN_ENDPOINT"), .host_root = "/",
-                    .allow_when_down = false, .timeout_ms = 5000, .publish_wait_ms = 10000 };
+                    .allow_when_down = false, .timeout_ms = 5000, .publish_wait_ms = CLI_PUBLISH_WAIT_DEFAULT_MS };
     const char *env;
     if ((env = getenv("GPUWARDEN_HOOK_ON_DAEMON_DOWN")) && parse_policy(env, &o.allow_when_down) < 0) {
         fprintf(stderr, "gpuwarden hook: GPUWARDEN_HOOK_ON_DAEMON_DOWN='%s': expected refuse or allow\n", env);
@@ -485,9 +433,9 @@ int cmd_hook(int argc, char **argv)
         fprintf(stderr, "gpuwarden hook: GPUWARDEN_HOOK_TIMEOUT_MS='%s': expected 1..600000\n", env);
         return GW_EXIT_USAGE;
     }
-    if ((env = getenv("GPUWARDEN_HOOK_PUBLISH_WAIT")) && parse_publish_wait(env, &o.publish_wait_ms) < 0) {
+    if ((env = getenv("GPUWARDEN_HOOK_PUBLISH_WAIT")) && cli_parse_publish_wait(env, &o.publish_wait_ms) < 0) {
         fprintf(stderr, "gpuwarden hook: GPUWARDEN_HOOK_PUBLISH_WAIT='%s': expected seconds, 0..%d\n", env,
-                PUBLISH_WAIT_MAX_S);
+                CLI_PUBLISH_WAIT_MAX_S);
         return GW_EXIT_USAGE;
     }
     int c;
@@ -510,9 +458,9 @@ int cmd_hook(int argc, char **argv)
             break;
         case 'r': o.host_root = optarg; break;
         case 'w':
-            if (parse_publish_wait(optarg, &o.publish_wait_ms) < 0) {
+            if (cli_parse_publish_wait(optarg, &o.publish_wait_ms) < 0) {
                 fprintf(stderr, "gpuwarden hook: --publish-wait '%s': expected seconds, 0..%d\n", optarg,
-                        PUBLISH_WAIT_MAX_S);
+                        CLI_PUBLISH_WAIT_MAX_S);
                 return GW_EXIT_USAGE;
             }
             break;

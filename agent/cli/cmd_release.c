@@ -21,6 +21,10 @@ static void release_usage(FILE *f)
 
 int cmd_release(int argc, char **argv)
 {
-    static const cli_device_command spec = { "release", CLI_REASON_OPTIONAL, release_usage, gw_client_release };
+    /* No wait for Placement: a quarantined GPU is reserved already, and the
+     * release keeps it so (discovered + dirty) until a clean-up and a
+     * `published` make it allocatable. */
+    static const cli_device_command spec = { "release", CLI_REASON_OPTIONAL, release_usage, gw_client_release,
+                                             NULL };
     return cli_run_device_command(&spec, argc, argv);
 }

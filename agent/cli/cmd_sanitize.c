@@ -26,6 +26,10 @@ static int sanitize_call(gw_client *c, const char *address, const char *reason, 
 
 int cmd_sanitize(int argc, char **argv)
 {
-    static const cli_device_command spec = { "sanitize", CLI_REASON_NONE, sanitize_usage, sanitize_call };
+    /* No wait for Placement (only quarantine waits): a sanitize never makes
+     * a GPU allocatable. It does take an allocatable one out of the offer;
+     * until the driver raises `reserved` (its event listener, milliseconds)
+     * the gate refuses a VM on the dirty GPU. */
+    static const cli_device_command spec = { "sanitize", CLI_REASON_NONE, sanitize_usage, sanitize_call, NULL };
     return cli_run_device_command(&spec, argc, argv);
 }

@@ -82,10 +82,16 @@ typedef struct cli_device_command {
     cli_reason_use reason;
     void (*usage)(FILE *f);
     int (*call)(gw_client *c, const char *address, const char *reason, json_t **result);
+    /* A command that takes a GPU out of Placement's offer (quarantine) waits
+     * afterwards until Placement shows it reserved: --publish-wait SECONDS,
+     * default from this environment variable, else 10. NULL: no wait, and no
+     * such option. */
+    const char *publish_wait_env;
 } cli_device_command;
 
-/* Parse `NAME ADDR [--reason TEXT] [common options]`, send it to the admin
- * endpoint, print the device after the change (table row or JSON). */
+/* Parse `NAME ADDR [--reason TEXT] [--publish-wait S] [common options]`,
+ * send it to the admin endpoint, print the device after the change (table
+ * row or JSON), then wait for Placement when the command does. */
 int cli_run_device_command(const cli_device_command *spec, int argc, char **argv);
 
 #endif

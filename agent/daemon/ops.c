@@ -833,10 +833,14 @@ static int op_metrics(gwd *d, const gw_proto_request *req, bool admin, json_t **
     pthread_mutex_unlock(&d->event_lock);
     pthread_mutex_lock(&d->lock);
     gw_inventory *inv = NULL;
-    json_object_set_new(o, "generation",
-                        json_integer(current_inventory(d, &inv) == 0 ? (json_int_t)gw_inventory_generation(inv) : 0));
+    bool built = current_inventory(d, &inv) == 0;
+    json_object_set_new(o, "generation", json_integer(built ? (json_int_t)gw_inventory_generation(inv) : 0));
     json_object_set_new(o, "published", json_integer((json_int_t)d->published_gen));
     json_object_set_new(o, "published_revision", json_integer((json_int_t)d->published_rev));
+    /* The current content's revision: after a change (an operator's
+     * quarantine), Placement shows it once published_revision reaches this
+     * (`gpuwarden quarantine` waits for that). Last: added after the rest. */
+    json_object_set_new(o, "revision", json_integer(built ? (json_int_t)d->revision : 0));
     pthread_mutex_unlock(&d->lock);
     *out = o;
     return 0;

@@ -282,6 +282,107 @@ def test_quarantine_table_and_json(daemon):
     assert rec["actor"].startswith("operator:uid=")
 
 
+# ---- quarantine waits until Placement shows the GPU reserved (issue 14) ----
+#
+# A thread plays the Cyborg driver: it confirms (`published`) the inventory
+# after a delay, as its event listener or agent cycle would.
+
+@pytest.fixture
+def placed(tmp_path):
+    """The daemon with a Placement writer active: every GPU allocatable, the
+    current revision confirmed."""
+    d = Daemon(tmp_path).start()
+    d.result("published", {"generation": d.result("inventory")["generation"]})
+    d.result("published", {"generation": d.result("inventory")["generation"]})
+    inv = d.result("inventory")
+    assert inv["revision"] == inv["published_revision"] and d.devices()[0]["state"] == "allocatable"
+    yield d
+    assert d.stop() == 0, d.log.read_text()
+
+
+def _reserved(inv, addr):
+    return next(x["reserved"] for x in inv["deployables"] if addr in x["gpus"])
+
+
+def test_quarantine_returns_once_placement_shows_it_reserved(placed):
+    d = placed
+    seen = {}
+
+    def driver():
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and d.result("device", {"address": GPUS[0]})["state"] != "quarantined":
+            time.sleep(0.02)
+        time.sleep(1.0)
+        inv = d.result("inventory", endpoint=d.read)
+        seen["reserved"] = _reserved(inv, GPUS[0])
+        seen["at"] = time.monotonic()
+        d.result("published", {"generation": inv["generation"]}, endpoint=d.read)
+
+    t = threading.Thread(target=driver)
+    t0 = time.monotonic()
+    t.start()
+    r = cli("quarantine", GPUS[0], "--reason", "fan noise", "-f", "json", "--endpoint", d.admin)  # default 10 s
+    t1 = time.monotonic()
+    t.join()
+    assert (r.returncode, r.stderr) == (EXIT_OK, "")
+    assert json.loads(r.stdout)["state"] == "quarantined"
+    assert seen.get("reserved") == 1                 # what the driver confirmed shows it reserved
+    assert seen["at"] <= t1 and 1.0 <= t1 - t0 < 8, t1 - t0
+    m = d.result("metrics")
+    assert m["published_revision"] == m["revision"] == d.result("inventory")["revision"]
+
+
+def test_quarantine_without_a_placement_writer_returns_at_once(daemon):
+    assert daemon.result("metrics")["published"] == 0
+    t0 = time.monotonic()
+    r = cli("quarantine", GPUS[0], "--reason", "x", "--publish-wait", "10", "--endpoint", daemon.admin)
+    assert (r.returncode, r.stderr) == (EXIT_OK, "")
+    assert time.monotonic() - t0 < 3
+
+
+def test_quarantine_wait_times_out_with_a_warning_and_exit_0(placed):
+    d = placed
+    t0 = time.monotonic()
+    r = cli("quarantine", GPUS[1], "--reason", "x", "--publish-wait", "1", "--endpoint", d.admin)
+    took = time.monotonic() - t0
+    assert r.returncode == EXIT_OK and 1.0 <= took < 6, (took, r.stderr)
+    assert table(r.stdout)[1][0]["STATE"] == "quarantined"
+    m = d.result("metrics")
+    assert r.stderr == (f"gpuwarden quarantine: warning: {GPUS[1]} is quarantined, but Placement does not show it "
+                        f"reserved after 1.0 s (inventory revision {m['revision']}, published up to "
+                        f"{m['published_revision']}): Placement may offer it until the Cyborg agent's next cycle\n")
+    assert m["revision"] > m["published_revision"]
+
+
+def test_quarantine_with_nothing_to_show_or_wait_0_returns_at_once(placed):
+    d = placed
+    # a GPU a VM holds keeps its handle and is not reserved, quarantined or not: the quarantine
+    # changes no content, Placement already shows it, nothing to wait for
+    d.result("attached", {"domain": "vm1", "addresses": [GPUS[2]]})
+    before = d.result("inventory")
+    assert before["revision"] == before["published_revision"]
+    # 0 disables the wait: by option (which wins over the environment), or by the environment
+    for gpu, args, env in [(GPUS[2], ["--publish-wait", "10"], None),
+                           (GPUS[0], ["--publish-wait", "0"], {"GPUWARDEN_QUARANTINE_PUBLISH_WAIT": "30"}),
+                           (GPUS[1], [], {"GPUWARDEN_QUARANTINE_PUBLISH_WAIT": "0"})]:
+        t0 = time.monotonic()
+        r = cli("quarantine", gpu, "--reason", "x", *args, "--endpoint", d.admin, env=env)
+        assert (r.returncode, r.stderr) == (EXIT_OK, ""), (gpu, args, env)
+        assert time.monotonic() - t0 < 3, (gpu, args, env)
+        if gpu == GPUS[2]:
+            assert d.result("inventory")["generation"] == before["generation"]
+    inv = d.result("inventory")
+    assert inv["revision"] > inv["published_revision"]          # the other two did change it
+
+
+def test_quarantine_bad_publish_wait_environment_exits_2(placed):
+    r = cli("quarantine", GPUS[0], "--reason", "x", "--endpoint", placed.admin,
+            env={"GPUWARDEN_QUARANTINE_PUBLISH_WAIT": "soon"})
+    assert (r.returncode, r.stdout) == (EXIT_USAGE, "")
+    assert r.stderr == "gpuwarden quarantine: GPUWARDEN_QUARANTINE_PUBLISH_WAIT='soon': expected seconds, 0..600\n"
+    assert placed.devices()[0]["state"] == "allocatable"
+
+
 def test_release_table_and_json_then_clean_again(daemon):
     daemon.result("quarantine", {"address": GPUS[0], "reason": "a"})
     daemon.result("quarantine", {"address": GPUS[1], "reason": "b"})
@@ -428,6 +529,12 @@ USAGE = [
     (["quarantine", GPUS[0]], "gpuwarden quarantine: --reason TEXT is required (it is kept in the audit log)"),
     (["quarantine", GPUS[0], "--reason", ""], "gpuwarden quarantine: --reason must not be empty"),
     (["sanitize", GPUS[0], "--reason", "x"], None),
+    (["quarantine", GPUS[0], "--reason", "x", "--publish-wait", "soon"],
+     "gpuwarden quarantine: --publish-wait 'soon': expected seconds, 0..600"),
+    (["quarantine", GPUS[0], "--reason", "x", "--publish-wait", "601"],
+     "gpuwarden quarantine: --publish-wait '601': expected seconds, 0..600"),
+    (["release", GPUS[0], "--publish-wait", "1"], None),
+    (["sanitize", GPUS[0], "--publish-wait", "1"], None),
     (["list", "--state", "happy"],
      "gpuwarden list: unknown state 'happy' (discovered, sanitized, allocatable, attached, quarantined)"),
     (["list", "extra"], "gpuwarden list: unexpected argument 'extra'"),

@@ -147,7 +147,7 @@ RESULT = {
     "attached": ["devices"], "released": ["devices", "generation", "revision"],
     "gate": ["allowed", "reasons"],
     "metrics": ["uptime_ms", "devices", "dirty", "cleaning", "cleanups", "requests", "errors",
-                "events", "generation", "published", "published_revision"],
+                "events", "generation", "published", "published_revision", "revision"],
     "maintenance": DEVICE,
 }
 STATES = ["discovered", "sanitized", "allocatable", "attached", "quarantined"]
