@@ -13,6 +13,7 @@ from a thread that follows the daemon's events, so that a GPU leaves
 Placement's offer when it leaves ``allocatable``, not a cycle later.
 """
 
+import dataclasses
 import threading
 import time
 
@@ -32,6 +33,9 @@ from gpuwarden_cyborg import objects
 from gpuwarden_cyborg import reservations
 
 LOG = logging.getLogger(__name__)
+
+#: Keys of the inventory result that move without its content changing.
+_VOLATILE = ('revision', 'published_revision')
 
 gw_conf.register_opts(CONF)
 
@@ -59,6 +63,9 @@ class GPUWardenDriver(GenericDriver):
         # Attach handles per deployable in the list the previous discover()
         # returned: what Cyborg has had the chance to create.
         self._reported = {}
+        # The last inventory parsed, and Cyborg's objects built for it.
+        self._parsed = None
+        self._built = None
 
     # --- what Cyborg calls -------------------------------------------------
 
@@ -71,7 +78,7 @@ class GPUWardenDriver(GenericDriver):
             cyborg_compat.check_model(inv)
             tree = self._read_tree(inv)
             inv, maintaining = self._follow_cyborg(inv, tree)
-            devices = objects.build(inv)
+            devices = self._devices(inv)
             self._publish(inv, self._reported, may_show=True,
                           maintaining=maintaining, tree=tree)
             self._reported = {d.name: {h.info for h in d.attach_handles}
@@ -117,8 +124,30 @@ class GPUWardenDriver(GenericDriver):
         return self._client
 
     def fetch_inventory(self):
+        """The daemon's inventory, checked whole (inventory.parse). An
+        inventory whose content is the one parsed last time is not parsed
+        again: a steady host answers the same content every cycle."""
         result = self.client().call('inventory', {})
-        return inventory.parse(result, host=CONF.gpuwarden.host)
+        content = {k: v for k, v in result.items() if k not in _VOLATILE}
+        host = CONF.gpuwarden.host
+        last = self._parsed
+        if last is not None and last[0] == (content, host):
+            return dataclasses.replace(last[1], **{
+                k: result.get(k) for k in _VOLATILE})
+        inv = inventory.parse(result, host=host)
+        self._parsed = ((content, host), inv)
+        return inv
+
+    def _devices(self, inv):
+        """Cyborg's objects for ``inv``, built once per content (building
+        them is most of a steady discover(): oslo.versionedobjects coerces
+        every field). Neither cyborg-agent nor the conductor changes the
+        objects it is given (the agent serialises them for its RPC call)."""
+        key = dataclasses.replace(inv, revision=None,
+                                  published_revision=None)
+        if self._built is None or self._built[0] != key:
+            self._built = (key, objects.build(inv))
+        return list(self._built[1])
 
     def mirror(self):
         if self._mirror is None:
