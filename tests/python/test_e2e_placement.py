@@ -555,6 +555,57 @@ def test_two_p2p_gpus_per_clique_model(make_host):
     assert h.offered(profile([{'resources:PGPU': '4'}])) == [(clique[1],)]
 
 
+@pytest.mark.skipif(
+    not cyborg_compat.attach_handle_lookup_fixed(),
+    reason='per_clique needs packaging/cyborg/0001 (run under patched Cyborg '
+           'by test_cyborg_patches.py::test_under_patched_cyborg)')
+def test_a_clique_that_shrinks_is_out_of_the_tree_while_the_conductor_resets_it(
+        make_host, tmp_path):
+    """Per-clique model: a clique loses a GPU (an operator's clique file
+    regroups it) while another of its GPUs is quarantined. The conductor
+    PUTs the new total, which resets reserved to 0; the provider is out of
+    the compute node's tree from the discover() that reports the change
+    until the one after the conductor's write, so Placement never offers
+    the quarantined GPU's unit."""
+    h = make_host('sm4029-8xrtx5000',
+                  WARN + ['--inventory-model', 'per_clique',
+                          '--cleanup-workers', '1'])
+    assert settle(h) == 3
+    c0 = f'{h.name}_clique0'
+    one = profile([{'resources:PGPU': '1'}])
+    three = profile([{'resources:PGPU': '3'}])
+    x = h.clique(0)[1]
+    h.cli('quarantine', x, '--reason', 'shrink test')
+    h.cycle()
+    assert h.pgpu(c0)[0]['reserved'] == 1
+    assert (c0,) in h.offered(three) and (c0,) not in h.offered(
+        profile([{'resources:PGPU': '4'}]))
+
+    # The operator's clique file leaves the clique's last GPU out.
+    override = tmp_path / 'cliques.conf'
+    override.write_text('0 = ' + ' '.join(h.clique(0)[:3]) + '\n'
+                        '1 = ' + ' '.join(h.clique(1)) + '\n')
+    assert h.daemon.stop() == 0, h.daemon.log.read_text()
+    h.daemon.extra += ['--clique-override', str(override)]
+    h.daemon.start(wait_clean=False)
+    dep = {d['name']: d for d in h.inventory()['deployables']}[c0]
+    assert (dep['num_accelerators'], dep['reserved']) == (3, 1)
+
+    devs = h.driver.discover()                  # reports total 3: hidden
+    assert c0 not in h.providers()
+    h.conductor.report_data(h.ctx, h.name, devs)
+    inv, _ = h.pgpu(c0)
+    assert (inv['total'], inv['reserved']) == (3, 0)    # the conductor's PUT
+    assert c0 not in h.providers()
+    assert all(c0 not in o for o in h.offered(one))
+    h.cycle()                                   # reserved on, then shown
+    inv, _ = h.pgpu(c0)
+    assert (inv['total'], inv['reserved'], inv['max_unit']) == (3, 1, 3)
+    assert c0 in h.providers()
+    assert (c0,) in h.offered(profile([{'resources:PGPU': '2'}]))
+    assert (c0,) not in h.offered(three)
+
+
 # --- quarantine and release ----------------------------------------------------
 
 def test_quarantine_then_release(make_host):
