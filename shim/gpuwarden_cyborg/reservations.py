@@ -182,7 +182,9 @@ class PlacementMirror:
     def sync(self, inv, reported=None, maintaining=frozenset(),
              may_show=False, tree=None):
         """Bring Placement in line with ``inv``. Never raises: every
-        failure is logged, left in ``pending`` and retried next time.
+        failure is logged, left in the outcome (``exposed_short`` when
+        Placement may offer too much, else ``pending``) and retried next
+        time.
 
         :param reported: ``{deployable name: set of attach_info}`` of the
             list cyborg-agent has already handed to the conductor; reserved
