@@ -1,6 +1,7 @@
 /* gw_host_scan(): enumerate <root>/sys/bus/pci/devices, read every function
  * (pcifunc.c), place it in the tree (topology.c) and build the GPU records
- * with their sysfs attributes (sysfs_attrs.c). */
+ * with their sysfs attributes (sysfs_attrs.c) and isolation verdict
+ * (isolation.c). */
 #include <gpuwarden/host.h>
 
 #include <dirent.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 
 #include "host_internal.h"
+#include "isolation.h"
 #include "pciaccess.h"
 #include "sysfs_attrs.h"
 #include "topology.h"
@@ -181,6 +183,43 @@ static void gpu_functions(gw_gpu *g, const gw_scan *s, const gw_func *f, gw_strv
     g->n_functions = n;
 }
 
+/* The GPU's ATS as the isolation view has it: unknown unless the whole
+ * config space (256 bytes, 4096 with the extended capabilities of a PCIe
+ * function) was read, as through the host backend. */
+static void iso_ats(const gw_func *f, gw_iso_view *v)
+{
+    if (!f->config_usable || f->config_len < 256)
+        v->ats = GW_ISO_ATS_NO_CONFIG;
+    else if (!f->pcie)
+        v->ats = GW_ISO_ATS_ABSENT;
+    else if (!f->ext_known)
+        v->ats = GW_ISO_ATS_NO_EXT;
+    else if (f->ats_present)
+        v->ats = GW_ISO_ATS_PRESENT;
+    else
+        v->ats = GW_ISO_ATS_ABSENT;
+    v->ats_ctrl = f->ats_ctrl;
+}
+
+/* The isolation verdict on the scan's view (isolation.c decides). */
+static void gpu_verdict(gw_gpu *g, const gw_iso_view *view)
+{
+    gw_iso_verdict v;
+    gw_iso_judge(view, &v);
+    g->group_viable = v.group_ok;
+    g->group_evidence = GW_TAKE(v.group_evidence);
+    g->acs_path_ok = v.acs_ok;
+    g->acs_evidence = GW_TAKE(v.acs_evidence);
+    g->ats_ok = v.ats_ok;
+    g->ats_evidence = GW_TAKE(v.ats_evidence);
+    g->isolation_viable = v.viable;
+    g->isolation_evidence = GW_TAKE(v.evidence);
+    g->isolation_reasons = GW_TAKE(v.reasons);
+    g->n_isolation_reasons = v.n_reasons;
+    v.n_reasons = 0;
+    gw_iso_verdict_clear(&v);
+}
+
 static void build_gpu(gw_gpu *g, gw_scan *s, size_t idx, gw_pci *pci, bool *reported)
 {
     const gw_func *f = &s->funcs[idx];
@@ -210,19 +249,24 @@ static void build_gpu(gw_gpu *g, gw_scan *s, size_t idx, gw_pci *pci, bool *repo
     g->dsn = f->dsn;
     gpu_functions(g, s, f, &errors, reported);
 
+    gw_iso_view view;
+    gw_iso_view_init(&view, f->address);
     gw_bridge *path;
-    bool complete = gw_topo_upstream(s, idx, &path, &g->n_upstream, &errors);
+    view.path_complete = gw_topo_upstream(s, idx, &path, &g->n_upstream, &errors);
     g->upstream = path;
     for (size_t i = 0; i < g->n_upstream; i++)
         reported[gw_scan_find(s, path[i].address)] = true;
-    char *ev;
-    g->acs_path_ok = gw_topo_acs_verdict(path, g->n_upstream, complete, &ev);
-    g->acs_evidence = ev;
+    view.path = gw_xcalloc(g->n_upstream ? g->n_upstream : 1, sizeof *view.path);
+    if (g->n_upstream)
+        memcpy(view.path, path, g->n_upstream * sizeof *path);
+    view.n_path = g->n_upstream;
 
     gw_group_member *members;
-    g->group_viable = gw_topo_group(s, idx, &members, &g->n_group_members, &ev, &errors);
+    gw_topo_group(s, idx, &members, &g->n_group_members, &view, &errors);
     g->group_members = members;
-    g->group_evidence = ev;
+    iso_ats(f, &view);
+    gpu_verdict(g, &view);
+    gw_iso_view_clear(&view);
     g->clique = -1;
     g->errors = (const char *const *)gw_strv_steal(&errors, &g->n_errors);
 }
@@ -244,6 +288,13 @@ static void free_gpu(gw_gpu *g)
     free((void *)g->upstream);
     free((char *)g->acs_evidence);
     free((char *)g->group_evidence);
+    free((char *)g->ats_evidence);
+    free((char *)g->isolation_evidence);
+    for (size_t i = 0; i < g->n_isolation_reasons; i++) {
+        free((char *)g->isolation_reasons[i].text);
+        free((void *)g->isolation_reasons[i].devices);
+    }
+    free((void *)g->isolation_reasons);
     for (size_t i = 0; i < g->n_errors; i++)
         free((char *)g->errors[i]);
     free((void *)g->errors);

@@ -82,6 +82,30 @@ static json_t *link_json(const gw_link *l)
     return o;
 }
 
+/* The verdict as a whole: what the clean-up's isolation step says too. */
+static json_t *isolation_json(const gw_gpu *g)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "viable", json_boolean(g->isolation_viable));
+    json_object_set_new(o, "evidence", str_or_null(g->isolation_evidence));
+    json_object_set_new(o, "ats_ok", json_boolean(g->ats_ok));
+    json_object_set_new(o, "ats_evidence", str_or_null(g->ats_evidence));
+    json_t *a = json_array();
+    for (size_t i = 0; i < g->n_isolation_reasons; i++) {
+        const gw_iso_reason *r = &g->isolation_reasons[i];
+        json_t *ro = json_object();
+        json_object_set_new(ro, "kind", json_string(gw_iso_kind_name(r->kind)));
+        json_t *devs = json_array();
+        for (size_t k = 0; k < r->n_devices; k++)
+            json_array_append_new(devs, json_string(r->devices[k]));
+        json_object_set_new(ro, "devices", devs);
+        json_object_set_new(ro, "text", json_string(r->text));
+        json_array_append_new(a, ro);
+    }
+    json_object_set_new(o, "reasons", a);
+    return o;
+}
+
 static json_t *count_or_null(long v) { return v < 0 ? json_null() : json_integer(v); }
 
 static json_t *gpu_json(const gw_gpu *g)
@@ -143,6 +167,7 @@ static json_t *gpu_json(const gw_gpu *g)
     json_object_set_new(o, "acs_evidence", str_or_null(g->acs_evidence));
     json_object_set_new(o, "group_viable", json_boolean(g->group_viable));
     json_object_set_new(o, "group_evidence", str_or_null(g->group_evidence));
+    json_object_set_new(o, "isolation", isolation_json(g));
     json_object_set_new(o, "clique", g->clique < 0 ? json_null() : json_integer(g->clique));
     json_object_set_new(o, "errors", strs(g->errors, g->n_errors));
     return o;

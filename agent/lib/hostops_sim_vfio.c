@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "hostops_sim_internal.h"
+#include "isolation.h"
 
 #define VFIO "vfio-pci"
 
@@ -126,7 +127,9 @@ static bool on_vfio(gw_sim *s, const char *address)
 }
 
 /* 6.1 claims DMA ownership of the whole group for userspace: a member bound
- * to a driver that uses the DMA API makes that fail. pcieport does not. */
+ * to a driver that uses the DMA API makes that fail. pcieport does not, nor
+ * do the drivers the isolation verdict accepts (gw_iso_driver_ok: vfio-pci
+ * and its variants, pci-stub). */
 static bool not_viable(gw_sim *s, const char *group, char bad[GW_ADDR_LEN], char **driver)
 {
     _cleanup_free_ char *dir = gw_strdup_printf("sys/kernel/iommu_groups/%s/devices", group);
@@ -137,7 +140,7 @@ static bool not_viable(gw_sim *s, const char *group, char bad[GW_ADDR_LEN], char
         return false;
     for (size_t i = 0; i < n && !found; i++) {
         char *drv = gw_is_bdf(names[i]) ? gw_sim_driver_of(s, names[i]) : NULL;
-        found = drv && strcmp(drv, VFIO) && strcmp(drv, "pcieport");
+        found = drv && strcmp(drv, "pcieport") && !gw_iso_driver_ok(drv);
         if (found) {
             snprintf(bad, GW_ADDR_LEN, "%s", names[i]);
             *driver = drv;

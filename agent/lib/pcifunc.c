@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "isolation.h"
 #include "util.h"
 
 static int read_config(const char *dir, uint8_t **out, size_t *len)
@@ -117,11 +118,6 @@ static void read_ids(gw_func *f)
         f->hdrtype = (f->class_code == 0x0604 || f->class_code == 0x0609) ? 1 : 0;
 }
 
-bool gw_acs_flag_enabled(uint16_t cap, uint16_t ctrl, uint16_t flag)
-{
-    return !(cap & flag) || (ctrl & flag);
-}
-
 static void caps_walk(void *arg)
 {
     gw_func *f = arg;
@@ -155,7 +151,8 @@ static void caps_walk(void *arg)
     }
     if ((c = pci_find_cap(d, PCI_EXT_CAP_ID_ATS, PCI_CAP_EXTENDED))) {
         f->ats_present = true;
-        f->ats_enabled = pci_read_word(d, (int)c->addr + PCI_ATS_CTRL) & PCI_ATS_CTRL_ENABLE;
+        f->ats_ctrl = pci_read_word(d, (int)c->addr + PCI_ATS_CTRL);
+        f->ats_enabled = f->ats_ctrl & PCI_ATS_CTRL_ENABLE;
     }
     f->aer_present = pci_find_cap(d, PCI_EXT_CAP_ID_AER, PCI_CAP_EXTENDED) != NULL;
     if ((c = pci_find_cap(d, PCI_EXT_CAP_ID_DSN, PCI_CAP_EXTENDED))) {

@@ -39,6 +39,7 @@ typedef struct gw_func {
     bool ext_known;                 /* extended config space was readable */
     gw_acs acs;
     bool ats_present, ats_enabled;
+    uint16_t ats_ctrl;              /* ATS Control register when present */
     bool aer_present;
     bool dsn_present;
     uint64_t dsn;
@@ -56,9 +57,5 @@ void gw_func_clear(gw_func *f);
 
 bool gw_func_is_gpu(const gw_func *f);
 bool gw_func_is_bridge(const gw_func *f);
-
-/* The kernel's pci_acs_flags_enabled() for one flag: set in ctrl, or not
- * implemented in cap (hard-wired). */
-bool gw_acs_flag_enabled(uint16_t cap, uint16_t ctrl, uint16_t flag);
 
 #endif

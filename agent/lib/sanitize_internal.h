@@ -336,13 +336,6 @@ char *gw_exec_output_tail(const gw_exec_outcome *o);
 #define GW_PCI_EXT_CAP_AER 0x0001
 #define GW_PCI_EXT_CAP_ACS 0x000d
 #define GW_PCI_EXT_CAP_ATS 0x000f
-#define GW_ACS_SV 0x0001
-#define GW_ACS_TB 0x0002
-#define GW_ACS_RR 0x0004
-#define GW_ACS_CR 0x0008
-#define GW_ACS_UF 0x0010
-#define GW_ACS_EC 0x0020
-#define GW_ACS_DT 0x0040
-#define GW_ATS_ENABLE 0x8000
+/* ACS and ATS register bits: isolation.h. */
 
 #endif

@@ -110,76 +110,6 @@ bool gw_topo_upstream(const gw_scan *s, size_t i, gw_bridge **out, size_t *n, gw
     return complete;
 }
 
-static void acs_flags(char *buf, size_t size, const gw_acs *a)
-{
-    snprintf(buf, size, "SV%c RR%c CR%c UF%c (ACS cap %04x ctrl %04x)", a->sv ? '+' : '-',
-             a->rr ? '+' : '-', a->cr ? '+' : '-', a->uf ? '+' : '-', a->cap, a->ctrl);
-}
-
-/* Judge one bridge; NULL when it is not judged (upstream ports). Sets *ok
- * false when it breaks isolation. */
-static char *judge_bridge(const gw_bridge *b, bool *ok)
-{
-    const char *type = gw_port_type_name(b->port_type);
-    char flags[96];
-    switch (b->port_type) {
-    case GW_PORT_UPSTREAM:
-        return NULL;
-    case GW_PORT_ROOT_PORT:
-    case GW_PORT_DOWNSTREAM:
-        if (!b->acs.known) {
-            *ok = false;
-            return gw_strdup_printf("%s %s: ACS unknown (extended config space not readable)",
-                                    b->address, type);
-        }
-        if (!b->acs.present) {
-            *ok = false;
-            return gw_strdup_printf("%s %s: no ACS capability", b->address, type);
-        }
-        acs_flags(flags, sizeof flags, &b->acs);
-        if (!(b->acs.sv && b->acs.rr && b->acs.cr && b->acs.uf))
-            *ok = false;
-        return gw_strdup_printf("%s %s: %s", b->address, type, flags);
-    case GW_PORT_NONE:
-        *ok = false;
-        return gw_strdup_printf("%s: no PCIe capability (conventional PCI bridge or unreadable "
-                                "config): no ACS", b->address);
-    default:
-        *ok = false;
-        return gw_strdup_printf("%s %s: cannot isolate (the kernel's ACS check fails for this "
-                                "port type)", b->address, type);
-    }
-}
-
-bool gw_topo_acs_verdict(const gw_bridge *path, size_t n, bool complete, char **evidence)
-{
-    bool ok = complete;
-    gw_strv parts = { 0 };
-    if (!complete)
-        gw_strv_pushf(&parts, "upstream path incomplete: ports above are unknown");
-    for (size_t i = 0; i < n; i++) {
-        char *e = judge_bridge(&path[i], &ok);
-        if (e)
-            gw_strv_push(&parts, e);
-    }
-    if (parts.n == 0) {
-        *evidence = gw_xstrdup("no root or downstream port between the GPU and the root complex");
-        return ok;
-    }
-    size_t len = 0;
-    for (size_t i = 0; i < parts.n; i++)
-        len += strlen(parts.v[i]) + 2;
-    char *s = gw_xcalloc(len + 1, 1);
-    for (size_t i = 0; i < parts.n; i++) {
-        if (i)
-            strcat(s, "; ");
-        strcat(s, parts.v[i]);
-    }
-    gw_strv_free(&parts);
-    *evidence = s;
-    return ok;
-}
-
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -190,33 +120,24 @@ static bool same_slot(const char *a, const char *b)
     return strncmp(a, b, 10) == 0;   /* "dddd:bb:dd" */
 }
 
-static void join_append(char **s, const char *sep, const char *item)
-{
-    char *n = *s ? gw_strdup_printf("%s%s%s", *s, sep, item) : gw_xstrdup(item);
-    free(*s);
-    *s = n;
-}
-
-bool gw_topo_group(const gw_scan *s, size_t gpu, gw_group_member **members, size_t *n,
-                   char **evidence, gw_strv *errors)
+void gw_topo_group(const gw_scan *s, size_t gpu, gw_group_member **members, size_t *n,
+                   gw_iso_view *view, gw_strv *errors)
 {
     const gw_func *f = &s->funcs[gpu];
     *members = NULL;
     *n = 0;
     if (!f->iommu_group) {
-        *evidence = gw_xstrdup(f->iommu_group_dangling
-                                   ? "IOMMU group unknown: the iommu_group link is dangling"
-                                   : "no IOMMU group: the IOMMU is off or absent, so the GPU "
-                                     "cannot be isolated");
-        return false;
+        view->group_state = f->iommu_group_dangling ? GW_ISO_GROUP_DANGLING : GW_ISO_GROUP_NONE;
+        return;
     }
+    view->group = gw_xstrdup(f->iommu_group);
     _cleanup_free_ char *dir = gw_strdup_printf("%s/%s/devices", s->iommu_groups, f->iommu_group);
     DIR *d = opendir(dir);
     if (!d) {
         gw_strv_pushf(errors, "iommu group %s: cannot list %s: %s", f->iommu_group, dir,
                       strerror(errno));
-        *evidence = gw_strdup_printf("IOMMU group %s: members unknown", f->iommu_group);
-        return false;
+        view->group_state = GW_ISO_GROUP_UNREADABLE;
+        return;
     }
     gw_strv names = { 0 };
     struct dirent *de;
@@ -234,51 +155,36 @@ bool gw_topo_group(const gw_scan *s, size_t gpu, gw_group_member **members, size
     if (names.n)
         qsort(names.v, names.n, sizeof *names.v, cmp_str);
 
-    bool viable = true, self = false;
-    char *strangers = NULL, *bridges = NULL, *slot_funcs = NULL;
+    bool self = false;
     gw_group_member *m = gw_xcalloc(names.n ? names.n : 1, sizeof *m);
     for (size_t i = 0; i < names.n; i++) {
         memcpy(m[i].address, names.v[i], GW_ADDR_LEN);
         m[i].same_slot = same_slot(names.v[i], f->address);
         self |= !strcmp(names.v[i], f->address);
+        gw_iso_member *im = gw_iso_view_add_member(view, names.v[i]);
         long idx = gw_scan_find(s, names.v[i]);
         if (idx < 0) {
             gw_strv_pushf(errors, "iommu group %s: member %s is not listed in bus/pci/devices",
                           f->iommu_group, names.v[i]);
-        } else {
-            m[i].driver = gw_xstrdup(s->funcs[idx].driver);
-            m[i].is_bridge = gw_func_is_bridge(&s->funcs[idx]);
+            continue;
         }
-        char item[64];
-        snprintf(item, sizeof item, "%s [%s]", names.v[i], m[i].driver ? m[i].driver : "no driver");
-        if (m[i].same_slot) {
-            join_append(&slot_funcs, ", ", item);
-        } else if (m[i].is_bridge) {
-            join_append(&bridges, ", ", item);
-        } else {
-            viable = false;
-            join_append(&strangers, ", ", item);
-        }
+        /* The header type from config space, else from the kernel's class
+         * (pcifunc.c): what the clean-up's reader does too. */
+        const gw_func *o = &s->funcs[idx];
+        m[i].driver = gw_xstrdup(o->driver);
+        m[i].is_bridge = gw_func_is_bridge(o);
+        im->known = o->hdrtype >= 0;
+        im->is_bridge = m[i].is_bridge;
+        im->vendor_id = o->ids_known ? o->vendor_id : 0;
+        im->device_id = o->ids_known ? o->device_id : 0;
+        im->class_code = o->class_known ? o->class_code : 0;
+        im->driver = gw_xstrdup(o->driver);
     }
     if (!self)
         gw_strv_pushf(errors, "iommu group %s does not list the GPU itself", f->iommu_group);
-    char slot[11];
-    memcpy(slot, f->address, 10);
-    slot[10] = '\0';
-    if (!viable)
-        *evidence = gw_strdup_printf("group %s also holds %s: neither functions of slot %s nor "
-                                     "bridges", f->iommu_group, strangers, slot);
-    else
-        *evidence = gw_strdup_printf("group %s: %s (functions of slot %s)%s%s", f->iommu_group,
-                                     slot_funcs ? slot_funcs : "none", slot,
-                                     bridges ? " and bridges " : "", bridges ? bridges : "");
-    free(strangers);
-    free(bridges);
-    free(slot_funcs);
     *members = m;
     *n = names.n;
     gw_strv_free(&names);
-    return viable;
 }
 
 void gw_topo_cliques(gw_host *host)

@@ -1,11 +1,11 @@
-/* The PCI tree above each GPU and the verdicts that depend on it: upstream
- * path with port types and ACS, the ACS path verdict (the kernel's
- * pci_acs_flags_enabled over every root and downstream port), IOMMU group
- * viability, and P2P cliques. */
+/* The PCI tree around each GPU: the upstream path with port types and ACS,
+ * the IOMMU group's members, and P2P cliques. The isolation verdict on
+ * these facts is isolation.c's (gw_iso_judge). */
 #ifndef GW_TOPOLOGY_H
 #define GW_TOPOLOGY_H
 
 #include "host_internal.h"
+#include "isolation.h"
 
 /* Resolve every function's parent bridge from the nested sysfs layout (as
  * libpci's PCI_FILL_PARENT does) into scan->parent / scan->parent_problem. */
@@ -16,13 +16,11 @@ void gw_topo_link_parents(gw_scan *s);
  * Returns false when the path is incomplete. */
 bool gw_topo_upstream(const gw_scan *s, size_t i, gw_bridge **out, size_t *n, gw_strv *errors);
 
-/* acs_path_ok with its evidence (newly allocated). `complete` is
- * gw_topo_upstream()'s result. */
-bool gw_topo_acs_verdict(const gw_bridge *path, size_t n, bool complete, char **evidence);
-
-/* Members of funcs[gpu]'s IOMMU group and group_viable with its evidence. */
-bool gw_topo_group(const gw_scan *s, size_t gpu, gw_group_member **members, size_t *n,
-                   char **evidence, gw_strv *errors);
+/* Members of funcs[gpu]'s IOMMU group, ascending, for gw_gpu, and the group
+ * part of its isolation view (state, number, each member's header type,
+ * ids and driver). The verdict is isolation.c's. */
+void gw_topo_group(const gw_scan *s, size_t gpu, gw_group_member **members, size_t *n,
+                   gw_iso_view *view, gw_strv *errors);
 
 /* Number the P2P cliques of host->gpus (upstream paths filled) and set each
  * GPU's clique; more than 16 is a host error. */

@@ -88,6 +88,36 @@ typedef struct gw_group_member {
     bool same_slot;         /* same domain:bus:device as the GPU */
 } gw_group_member;
 
+/* What keeps a GPU from being isolated: the kind of one reason of its
+ * isolation verdict (gw_gpu.isolation_reasons). The clean-up's isolation
+ * step reaches its verdict with the same code (docs/sanitize.md). */
+typedef enum gw_iso_kind {
+    GW_ISO_NO_GROUP = 0,        /* no IOMMU group, a dangling group link, or its members unreadable */
+    GW_ISO_FOREIGN_DEVICE = 1,  /* the group holds a device that is neither a function of the GPU's
+                                 * slot nor a bridge: a VM given the GPU would get it too */
+    GW_ISO_HOST_DRIVER = 2,     /* a function of the GPU's own slot (the GPU included) is bound to a
+                                 * host driver: VFIO refuses the group until it is on vfio-pci */
+    GW_ISO_MEMBER_UNKNOWN = 3,  /* a group member that cannot be identified */
+    GW_ISO_ACS = 4,             /* a root or downstream port on the path without ACS SV RR CR UF, or
+                                 * a bridge that cannot have ACS (conventional PCI, PCIe-to-PCI) */
+    GW_ISO_ACS_UNKNOWN = 5,     /* a port's ACS unreadable, or the path not followed to a root bus */
+    GW_ISO_ATS = 6,             /* ATS enabled on the GPU: translated requests bypass the IOMMU */
+    GW_ISO_ATS_UNKNOWN = 7,     /* the GPU's ATS Control register unreadable */
+} gw_iso_kind;
+
+/* "no_group", "foreign_device", "host_driver", "member_unknown", "acs",
+ * "acs_unknown", "ats", "ats_unknown"; "unknown" for anything else. */
+GW_EXTERN const char *gw_iso_kind_name(int kind);
+
+/* One reason why a GPU cannot be isolated, naming the devices it is about
+ * (the conflicting group members, the port, or the GPU). */
+typedef struct gw_iso_reason {
+    int kind;                           /* gw_iso_kind */
+    const char *text;                   /* in words, the devices named */
+    const char (*devices)[GW_ADDR_LEN];
+    size_t n_devices;
+} gw_iso_reason;
+
 /* Cumulative AER counters (the TOTAL_ERR_* line of aer_dev_*); -1 when the
  * attribute is absent. */
 typedef struct gw_aer_counts {
@@ -136,7 +166,9 @@ typedef struct gw_gpu {
 
     bool acs_path_ok;                   /* every root/downstream port on the path has SV RR CR UF */
     const char *acs_evidence;           /* why, in words */
-    bool group_viable;                  /* every group member is a function of this slot or a bridge */
+    /* Every group member is a bridge, or a function of this slot that VFIO
+     * can take (on vfio-pci, pci-stub or unbound); see gw_iso_kind. */
+    bool group_viable;
     const char *group_evidence;
     int clique;                         /* P2P clique id; -1 when in none. Ids of 16 and more
                                          * exist only with a host error saying QEMU cannot
@@ -147,6 +179,22 @@ typedef struct gw_gpu {
      * 0000:3a:00.0: ..."); empty when fine. */
     const char *const *errors;
     size_t n_errors;
+
+    /* ---- added later; gw_gpu is only ever allocated by the library ---- */
+
+    /* The isolation verdict as a whole (agent/lib/isolation.c; the clean-up's
+     * isolation step judges the same facts with the same code): the group
+     * (group_viable), the ACS path (acs_path_ok) and ATS (ats_ok: the GPU's
+     * ATS Control known and Enable clear) all fine. */
+    bool isolation_viable;
+    /* Not viable: the reasons' texts, "; "-joined (what the clean-up's
+     * isolation step says when it fails). Viable: group_evidence,
+     * acs_evidence and ats_evidence. */
+    const char *isolation_evidence;
+    const gw_iso_reason *isolation_reasons;   /* empty when viable */
+    size_t n_isolation_reasons;
+    bool ats_ok;
+    const char *ats_evidence;
 } gw_gpu;
 
 typedef struct gw_host gw_host;

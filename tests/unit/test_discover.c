@@ -358,7 +358,7 @@ static const char *const omen_3060_gpus[] = {
     " driver vfio-pci flr yes reset [flr]"
     " link 8x16/16x16 ats - aer yes(0/0/0) dsn - rom yes bar0 1000000 fns [0000:01:00.1]"
     " up [0000:00:01.0 8086:1901 root_port acs none]"
-    " acs_ok no viable yes clique -1"
+    " acs_ok no viable no clique -1"
     " errors []",
     NULL,
 };
@@ -369,7 +369,7 @@ static const char *const ats_on_gpus[] = {
     " driver i915 flr yes reset [flr]"
     " link 0x0/2.5x0 ats on aer no dsn - rom yes bar0 1000000 fns []"
     " up []"
-    " acs_ok yes viable yes clique -1"
+    " acs_ok yes viable no clique -1"
     " errors []",
     "0000:02:00.0 10de:2c02 sub 19da:1762 rev a1 class 0300 numa -1 cpus 0-23"
     " group 14 [0000:02:00.0=vfio-pci/slot 0000:02:00.1=vfio-pci/slot]"
@@ -387,7 +387,7 @@ static const char *const broken_vendor_gpus[] = {
     " driver vfio-pci flr yes reset [flr]"
     " link 8x16/16x16 ats - aer yes(0/0/0) dsn - rom yes bar0 1000000 fns [0000:01:00.1]"
     " up [0000:00:01.0 8086:1901 root_port acs none]"
-    " acs_ok no viable yes clique -1"
+    " acs_ok no viable no clique -1"
     " errors [vendor/device: Cannot open ROOT/sys/bus/pci/devices/0000:01:00.0/vendor: No such file or directory; ids taken from config space]",
     NULL,
 };
@@ -398,7 +398,7 @@ static const char *const broken_numa_gpus[] = {
     " driver vfio-pci flr yes reset [flr]"
     " link 8x16/16x16 ats - aer yes(0/0/0) dsn - rom yes bar0 1000000 fns [0000:01:00.1]"
     " up [0000:00:01.0 8086:1901 root_port acs none]"
-    " acs_ok no viable yes clique -1"
+    " acs_ok no viable no clique -1"
     " errors [numa_node: ROOT/sys/bus/pci/devices/0000:01:00.0/numa_node: not an integer: 'banana']",
     NULL,
 };
@@ -409,7 +409,7 @@ static const char *const broken_config_gpus[] = {
     " driver vfio-pci flr no reset [flr]"
     " link 8x16/16x16 ats - aer no(0/0/0) dsn - rom yes bar0 1000000 fns [0000:01:00.1]"
     " up [0000:00:01.0 8086:1901 root_port acs none]"
-    " acs_ok no viable yes clique -1"
+    " acs_ok no viable no clique -1"
     " errors [config: truncated: 10 bytes, less than the 64-byte header]",
     NULL,
 };
@@ -432,7 +432,7 @@ static const char *const broken_entry_gpus[] = {
     " driver vfio-pci flr yes reset [flr]"
     " link 8x16/16x16 ats - aer yes(0/0/0) dsn - rom yes bar0 1000000 fns [0000:01:00.1]"
     " up [0000:00:01.0 8086:1901 root_port acs none]"
-    " acs_ok no viable yes clique -1"
+    " acs_ok no viable no clique -1"
     " errors []",
     NULL,
 };
@@ -443,7 +443,7 @@ static const char *const broken_bdf_gpus[] = {
     " driver vfio-pci flr yes reset [flr]"
     " link 8x16/16x16 ats - aer yes(0/0/0) dsn - rom yes bar0 1000000 fns [0000:01:00.1]"
     " up [0000:00:01.0 8086:1901 root_port acs none]"
-    " acs_ok no viable yes clique -1"
+    " acs_ok no viable no clique -1"
     " errors []",
     NULL,
 };
@@ -485,7 +485,7 @@ static void acs_off(void **state)
     expect_cliques("acs-off", "0=[0000:67:00.0 0000:68:00.0]");
     expect_host_errors("acs-off", no_errors);
     expect_gpu_evidence("acs-off", "0000:67:00.0",
-                        "0000:66:08.0 downstream: SV- RR- CR- UF- (ACS cap 187f ctrl 0000); "
+                        "0000:66:08.0 downstream: ACS SV RR CR UF not enabled (ACS cap 187f ctrl 0000); "
                         "0000:64:00.0 root_port: SV+ RR+ CR+ UF+ (ACS cap 001f ctrl 001d)",
                         "group 77: 0000:67:00.0 [vfio-pci], 0000:67:00.1 [vfio-pci] (functions of "
                         "slot 0000:67:00) and bridges 0000:66:08.0 [pcieport]");
@@ -499,7 +499,7 @@ static void acs_off_root(void **state)
     expect_host_errors("acs-off-root", no_errors);
     expect_gpu_evidence("acs-off-root", "0000:67:00.0",
                         "0000:66:08.0 downstream: SV+ RR+ CR+ UF+ (ACS cap 187f ctrl 001d); "
-                        "0000:64:00.0 root_port: SV- RR- CR- UF- (ACS cap 001f ctrl 0000)",
+                        "0000:64:00.0 root_port: ACS SV RR CR UF not enabled (ACS cap 001f ctrl 0000)",
                         "group 46 also holds 0000:68:00.0 [vfio-pci], 0000:68:00.1 [vfio-pci]: "
                         "neither functions of slot 0000:67:00 nor bridges");
 }
@@ -528,18 +528,24 @@ static void sm4029(void **state)
 }
 
 /* Consumer RTX 3060 under a root port without ACS: root port, GPU and HDA
- * in one group (viable: a bridge and the slot's functions). */
+ * in one group. Only a bridge and the slot's functions, but the HDA
+ * function is on snd_hda_intel, which VFIO refuses: not viable until it is
+ * on vfio-pci (the clean-up's isolation step says the same,
+ * test_isolation_agree.c). */
 static void omen(void **state)
 {
     expect_gpus("omen-3060", omen_3060_gpus);
     expect_cliques("omen-3060", "");
     expect_host_errors("omen-3060", no_errors);
     expect_gpu_evidence("omen-3060", "0000:01:00.0", "0000:00:01.0 root_port: no ACS capability",
-                        "group 1: 0000:01:00.0 [vfio-pci], 0000:01:00.1 [snd_hda_intel] "
-                        "(functions of slot 0000:01:00) and bridges 0000:00:01.0 [pcieport]");
+                        "group 1 not viable: 0000:01:00.1 bound to snd_hda_intel (10de:228e, class 0403): "
+                        "VFIO gives a VM the group only when each of its functions is on vfio-pci or unbound; "
+                        "the clean-up's bind step moves the GPU's own functions there when the policy manages "
+                        "them");
 }
 
-/* Arrow Lake iGPU (an RCiEP on the root bus) with ATS enabled, RTX 5080. */
+/* Arrow Lake iGPU (an RCiEP on the root bus) with ATS enabled, on i915 (the
+ * host's display: not viable either way), RTX 5080. */
 static void ats_on(void **state)
 {
     expect_gpus("ats-on", ats_on_gpus);
@@ -547,7 +553,21 @@ static void ats_on(void **state)
     expect_host_errors("ats-on", no_errors);
     expect_gpu_evidence("ats-on", "0000:00:02.0",
                         "no root or downstream port between the GPU and the root complex",
-                        "group 2: 0000:00:02.0 [i915] (functions of slot 0000:00:02)");
+                        "group 2 not viable: 0000:00:02.0 bound to i915 (8086:7d67, class 0300): VFIO gives a "
+                        "VM the group only when each of its functions is on vfio-pci or unbound; the "
+                        "clean-up's bind step moves the GPU's own functions there when the policy manages "
+                        "them");
+    gw_host *h = scan("ats-on");
+    const gw_gpu *g = gw_host_find_gpu(h, "0000:00:02.0");
+    assert_false(g->ats_ok);
+    assert_string_equal(g->ats_evidence,
+                        "ATS enabled on 0000:00:02.0 (control 0x8000): translated requests bypass the IOMMU");
+    assert_false(g->isolation_viable);
+    assert_int_equal(g->n_isolation_reasons, 2);
+    g = gw_host_find_gpu(h, "0000:02:00.0");
+    assert_true(g->isolation_viable && g->ats_ok);
+    assert_string_equal(g->ats_evidence, "no ATS capability");
+    gw_host_free(h);
 }
 
 /* 16 switches x 4 GPUs: every GPU's NUMA node, CPUs, group, path and clique

@@ -14,6 +14,7 @@
 #include <gpuwarden/host.h>
 
 #include "hosttree.h"
+#include "isolation.h"
 #include "pcifunc.h"
 #include "sysfs_attrs.h"
 #include "util.h"
@@ -143,9 +144,28 @@ static void every_field_of_one_gpu(void **state)
     assert_true(g->acs_path_ok);
     assert_string_equal(g->acs_evidence,
                         "0000:00:01.0 root_port: SV+ RR+ CR+ UF+ (ACS cap 005f ctrl 001d)");
-    assert_true(g->group_viable);
-    assert_string_equal(g->group_evidence, "group 7: 0000:01:00.0 [vfio-pci], 0000:01:00.1 "
-                                           "[snd_hda_intel] (functions of slot 0000:01:00)");
+    /* The HDA function is the GPU's own, but on snd_hda_intel VFIO refuses
+     * the group: not viable until it is on vfio-pci (isolation.c). */
+    assert_false(g->group_viable);
+    assert_string_equal(g->group_evidence,
+                        "group 7 not viable: 0000:01:00.1 bound to snd_hda_intel (10de:1aef, class 0403): VFIO "
+                        "gives a VM the group only when each of its functions is on vfio-pci or unbound; the "
+                        "clean-up's bind step moves the GPU's own functions there when the policy manages them");
+    /* ATS Enable set too. */
+    assert_false(g->ats_ok);
+    assert_string_equal(g->ats_evidence,
+                        "ATS enabled on 0000:01:00.0 (control 0x8000): translated requests bypass the IOMMU");
+    assert_false(g->isolation_viable);
+    assert_int_equal(g->n_isolation_reasons, 2);
+    assert_int_equal(g->isolation_reasons[0].kind, GW_ISO_HOST_DRIVER);
+    assert_int_equal(g->isolation_reasons[0].n_devices, 1);
+    assert_string_equal(g->isolation_reasons[0].devices[0], "0000:01:00.1");
+    assert_string_equal(g->isolation_reasons[0].text, g->group_evidence);
+    assert_int_equal(g->isolation_reasons[1].kind, GW_ISO_ATS);
+    assert_string_equal(g->isolation_reasons[1].devices[0], "0000:01:00.0");
+    char *ev = gw_strdup_printf("%s; %s", g->group_evidence, g->ats_evidence);
+    assert_string_equal(g->isolation_evidence, ev);
+    free(ev);
     assert_int_equal(g->clique, -1);
     assert_int_equal(g->n_errors, 0);
     assert_int_equal(gw_host_clique_count(h), 0);
@@ -185,7 +205,30 @@ static void json_schema(void **state)
     assert_true(json_is_true(json_object_get(ats, "present")));
     assert_true(json_is_true(json_object_get(ats, "enabled")));
     assert_true(json_is_true(json_object_get(g, "acs_path_ok")));
-    assert_true(json_is_true(json_object_get(g, "group_viable")));
+    assert_true(json_is_false(json_object_get(g, "group_viable")));
+    json_t *iso = json_object_get(g, "isolation");
+    assert_true(json_is_false(json_object_get(iso, "viable")));
+    assert_true(json_is_false(json_object_get(iso, "ats_ok")));
+    assert_string_equal(json_string_value(json_object_get(iso, "ats_evidence")),
+                        "ATS enabled on 0000:01:00.0 (control 0x8000): translated requests bypass the IOMMU");
+    json_t *r0 = json_array_get(json_object_get(iso, "reasons"), 0);
+    assert_string_equal(json_string_value(json_object_get(r0, "kind")), "host_driver");
+    assert_string_equal(json_string_value(json_array_get(json_object_get(r0, "devices"), 0)), "0000:01:00.1");
+    assert_string_equal(json_string_value(json_object_get(r0, "text")),
+                        json_string_value(json_object_get(g, "group_evidence")));
+    json_t *r1 = json_array_get(json_object_get(iso, "reasons"), 1);
+    assert_string_equal(json_string_value(json_object_get(r1, "kind")), "ats");
+    assert_int_equal(json_array_size(json_object_get(iso, "reasons")), 2);
+    /* "isolation" comes right after "group_evidence". */
+    const char *prev = NULL;
+    const char *key;
+    json_t *val;
+    json_object_foreach(g, key, val) {
+        if (!strcmp(key, "isolation"))
+            break;
+        prev = key;
+    }
+    assert_string_equal(prev, "group_evidence");
     assert_true(json_is_null(json_object_get(g, "clique")));
     assert_true(json_is_false(json_object_get(g, "config_all_ones")));
     assert_string_equal(json_string_value(json_object_get(g, "dsn")), "48-b0-2d-ff-ff-6b-c0-ab");
@@ -281,7 +324,7 @@ static void switch_acs_cliques_groups(void **state)
     assert_true(g2->upstream[0].acs.uf);
     assert_false(g2->acs_path_ok);
     assert_string_equal(g2->acs_evidence,
-                        "0000:02:10.0 downstream: SV+ RR- CR+ UF+ (ACS cap 0017 ctrl 0013); "
+                        "0000:02:10.0 downstream: ACS RR not enabled (ACS cap 0017 ctrl 0013); "
                         "0000:00:01.0 root_port: SV+ RR+ CR+ UF+ (ACS cap 005f ctrl 001d)");
     assert_false(g2->group_viable);
     assert_int_equal(g2->n_group_members, 3);

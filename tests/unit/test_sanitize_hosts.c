@@ -171,7 +171,8 @@ static void x299_every_gpu_passes_twice(void **state)
     for (size_t i = 0; i < 3; i++) {
         gw_sanitize_result *first = clean(ops, &pol, gpus[i]);
         assert_pass(first);
-        assert_non_null(strstr(step_of(first, GW_STEP_ISOLATION)->evidence, "ACS SV RR CR UF on 2 ports"));
+        assert_non_null(strstr(step_of(first, GW_STEP_ISOLATION)->evidence, "root_port: SV+ RR+ CR+ UF+"));
+        assert_non_null(strstr(step_of(first, GW_STEP_ISOLATION)->evidence, "downstream: SV+ RR+ CR+ UF+"));
         /* The second clean-up with the first's pins: still clean. */
         gw_fact pins[16];
         size_t n = gw_sanitize_result_pin_count(first);
@@ -200,7 +201,7 @@ static void acs_off_port_fails_isolation(void **state)
     /* 66:08.0 is in the GPU's group (a bridge: never rebound, allowed). */
     assert_non_null(strstr(step_of(r, GW_STEP_BIND)->evidence, "0000:66:08.0: bridge, never rebound"));
     assert_reason(r, GW_STEP_ISOLATION,
-                  "0000:66:08.0 (downstream port): ACS SV RR CR UF not enabled (cap 0x187f ctrl 0x0000)");
+                  "0000:66:08.0 downstream: ACS SV RR CR UF not enabled (ACS cap 187f ctrl 0000)");
     gw_sanitize_result_free(r);
     r = clean_sim("acs-off", &pol, "0000:1a:00.0");
     assert_pass(r);
@@ -212,9 +213,10 @@ static void acs_off_root_two_gpus_in_one_group_fail_isolation(void **state)
     (void)state;
     gw_sanitize_policy pol = policy();
     gw_sanitize_result *r = clean_sim("acs-off-root", &pol, "0000:67:00.0");
-    assert_reason(r, GW_STEP_ISOLATION, "group 46 not isolated: 0000:68:00.0 is outside the GPU's slot");
+    assert_reason(r, GW_STEP_ISOLATION, "group 46 also holds 0000:68:00.0 [vfio-pci], 0000:68:00.1 [vfio-pci]: "
+                                        "neither functions of slot 0000:67:00 nor bridges");
     assert_reason(r, GW_STEP_ISOLATION,
-                  "0000:64:00.0 (root port): ACS SV RR CR UF not enabled (cap 0x001f ctrl 0x0000)");
+                  "0000:64:00.0 root_port: ACS SV RR CR UF not enabled (ACS cap 001f ctrl 0000)");
     gw_sanitize_result_free(r);
 }
 
@@ -267,6 +269,31 @@ static void sm4029_shared_group_is_refused_without_a_write(void **state)
     assert_int_equal(gw_sim_write_count(sim), 0);
     gw_sanitize_result_free(r);
     gw_hostops_unref(ops);
+}
+
+/* The RTX 3060 host: its HDA function on snd_hda_intel in the GPU's group,
+ * the CPU's root port without ACS. By default the HDA function is not the
+ * clean-up's to move: bind refuses and writes nothing. Managed (vendor
+ * 10de), bind moves it to vfio-pci, and isolation then fails on the root
+ * port alone, as discovery says of that state (test_isolation_agree.c). */
+static void omen_3060_hda_function_moved_only_when_managed(void **state)
+{
+    (void)state;
+    gw_sanitize_policy pol = policy();
+    gw_sanitize_result *r = clean_sim("omen-3060", &pol, "0000:01:00.0");
+    assert_reason(r, GW_STEP_BIND, "0000:01:00.1 bound to snd_hda_intel and not managed");
+    assert_non_null(strstr(gw_sanitize_result_reason(r), "wrote nothing"));
+    gw_sanitize_result_free(r);
+
+    const uint16_t nvidia[] = { 0x10de };
+    pol.manage_vendors = nvidia;
+    pol.n_manage_vendors = 1;
+    r = clean_sim("omen-3060", &pol, "0000:01:00.0");
+    assert_non_null(strstr(step_of(r, GW_STEP_BIND)->evidence,
+                           "wrote '0000:01:00.1' to sys/bus/pci/drivers/snd_hda_intel/unbind"));
+    assert_reason(r, GW_STEP_ISOLATION, "isolation: 0000:00:01.0 root_port: no ACS capability; end of the run");
+    assert_null(strstr(step_of(r, GW_STEP_ISOLATION)->evidence, "snd_hda_intel"));
+    gw_sanitize_result_free(r);
 }
 
 typedef struct tally {
@@ -363,6 +390,7 @@ int main(void)
         cmocka_unit_test(allones_gpu_fails_before_any_write),
         cmocka_unit_test(ats_on_igpu_fails_isolation_and_rtx_passes),
         cmocka_unit_test(sm4029_shared_group_is_refused_without_a_write),
+        cmocka_unit_test(omen_3060_hda_function_moved_only_when_managed),
         cmocka_unit_test(synth64_all_gpus_at_once_with_one_hung),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
