@@ -18,11 +18,12 @@ static void events_usage(FILE *f)
         "                        [--timeout SEC]\n"
         "\n"
         "Print gpuwardend's events as they happen: every lifecycle transition (event,\n"
-        "states before and after, who, why) and every finished clean-up (result, time,\n"
-        "the failing step). The daemon keeps no history: only events published after\n"
-        "this command subscribed are seen (`gpuwarden audit` has the past). Lost events\n"
-        "(a gap in the sequence numbers) and a daemon restart are reported on stderr;\n"
-        "resynchronise with `gpuwarden list` then.\n"
+        "states before and after, who, why), every finished clean-up (result, time,\n"
+        "the failing step), and a GPU's domain stopping or running again (attachment:\n"
+        "reserved while it does not run). The daemon keeps no history: only events\n"
+        "published after this command subscribed are seen (`gpuwarden audit` has the\n"
+        "past). Lost events (a gap in the sequence numbers) and a daemon restart are\n"
+        "reported on stderr; resynchronise with `gpuwarden list` then.\n"
         "\n"
         "  --follow           wait for events until interrupted (SIGINT, SIGTERM: exit 0)\n"
         "  --count N          stop after N events\n"
@@ -84,6 +85,18 @@ static void cleanup_text(const json_t *b, char *out, size_t n)
                  json_string_value(json_object_get(failed, "evidence")));
 }
 
+static void attachment_text(const json_t *b, char *out, size_t n)
+{
+    const char *domain = json_string_value(json_object_get(b, "domain"));
+    if (json_is_true(json_object_get(b, "stopped")))
+        snprintf(out, n, "domain '%s' does not run: reserved until it runs again or is undefined",
+                 domain ? domain : "?");
+    else if (domain)
+        snprintf(out, n, "domain '%s' runs", domain);
+    else
+        snprintf(out, n, "no domain references it");
+}
+
 static int print_event(const gw_event_msg *m, bool json)
 {
     if (json)
@@ -96,6 +109,8 @@ static int print_event(const gw_event_msg *m, bool json)
         transition_text(m->body, what, sizeof what);
     else if (!strcmp(m->kind, "cleanup"))
         cleanup_text(m->body, what, sizeof what);
+    else if (!strcmp(m->kind, "attachment"))
+        attachment_text(m->body, what, sizeof what);
     else
         snprintf(what, sizeof what, "(an event kind newer than this gpuwarden)");
     for (char *p = what; *p; p++)

@@ -1,8 +1,10 @@
 /* Which VMs hold which GPU. The libvirt watcher reports the set of domains
- * referencing each managed GPU; this module keeps that view and turns changes
- * into lifecycle events: referenced -> attach seen; no longer referenced ->
- * detach seen, which makes the GPU dirty and wakes the main loop to start its
- * clean-up. Without libvirt the hook's hints feed the same function.
+ * referencing each managed GPU (and which of them run); this module keeps
+ * that view and turns changes into lifecycle events: referenced -> attach
+ * seen; no longer referenced -> detach seen, which makes the GPU dirty and
+ * wakes the main loop to start its clean-up. Without libvirt the hook's hints
+ * feed the same function. A GPU held only by domains that do not run is
+ * reserved in the inventory (see "Stopped domains").
  *
  * The gate needs to know whether a VM got the GPU clean: attach seen always
  * marks a GPU dirty, whatever it was before. So the attach also pins
@@ -11,10 +13,12 @@
  * its clean-up ran (cleanup.c settles it with the verdict), else "0". The
  * gate reads them back, also after a restart. */
 #include <errno.h>
+#include <msgpack.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "daemon.h"
+#include "proto_codec.h"
 #include "util.h"
 
 void gwd_strv_free(char **v)
@@ -47,6 +51,40 @@ char **gwd_strv_without(char *const *v, const char *drop, size_t *n)
     return out;
 }
 
+static bool strv_has(char *const *v, const char *s)
+{
+    for (; v && *v; v++)
+        if (!strcmp(*v, s))
+            return true;
+    return false;
+}
+
+/* Remove `s` from the NULL-terminated list *v (owned), if there. */
+static void strv_drop(char **v, const char *s)
+{
+    for (size_t i = 0; v && v[i]; i++) {
+        if (!strcmp(v[i], s)) {
+            free(v[i]);
+            for (size_t k = i; v[k]; k++)
+                v[k] = v[k + 1];
+            return;
+        }
+    }
+}
+
+/* Add `s` to the NULL-terminated list *v (owned; NULL is empty), if not there. */
+static void strv_put(char ***v, const char *s)
+{
+    if (strv_has(*v, s))
+        return;
+    size_t n = 0;
+    while (*v && (*v)[n])
+        n++;
+    *v = gw_xrealloc(*v, n + 2, sizeof **v);
+    (*v)[n] = gw_xstrdup(s);
+    (*v)[n + 1] = NULL;
+}
+
 static gwd_attachment *find(gwd *d, const char *address)
 {
     for (size_t i = 0; i < d->n_attachments; i++)
@@ -66,7 +104,59 @@ bool gwd_attachment_ready(gwd *d)
     return !d->attach || d->n_attachments >= d->n_watched;
 }
 
-static void set_view(gwd *d, const char *address, const char *const *domains, size_t n)
+/* ---- Stopped domains -------------------------------------------------------
+ * A persistent domain that is shut off still references its GPU until it is
+ * undefined: the GPU stays attached and no clean-up runs. Nova keeps a stopped
+ * instance's Placement allocation, and when it deletes the instance it
+ * undefines the domain and then deletes the allocation, with no qemu hook in
+ * between (nothing is released: the domain is not running). Were the GPU
+ * "attached, not reserved" until then, Placement would show it free from that
+ * DELETE until the driver hears of the undefine (the watcher's detach, the
+ * driver's sync), while it is dirty. So a GPU referenced only by domains that
+ * do not run is reserved in the inventory from the moment its domain stops
+ * (Placement takes reserved on top of the allocation; the attach handle stays,
+ * Cyborg has bound it to the stopped instance's request), and the hook's
+ * `release end`, which libvirt runs inside the stop, waits until Placement
+ * shows that.
+ *
+ * Who says whether a domain runs: the watcher (on every event and
+ * reconcile), and earlier the hook: `release end` runs inside the destroy,
+ * before the watcher can read the domain, and `released` answers with the
+ * revision that shows the reservation. The hook's word is kept as an override
+ * (said_stopped / said_running) until the watcher agrees or the domain leaves
+ * the GPU; a said_running also ends when the watcher sees the domain stop. A
+ * said_stopped is not ended by a report that shows the domain running: that
+ * report may rest on a read from before the destroy, and a real start comes
+ * with the hook's `started`, which replaces it. Either way a mistake reserves
+ * too much (Placement under-offers), never too little.
+ *
+ * Without libvirt `release end` detaches (the hint is all the daemon knows),
+ * so a GPU is never "stopped" there. */
+
+/* Referenced, and by no domain that runs, the hook's word first. */
+static bool held_by_stopped_only(const gwd_attachment *a)
+{
+    if (!a->domains || !a->domains[0])
+        return false;
+    for (char **dm = a->domains; *dm; dm++) {
+        if (strv_has(a->said_running, *dm))
+            return false;
+        if (strv_has(a->running, *dm) && !strv_has(a->said_stopped, *dm))
+            return false;
+    }
+    return true;
+}
+
+bool gwd_attachment_stopped(gwd *d, const char *address)
+{
+    /* From the view itself, not the flag last announced: an inventory built
+     * between a change and its announcement already shows it. */
+    gwd_attachment *a = find(d, address);
+    return a && held_by_stopped_only(a);
+}
+
+static void set_view(gwd *d, const char *address, const char *const *domains, size_t n,
+                     const char *const *running, size_t n_running)
 {
     gwd_attachment *a = find(d, address);
     if (!a) {
@@ -75,8 +165,72 @@ static void set_view(gwd *d, const char *address, const char *const *domains, si
         memset(a, 0, sizeof *a);
         snprintf(a->address, sizeof a->address, "%s", address);
     }
+    char **was_running = a->running;
     gwd_strv_free(a->domains);
     a->domains = gwd_strv_copy(domains, n);
+    a->running = gwd_strv_copy(running, n_running);
+    /* The watcher's report against the hook's word (see above). */
+    for (size_t i = 0; a->said_stopped && a->said_stopped[i];) {
+        const char *dm = a->said_stopped[i];
+        if (!strv_has(a->domains, dm) || !strv_has(a->running, dm))
+            strv_drop(a->said_stopped, dm);
+        else
+            i++;
+    }
+    for (size_t i = 0; a->said_running && a->said_running[i];) {
+        const char *dm = a->said_running[i];
+        if (!strv_has(a->domains, dm) || strv_has(a->running, dm) ||
+            (strv_has(was_running, dm) && !strv_has(a->running, dm)))
+            strv_drop(a->said_running, dm);
+        else
+            i++;
+    }
+    gwd_strv_free(was_running);
+}
+
+typedef struct attachment_event {
+    gwd *d;
+    const char *address, *domain;
+    bool stopped;
+} attachment_event;
+
+static void pack_attachment(void *pkv, uint64_t seq, void *userdata)
+{
+    msgpack_packer *pk = pkv;
+    const attachment_event *e = userdata;
+    gw_proto_pack_event_head(pk, seq, (uint64_t)e->d->boot_ms, (uint64_t)gwd_now_ms(), "attachment", e->address, 2);
+    gw_proto_pack_cstr(pk, "domain");
+    gw_proto_pack_cstr(pk, e->domain);
+    gw_proto_pack_cstr(pk, "stopped");
+    if (e->stopped)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
+}
+
+/* After a change of the view: when the GPU's "held by stopped domains only"
+ * changed, say so (log, and an `attachment` event, on which the Cyborg driver
+ * reads the inventory again: its `reserved` changed). Takes d->lock. */
+static void announce_stopped(gwd *d, const char *address)
+{
+    pthread_mutex_lock(&d->lock);
+    gwd_attachment *a = find(d, address);
+    bool now = a && held_by_stopped_only(a);
+    if (!a || now == a->stopped) {
+        pthread_mutex_unlock(&d->lock);
+        return;
+    }
+    a->stopped = now;
+    _cleanup_free_ char *domain = a->domains && a->domains[0] ? gw_xstrdup(a->domains[0]) : NULL;
+    pthread_mutex_unlock(&d->lock);
+    if (now)
+        gw_log(GW_LOG_NOTICE, "%s: domain '%s' does not run: reserved in the inventory until it runs again or "
+                              "is undefined", address, domain);
+    else
+        gw_log(GW_LOG_NOTICE, "%s: %s%s%s", address, domain ? "domain '" : "no domain references it",
+               domain ? domain : "", domain ? "' runs" : "");
+    attachment_event e = { d, address, domain, now };
+    gwd_event_publish(d, "attachment", address, pack_attachment, &e);
 }
 
 /* Attach seen, remembering whether the VM got the GPU clean. Reads the record
@@ -132,12 +286,13 @@ static void detach_seen(gwd *d, const char *address)
     gw_registry_set_fact(d->reg, address, "attach.clean", NULL);
 }
 
-void gwd_attachment_update(gwd *d, const char *address, const char *const *domains, size_t n)
+static void update(gwd *d, const char *address, const char *const *domains, size_t n, const char *const *running,
+                   size_t n_running)
 {
     pthread_mutex_lock(&d->lock);
     bool managed = gwd_fleet_is_managed(d, address);
     if (managed)
-        set_view(d, address, domains, n);
+        set_view(d, address, domains, n, running, n_running);
     pthread_mutex_unlock(&d->lock);
     if (!managed)
         return;
@@ -145,12 +300,35 @@ void gwd_attachment_update(gwd *d, const char *address, const char *const *domai
         attach_seen(d, address, domains[0]);
     else
         detach_seen(d, address);
+    announce_stopped(d, address);
     gwd_wake(d);
 }
 
-static void on_changed(const char *address, const char *const *domains, size_t n, void *userdata)
+void gwd_attachment_update(gwd *d, const char *address, const char *const *domains, size_t n)
 {
-    gwd_attachment_update(userdata, address, domains, n);
+    update(d, address, domains, n, domains, n);
+}
+
+void gwd_attachment_hint(gwd *d, const char *address, const char *domain, bool running)
+{
+    pthread_mutex_lock(&d->lock);
+    gwd_attachment *a = find(d, address);
+    /* A domain the watcher has not reported on the GPU yet: its report
+     * will say everything. */
+    bool known = a && strv_has(a->domains, domain);
+    if (known) {
+        strv_drop(running ? a->said_stopped : a->said_running, domain);
+        strv_put(running ? &a->said_running : &a->said_stopped, domain);
+    }
+    pthread_mutex_unlock(&d->lock);
+    if (known)
+        announce_stopped(d, address);
+}
+
+static void on_state(const char *address, const char *const *domains, size_t n, const char *const *running,
+                     size_t n_running, void *userdata)
+{
+    update(userdata, address, domains, n, running, n_running);
 }
 
 int gwd_attachment_start(gwd *d)
@@ -170,7 +348,7 @@ int gwd_attachment_start(gwd *d)
     o.uri = d->cfg.libvirt_uri;
     o.watch = (const char *const *)watch;
     o.n_watch = n;
-    o.changed = on_changed;
+    o.state_changed = on_state;
     o.userdata = d;
     o.reconcile_interval_ms = (unsigned)(d->cfg.reconcile_interval_s * 1000);
     d->n_watched = n;
@@ -187,8 +365,12 @@ void gwd_attachment_stop(gwd *d)
 {
     gw_attach_source_free(d->attach);
     d->attach = NULL;
-    for (size_t i = 0; i < d->n_attachments; i++)
+    for (size_t i = 0; i < d->n_attachments; i++) {
         gwd_strv_free(d->attachments[i].domains);
+        gwd_strv_free(d->attachments[i].running);
+        gwd_strv_free(d->attachments[i].said_running);
+        gwd_strv_free(d->attachments[i].said_stopped);
+    }
     free(d->attachments);
     d->attachments = NULL;
     d->n_attachments = 0;

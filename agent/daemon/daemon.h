@@ -32,10 +32,15 @@ typedef struct gwd_event {
 } gwd_event;
 
 /* Which domains reference a managed GPU, as the libvirt watcher (or, without
- * libvirt, the hook's hints) last said. */
+ * libvirt, the hook's hints) last said, and whether any of them runs. */
 typedef struct gwd_attachment {
     char address[GW_ADDR_LEN];
     char **domains;     /* NULL-terminated, sorted */
+    char **running;     /* those of them the watcher last saw running (without libvirt: all) */
+    /* With libvirt: the hook's word on a domain, newer than the watcher's
+     * report until the watcher agrees (attachment.c, "Stopped domains"). */
+    char **said_running, **said_stopped;
+    bool stopped;       /* announced: referenced, but by no running domain (reserved in the inventory) */
 } gwd_attachment;
 
 /* A GPU whose last clean-up found it in use waits before the next one. */
@@ -132,8 +137,15 @@ bool gwd_attachment_ready(gwd *d);
 /* Domains referencing `address` per the view (caller holds d->lock); NULL when none. */
 char *const *gwd_attachment_domains(gwd *d, const char *address);
 /* Apply a new set of referencing domains for a managed GPU: attach seen /
- * detach seen in the registry. Takes d->lock itself. */
+ * detach seen in the registry. All of them count as running (the hook's
+ * hints without libvirt). Takes d->lock itself. */
 void gwd_attachment_update(gwd *d, const char *address, const char *const *domains, size_t n);
+/* Whether the GPU is referenced by domains none of which runs (a shut-off
+ * persistent domain): the inventory reserves it. Caller holds d->lock. */
+bool gwd_attachment_stopped(gwd *d, const char *address);
+/* With libvirt: the hook says `domain` stopped (`release end`) or started
+ * (`started`) on the GPU, ahead of the watcher. Takes d->lock itself. */
+void gwd_attachment_hint(gwd *d, const char *address, const char *domain, bool running);
 
 /* cleanup.c: starting clean-ups and recording their results. */
 int gwd_cleanup_init(gwd *d);

@@ -150,7 +150,8 @@ int gwd_inventory_build(gwd *d, gw_inventory **out)
     if (r < 0)
         return r;
     gw_inventory_gpu *gpus = gw_xcalloc(n, sizeof *gpus);
-    size_t k = 0;
+    const char **stopped = gw_xcalloc(n, sizeof *stopped);
+    size_t k = 0, n_stopped = 0;
     for (size_t i = 0; i < n; i++) {
         const gw_device *dev = list[i];
         if (dev->flags & GW_FLAG_MISSING)
@@ -169,6 +170,10 @@ int gwd_inventory_build(gwd *d, gw_inventory **out)
             .class_code = g->class_code,
             .model = g->device_name,
         };
+        /* Held by a domain that does not run: reserved, handle kept
+         * (attachment.c, "Stopped domains"). */
+        if (gwd_attachment_stopped(d, dev->identity.address))
+            stopped[n_stopped++] = dev->identity.address;
     }
     gw_inventory_options o = GW_INVENTORY_OPTIONS_INIT;
     o.host = d->host_name;
@@ -180,7 +185,10 @@ int gwd_inventory_build(gwd *d, gw_inventory **out)
     o.n_extra_traits = n_extra;
     o.clique_override = d->clique_override;
     o.previous = d->inventory;
+    o.stopped = stopped;
+    o.n_stopped = n_stopped;
     r = gw_inventory_new(out, gpus, k, &o);
+    free(stopped);
     free(gpus);
     gw_device_list_free(list, n);
     return r;
@@ -687,7 +695,11 @@ static int op_attached(gwd *d, const gw_proto_request *req, bool admin, json_t *
     }
     pthread_mutex_unlock(&d->lock);
     if (d->attach) {
-        /* libvirt is the truth: ask the watcher to look now. */
+        /* libvirt is the truth: ask the watcher to look now. Meanwhile the
+         * domain counts as running on the GPUs it already holds (a start of
+         * a stopped domain: no longer reserved). */
+        for (size_t i = 0; i < json_array_size(gpus); i++)
+            gwd_attachment_hint(d, json_string_value(json_array_get(gpus, i)), req->args.domain, true);
         gw_attach_reconcile(d->attach);
     } else {
         const char *dom[] = { req->args.domain };
@@ -702,13 +714,18 @@ static int op_attached(gwd *d, const gw_proto_request *req, bool admin, json_t *
  * the domain down, so nothing here calls libvirt (the hook waits for this
  * reply and libvirtd waits for the hook): the watcher is asked to reconcile
  * on its own thread, and its report makes the GPUs dirty and starts their
- * clean-ups. Without libvirt the hint itself is the report. */
+ * clean-ups, or, for a persistent domain that is only shut off, leaves them
+ * attached to it. Either way the domain no longer runs, so its GPUs are
+ * reserved from now on (attachment.c, "Stopped domains"), before the
+ * revision below is taken. Without libvirt the hint itself is the report. */
 static int op_released(gwd *d, const gw_proto_request *req, bool admin, json_t **out, gw_proto_error *err)
 {
     pthread_mutex_lock(&d->lock);
     json_t *gpus = managed_among(d, req);
     pthread_mutex_unlock(&d->lock);
     if (d->attach) {
+        for (size_t i = 0; i < json_array_size(gpus); i++)
+            gwd_attachment_hint(d, json_string_value(json_array_get(gpus, i)), req->args.domain, false);
         gw_attach_reconcile(d->attach);
     } else {
         for (size_t i = 0; i < json_array_size(gpus); i++) {
@@ -725,9 +742,10 @@ static int op_released(gwd *d, const gw_proto_request *req, bool admin, json_t *
     /* The generation (and its revision) that shows the hint's effect: the
      * hook waits until `published` reaches that revision, so that Placement
      * shows the GPUs reserved before Nova deletes the allocation. With
-     * libvirt the watcher applies the change later, so this is the content
-     * as it stands now. 0 when no inventory can be built (then `inventory`
-     * fails too, and nothing will be published to wait for). */
+     * libvirt the GPUs are reserved as held by a stopped domain (above); the
+     * watcher's detach, if the domain goes away, keeps them so. 0 when no
+     * inventory can be built (then `inventory` fails too, and nothing will
+     * be published to wait for). */
     pthread_mutex_lock(&d->lock);
     gw_inventory *inv = NULL;
     bool built = current_inventory(d, &inv) == 0;

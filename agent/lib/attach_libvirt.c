@@ -18,6 +18,7 @@
 #include <libvirt/virterror.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <string.h>
 #include <time.h>
 
@@ -32,12 +33,14 @@
 typedef struct watched {
     char address[GW_ADDR_LEN];
     char **domains;                 /* as last reported; NULL before the first report */
+    char **running;                 /* those of them that were running then */
 } watched;
 
 typedef struct dom_entry {
     char uuid[VIR_UUID_STRING_BUFLEN];
     char *name;
     char **addrs;                   /* PCI source addresses, sorted */
+    bool active;                    /* running (or paused): a shut-off persistent domain is not */
 } dom_entry;
 
 typedef struct dom_map {
@@ -58,6 +61,7 @@ typedef struct lv_source {
 
     char *uri;
     gw_attach_changed_fn changed;
+    gw_attach_state_fn state_changed;
     void *userdata;
     unsigned int interval_ms, backoff_min_ms, backoff_max_ms;
     bool no_events, read_write;
@@ -138,8 +142,10 @@ static void source_unref(lv_source *s)
 {
     if (atomic_fetch_sub(&s->refs, 1) != 1)
         return;
-    for (size_t i = 0; i < s->n_watch; i++)
+    for (size_t i = 0; i < s->n_watch; i++) {
         gw_attach_list_free(s->watch[i].domains);
+        gw_attach_list_free(s->watch[i].running);
+    }
     free(s->watch);
     dom_map_clear(&s->map);
     while (s->queue) {
@@ -197,8 +203,18 @@ static int read_domain(lv_source *s, virDomainPtr d, dom_entry *e)
     const char *name = virDomainGetName(d);
     e->name = gw_xstrdup(name ? name : e->uuid);
     e->addrs = gw_attach_list_empty();
+    int active = virDomainIsActive(d);
+    if (active < 0) {
+        int code = virGetLastErrorCode();
+        dom_entry_clear(e);
+        if (code == VIR_ERR_NO_DOMAIN)
+            return -ENOENT;     /* vanished meanwhile: not an error */
+        return gw_error_set(-EIO, "libvirt %s: domain %s: cannot tell whether it runs: %s", s->uri,
+                            name ? name : e->uuid, virGetLastErrorMessage());
+    }
+    e->active = active == 1;
     int r = merge_xml(s, d, 0, e);
-    if (r == 0 && virDomainIsActive(d) == 1 && virDomainIsPersistent(d) == 1)
+    if (r == 0 && e->active && virDomainIsPersistent(d) == 1)
         r = merge_xml(s, d, VIR_DOMAIN_XML_INACTIVE, e);
     if (r < 0)
         dom_entry_clear(e);
@@ -236,17 +252,21 @@ static int read_all_domains(lv_source *s, virConnectPtr c, dom_map *out)
     return 0;
 }
 
-/* Sorted names of the domains in `m` that reference the slot of `address`. */
-static char **names_for(const dom_map *m, const char *address, size_t *count)
+/* Sorted names of the domains in `m` that reference the slot of `address`
+ * (only the running ones when `active_only`). */
+static char **names_for(const dom_map *m, const char *address, bool active_only, size_t *count)
 {
     char **names = gw_attach_list_empty();
     size_t n = 0;
-    for (size_t i = 0; i < m->n; i++)
+    for (size_t i = 0; i < m->n; i++) {
+        if (active_only && !m->v[i].active)
+            continue;
         for (char **a = m->v[i].addrs; *a; a++)
             if (gw_attach_same_slot(*a, address)) {
                 gw_attach_list_add(&names, &n, m->v[i].name);
                 break;
             }
+    }
     gw_attach_list_sort(names, n);
     if (count)
         *count = n;
@@ -255,27 +275,44 @@ static char **names_for(const dom_map *m, const char *address, size_t *count)
 
 /* ---- reporting ----------------------------------------------------------- */
 
+/* "a, b" into buf. */
+static const char *joined(char *const *names, char *buf, size_t size)
+{
+    buf[0] = '\0';
+    for (size_t k = 0, len = 0; names[k] && len < size; k++)
+        len += (size_t)snprintf(buf + len, size - len, "%s%s", k ? ", " : "", names[k]);
+    return buf;
+}
+
 static void report(lv_source *s)
 {
     if (!s->reported)
         return;
     for (size_t i = 0; i < s->n_watch; i++) {
         watched *w = &s->watch[i];
-        size_t n;
-        char **now = names_for(&s->map, w->address, &n);
-        if (w->domains && gw_attach_list_equal(now, w->domains)) {
+        size_t n, n_run;
+        char **now = names_for(&s->map, w->address, false, &n);
+        char **run = names_for(&s->map, w->address, true, &n_run);
+        bool names_changed = !w->domains || !gw_attach_list_equal(now, w->domains);
+        bool running_changed = !w->running || !gw_attach_list_equal(run, w->running);
+        if (!names_changed && !running_changed) {
             gw_attach_list_free(now);
+            gw_attach_list_free(run);
             continue;
         }
         gw_attach_list_free(w->domains);
+        gw_attach_list_free(w->running);
         w->domains = now;
-        char names[512] = "";
-        for (size_t k = 0, len = 0; k < n && len < sizeof names; k++)
-            len += (size_t)snprintf(names + len, sizeof names - len, "%s%s", k ? ", " : "", now[k]);
-        gw_log(GW_LOG_INFO, "libvirt %s: %s referenced by %s", s->uri, w->address,
-               n ? names : "no domain");
-        if (s->changed)
+        w->running = run;
+        char names[512], running[512];
+        gw_log(GW_LOG_INFO, "libvirt %s: %s referenced by %s%s%s%s", s->uri, w->address,
+               n ? joined(now, names, sizeof names) : "no domain", n ? " (running: " : "",
+               n ? (n_run ? joined(run, running, sizeof running) : "none") : "", n ? ")" : "");
+        if (s->changed && names_changed)
             s->changed(w->address, (const char *const *)now, n, s->userdata);
+        if (s->state_changed)
+            s->state_changed(w->address, (const char *const *)now, n, (const char *const *)run, n_run,
+                             s->userdata);
     }
 }
 
@@ -605,7 +642,7 @@ static int lv_query(gw_attach_source *src, const char *address, char ***out)
     virConnectClose(c);
     if (r < 0)
         return r;
-    *out = names_for(&m, address, NULL);
+    *out = names_for(&m, address, false, NULL);
     dom_map_clear(&m);
     return 0;
 }
@@ -646,8 +683,8 @@ static int check_options(const gw_attach_libvirt_options *o)
 {
     if (!o)
         return 0;
-    if (o->version != GW_ATTACH_LIBVIRT_OPTIONS_VERSION)
-        return gw_error_set(-EINVAL, "libvirt watcher: options version %u, expected %u", o->version,
+    if (o->version < 1 || o->version > GW_ATTACH_LIBVIRT_OPTIONS_VERSION)
+        return gw_error_set(-EINVAL, "libvirt watcher: options version %u, expected 1 to %u", o->version,
                             GW_ATTACH_LIBVIRT_OPTIONS_VERSION);
     if (o->uri && !o->uri[0])
         return gw_error_set(-EINVAL, "libvirt watcher: empty URI");
@@ -669,7 +706,9 @@ GW_EXTERN int gw_attach_libvirt_new(gw_attach_source **out, const gw_attach_libv
     if (r < 0)
         return r;
     gw_attach_libvirt_options o = GW_ATTACH_LIBVIRT_OPTIONS_INIT;
-    if (opts)
+    if (opts && opts->version == 1)
+        memcpy(&o, opts, offsetof(gw_attach_libvirt_options, state_changed));  /* a version-1 struct ends there */
+    else if (opts)
         o = *opts;
 
     lv_source *s = gw_xcalloc(1, sizeof *s);
@@ -677,6 +716,7 @@ GW_EXTERN int gw_attach_libvirt_new(gw_attach_source **out, const gw_attach_libv
     atomic_init(&s->refs, 1);
     s->uri = gw_xstrdup(o.uri ? o.uri : DEFAULT_URI);
     s->changed = o.changed;
+    s->state_changed = o.state_changed;
     s->userdata = o.userdata;
     s->interval_ms = o.reconcile_interval_ms ? o.reconcile_interval_ms : DEFAULT_RECONCILE_MS;
     s->backoff_min_ms = o.reconnect_min_ms ? o.reconnect_min_ms : DEFAULT_BACKOFF_MIN_MS;

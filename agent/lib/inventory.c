@@ -4,6 +4,7 @@
 #include <gpuwarden/inventory.h>
 #include <jansson.h>
 #include <limits.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "inventory_internal.h"
@@ -19,6 +20,7 @@ typedef struct gpu_rec {
     uint16_t class_code;
     const char *model;
     bool carried;               /* claimed by a carried-over deployable */
+    bool stopped;               /* attached, but no VM holding it runs */
 } gpu_rec;
 
 typedef struct group {
@@ -139,7 +141,7 @@ static int load_recs(build *b, const gw_inventory_gpu *gpus, size_t n)
         if (g->numa_node < -1)
             return gw_error_set(-EINVAL, "inventory: %s: NUMA node %d", g->address, g->numa_node);
         b->recs[i] = (gpu_rec){ g->address, g->vendor_id, g->device_id, g->numa_node, g->clique, g->state,
-                                g->attached, g->class_code, g->model, false };
+                                g->attached, g->class_code, g->model, false, false };
     }
     b->n_recs = n;
     qsort(b->recs, n, sizeof *b->recs, cmp_rec);
@@ -156,6 +158,24 @@ static gpu_rec *find_rec(const build *b, const char *address)
 {
     gpu_rec key = { .address = address };
     return bsearch(&key, b->recs, b->n_recs, sizeof *b->recs, cmp_rec);
+}
+
+/* The GPUs of options.stopped: attached ones count as reserved (fill_states). */
+static int mark_stopped(build *b)
+{
+    const gw_inventory_options *o = b->opts;
+    if (o->n_stopped && !o->stopped)
+        return gw_error_set(-EINVAL, "inventory: %zu stopped GPUs but no array", o->n_stopped);
+    for (size_t i = 0; i < o->n_stopped; i++) {
+        const char *a = o->stopped[i];
+        if (!a || !gw_is_bdf(a))
+            return gw_error_set(-EINVAL, "inventory: stopped GPU %zu: '%s' is not a canonical PCI address", i,
+                                a ? a : "(null)");
+        gpu_rec *r = find_rec(b, a);
+        if (r)
+            r->stopped = true;
+    }
+    return 0;
 }
 
 /* Apply the override, or keep the topology and say why not. */
@@ -353,19 +373,26 @@ static void fresh_traits(const build *b, const group *g, strv *t)
 }
 
 /* Reservation and handles from the GPUs' current states: a GPU that is not
- * in the input (only possible in a carried deployable) is reserved. */
+ * in the input (only possible in a carried deployable) is reserved. A GPU
+ * held by stopped VMs only has both: the handle because Cyborg has bound it
+ * (the stopped instance keeps its accelerator request), the reservation
+ * because the instance's allocation may go at any time (Nova deletes it
+ * after undefining the domain) while the GPU still waits for its clean-up.
+ * So a deployable's handles and reserved may add up to more than its GPUs. */
 static void fill_states(const build *b, gw_deployable *d)
 {
     gw_attach_handle *ah = gw_xcalloc(d->n_gpus, sizeof *ah);
     size_t n_ah = 0;
     for (size_t i = 0; i < d->n_gpus; i++) {
         const gpu_rec *r = find_rec(b, d->gpus[i]);
-        if (r && (r->state == GW_STATE_ALLOCATABLE || is_attached(r))) {
+        bool attached = r && is_attached(r);
+        if (r && (r->state == GW_STATE_ALLOCATABLE || attached))
             ah[n_ah++] = (gw_attach_handle){ gw_xstrdup(GW_AH_TYPE_PCI), gw_pci_json(d->gpus[i]),
                                              gw_xstrdup(d->gpus[i]) };
-        } else {
+        bool in_use = attached && !r->stopped;      /* a running VM's allocation takes its unit */
+        bool free_now = r && r->state == GW_STATE_ALLOCATABLE && !attached;
+        if (!in_use && !free_now)
             d->reserved++;
-        }
     }
     d->attach_handles = ah;
     d->n_attach_handles = n_ah;
@@ -523,9 +550,15 @@ GW_EXTERN int gw_inventory_new(gw_inventory **out, const gw_inventory_gpu *gpus,
         return gw_error_set(-EINVAL, "inventory: no output pointer");
     if (!opts)
         opts = &defaults;
-    if (opts->version != GW_INVENTORY_OPTIONS_VERSION)
-        return gw_error_set(-EINVAL, "inventory: options version %u, this library knows %d", opts->version,
+    if (opts->version < 1 || opts->version > GW_INVENTORY_OPTIONS_VERSION)
+        return gw_error_set(-EINVAL, "inventory: options version %u, this library knows 1 to %d", opts->version,
                             GW_INVENTORY_OPTIONS_VERSION);
+    gw_inventory_options v2 = GW_INVENTORY_OPTIONS_INIT;
+    if (opts->version == 1) {
+        memcpy(&v2, opts, offsetof(gw_inventory_options, stopped));    /* a version-1 struct ends there */
+        v2.version = GW_INVENTORY_OPTIONS_VERSION;
+        opts = &v2;
+    }
     if (opts->model != GW_INVENTORY_PER_GPU && opts->model != GW_INVENTORY_PER_CLIQUE)
         return gw_error_set(-EINVAL, "inventory: unknown model %d", (int)opts->model);
 
@@ -536,7 +569,7 @@ GW_EXTERN int gw_inventory_new(gw_inventory **out, const gw_inventory_gpu *gpus,
         return r;
 
     build b = { .opts = opts, .host = inv->host };
-    if ((r = load_recs(&b, gpus, n_gpus)) < 0) {
+    if ((r = load_recs(&b, gpus, n_gpus)) < 0 || (r = mark_stopped(&b)) < 0) {
         build_clear(&b);
         return r;
     }

@@ -203,7 +203,10 @@ static int read_deployable(const json_t *j, size_t index, gw_deployable *d)
                                 name, d->gpus[g]);
     if ((r = read_handles(handles, d)) < 0)
         return r;
-    if (num != (json_int_t)d->n_gpus || reserved != (json_int_t)(d->n_gpus - d->n_attach_handles))
+    /* Every GPU has a handle or is reserved; one held by a stopped VM has
+     * both (inventory.c, fill_states). */
+    if (num != (json_int_t)d->n_gpus || reserved < (json_int_t)(d->n_gpus - d->n_attach_handles) ||
+        reserved > num)
         return gw_error_set(-EINVAL, "inventory JSON: %s: num_accelerators %lld / reserved %lld do not match "
                             "%zu GPUs with %zu handles", name, (long long)num, (long long)reserved, d->n_gpus,
                             d->n_attach_handles);

@@ -32,7 +32,8 @@
  *     ...
  *     gw_attach_source_free(src);
  *
- * It keeps a map domain -> PCI source addresses, fed by libvirt lifecycle
+ * It keeps a map domain -> PCI source addresses (and whether the domain
+ * runs, for `state_changed`), fed by libvirt lifecycle
  * events (defined, undefined, started, stopped, ...; device added/removed) and
  * by a periodic full reconcile over every domain, and reconnects with backoff
  * when libvirtd goes away. Libvirt's own errors are routed to gpuwarden's log
@@ -127,6 +128,18 @@ GW_EXTERN int gw_domain_xml_pci_sources(const char *xml, size_t len, char ***add
 typedef void (*gw_attach_changed_fn)(const char *address, const char *const *domains,
                                      size_t n_domains, void *userdata);
 
+/*
+ * Like gw_attach_changed_fn, and also says which of those domains are
+ * running: `running` (sorted, `n_running` of them, NULL-terminated) are the
+ * domains of `domains` that are active now. A persistent domain that is shut
+ * off still references its GPUs until it is undefined, so n_domains > 0 with
+ * n_running == 0 means "held by stopped domains only". Called whenever either
+ * set changed (a start or a stop alone included; `changed` is not called for
+ * those), with the same first-reconcile and threading rules as `changed`.
+ */
+typedef void (*gw_attach_state_fn)(const char *address, const char *const *domains, size_t n_domains,
+                                   const char *const *running, size_t n_running, void *userdata);
+
 typedef struct gw_attach_libvirt_options {
     unsigned int version;
     const char *uri;                    /* NULL = "qemu:///system" */
@@ -141,17 +154,21 @@ typedef struct gw_attach_libvirt_options {
     unsigned int reconnect_max_ms;      /* backoff cap; 0 = 30000 */
     bool no_events;                     /* reconcile only, no event callbacks */
     bool read_write;                    /* open read-write (default read-only) */
+    /* Version 2: may be NULL; gets `userdata` too. Both it and `changed`
+     * may be set: each is called on its own rule. */
+    gw_attach_state_fn state_changed;
 } gw_attach_libvirt_options;
 
-#define GW_ATTACH_LIBVIRT_OPTIONS_VERSION 1
+#define GW_ATTACH_LIBVIRT_OPTIONS_VERSION 2
 #define GW_ATTACH_LIBVIRT_OPTIONS_INIT \
-    { GW_ATTACH_LIBVIRT_OPTIONS_VERSION, NULL, NULL, 0, NULL, NULL, 0, 0, 0, false, false }
+    { GW_ATTACH_LIBVIRT_OPTIONS_VERSION, NULL, NULL, 0, NULL, NULL, 0, 0, 0, false, false, NULL }
 
 /*
  * Start a libvirt watcher. It returns at once: connecting happens on the
  * watcher's thread, retried with backoff (reconnect_min_ms doubling up to
  * reconnect_max_ms) until it succeeds, so a daemon may start before
- * libvirtd. Fails only for bad options (-EINVAL: unknown version, a watched
+ * libvirtd. Options of version 1 (without `state_changed`) are accepted.
+ * Fails only for bad options (-EINVAL: unknown version, a watched
  * address that is not canonical, a URI that is empty) or when the event loop
  * or thread cannot be started (-ENOMEM, -EAGAIN, -EIO).
  */

@@ -34,12 +34,19 @@
  *   the operator's extra traits, in the order given.
  *
  * Reservation: reserved = the deployable's GPUs that are neither allocatable
- * nor attached (state GW_STATE_ATTACHED, or the `attached` flag: a VM still
- * holds it). Attach handles are listed only for allocatable or attached GPUs:
- * Cyborg binds the first free handle of a deployable, so the handle of a GPU
- * that is not clean must not exist, and a handle Cyborg has bound must not
- * disappear (it would destroy it under the VM's accelerator request). An
- * attached GPU is not reserved: its allocation already takes its capacity.
+ * nor attached to a running VM (attached: state GW_STATE_ATTACHED, or the
+ * `attached` flag: a VM still holds it; gw_inventory_options.stopped: no VM
+ * holding it runs).
+ * Attach handles are listed only for allocatable or attached GPUs, stopped
+ * or not: Cyborg binds the first free handle of a deployable, so the handle
+ * of a GPU that is not clean must not exist, and a handle Cyborg has bound
+ * must not disappear (it would destroy it under the VM's accelerator
+ * request). A GPU attached to a running VM is not reserved: its allocation
+ * already takes its capacity. One held by stopped VMs only is reserved
+ * (with its handle): a shut-off persistent domain keeps its GPU until it is
+ * undefined, and Nova deletes the instance's allocation after undefining it,
+ * before anyone can tell the GPU is free; reserved on top of the allocation
+ * closes that window (Placement accepts reserved + used > total).
  * Every GPU of the input is in exactly one deployable (an attached GPU is
  * always present), and a deployable of the previous inventory is kept as it
  * was - same name, same GPUs, same traits - while any of its GPUs is attached
@@ -179,13 +186,24 @@ typedef struct gw_inventory_options {
      * while it has allocations, wedging every later report. Its GPUs that are
      * no longer in the input count as reserved. */
     const gw_inventory *previous;
+    /* Version 2. The attached GPUs that no VM holding them runs (a shut-off
+     * persistent domain keeps its GPU until it is undefined): each keeps its
+     * handle and is reserved too (see Reservation above). An address that is
+     * not an attached GPU of the input changes nothing. NULL: none. A list,
+     * not a gw_inventory_gpu field, so that arrays built against version 1
+     * keep their layout. */
+    const char *const *stopped;
+    size_t n_stopped;
 } gw_inventory_options;
 
-#define GW_INVENTORY_OPTIONS_VERSION 1
-#define GW_INVENTORY_OPTIONS_INIT { GW_INVENTORY_OPTIONS_VERSION, NULL, GW_INVENTORY_PER_GPU, NULL, 0, NULL, NULL }
+#define GW_INVENTORY_OPTIONS_VERSION 2
+#define GW_INVENTORY_OPTIONS_INIT \
+    { GW_INVENTORY_OPTIONS_VERSION, NULL, GW_INVENTORY_PER_GPU, NULL, 0, NULL, NULL, NULL, 0 }
 
-/* Build the inventory. -EINVAL for a malformed address, a duplicate GPU, a
- * clique outside -1..15, an invalid state, a bad host name or extra trait. */
+/* Build the inventory. -EINVAL for a malformed address (in the GPUs or in
+ * `stopped`), a duplicate GPU, a clique outside -1..15, an invalid state, a
+ * bad host name or extra trait. Options of version 1 (without `stopped`) are
+ * accepted. */
 GW_EXTERN int gw_inventory_new(gw_inventory **out, const gw_inventory_gpu *gpus, size_t n_gpus,
                                const gw_inventory_options *opts);
 
@@ -230,7 +248,7 @@ typedef struct gw_deployable {
     const char *name;           /* "<host>_<BDF>" or "<host>_clique<n>" */
     const char *rc;             /* "PGPU" */
     unsigned int num_accelerators;  /* number of GPUs */
-    unsigned int reserved;      /* GPUs neither allocatable nor attached */
+    unsigned int reserved;      /* GPUs neither allocatable nor attached to a running VM */
     const char *const *traits;
     size_t n_traits;
     const gw_attach_handle *attach_handles;  /* allocatable/attached GPUs, by address */

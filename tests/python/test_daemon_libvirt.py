@@ -4,10 +4,17 @@ hold which GPU, what a restart learns by reconciling, and the gate.
 The test driver lives inside the process that opens it, so a test cannot
 change what the daemon's own connection sees while it runs; changes made
 while the daemon is down are what the reconcile after a restart must catch
-(the event path is covered in-process by tests/unit/test_attach*.c)."""
+(the event path is covered in-process by tests/unit/test_attach*.c). The
+hook's hints reach the daemon directly, ahead of libvirt, as they do inside
+a real start or destroy."""
 
+import json
 import pathlib
 import re
+import time
+
+import msgpack
+import zmq
 
 from gwdaemon import Daemon, ROOT
 
@@ -78,3 +85,114 @@ def test_no_gpu_is_cleaned_before_libvirt_has_answered(tmp_path):
         events = [r["event"] for r in d.result("audit", {"device": addr})["records"]]
         assert "cleanup_started" not in events and "cleanup_failed" not in events, (addr, events)
     assert d.stop() == 0
+
+
+# ---- a domain that does not run keeps its GPU, reserved (issue 14) ----
+#
+# A shut-off persistent domain references its GPU until it is undefined: no
+# clean-up, the handle stays (Cyborg has bound it), but the GPU is reserved,
+# because Nova deletes the stopped instance's allocation after undefining it,
+# with no hook in between. The hook's `release end` says "stopped" first (it
+# runs inside the destroy), `started` says "runs".
+
+GPU_1A, GPU_68 = "0000:1a:00.0", "0000:68:00.0"
+
+
+def dep_of(inv, addr):
+    return next(x for x in inv["deployables"] if addr in x["gpus"])
+
+
+def handles_of(inv, addr):
+    return [json.loads(h["info"]) for h in dep_of(inv, addr)["attach_handles"]]
+
+
+class Events:
+    """The daemon's `attachment` events, subscribed before anything happens."""
+
+    def __init__(self, d):
+        self.sock = zmq.Context.instance().socket(zmq.SUB)
+        self.sock.setsockopt(zmq.SUBSCRIBE, b"attachment/")
+        self.sock.connect(d.events)
+        for _ in range(50):     # let the subscription land (a slow joiner misses the start)
+            d.result("hello")
+
+    def next(self, address, stopped, timeout=5.0):
+        """The next event for `address` saying `stopped`; the start-up's own events may
+        still be on their way (the loop publishes them a moment after start() returned),
+        and are skipped."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            assert left > 0 and self.sock.poll(int(left * 1000)), f"no attachment event {address} {stopped}"
+            topic, body = self.sock.recv_multipart()
+            ev = msgpack.unpackb(body)
+            assert topic.decode() == f"attachment/{ev['address']}" and ev["kind"] == "attachment"
+            assert list(ev)[6:] == ["domain", "stopped"]
+            if (ev["address"], ev["stopped"]) == (address, stopped):
+                return ev
+
+    def close(self):
+        self.sock.close(linger=0)
+
+
+def test_shut_off_domain_keeps_its_gpu_reserved_with_its_handle(tmp_path):
+    d = daemon_on(tmp_path, NODE).start()
+    inv = d.result("inventory")
+    # vm-shutoff holds 68: attached, no clean-up, the handle kept, and reserved
+    assert states(d)[GPU_68] == ("attached", "vm-shutoff")
+    assert dep_of(inv, GPU_68)["reserved"] == 1
+    assert handles_of(inv, GPU_68) == [{"bus": "68", "device": "00", "domain": "0000", "function": "0"}]
+    # vm-a6000 runs on 1a: its allocation takes the unit, not reserved
+    assert dep_of(inv, GPU_1A)["reserved"] == 0 and len(handles_of(inv, GPU_1A)) == 1
+    # the hook says vm-shutoff starts: no longer reserved, at once
+    ev = Events(d)
+    d.result("attached", {"domain": "vm-shutoff", "addresses": [GPU_68]})
+    assert ev.next(GPU_68, False)["domain"] == "vm-shutoff"
+    assert dep_of(d.result("inventory"), GPU_68)["reserved"] == 0
+    # and stops again (release end): reserved, before libvirt is even asked
+    rel = d.result("released", {"domain": "vm-shutoff", "addresses": [GPU_68]})
+    assert ev.next(GPU_68, True)["domain"] == "vm-shutoff"
+    now = d.result("inventory")
+    assert rel["generation"] == now["generation"] == inv["generation"]     # the same content as at start
+    assert dep_of(now, GPU_68)["reserved"] == 1 and len(handles_of(now, GPU_68)) == 1
+    assert states(d)[GPU_68] == ("attached", "vm-shutoff")
+    ev.close()
+    assert d.stop() == 0, d.log.read_text()
+
+    # a restart learns it from libvirt alone
+    d2 = daemon_on(tmp_path, NODE, state_dir=d.state_dir).start()
+    inv2 = d2.result("inventory")
+    assert dep_of(inv2, GPU_68)["reserved"] == 1 and len(handles_of(inv2, GPU_68)) == 1
+    assert inv2["generation"] == inv["generation"]
+    assert d2.stop() == 0, d2.log.read_text()
+
+
+def test_release_end_reserves_a_running_domains_gpu_at_once_and_started_lifts_it(tmp_path):
+    """vm-a6000 runs on 1a (and libvirt's test driver keeps it running: the
+    hook is ahead of libvirt here, as it is inside a real destroy)."""
+    d = daemon_on(tmp_path, NODE).start()
+    ev = Events(d)
+    before = d.result("inventory")
+    rel = d.result("released", {"domain": "vm-a6000", "addresses": [GPU_1A, "0000:1a:00.1"]})
+    assert rel["devices"] == [GPU_1A]
+    # the reply's content already shows it reserved: the hook waits for that revision
+    assert rel["revision"] == before["revision"] + 1
+    inv = d.result("inventory")
+    assert (inv["generation"], inv["revision"]) == (rel["generation"], rel["revision"])
+    assert dep_of(inv, GPU_1A)["reserved"] == 1 and len(handles_of(inv, GPU_1A)) == 1
+    assert ev.next(GPU_1A, True)["domain"] == "vm-a6000"
+    # the reconcile it asked for still sees vm-a6000 running (a read that may predate the
+    # destroy): the hook's word stands, and nothing is cleaned while the domain is defined
+    time.sleep(0.5)
+    assert dep_of(d.result("inventory"), GPU_1A)["reserved"] == 1
+    assert states(d)[GPU_1A] == ("attached", "vm-a6000")
+    # started: runs again, not reserved
+    d.result("attached", {"domain": "vm-a6000", "addresses": [GPU_1A, "0000:1a:00.1"]})
+    assert ev.next(GPU_1A, False)["domain"] == "vm-a6000"
+    after = d.result("inventory")
+    assert dep_of(after, GPU_1A)["reserved"] == 0 and after["generation"] == before["generation"]
+    # a hint for a domain libvirt does not show on the GPU changes nothing
+    d.result("released", {"domain": "vm-other", "addresses": [GPU_1A]})
+    assert dep_of(d.result("inventory"), GPU_1A)["reserved"] == 0
+    ev.close()
+    assert d.stop() == 0, d.log.read_text()

@@ -286,3 +286,45 @@ def test_released_result_names_generation_and_revision(placed):
     d.result("published", {"generation": rel["generation"]})
     m = d.result("metrics")
     assert m["published_revision"] >= rel["revision"] and m["published"] == rel["generation"]
+
+
+def test_release_end_with_the_libvirt_watcher_waits_for_the_reservation(tmp_path):
+    """With libvirt, `release end` of a persistent domain detaches nothing (the
+    domain stays defined until Nova undefines it, with no hook then): its GPU
+    is reserved as held by a stopped domain, and the hook waits until
+    Placement shows that, as it does for a detach."""
+    node = TOP / "tests" / "fixtures" / "libvirt" / "x299-3xa6000.xml"
+    d = Daemon(tmp_path, extra=["--libvirt-uri", f"test://{node}"]).start(wait_clean=False)
+    try:
+        d.wait(lambda ds: ds[1]["state"] == "sanitized" and not ds[1]["cleaning"]
+               and ds[0]["domain"] == "vm-a6000" and ds[2]["domain"] == "vm-shutoff")
+        d.result("published", {"generation": d.result("inventory")["generation"]})
+        d.result("published", {"generation": d.result("inventory")["generation"]})
+        inv = d.result("inventory")
+        assert inv["revision"] == inv["published_revision"] and reserved_of(inv, GPUS[0]) == 0
+        seen = {}
+
+        def shim():
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and reserved_of(d.result("inventory", endpoint=d.read), GPUS[0]) == 0:
+                time.sleep(0.02)
+            time.sleep(1.0)
+            now = d.result("inventory", endpoint=d.read)
+            seen["reserved"] = reserved_of(now, GPUS[0])
+            seen["at"] = time.monotonic()
+            d.result("published", {"generation": now["generation"]}, endpoint=d.read)
+
+        t = threading.Thread(target=shim)
+        t0 = time.monotonic()
+        t.start()
+        rc, err = hook(d, "vm-a6000", "release", "end", GPUS[0], "0000:1a:00.1", publish_wait=None)
+        t1 = time.monotonic()
+        t.join()
+        assert (rc, err) == (0, "")
+        assert seen.get("reserved") == 1 and seen["at"] <= t1 and 1.0 <= t1 - t0 < 8, t1 - t0
+        # still attached to the defined domain (no clean-up until it is undefined), handle kept
+        assert device(d, GPUS[0])["state"] == "attached" and device(d, GPUS[0])["domain"] == "vm-a6000"
+        dep = next(x for x in d.result("inventory")["deployables"] if GPUS[0] in x["gpus"])
+        assert dep["reserved"] == 1 and len(dep["attach_handles"]) == 1
+    finally:
+        assert d.stop() == 0, d.log.read_text()

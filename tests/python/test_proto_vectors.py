@@ -153,7 +153,8 @@ RESULT = {
 STATES = ["discovered", "sanitized", "allocatable", "attached", "quarantined"]
 EVENT = ["v", "seq", "boot", "time", "kind", "address"]
 EVENT_KIND = {"transition": ["event", "from", "to", "dirty", "actor", "reason"],
-              "cleanup": ["result", "duration_ms", "steps"]}
+              "cleanup": ["result", "duration_ms", "steps"],
+              "attachment": ["domain", "stopped"]}
 
 
 def check_device(d):

@@ -93,6 +93,27 @@ static void on_changed(const char *address, const char *const *domains, size_t n
     pthread_mutex_unlock(&r->lock);
 }
 
+/* The version-2 callback, recorded as "names;running" (each joined with ','),
+ * e.g. "vm-shutoff;" for a GPU held by a shut-off domain only. */
+static void on_state(const char *address, const char *const *domains, size_t n, const char *const *running,
+                     size_t n_running, void *userdata)
+{
+    char both[1024] = "";
+    for (size_t i = 0; i < n; i++)
+        snprintf(both + strlen(both), sizeof both - strlen(both), "%s%s", i ? "," : "", domains[i]);
+    strcat(both, ";");
+    for (size_t i = 0; i < n_running; i++) {
+        snprintf(both + strlen(both), sizeof both - strlen(both), "%s%s", i ? "," : "", running[i]);
+        bool listed = false;
+        for (size_t k = 0; k < n; k++)
+            listed |= !strcmp(domains[k], running[i]);
+        assert_true(listed);        /* running is a subset of domains */
+    }
+    assert_null(running[n_running]);
+    const char *one[] = { both, NULL };
+    on_changed(address, one, 1, userdata);
+}
+
 /* Index of the first change at or after `from` for `address` with exactly
  * `domains`, waiting up to WAIT_MS; -1 when none came. */
 static long wait_change(recorder *r, size_t from, const char *address, const char *domains,
@@ -180,6 +201,25 @@ static gw_attach_source *start_watcher(const char *uri, const char *const *gpus,
     if (gw_attach_libvirt_new(&src, &o) < 0)
         fail_msg("gw_attach_libvirt_new: %s", gw_error_message());
     assert_string_equal(gw_attach_source_name(src), "libvirt");
+    return src;
+}
+
+/* A watcher that reports through the version-2 callback only. */
+static gw_attach_source *start_state_watcher(const char *uri, const char *const *gpus, size_t n, recorder *rec)
+{
+    gw_attach_libvirt_options o = GW_ATTACH_LIBVIRT_OPTIONS_INIT;
+    o.uri = uri;
+    o.watch = gpus;
+    o.n_watch = n;
+    o.state_changed = on_state;
+    o.userdata = rec;
+    o.read_write = true;
+    o.reconcile_interval_ms = 60000;    /* within the test only events explain a change */
+    o.reconnect_min_ms = 20;
+    o.reconnect_max_ms = 200;
+    gw_attach_source *src = NULL;
+    if (gw_attach_libvirt_new(&src, &o) < 0)
+        fail_msg("gw_attach_libvirt_new: %s", gw_error_message());
     return src;
 }
 
@@ -516,6 +556,96 @@ static void events_define_and_undefine(void **state)
     recorder_clear(&rec);
 }
 
+/* The version-2 callback: the initial report says which referencing domains
+ * run; starting or stopping a defined domain is reported (the version-1
+ * callback stays silent for those, events_define_and_undefine). */
+static void events_start_and_stop_report_running(void **state)
+{
+    recorder rec;
+    recorder_init(&rec);
+    char *uri = fixture_uri("x299-3xa6000.xml");
+    gw_attach_source *src = start_state_watcher(uri, X299_GPUS, 3, &rec);
+    assert_int_equal(gw_attach_libvirt_wait_synced(src, WAIT_MS), 0);
+    assert_int_equal(change_count(&rec), 3);
+    assert_state(&rec, "0000:1a:00.0", "vm-a6000;vm-a6000");    /* running */
+    assert_state(&rec, "0000:67:00.0", ";");
+    assert_state(&rec, "0000:68:00.0", "vm-shutoff;");          /* defined, shut off: held, not running */
+    virConnectPtr c = gw_attach_libvirt_connection(src);
+    assert_non_null(c);
+
+    uint64_t t0, t1;
+    virDomainPtr off = virDomainLookupByName(c, "vm-shutoff");
+    assert_non_null(off);
+    size_t mark = change_count(&rec);
+    t0 = now_ms();
+    assert_int_equal(virDomainCreate(off), 0);
+    assert_true(wait_change(&rec, mark, "0000:68:00.0", "vm-shutoff;vm-shutoff", &t1) >= 0);
+    assert_latency("start -> running", t0, t1);
+    mark = change_count(&rec);
+    t0 = now_ms();
+    assert_int_equal(virDomainDestroy(off), 0);
+    assert_true(wait_change(&rec, mark, "0000:68:00.0", "vm-shutoff;", &t1) >= 0);
+    assert_latency("destroy -> not running", t0, t1);
+
+    /* A running persistent domain destroyed: still referenced, not running;
+     * undefined afterwards: referenced by nobody. */
+    virDomainPtr a = virDomainLookupByName(c, "vm-a6000");
+    assert_non_null(a);
+    mark = change_count(&rec);
+    assert_int_equal(virDomainDestroy(a), 0);
+    assert_true(wait_change(&rec, mark, "0000:1a:00.0", "vm-a6000;", NULL) >= 0);
+    mark = change_count(&rec);
+    assert_int_equal(virDomainUndefine(a), 0);
+    assert_true(wait_change(&rec, mark, "0000:1a:00.0", ";", NULL) >= 0);
+
+    /* Two domains on one GPU: running as soon as either runs. */
+    const char *gpu68[] = { "0000:68:00.0" };
+    mark = change_count(&rec);
+    virDomainPtr b = define(c, "vm-b", gpu68, 1);
+    assert_true(wait_change(&rec, mark, "0000:68:00.0", "vm-b,vm-shutoff;", NULL) >= 0);
+    mark = change_count(&rec);
+    assert_int_equal(virDomainCreate(b), 0);
+    assert_true(wait_change(&rec, mark, "0000:68:00.0", "vm-b,vm-shutoff;vm-b", NULL) >= 0);
+    assert_false(rec.bad_thread);
+
+    virDomainFree(b);
+    virDomainFree(a);
+    virDomainFree(off);
+    virConnectClose(c);
+    gw_attach_source_free(src);
+    free(uri);
+    recorder_clear(&rec);
+}
+
+/* A caller built against version 1 of the options (no state_changed): its
+ * struct ends before the field, and the watcher works as before. */
+static void options_version_1_still_accepted(void **state)
+{
+    recorder rec;
+    recorder_init(&rec);
+    char *uri = fixture_uri("x299-3xa6000.xml");
+    gw_attach_libvirt_options full = GW_ATTACH_LIBVIRT_OPTIONS_INIT;
+    full.version = 1;
+    full.uri = uri;
+    full.watch = X299_GPUS;
+    full.n_watch = 3;
+    full.changed = on_changed;
+    full.userdata = &rec;
+    full.no_events = true;
+    /* Exactly as long as a version-1 struct: ASan sees a read past it. */
+    void *o = gw_xcalloc(1, offsetof(gw_attach_libvirt_options, state_changed));
+    memcpy(o, &full, offsetof(gw_attach_libvirt_options, state_changed));
+    gw_attach_source *src = NULL;
+    if (gw_attach_libvirt_new(&src, o) < 0)
+        fail_msg("gw_attach_libvirt_new: %s", gw_error_message());
+    free(o);
+    assert_int_equal(gw_attach_libvirt_wait_synced(src, WAIT_MS), 0);
+    assert_state(&rec, "0000:68:00.0", "vm-shutoff");
+    gw_attach_source_free(src);
+    free(uri);
+    recorder_clear(&rec);
+}
+
 static void events_domain_with_two_gpus(void **state)
 {
     recorder rec;
@@ -770,6 +900,8 @@ int main(void)
         cmocka_unit_test(x299_initial_attachment),
         cmocka_unit_test(sm4029_initial_attachment),
         cmocka_unit_test(events_define_and_undefine),
+        cmocka_unit_test(events_start_and_stop_report_running),
+        cmocka_unit_test(options_version_1_still_accepted),
         cmocka_unit_test(events_domain_with_two_gpus),
         cmocka_unit_test(reconcile_finds_what_events_missed),
         cmocka_unit_test(reconcile_after_restart),

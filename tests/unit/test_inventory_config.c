@@ -181,14 +181,123 @@ static void bad_input(void **state)
     g[1] = X299[1];
     assert_int_equal(try_build(NULL, 2, &o), -EINVAL);
 
-    o.version = 2;
+    o.version = GW_INVENTORY_OPTIONS_VERSION + 1;
     assert_int_equal(try_build(g, 2, &o), -EINVAL);
-    expect_msg("options version 2");
+    expect_msg("this library knows 1 to");
+    o.version = 0;
+    assert_int_equal(try_build(g, 2, &o), -EINVAL);
+    expect_msg("options version 0");
     o.version = GW_INVENTORY_OPTIONS_VERSION;
     o.model = (gw_inventory_model)7;
     assert_int_equal(try_build(g, 2, &o), -EINVAL);
     expect_msg("unknown model 7");
     assert_int_equal(gw_inventory_new(NULL, g, 2, NULL), -EINVAL);
+}
+
+/* ---- GPUs held by stopped VMs (options version 2) ---------------------- */
+
+static const gw_deployable *dep_of(const gw_inventory *inv, const char *address)
+{
+    const gw_deployable *d = gw_inventory_find_gpu(inv, address);
+    assert_non_null(d);
+    return d;
+}
+
+static bool has_handle(const gw_deployable *d, const char *address)
+{
+    for (size_t i = 0; i < d->n_attach_handles; i++)
+        if (!strcmp(d->attach_handles[i].address, address))
+            return true;
+    return false;
+}
+
+/* An attached GPU whose VMs are all stopped keeps its handle (Cyborg has
+ * bound it) and is reserved too (Nova may drop the allocation when it
+ * deletes the instance, before the clean-up): handles + reserved may exceed
+ * the GPUs. Listed but not attached changes nothing. */
+static void stopped_gpus_are_reserved_and_keep_their_handles(void **state)
+{
+    gw_inventory_gpu *g = copy_gpus(X299, N(X299));
+    set_state(g, N(X299), "0000:1a:00.0", GW_STATE_ATTACHED);
+    set_state(g, N(X299), "0000:68:00.0", GW_STATE_QUARANTINED);
+    g[2].attached = true;                       /* quarantined while a VM holds it */
+    const char *stopped[] = { "0000:1a:00.0", "0000:68:00.0", "0000:67:00.0" };   /* 67: allocatable */
+    gw_inventory_options o = GW_INVENTORY_OPTIONS_INIT;
+    o.host = "x";
+    gw_inventory *running = NULL, *inv = NULL;
+    assert_int_equal(gw_inventory_new(&running, g, N(X299), &o), 0);
+    o.stopped = stopped;
+    o.n_stopped = 3;
+    assert_int_equal(gw_inventory_new(&inv, g, N(X299), &o), 0);
+    for (size_t i = 0; i < N(X299); i++) {
+        const char *a = X299[i].address;
+        bool held = i != 1;
+        const gw_deployable *r = dep_of(running, a), *d = dep_of(inv, a);
+        assert_int_equal(r->reserved, 0);                   /* running VMs' allocations take them */
+        assert_int_equal(d->reserved, held ? 1 : 0);
+        assert_true(has_handle(r, a) && has_handle(d, a));
+    }
+    assert_int_not_equal(gw_inventory_generation(inv), gw_inventory_generation(running));
+
+    /* Read back from JSON (a persisted `previous`): handles + reserved > GPUs is accepted. */
+    char *json = NULL;
+    assert_int_equal(gw_inventory_to_json(inv, &json), 0);
+    gw_inventory *back = NULL;
+    if (gw_inventory_from_json(&back, json) < 0)
+        fail_msg("from_json: %s", gw_error_message());
+    assert_int_equal(gw_inventory_generation(back), gw_inventory_generation(inv));
+    free(json);
+    gw_inventory_free(back);
+    gw_inventory_free(running);
+    gw_inventory_free(inv);
+
+    /* Per clique: one deployable for 4 GPUs, one held by a stopped VM, one by
+     * a running one, two allocatable: 4 handles, 1 reserved. */
+    gw_inventory_gpu *c = copy_gpus(SM8, N(SM8));
+    set_state(c, N(SM8), "0000:1a:00.0", GW_STATE_ATTACHED);
+    set_state(c, N(SM8), "0000:1c:00.0", GW_STATE_ATTACHED);
+    const char *one[] = { "0000:1c:00.0" };
+    o = (gw_inventory_options)GW_INVENTORY_OPTIONS_INIT;
+    o.host = "x";
+    o.model = GW_INVENTORY_PER_CLIQUE;
+    o.stopped = one;
+    o.n_stopped = 1;
+    assert_int_equal(gw_inventory_new(&inv, c, N(SM8), &o), 0);
+    const gw_deployable *d = gw_inventory_find(inv, "x_clique0");
+    assert_non_null(d);
+    assert_int_equal(d->num_accelerators, 4);
+    assert_int_equal(d->n_attach_handles, 4);
+    assert_int_equal(d->reserved, 1);
+    gw_inventory_free(inv);
+
+    /* Bad input: a malformed address, a count without the array. */
+    const char *bad[] = { "1c:00.0" };
+    o.stopped = bad;
+    assert_int_equal(try_build(c, N(SM8), &o), -EINVAL);
+    expect_msg("stopped GPU 0: '1c:00.0' is not a canonical PCI address");
+    o.stopped = NULL;
+    assert_int_equal(try_build(c, N(SM8), &o), -EINVAL);
+    expect_msg("1 stopped GPUs but no array");
+    free(c);
+    free(g);
+}
+
+/* A caller built against version 1: its options end before `stopped`. */
+static void options_version_1_still_accepted(void **state)
+{
+    gw_inventory_options full = GW_INVENTORY_OPTIONS_INIT;
+    full.version = 1;
+    full.host = "x";
+    full.model = GW_INVENTORY_PER_CLIQUE;
+    /* Exactly as long as a version-1 struct: ASan sees a read past it. */
+    void *o1 = malloc(offsetof(gw_inventory_options, stopped));
+    assert_non_null(o1);
+    memcpy(o1, &full, offsetof(gw_inventory_options, stopped));
+    gw_inventory *inv = NULL;
+    assert_int_equal(gw_inventory_new(&inv, SM8, N(SM8), o1), 0);
+    assert_non_null(gw_inventory_find(inv, "x_clique1"));
+    gw_inventory_free(inv);
+    free(o1);
 }
 
 static void model_names(void **state)
@@ -446,6 +555,8 @@ int main(void)
         cmocka_unit_test(extra_traits),
         cmocka_unit_test(host_names),
         cmocka_unit_test(bad_input),
+        cmocka_unit_test(stopped_gpus_are_reserved_and_keep_their_handles),
+        cmocka_unit_test(options_version_1_still_accepted),
         cmocka_unit_test(model_names),
         cmocka_unit_test(override_parse),
         cmocka_unit_test(override_errors),
