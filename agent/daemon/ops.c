@@ -171,8 +171,11 @@ int gwd_inventory_build(gwd *d, gw_inventory **out)
             .model = g->device_name,
         };
         /* Held by a domain that does not run: reserved, handle kept
-         * (attachment.c, "Stopped domains"). */
-        if (gwd_attachment_stopped(d, dev->identity.address))
+         * (attachment.c, "Stopped domains"). Until the watcher's first report
+         * after a restart, whether the domain of a GPU the checkpoint calls
+         * attached runs is not known: reserving it is the safe side. */
+        if (gwd_attachment_stopped(d, dev->identity.address) ||
+            (!gwd_attachment_ready(d) && dev->state == GW_STATE_ATTACHED))
             stopped[n_stopped++] = dev->identity.address;
     }
     gw_inventory_options o = GW_INVENTORY_OPTIONS_INIT;

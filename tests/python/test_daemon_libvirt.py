@@ -159,8 +159,12 @@ def test_shut_off_domain_keeps_its_gpu_reserved_with_its_handle(tmp_path):
     ev.close()
     assert d.stop() == 0, d.log.read_text()
 
-    # a restart learns it from libvirt alone
+    # a restart: reserved from the start (the checkpoint says attached, and whether its domain
+    # runs is not known before the watcher's first report), then because libvirt says so
     d2 = daemon_on(tmp_path, NODE, state_dir=d.state_dir).start()
+    early = d2.result("inventory")
+    assert dep_of(early, GPU_68)["reserved"] == 1 and len(handles_of(early, GPU_68)) == 1
+    d2.wait(lambda ds: ds[2]["domain"] == "vm-shutoff" and ds[0]["domain"] == "vm-a6000")
     inv2 = d2.result("inventory")
     assert dep_of(inv2, GPU_68)["reserved"] == 1 and len(handles_of(inv2, GPU_68)) == 1
     assert inv2["generation"] == inv["generation"]
