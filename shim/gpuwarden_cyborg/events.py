@@ -24,13 +24,15 @@ from gpuwarden_cyborg import protocol
 
 LOG = logging.getLogger(__name__)
 
-#: Topic prefix (frame 0) of lifecycle transitions.
-TRANSITION = b'transition/'
+#: Topic prefixes (frame 0) that can change the inventory: lifecycle
+#: transitions, and attachment changes (a domain that stops keeps its GPU
+#: but no longer uses it: the daemon reserves it, PROTOCOL.md §9).
+TOPICS = (b'transition/', b'attachment/')
 
 
 class Listener:
-    """Calls ``on_change()`` in a thread after each batch of transition
-    events from ``endpoint`` (a ZeroMQ PUB endpoint).
+    """Calls ``on_change()`` in a thread after each batch of transition or
+    attachment events from ``endpoint`` (a ZeroMQ PUB endpoint).
 
     :param on_change: called with no arguments; exceptions are logged and
         the listener carries on.
@@ -58,15 +60,15 @@ class Listener:
         sock = self._ctx.socket(zmq.SUB)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_REPLY_BYTES)
-        # The daemon's transitions only: clean-up results come with a
-        # transition of their own.
-        sock.setsockopt(zmq.SUBSCRIBE, TRANSITION)
+        # Clean-up results come with a transition of their own.
+        for topic in TOPICS:
+            sock.setsockopt(zmq.SUBSCRIBE, topic)
         sock.connect(self.endpoint)
         return sock
 
     def _drain(self, sock):
-        """Read every message already queued; True when one was a
-        transition."""
+        """Read every message already queued; True when one can change
+        the inventory."""
         seen = False
         while True:
             try:
@@ -74,7 +76,7 @@ class Listener:
             except zmq.Again:
                 return seen
             seen = seen or (len(frames) == 2 and
-                            frames[0].startswith(TRANSITION))
+                            frames[0].startswith(TOPICS))
 
     def _run(self):
         try:
