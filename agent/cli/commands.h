@@ -24,6 +24,7 @@ int cmd_discover(int argc, char **argv);
 int cmd_events(int argc, char **argv);
 int cmd_inventory(int argc, char **argv);
 int cmd_list(int argc, char **argv);
+int cmd_nova_config(int argc, char **argv);
 int cmd_quarantine(int argc, char **argv);
 int cmd_release(int argc, char **argv);
 int cmd_sanitize(int argc, char **argv);

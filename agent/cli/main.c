@@ -9,6 +9,7 @@ static const gw_cli_command commands[] = {
     { "discover", "list GPUs with topology, NUMA, isolation and P2P cliques", cmd_discover },
     { "snapshot", "copy a host's PCI sysfs into a host tree for replay", cmd_snapshot },
     { "xml", "libvirt <hostdev> and <qemu:override> (P2P clique) XML for GPUs", cmd_xml },
+    { "nova-config", "nova.conf [pci] device_spec and alias for Nova's own passthrough", cmd_nova_config },
     { "hook", "the libvirt qemu hook (gate on prepare, hints on started/release)", cmd_hook },
     { "audit", "the lifecycle audit log (from the state directory, or the daemon)", cmd_audit },
     { "list", "every managed GPU with its lifecycle state (daemon)", cmd_list },
