@@ -47,7 +47,12 @@ static void publish(const char *topic, const void *body, size_t len, unsigned fl
 static void receive(const char *want_topic, bool expect_ok)
 {
     gw_event_msg *msg = NULL;
-    int r = gw_events_next(events, 10000, &msg);
+    int r;
+    /* libFuzzer's -timeout watchdog is a SIGALRM, which interrupts the
+     * wait (-EINTR) with the event still queued: wait again, or the next
+     * receive would get this event. */
+    while ((r = gw_events_next(events, 10000, &msg)) == -EINTR)
+        ;
     if (r == -ETIMEDOUT)
         gw_fuzz_fail("no event within 10 s of publishing one");
     if (r == 0) {
