@@ -44,7 +44,10 @@ def test_demo_runs_and_shows_inventory_and_shim_objects():
         return [re.split(r"  +", l) for l in lines[first:]]
 
     assert [r[:4] for r in rows(body(2), 1)] == [[g, "sanitized", "no", "no"] for g in GPUS]
-    gen1 = re.match(r"generation (\d+), host compute-1, model per_gpu: 3 deployables\n", body(3)).group(1)
+    # The daemon's first content of this run (revision 1); no driver has
+    # confirmed any yet.
+    gen1 = re.match(r"generation (\d+), host compute-1, model per_gpu: 3 deployables; "
+                    r"revision 1, published revision 0\n", body(3)).group(1)
     assert rows(body(3), 2) == [[f"compute-1_{g}", "PGPU", g, "1", "1", "0", TRAITS[g]] for g in GPUS]
 
     shim = body(4)
@@ -61,7 +64,8 @@ def test_demo_runs_and_shows_inventory_and_shim_objects():
                  r"its inventory is now generation (\d+)\n", body(5))
     assert m and m.group(1) == gen1 and m.group(2) == ", ".join(GPUS) and m.group(3) != gen1
     assert [r[:4] for r in rows(body(6), 1)] == [[g, "allocatable", "no", "no"] for g in GPUS]
-    assert body(7).startswith(f"generation {m.group(3)}, host compute-1")
+    assert re.match(rf"generation {m.group(3)}, host compute-1, model per_gpu: 3 deployables; "
+                    r"revision 2, published revision 1\n", body(7)), body(7)
     assert rows(body(7), 2) == [[f"compute-1_{g}", "PGPU", g, "1", "0", "1", TRAITS[g]] for g in GPUS]
     assert body(8).rstrip("\n").endswith("gpuwardend stopped cleanly. Next: docs/cli.md (the CLI), "
                                          "docs/cyborg.md (the shim), scripts/test.")
