@@ -108,7 +108,7 @@ static int to_json(const msgpack_object *o, json_t **out, gw_proto_error *err, u
     case MSGPACK_OBJECT_STR:
         if (!gw_proto_utf8_valid(o->via.str.ptr, o->via.str.size))
             return gw_proto_errorf(err, GW_PROTO_MALFORMED, NULL, "a string is not valid UTF-8");
-        j = json_stringn_nocheck(o->via.str.ptr, o->via.str.size);
+        j = json_stringn_nocheck(o->via.str.size ? o->via.str.ptr : "", o->via.str.size);
         break;
     case MSGPACK_OBJECT_BIN: {
         _cleanup_free_ char *hex = gw_xcalloc(2 * (size_t)o->via.bin.size + 1, 1);
@@ -138,7 +138,8 @@ static int to_json(const msgpack_object *o, json_t **out, gw_proto_error *err, u
                 return gw_proto_errorf(err, GW_PROTO_MALFORMED, NULL, "map key must be a string, got %s",
                                        gw_proto_type_name(&kv->key));
             }
-            const char *k = kv->key.via.str.ptr;
+            /* msgpack-c leaves ptr NULL for an empty string. */
+            const char *k = kv->key.via.str.size ? kv->key.via.str.ptr : "";
             size_t kn = kv->key.via.str.size;
             if (!gw_proto_utf8_valid(k, kn) || memchr(k, '\0', kn)) {
                 json_decref(j);

@@ -10,7 +10,8 @@ char *gw_proto_zone_strndup(msgpack_zone *zone, const char *s, size_t n)
     char *d = msgpack_zone_malloc(zone, n + 1);
     if (!d)
         abort();    /* as gw_x*(): a bounded allocation failing */
-    memcpy(d, s, n);
+    if (n)      /* msgpack-c leaves an empty string's pointer NULL */
+        memcpy(d, s, n);
     d[n] = '\0';
     return d;
 }

@@ -43,6 +43,7 @@ void gw_sctx_unref(gw_sctx *c)
         release(release_data);
 }
 
+__attribute__((format(printf, 2, 0)))
 static void vnote(gw_sctx *c, const char *fmt, va_list ap)
 {
     char *msg;
