@@ -247,10 +247,18 @@ def _life(h, recs, chk, capsys):
     assert 'CUSTOM_RACE' in h.traits(z)     # Nova's write stands
     rec.placement.set_reserved = orig
 
-    # Nova reports again: nothing of gpuwarden's is undone.
+    # Nova reports again, and nova-compute restarts (an empty provider
+    # cache, everything read from Placement): nothing of gpuwarden's is
+    # undone, a quarantined GPU stays reserved, Nova writes nothing.
     h.report()
     assert [h.reserved(g) for g in every] == [0] * 8
     assert h.offered() == every
+    with chk.changing(z):
+        h.cli('quarantine', z, '--reason', 'before nova restarts')
+    before = h.snapshot()
+    h.start_nova(restart=True)
+    assert h.snapshot() == before and before[z][0] == 1
+    assert h.offered() == [g for g in every if g != z]
 
 
 @pytest.mark.parametrize('managed', ['no', 'yes'])

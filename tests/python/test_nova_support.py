@@ -247,12 +247,16 @@ class NovaHost:
 
     # --- nova-compute ------------------------------------------------------
 
-    def start_nova(self):
-        self.nova.call(
+    def start_nova(self, restart=False):
+        """nova-compute starts (a restart keeps its compute node, as its
+        database does, and starts from an empty provider cache)."""
+        out = self.nova.call(
             'init', placement_url=self.placement.url, nodename=self.name,
             device_spec=[json.dumps(s) for s in self.config['device_spec']],
             alias=[json.dumps(a) for a in self.config['alias']],
-            devices=hypervisor_devices(self.tree))
+            devices=hypervisor_devices(self.tree),
+            compute_node=self.compute_node if restart else None)
+        self.compute_node = out['compute_node']
         return self.report(startup=True)
 
     def report(self, startup=False):
@@ -516,13 +520,15 @@ def _child():   # noqa: C901 - one place for every op
 
     # --- nova-compute ----------------------------------------------------------
 
-    def op_init(placement_url, nodename, device_spec, alias, devices):
+    def op_init(placement_url, nodename, device_spec, alias, devices,
+                compute_node=None):
         """nova-compute on a fresh host: the report client (keystoneauth
         Adapter to Placement, noauth2 token), the resource tracker with a
         libvirt-like driver for the compute node's own inventory, and the
         PCI tracker fed with the hypervisor's devices. Nova's database is
         not there: the PCI tracker starts from an empty device list, as on
-        a new compute node, and never saves."""
+        a new compute node, and never saves. ``compute_node``: the uuid of
+        a compute node that already exists (nova-compute restarting)."""
         configure(device_spec, alias)
         from keystoneauth1 import adapter as ks_adapter
         from keystoneauth1 import session as ks_session
@@ -558,7 +564,8 @@ def _child():   # noqa: C901 - one place for every op
                                               reportclient=st.report)
         # The compute service's disabled flag lives in Nova's database.
         rt._sync_compute_service_disabled_trait = lambda ctx, traits: None
-        st.cn = objects.ComputeNode(id=1, uuid=str(uuid.uuid4()),
+        st.cn = objects.ComputeNode(id=1, uuid=compute_node or
+                                    str(uuid.uuid4()),
                                     hypervisor_hostname=nodename,
                                     numa_topology=None)
         objects.PciDeviceList.get_by_compute_node = classmethod(
