@@ -94,8 +94,7 @@ def test_every_managed_gpu_gets_one_spec_with_its_topology(tmp_path, tree):
     assert [json.loads(v) for v in conf['pci']['alias']] == out['alias']
 
 
-@pytest.mark.parametrize('tree', ['sm4029-8xrtx5000', 'synth64',
-                                  'x299-3xa6000', 'acs-off', 'omen-3060'])
+@pytest.mark.parametrize('tree', TREES)
 def test_nova_parses_it_and_makes_one_time_use_providers(nova, tree):
     """nova.pci.whitelist/devspec parse every device_spec (one_time_use
     needs report_in_placement), each matches exactly its GPU as the libvirt
@@ -104,7 +103,11 @@ def test_nova_parses_it_and_makes_one_time_use_providers(nova, tree):
     (normalised by Nova: unchanged); nova.pci.request parses every
     alias."""
     host = N.HOSTS / tree
-    out = N.nova_config(host)
+    p = N.cli('nova-config', '--host-root', host, '-f', 'json', check=False)
+    if p.returncode == 1:       # no GPU the daemon manages (broken-vendor)
+        assert 'qualifies' in p.stderr
+        return
+    out = json.loads(p.stdout)
     specs = [json.dumps(s) for s in out['device_spec']]
     aliases = [json.dumps(a) for a in out['alias']]
     devs = N.hypervisor_devices(host)
