@@ -228,6 +228,8 @@ static int abort_in_use(gwd *d, const gw_sanitize_result *res)
 static void done(gw_sanitize_result *res, void *userdata)
 {
     gwd *d = userdata;
+    /* Released by freed(), once the run's last step has returned. */
+    atomic_fetch_add(&d->runs_unreleased, 1);
     const char *address = gw_sanitize_result_address(res);
     bool passed = gw_sanitize_result_verdict(res) == GW_VERDICT_PASS;
     bool in_use = gw_sanitize_result_failed_step(res) == GW_STEP_NOT_IN_USE || gw_sanitize_result_in_use(res);
@@ -272,7 +274,10 @@ static void done(gw_sanitize_result *res, void *userdata)
 static void freed(const char *address, void *userdata)
 {
     (void)address;
-    gwd_wake(userdata);
+    gwd *d = userdata;
+    gwd_wake(d);
+    /* Last: shutdown frees what the run may touch once this reads 0. */
+    atomic_fetch_sub(&d->runs_unreleased, 1);
 }
 
 int gwd_cleanup_init(gwd *d)
@@ -298,15 +303,39 @@ int gwd_cleanup_init(gwd *d)
     return r;
 }
 
-void gwd_cleanup_fini(gwd *d)
+/* How long shutdown waits for steps abandoned after their timeout (a sysfs
+ * write blocked in the kernel, a libvirt query that never answers) to
+ * return, before the daemon exits with them still running. */
+#define SHUTDOWN_STEP_GRACE_MS 10000
+
+bool gwd_cleanup_fini(gwd *d)
 {
+    /* Drops what is queued and waits for the clean-ups that run: each ends
+     * within its steps' timeouts. */
     gw_cleanup_pool_free(d->pool);
     d->pool = NULL;
-    gw_attach_source_free(d->hint_source);
-    d->hint_source = NULL;
     free(d->retries);
     d->retries = NULL;
     d->n_retries = 0;
+    /* A step abandoned after its timeout outlives its clean-up (and the
+     * pool): it may still be in the attachment source's query, and its end
+     * wakes the loop through d. Nothing it can reach is freed before it
+     * returns. */
+    int64_t give_up = mono_ms() + SHUTDOWN_STEP_GRACE_MS;
+    int left;
+    while ((left = atomic_load(&d->runs_unreleased)) > 0 && mono_ms() < give_up) {
+        struct timespec ts = { 0, 20 * 1000000L };
+        nanosleep(&ts, NULL);
+    }
+    if (left > 0) {
+        gw_log(GW_LOG_WARNING, "shutdown: %d clean-up step(s) abandoned after a timeout still running after %d s; "
+                               "exiting with them, the attachment source they may use left in place",
+               left, SHUTDOWN_STEP_GRACE_MS / 1000);
+        return false;
+    }
+    gw_attach_source_free(d->hint_source);
+    d->hint_source = NULL;
+    return true;
 }
 
 static void start(gwd *d, const gw_device *dev)

@@ -67,6 +67,9 @@ static const opt_def opts[] = {
         "seconds before a clean-up that found the GPU in use (a VM, a process holding its VFIO group) runs "
         "again; doubles while it stays in use, up to 600; at least 1"),
     STR("cleanup", "hooks_dir", "hooks-dir", hooks_dir, "/etc/gpuwarden/sanitize.d", "operator hook executables"),
+    /* Help lines stay under inih's 200-byte line with their "# " and flag. */
+    LNG("cleanup", "hooks_owner_uid", "hooks-owner-uid", hooks_owner_uid, "0",
+        "uid owning the hooks directory and hooks (neither group/other-writable); 0 = root: others for unprivileged tests"),
     STR("cleanup", "rom_allowlist", "rom-allowlist", rom_allowlist, "", "VBIOS SHA-256 allowlist file"),
     STR("cleanup", "isolation_policy", "isolation-policy", isolation_policy, "fail", "fail|warn"),
     STR("inventory", "model", "inventory-model", inventory_model, "per_gpu", "per_gpu|per_clique"),

@@ -40,6 +40,7 @@ typedef struct gwd_config {
     long cleanup_workers;
     long step_timeout_s;
     long hook_timeout_s;
+    long hooks_owner_uid;       /* who must own the hooks (0 = root); tests running unprivileged */
     long in_use_retry_s;
     long rescan_interval_s;
     long reconcile_interval_s;

@@ -73,6 +73,10 @@ typedef struct gwd {
     gw_cleanup_pool *pool;
     gw_attach_source *attach;           /* NULL: libvirt disabled */
     gw_attach_source *hint_source;      /* without libvirt: the hook hints' view */
+    /* Clean-up runs reported (done) whose last step has not yet returned
+     * (freed): a step abandoned after its timeout may still ask the
+     * attachment source and wake the loop, so shutdown waits for 0. */
+    atomic_int runs_unreleased;
     gw_sanitize_policy policy;
     uint16_t *manage_vendors;
     char **manage_addresses;
@@ -149,7 +153,11 @@ void gwd_attachment_hint(gwd *d, const char *address, const char *domain, bool r
 
 /* cleanup.c: starting clean-ups and recording their results. */
 int gwd_cleanup_init(gwd *d);
-void gwd_cleanup_fini(gwd *d);
+/* Stop the pool (queued clean-ups dropped, running ones waited for), then
+ * wait a while for steps abandoned after a timeout to return. false when
+ * some still run: then the attachment source, the hint view and the wake-up
+ * descriptor, which they may still use, must be left as they are. */
+bool gwd_cleanup_fini(gwd *d);
 /* Start a clean-up for every device that waits for one; main thread. */
 void gwd_cleanup_kick(gwd *d);
 /* Whether a GPU's wait after an in-use clean-up has ended since the last

@@ -109,6 +109,7 @@ static int setup_policy(gwd *d)
     p->scrub_timeout_ms = step_ms;
     p->hooks_dir = d->cfg.hooks_dir;
     p->hook_timeout_ms = (unsigned)(d->cfg.hook_timeout_s * 1000);
+    p->hooks_owner_uid = (unsigned)d->cfg.hooks_owner_uid;
     p->isolation = strcmp(d->cfg.isolation_policy, "warn") ? GW_ISOLATION_FAIL : GW_ISOLATION_WARN;
 
     char **vendors = split_list(d->cfg.manage_vendors);
@@ -318,9 +319,16 @@ static void serve(gwd *d)
     }
 }
 
+/* Static, not main's local: a clean-up step that still runs when main
+ * returns (gwd_cleanup_fini() gave up waiting for it) reaches the daemon
+ * through it until the process is gone. */
+static gwd d;
+
 int main(int argc, char **argv)
 {
-    gwd d = { .signal_fd = -1, .wake_fd = -1, .boot_ms = gwd_now_ms() };
+    d.signal_fd = -1;
+    d.wake_fd = -1;
+    d.boot_ms = gwd_now_ms();
     pthread_mutex_init(&d.event_lock, NULL);
     pthread_mutex_init(&d.lock, NULL);
     int rc = gwd_config_load(&d.cfg, argc, argv);
@@ -370,10 +378,14 @@ int main(int argc, char **argv)
     serve(&d);
     sd_notify(0, "STOPPING=1");
     rc = 0;
-out:
-    /* The pool first: its clean-ups still ask the attachment source. */
-    gwd_cleanup_fini(&d);
-    gwd_attachment_stop(&d);
+out:;
+    /* The pool first: its clean-ups still ask the attachment source. Steps
+     * that outlive it keep the source, the hint view and the wake-up
+     * descriptor (they wake the loop as they end) for the rest of the
+     * process's life. */
+    bool steps_done = gwd_cleanup_fini(&d);
+    if (steps_done)
+        gwd_attachment_stop(&d);
     publish_queued(&d);
     if (d.admin_sock)
         zmq_close(d.admin_sock);
@@ -395,7 +407,7 @@ out:
     gw_registry_free(d.reg);
     gw_hostops_unref(d.ops);
     free_policy(&d);
-    if (d.wake_fd >= 0)
+    if (d.wake_fd >= 0 && steps_done)
         close(d.wake_fd);
     if (d.signal_fd >= 0)
         close(d.signal_fd);

@@ -6,6 +6,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,9 +71,14 @@ static char *join_root(const char *root, const char *rel)
 static int list_devices(gw_scan *s, gw_strv *addrs)
 {
     _cleanup_free_ char *dir = gw_strdup_printf("%s/devices", s->sysfs_pci);
-    DIR *d = opendir(dir);
-    if (!d)
-        return gw_error_set(-errno, "cannot read %s: %s", dir, strerror(errno));
+    int fd = gw_openat_root(s->host.fd, "sys/bus/pci/devices", O_RDONLY | O_DIRECTORY);
+    DIR *d = fd < 0 ? NULL : fdopendir(fd);
+    if (!d) {
+        int e = fd < 0 ? -fd : errno;
+        if (fd >= 0)
+            close(fd);
+        return gw_error_set(-e, "cannot read %s: %s", dir, gw_root_strerror(e));
+    }
     struct dirent *de;
     while ((de = readdir(d))) {
         if (de->d_name[0] == '.')
@@ -123,9 +129,9 @@ static bool has_link(int port_type)
     }
 }
 
-static void gpu_link(gw_gpu *g, const gw_func *f, gw_strv *errors)
+static void gpu_link(const gw_root *r, gw_gpu *g, const gw_func *f, gw_strv *errors)
 {
-    if (gw_attr_link(f->dir, &g->link) < 0) {
+    if (gw_attr_link(r, f->rel, &g->link) < 0) {
         gw_strv_pushf(errors, "link: %s", gw_error_message());
         return;
     }
@@ -139,24 +145,24 @@ static void gpu_link(gw_gpu *g, const gw_func *f, gw_strv *errors)
     g->link.max_width = (int)((f->lnkcap & PCI_EXP_LNKCAP_WIDTH) >> 4);
 }
 
-static void gpu_attrs(gw_gpu *g, const gw_func *f, gw_strv *errors)
+static void gpu_attrs(const gw_root *r, gw_gpu *g, const gw_func *f, gw_strv *errors)
 {
     char *cpus = NULL;
     gw_strv methods = { 0 };
-    if (gw_attr_numa_node(f->dir, &g->numa_node) < 0)
+    if (gw_attr_numa_node(r, f->rel, &g->numa_node) < 0)
         gw_strv_pushf(errors, "numa_node: %s", gw_error_message());
-    if (gw_attr_local_cpulist(f->dir, &cpus) < 0)
+    if (gw_attr_local_cpulist(r, f->rel, &cpus) < 0)
         gw_strv_pushf(errors, "local_cpulist: %s", gw_error_message());
     g->local_cpulist = cpus;
-    if (gw_attr_reset_methods(f->dir, &methods) < 0)
+    if (gw_attr_reset_methods(r, f->rel, &methods) < 0)
         gw_strv_pushf(errors, "reset_method: %s", gw_error_message());
     g->reset_methods = (const char *const *)gw_strv_steal(&methods, &g->n_reset_methods);
-    gpu_link(g, f, errors);
-    if (gw_attr_aer(f->dir, &g->aer) < 0)
+    gpu_link(r, g, f, errors);
+    if (gw_attr_aer(r, f->rel, &g->aer) < 0)
         gw_strv_pushf(errors, "aer: %s", gw_error_message());
-    if (gw_attr_bar_sizes(f->dir, g->bar_sizes) < 0)
+    if (gw_attr_bar_sizes(r, f->rel, g->bar_sizes) < 0)
         gw_strv_pushf(errors, "resource: %s", gw_error_message());
-    g->rom_present = gw_attr_rom_present(f->dir);
+    g->rom_present = gw_attr_rom_present(r, f->rel);
     g->config_all_ones = f->all_ones;
 }
 
@@ -240,7 +246,7 @@ static void build_gpu(gw_gpu *g, gw_scan *s, size_t idx, gw_pci *pci, bool *repo
     }
     g->driver = gw_xstrdup(f->driver);
     g->iommu_group = gw_xstrdup(f->iommu_group);
-    gpu_attrs(g, f, &errors);
+    gpu_attrs(&s->host, g, f, &errors);
     g->flr = f->pcie && (f->devcap & PCI_EXP_DEVCAP_FLRESET);
     g->ats_present = f->ats_present;
     g->ats_enabled = f->ats_enabled;
@@ -342,6 +348,8 @@ static void scan_clear(gw_scan *s)
     free(s->parent_problem);
     free(s->sysfs_pci);
     free(s->iommu_groups);
+    free(s->real_root);
+    gw_root_clear(&s->host);
     gw_strv_free(&s->errors);
 }
 
@@ -356,12 +364,18 @@ GW_EXTERN int gw_host_scan(gw_host **out, const gw_host_options *opts)
     if (opts->version != GW_HOST_OPTIONS_VERSION)
         return gw_error_set(-EINVAL, "gw_host_scan: options version %u, expected %u",
                             opts->version, GW_HOST_OPTIONS_VERSION);
-    gw_scan s = { .root = opts->root && *opts->root ? opts->root : "/" };
+    gw_scan s = { .root = opts->root && *opts->root ? opts->root : "/", .host = { -1, NULL } };
     s.sysfs_pci = join_root(s.root, "sys/bus/pci");
     s.iommu_groups = join_root(s.root, "sys/kernel/iommu_groups");
 
     gw_strv addrs = { 0 };
-    int r = list_devices(&s, &addrs);
+    int r = gw_root_init(&s.host, s.root);
+    if (r < 0)      /* worded as before the root had a descriptor: what could not be read */
+        r = gw_error_set(r, "cannot read %s/devices: %s", s.sysfs_pci, strerror(-r));
+    else
+        s.real_root = realpath(s.root, NULL);
+    if (r == 0)
+        r = list_devices(&s, &addrs);
     gw_pci *pci = NULL;
     if (r == 0)
         r = gw_pci_open(&pci, s.sysfs_pci, opts->pci_ids);
@@ -379,7 +393,7 @@ GW_EXTERN int gw_host_scan(gw_host **out, const gw_host_options *opts)
     }
     gw_strv_free(&addrs);
     for (size_t i = 0; i < s.n_funcs; i++)
-        gw_func_read(s.sysfs_pci, &s.funcs[i]);
+        gw_func_read(&s.host, &s.funcs[i]);
     gw_topo_link_parents(&s);
 
     gw_host *h = gw_xcalloc(1, sizeof *h);

@@ -11,6 +11,8 @@
 /* Every PCI function of the host, sorted by address, while scanning. */
 typedef struct gw_scan {
     const char *root;
+    gw_root host;               /* the root's descriptor: every read resolves inside it (util.h) */
+    char *real_root;            /* realpath of the root, for paths shown in topology messages */
     char *sysfs_pci;            /* <root>/sys/bus/pci */
     char *iommu_groups;         /* <root>/sys/kernel/iommu_groups */
     gw_func *funcs;

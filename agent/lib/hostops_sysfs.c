@@ -1,7 +1,14 @@
-/* The real host backend: files under a host root, config space through
- * libpci's linux-sysfs method, device nodes (dev/vfio/<group>) held by an
+/* The real host backend: files under a host root, config space through the
+ * device's sysfs config file, device nodes (dev/vfio/<group>) held by an
  * open descriptor. On a live host the root is "/"; in tests it is a copied
- * test tree, and then writes land in that tree's files. */
+ * test tree, and then writes land in that tree's files.
+ *
+ * Every path is resolved inside the root (gw_openat_root(): openat2 with
+ * RESOLVE_IN_ROOT), so a symlink in the tree that points out of it (to
+ * /etc/shadow, to the real /sys) is never followed there: a read fails, and
+ * a clean-up never writes outside the tree it was given. libpci is not used
+ * here for that reason: it opens "<root>/sys/..." paths itself, through
+ * whatever symlinks they hold. */
 #include <gpuwarden/hostops.h>
 #include <dirent.h>
 #include <fcntl.h>
@@ -11,26 +18,22 @@
 #include <sys/stat.h>
 
 #include "hostops_vfio.h"
-#include "pciaccess.h"
 #include "util.h"
 
-/* The root as joined to an absolute-looking path ("%s/sys/...") in messages
- * and for libpci: "/" + "/" + "sys/..." would read "//sys/...". */
-#define SHOWN_ROOT(h) (strcmp((h)->root, "/") ? (h)->root : "")
+/* The root as joined to an absolute-looking path ("%s/sys/...") in messages:
+ * "/" + "/" + "sys/..." would read "//sys/...". */
+#define SHOWN_ROOT(h) ((h)->root.shown)
 
 typedef struct sysfs_host {
-    int rootfd;                 /* O_PATH descriptor of the host root */
-    char *root;
-    pthread_mutex_t pci_lock;   /* libpci's pci_access is not thread-safe */
-    gw_pci *pci;
+    gw_root root;
 } sysfs_host;
 
 static int sysfs_read(void *data, const char *path, size_t max, char **out, size_t *len)
 {
     sysfs_host *h = data;
-    _cleanup_close_ int fd = openat(h->rootfd, path, O_RDONLY | O_CLOEXEC);
+    _cleanup_close_ int fd = gw_openat_root(h->root.fd, path, O_RDONLY);
     if (fd < 0)
-        return gw_error_set(-errno, "%s/%s: %s", SHOWN_ROOT(h), path, strerror(errno));
+        return gw_error_set(fd, "%s/%s: %s", SHOWN_ROOT(h), path, gw_root_strerror(fd));
     size_t cap = 4096, n = 0;
     _cleanup_free_ char *buf = gw_xcalloc(cap + 1, 1);
     for (;;) {
@@ -61,9 +64,9 @@ static int sysfs_write(void *data, const char *path, const void *buf, size_t len
     sysfs_host *h = data;
     /* No O_CREAT: a missing attribute is an error, never a new file; no
      * O_TRUNC: sysfs attributes have no length, one write is the command. */
-    _cleanup_close_ int fd = openat(h->rootfd, path, O_WRONLY | O_CLOEXEC);
+    _cleanup_close_ int fd = gw_openat_root(h->root.fd, path, O_WRONLY);
     if (fd < 0)
-        return gw_error_set(-errno, "open %s/%s: %s", SHOWN_ROOT(h), path, strerror(errno));
+        return gw_error_set(fd, "open %s/%s: %s", SHOWN_ROOT(h), path, gw_root_strerror(fd));
     ssize_t n;
     do
         n = write(fd, buf, len);
@@ -78,12 +81,9 @@ static int sysfs_write(void *data, const char *path, const void *buf, size_t len
 static int sysfs_readlink(void *data, const char *path, char **out)
 {
     sysfs_host *h = data;
-    char target[4096];
-    ssize_t n = readlinkat(h->rootfd, path, target, sizeof target - 1);
-    if (n < 0)
-        return gw_error_set(-errno, "readlink %s/%s: %s", SHOWN_ROOT(h), path, strerror(errno));
-    target[n] = '\0';
-    *out = gw_xstrdup(target);
+    int r = gw_root_readlink(h->root.fd, path, out);
+    if (r < 0)
+        return gw_error_set(r, "readlink %s/%s: %s", SHOWN_ROOT(h), path, gw_root_strerror(r));
     return 0;
 }
 
@@ -95,9 +95,9 @@ static int cmp_names(const void *a, const void *b)
 static int sysfs_list(void *data, const char *path, char ***names, size_t *count)
 {
     sysfs_host *h = data;
-    int fd = openat(h->rootfd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int fd = gw_openat_root(h->root.fd, path, O_RDONLY | O_DIRECTORY);
     if (fd < 0)
-        return gw_error_set(-errno, "%s/%s: %s", SHOWN_ROOT(h), path, strerror(errno));
+        return gw_error_set(fd, "%s/%s: %s", SHOWN_ROOT(h), path, gw_root_strerror(fd));
     DIR *d = fdopendir(fd);
     if (!d) {
         int e = errno;
@@ -125,8 +125,9 @@ static int sysfs_exists(void *data, const char *path)
 {
     sysfs_host *h = data;
     struct stat st;
-    if (fstatat(h->rootfd, path, &st, 0) < 0)
-        return gw_error_set(-errno, "%s/%s: %s", SHOWN_ROOT(h), path, strerror(errno));
+    int r = gw_root_stat(h->root.fd, path, &st);
+    if (r < 0)
+        return gw_error_set(r, "%s/%s: %s", SHOWN_ROOT(h), path, gw_root_strerror(r));
     return 0;
 }
 
@@ -136,9 +137,9 @@ static int sysfs_exists(void *data, const char *path)
 static int sysfs_hold(void *data, const char *path, void **handle)
 {
     sysfs_host *h = data;
-    int fd = openat(h->rootfd, path, O_RDWR | O_CLOEXEC | O_NOCTTY);
+    int fd = gw_openat_root(h->root.fd, path, O_RDWR | O_NOCTTY);
     if (fd < 0)
-        return gw_error_set(-errno, "open %s/%s: %s", SHOWN_ROOT(h), path, strerror(errno));
+        return gw_error_set(fd, "open %s/%s: %s", SHOWN_ROOT(h), path, gw_root_strerror(fd));
     /* A group node held here is also what VFIO opens devices through. */
     gw_vfio_group *held = gw_xcalloc(1, sizeof *held);
     held->fd = fd;
@@ -161,7 +162,7 @@ static void sysfs_release(void *data, void *handle)
 static int sysfs_vfio_open(void *data, void *group, const char *address, void **device)
 {
     sysfs_host *h = data;
-    return gw_vfio_sys_open(h->rootfd, SHOWN_ROOT(h), group, address, device);
+    return gw_vfio_sys_open(h->root.fd, SHOWN_ROOT(h), group, address, device);
 }
 
 static int sysfs_vfio_region(void *data, void *device, unsigned int index, gw_vfio_region *out)
@@ -213,47 +214,32 @@ static void sysfs_vfio_close(void *data, void *device)
     gw_vfio_sys_close(device);
 }
 
-struct cfg_read {
-    struct pci_access *acc;
-    int dom, bus, dev, fn;
-    unsigned int offset;
-    void *buf;
-    size_t len;
-    int ok;
-};
-
-static void do_cfg_read(void *arg)
-{
-    struct cfg_read *c = arg;
-    /* A device of our own, not linked into the access's list: a fresh open
-     * of the config file each time, so a reset's effect is what we read. */
-    struct pci_dev *d = pci_get_dev(c->acc, c->dom, c->bus, c->dev, c->fn);
-    c->ok = d && pci_read_block(d, (int)c->offset, c->buf, (int)c->len);
-    if (d)
-        pci_free_dev(d);
-}
-
+/* A fresh open of the config file each time, so a reset's effect is what we
+ * read; one pread of the whole range, which the kernel's config read
+ * (pci_read_config) splits by alignment. A short read (past the 256 or 4096
+ * bytes the device has) fails the read. */
 static int sysfs_read_config(void *data, const char *address, unsigned int offset, void *buf, size_t len)
 {
     sysfs_host *h = data;
-    unsigned dom, bus, dev, fn;
-    if (sscanf(address, "%4x:%2x:%2x.%1u", &dom, &bus, &dev, &fn) != 4)
+    if (!gw_is_bdf(address))
         return gw_error_set(-EINVAL, "config: bad address '%s'", address);
-    /* Fail early with a clear message: libpci only warns on a missing file. */
     _cleanup_free_ char *cfg = gw_strdup_printf("sys/bus/pci/devices/%s/config", address);
-    struct stat st;
-    if (fstatat(h->rootfd, cfg, &st, 0) < 0)
-        return gw_error_set(-errno, "%s/%s: %s", SHOWN_ROOT(h), cfg, strerror(errno));
-
-    struct cfg_read c = { gw_pci_access(h->pci), (int)dom, (int)bus, (int)dev, (int)fn, offset, buf, len, 0 };
-    _cleanup_free_ char *what = gw_strdup_printf("config %s", address);
-    pthread_mutex_lock(&h->pci_lock);
-    int r = gw_pci_guard(what, do_cfg_read, &c);
-    if (r == 0 && !c.ok)
-        r = gw_error_set(-EIO, "config %s: cannot read %zu bytes at 0x%x%s%s", address, len, offset,
-                         *gw_pci_last_warning() ? ": " : "", gw_pci_last_warning());
-    pthread_mutex_unlock(&h->pci_lock);
-    return r;
+    _cleanup_close_ int fd = gw_openat_root(h->root.fd, cfg, O_RDONLY);
+    if (fd < 0)
+        return gw_error_set(fd, "%s/%s: %s", SHOWN_ROOT(h), cfg, gw_root_strerror(fd));
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = pread(fd, (char *)buf + got, len - got, (off_t)offset + (off_t)got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return gw_error_set(-errno, "config %s: cannot read %zu bytes at 0x%x: read failed: %s", address, len,
+                                offset, strerror(errno));
+        if (n == 0)
+            return gw_error_set(-EIO, "config %s: cannot read %zu bytes at 0x%x", address, len, offset);
+        got += (size_t)n;
+    }
+    return 0;
 }
 
 /* One pwrite(2) at the offset: the kernel's config write (pci_write_config)
@@ -264,9 +250,9 @@ static int sysfs_write_config(void *data, const char *address, unsigned int offs
 {
     sysfs_host *h = data;
     _cleanup_free_ char *cfg = gw_strdup_printf("sys/bus/pci/devices/%s/config", address);
-    _cleanup_close_ int fd = openat(h->rootfd, cfg, O_WRONLY | O_CLOEXEC);
+    _cleanup_close_ int fd = gw_openat_root(h->root.fd, cfg, O_WRONLY);
     if (fd < 0)
-        return gw_error_set(-errno, "open %s/%s: %s", SHOWN_ROOT(h), cfg, strerror(errno));
+        return gw_error_set(fd, "open %s/%s: %s", SHOWN_ROOT(h), cfg, gw_root_strerror(fd));
     /* sysfs sizes the file to the config space the device has (256 or 4096
      * bytes); past it a plain file in a test tree would grow instead. */
     struct stat st;
@@ -292,11 +278,7 @@ static void sysfs_destroy(void *data)
     sysfs_host *h = data;
     if (!h)
         return;
-    gw_pci_close(h->pci);
-    pthread_mutex_destroy(&h->pci_lock);
-    if (h->rootfd >= 0)
-        close(h->rootfd);
-    free(h->root);
+    gw_root_clear(&h->root);
     free(h);
 }
 
@@ -307,34 +289,19 @@ GW_EXTERN int gw_hostops_sysfs_new(gw_hostops **out, const char *root)
     if (!root || !*root)
         root = "/";
     sysfs_host *h = gw_xcalloc(1, sizeof *h);
-    h->rootfd = -1;
-    pthread_mutex_init(&h->pci_lock, NULL);
-    h->root = gw_xstrdup(root);
-    size_t rl = strlen(h->root);
-    while (rl > 1 && h->root[rl - 1] == '/')
-        h->root[--rl] = '\0';
-    h->rootfd = open(h->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (h->rootfd < 0) {
-        int e = errno;
-        sysfs_destroy(h);
-        return gw_error_set(-e, "host root %s: %s", root, strerror(e));
+    int r = gw_root_init(&h->root, root);
+    if (r < 0) {
+        free(h);
+        return r;
     }
     struct stat st;
-    if (fstatat(h->rootfd, "sys/bus/pci", &st, 0) < 0 || !S_ISDIR(st.st_mode)) {
+    if (gw_root_stat(h->root.fd, "sys/bus/pci", &st) < 0 || !S_ISDIR(st.st_mode)) {
         sysfs_destroy(h);
         return gw_error_set(-ENOENT, "host root %s: no sys/bus/pci directory", root);
     }
 
-    _cleanup_free_ char *sysfs_path = gw_strdup_printf("%s/sys/bus/pci", SHOWN_ROOT(h));
-    int r = gw_pci_open(&h->pci, sysfs_path, NULL);
-    if (r < 0) {
-        _cleanup_free_ char *msg = gw_xstrdup(gw_error_message());
-        sysfs_destroy(h);
-        return gw_error_set(r, "host root %s: %s", root, msg);
-    }
-
     static const char prefix[] = "sysfs:";
-    _cleanup_free_ char *name = gw_strdup_printf("%s%s", prefix, h->root);
+    _cleanup_free_ char *name = gw_strdup_printf("%s%s", prefix, *h->root.shown ? h->root.shown : "/");
     gw_hostops_backend be = {
         .version = GW_HOSTOPS_BACKEND_VERSION,
         .name = name,

@@ -11,12 +11,42 @@
 #include "isolation.h"
 #include "util.h"
 
-static int read_config(const char *dir, uint8_t **out, size_t *len)
+/* libpci opens "<root>/sys/..." paths itself, following whatever symlinks
+ * they hold: it cannot be handed the root's descriptor. So before libpci
+ * reads a file of a function, the file is checked to resolve below the root
+ * without any symlink leaving it (RESOLVE_BENEATH: then libpci's plain open
+ * reaches the same file); one that leaves is never given to libpci, and the
+ * function's fields it would have filled are unknown, with this error. A
+ * tree rewritten between the check and libpci's open is not covered: on a
+ * live host (root /) there is no outside, and a test tree is not written
+ * while it is scanned. Everything the scan reads itself goes through the
+ * root's descriptor (gw_root_read_file() and friends). */
+static int libpci_may_read(const gw_root *r, const gw_func *f, const char *what, const char *const *names)
 {
-    _cleanup_free_ char *path = gw_strdup_printf("%s/config", dir);
-    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    for (; *names; names++) {
+        _cleanup_free_ char *rel = gw_strdup_printf("%s/%s", f->rel, *names);
+        if (gw_root_beneath(r->fd, rel) == -EXDEV)
+            return gw_error_set(-EXDEV, "%s: %s/%s: %s", what, f->dir, *names, gw_root_strerror(EXDEV));
+    }
+    return 0;
+}
+
+static int fill(const gw_root *r, gw_func *f, unsigned int flags, const char *what, const char *const *names)
+{
+    int rc = libpci_may_read(r, f, what, names);
+    return rc < 0 ? rc : gw_pci_fill(f->pdev, flags, what);
+}
+
+static int read_config(const gw_root *r, const char *rel, uint8_t **out, size_t *len)
+{
+    _cleanup_free_ char *path = gw_strdup_printf("%s/config", rel);
+    /* Also checked as libpci would open it: the capability walk reads the
+     * file itself past the bytes cached here. */
+    if (gw_root_beneath(r->fd, path) == -EXDEV)
+        return -EXDEV;
+    _cleanup_close_ int fd = gw_openat_root(r->fd, path, O_RDONLY);
     if (fd < 0)
-        return -errno;
+        return fd;
     _cleanup_free_ uint8_t *buf = gw_xcalloc(GW_CONFIG_MAX, 1);
     size_t got = 0;
     while (got < GW_CONFIG_MAX) {
@@ -43,11 +73,11 @@ static uint16_t cfg16(const gw_func *f, size_t off)
 /* Config space as the kernel would hand it to a root reader: 256 bytes
  * (conventional) or 4096 (PCIe). Less means a truncated file or a reader
  * without CAP_SYS_ADMIN (the kernel then returns 64 bytes). */
-static void check_config(gw_func *f)
+static void check_config(const gw_root *root, gw_func *f)
 {
-    int r = read_config(f->dir, &f->config, &f->config_len);
+    int r = read_config(root, f->rel, &f->config, &f->config_len);
     if (r < 0) {
-        gw_strv_pushf(&f->errors, "config: cannot read %s/config: %s", f->dir, strerror(-r));
+        gw_strv_pushf(&f->errors, "config: cannot read %s/config: %s", f->dir, gw_root_strerror(r));
         return;
     }
     if (f->config_len >= 4 && f->config[0] == 0xff && f->config[1] == 0xff &&
@@ -76,9 +106,13 @@ static void check_config(gw_func *f)
     pci_setup_cache(f->pdev, f->config, (int)f->config_len);
 }
 
-static void read_ids(gw_func *f)
+static void read_ids(const gw_root *r, gw_func *f)
 {
-    if (gw_pci_fill(f->pdev, PCI_FILL_IDENT, "vendor/device") == 0) {
+    static const char *const ident[] = { "vendor", "device", NULL };
+    static const char *const class[] = { "class", NULL };
+    static const char *const class_ext[] = { "class", "revision", NULL };
+    static const char *const subsys[] = { "subsystem_vendor", "subsystem_device", NULL };
+    if (fill(r, f, PCI_FILL_IDENT, "vendor/device", ident) == 0) {
         f->ids_known = true;
         f->vendor_id = f->pdev->vendor_id;
         f->device_id = f->pdev->device_id;
@@ -94,7 +128,7 @@ static void read_ids(gw_func *f)
         gw_strv_pushf(&f->errors, "vendor: sysfs says %04x but config space says %04x",
                       f->vendor_id, cfg16(f, PCI_VENDOR_ID));
 
-    if (gw_pci_fill(f->pdev, PCI_FILL_CLASS, "class") == 0) {
+    if (fill(r, f, PCI_FILL_CLASS, "class", class) == 0) {
         f->class_known = true;
         f->class_code = f->pdev->device_class;
     } else if (f->config_usable) {
@@ -105,11 +139,11 @@ static void read_ids(gw_func *f)
         gw_strv_pushf(&f->errors, "%s; class unknown", gw_error_message());
     }
     /* Optional attributes: libpci falls back to config space by itself. */
-    if (f->class_known && gw_pci_fill(f->pdev, PCI_FILL_CLASS_EXT, "revision") == 0)
+    if (f->class_known && fill(r, f, PCI_FILL_CLASS_EXT, "revision", class_ext) == 0)
         f->revision = f->pdev->rev_id;
     else if (f->config_usable)
         f->revision = f->config[PCI_REVISION_ID];
-    if (gw_pci_fill(f->pdev, PCI_FILL_SUBSYS, "subsystem") == 0 &&
+    if (fill(r, f, PCI_FILL_SUBSYS, "subsystem", subsys) == 0 &&
         (f->pdev->known_fields & PCI_FILL_SUBSYS)) {
         f->subsystem_vendor_id = f->pdev->subsys_vendor_id;
         f->subsystem_device_id = f->pdev->subsys_id;
@@ -173,51 +207,81 @@ static void read_caps(gw_func *f)
 
 /* libpci resolves driver and iommu_group with realpath() and reports a
  * dangling link as absent; a dangling link is a broken tree, so say so. */
-static void check_dangling(gw_func *f, const char *name, bool *dangling)
+static void check_dangling(const gw_root *r, gw_func *f, const char *name, bool *dangling)
 {
-    _cleanup_free_ char *path = gw_strdup_printf("%s/%s", f->dir, name);
-    struct stat st;
-    if (lstat(path, &st) < 0 || !S_ISLNK(st.st_mode))
-        return;
-    char target[PATH_MAX];
-    ssize_t n = readlink(path, target, sizeof target - 1);
-    target[n < 0 ? 0 : n] = '\0';
+    _cleanup_free_ char *rel = gw_strdup_printf("%s/%s", f->rel, name);
+    _cleanup_free_ char *target = NULL;
+    if (gw_root_readlink(r->fd, rel, &target) < 0)
+        return;     /* absent, or not a link */
     if (dangling)
         *dangling = true;
     gw_strv_pushf(&f->errors, "%s: dangling link to '%s' (target missing)", name, target);
 }
 
-static void read_links(gw_func *f)
+/* A driver or iommu_group link that leads out of the root is not followed
+ * (by libpci either): the function reads as having none, and says why. For
+ * the group that counts as dangling: its isolation cannot be judged. */
+static bool link_escapes(const gw_root *r, gw_func *f, const char *name, bool *dangling)
 {
+    _cleanup_free_ char *rel = gw_strdup_printf("%s/%s", f->rel, name);
+    if (gw_root_beneath(r->fd, rel) != -EXDEV)
+        return false;
+    _cleanup_free_ char *target = NULL;
+    (void)gw_root_readlink(r->fd, rel, &target);
+    if (dangling)
+        *dangling = true;
+    gw_strv_pushf(&f->errors, "%s: link to '%s': %s", name, target ? target : "?", gw_root_strerror(EXDEV));
+    return true;
+}
+
+static void read_links(const gw_root *r, gw_func *f)
+{
+    bool driver_out = link_escapes(r, f, "driver", NULL);
+    bool group_out = link_escapes(r, f, "iommu_group", &f->iommu_group_dangling);
+    unsigned int flags = (driver_out ? 0 : PCI_FILL_DRIVER) | (group_out ? 0 : PCI_FILL_IOMMU_GROUP);
     /* Not PCI_FILL_PARENT: libpci 3.9.0 leaks both realpath() results it
      * makes per device; topology.c resolves the parent from the same nested
      * layout itself. */
-    if (gw_pci_fill(f->pdev, PCI_FILL_DRIVER | PCI_FILL_IOMMU_GROUP, "links") < 0) {
+    if (!flags)
+        return;
+    if (gw_pci_fill(f->pdev, flags, "links") < 0) {
         gw_strv_pushf(&f->errors, "%s", gw_error_message());
         return;
     }
-    f->driver = gw_xstrdup(pci_get_string_property(f->pdev, PCI_FILL_DRIVER));
-    f->iommu_group = gw_xstrdup(pci_get_string_property(f->pdev, PCI_FILL_IOMMU_GROUP));
-    if (!f->driver)
-        check_dangling(f, "driver", NULL);
-    if (!f->iommu_group)
-        check_dangling(f, "iommu_group", &f->iommu_group_dangling);
+    if (!driver_out) {
+        f->driver = gw_xstrdup(pci_get_string_property(f->pdev, PCI_FILL_DRIVER));
+        if (!f->driver)
+            check_dangling(r, f, "driver", NULL);
+    }
+    if (!group_out) {
+        f->iommu_group = gw_xstrdup(pci_get_string_property(f->pdev, PCI_FILL_IOMMU_GROUP));
+        if (!f->iommu_group)
+            check_dangling(r, f, "iommu_group", &f->iommu_group_dangling);
+    }
 }
 
-void gw_func_read(const char *sysfs_pci, gw_func *f)
+void gw_func_read(const gw_root *r, gw_func *f)
 {
-    f->dir = gw_strdup_printf("%s/devices/%s", sysfs_pci, f->address);
+    f->rel = gw_strdup_printf("sys/bus/pci/devices/%s", f->address);
+    f->dir = gw_root_path(r, f->rel);
     f->hdrtype = -1;
     f->port_type = GW_PORT_NONE;
-    check_config(f);
-    read_ids(f);
+    /* devices/<address> itself leading out of the root (to the real /sys):
+     * nothing of it is read, by us or by libpci. */
+    if (gw_root_beneath(r->fd, f->rel) == -EXDEV) {
+        gw_strv_pushf(&f->errors, "%s: %s: nothing of this function read", f->dir, gw_root_strerror(EXDEV));
+        return;
+    }
+    check_config(r, f);
+    read_ids(r, f);
     read_caps(f);
-    read_links(f);
+    read_links(r, f);
 }
 
 void gw_func_clear(gw_func *f)
 {
     free(f->dir);
+    free(f->rel);
     free(f->config);
     free(f->driver);
     free(f->iommu_group);

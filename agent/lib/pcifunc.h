@@ -10,6 +10,7 @@
 
 #include "pciaccess.h"
 #include "strv.h"
+#include "util.h"
 
 #define GW_CONFIG_MAX 4096
 
@@ -17,7 +18,8 @@ typedef struct gw_func {
     char address[GW_ADDR_LEN];
     unsigned domain, bus, dev, fn;
     struct pci_dev *pdev;           /* valid while the scan's gw_pci is open */
-    char *dir;                      /* <sysfs.path>/devices/<address> */
+    char *rel;                      /* sys/bus/pci/devices/<address>, below the host root */
+    char *dir;                      /* the same joined to the root, for messages and libpci */
 
     bool ids_known, class_known;
     uint16_t vendor_id, device_id;
@@ -51,8 +53,9 @@ typedef struct gw_func {
     gw_strv errors;
 } gw_func;
 
-/* Fill `f` (address and pdev set by the caller). */
-void gw_func_read(const char *sysfs_pci, gw_func *f);
+/* Fill `f` (address and pdev set by the caller) from the host root `r`:
+ * nothing outside it is read (pcifunc.c says how libpci is kept inside). */
+void gw_func_read(const gw_root *r, gw_func *f);
 void gw_func_clear(gw_func *f);
 
 bool gw_func_is_gpu(const gw_func *f);

@@ -319,14 +319,31 @@ typedef struct gw_exec_outcome {
     int status;                             /* waitpid status */
     char out[GW_EXEC_OUTPUT_KEEP + 1];      /* the last bytes of stdout+stderr */
     size_t out_len;
+    int left_running;                       /* of its group, running when it exited (then killed) */
+    int still_running;                      /* of its group, running GROUP_GONE_MS after SIGKILL */
 } gw_exec_outcome;
 
+/* Resource limits for a program; 0 leaves one as the daemon has it. */
+typedef struct gw_exec_limits {
+    unsigned long cpu_s;                    /* RLIMIT_CPU, seconds (SIGXCPU, the hard limit 1 s later) */
+    unsigned long fsize_bytes;              /* RLIMIT_FSIZE (a larger write: SIGXFSZ) */
+    unsigned long nproc;                    /* RLIMIT_NPROC (the kernel exempts root from it) */
+} gw_exec_limits;
+
 /* Run argv[0] (an absolute path) with exactly `envp`, stdin /dev/null,
- * stdout and stderr captured (the last GW_EXEC_OUTPUT_KEEP bytes), in a
- * process group of its own: past `timeout_ms` the whole group is killed
- * (o->timed_out). Returns once it is reaped; < 0 (an errno) when it could
- * not start, or could not be waited for (then it was killed and reaped). */
+ * stdout and stderr captured (the last GW_EXEC_OUTPUT_KEEP bytes), cwd /,
+ * in a process group of its own. When it ends, or past `timeout_ms`
+ * (o->timed_out), the whole group is SIGKILLed; returns once no process of
+ * the group is left running (or GROUP_GONE_MS passed: o->still_running) and
+ * the program is reaped. < 0 (an errno) when it could not start (execve's
+ * errno), or could not be waited for (then it was killed and reaped). */
+int gw_exec_run_limited(char *const argv[], char *const envp[], unsigned timeout_ms, const gw_exec_limits *lim,
+                        gw_exec_outcome *o, pid_t *pid);
+/* The same with no limits (the driver scrub's commands). */
 int gw_exec_run(char *const argv[], char *const envp[], unsigned timeout_ms, gw_exec_outcome *o, pid_t *pid);
+/* Processes of process group `pgid` still running (zombies not counted);
+ * -1 when /proc cannot be read. */
+int gw_exec_group_running(pid_t pgid);
 /* ", output: <the last 200 characters, one line, newlines as ' | ', control
  * characters as '?'>" for the evidence; "" when there was none. Free it. */
 char *gw_exec_output_tail(const gw_exec_outcome *o);

@@ -457,14 +457,17 @@ static gw_model_policy *models_view(const gw_sanitize_policy *in)
 }
 
 /* The caller's struct as its version has it: version 1 ended at
- * n_manage_addresses, and nothing past it may be read. Version 2 has every
- * field of 3; only its model entries are shorter (models_view). */
+ * n_manage_addresses, 2 and 3 at n_models, and nothing past the end may be
+ * read. Version 2 has every field of 3; only its model entries are shorter
+ * (models_view). */
 static int policy_view(const gw_sanitize_policy *in, gw_sanitize_policy *out)
 {
-    if (in->version == 1) {
+    if (in->version == 1 || in->version == 2 || in->version == 3) {
+        unsigned int v = in->version;
         *out = (gw_sanitize_policy)GW_SANITIZE_POLICY_INIT;
-        memcpy(out, in, offsetof(gw_sanitize_policy, scrub_timeout_ms));
-        out->version = 1;
+        memcpy(out, in, v == 1 ? offsetof(gw_sanitize_policy, scrub_timeout_ms)
+                               : offsetof(gw_sanitize_policy, hooks_owner_uid));
+        out->version = v;
         return 0;
     }
     if (in->version < 1 || in->version > GW_SANITIZE_POLICY_VERSION)

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,12 +18,27 @@
  * address, or pciDDDD:BB for a root bus. This is what libpci's
  * PCI_FILL_PARENT does. Returns the parent's index or -1 with *problem set
  * when the parent cannot be placed (NULL problem: on a root bus). */
+/* realpath(3) of a function's directory, resolved inside the root and shown
+ * under the root's own real path (what realpath of the whole path gave). */
+static char *real_dir(const gw_scan *s, const gw_func *f, int *err)
+{
+    _cleanup_free_ char *rel = NULL;
+    int r = gw_root_realpath(s->host.fd, f->rel, &rel);
+    if (r < 0) {
+        *err = r;
+        return NULL;
+    }
+    const char *top = s->real_root ? s->real_root : s->host.shown;
+    return gw_strdup_printf("%s/%s", strcmp(top, "/") ? top : "", rel);
+}
+
 static long find_parent(const gw_scan *s, const gw_func *f, char **problem)
 {
     *problem = NULL;
-    _cleanup_free_ char *real = realpath(f->dir, NULL);
+    int err = 0;
+    _cleanup_free_ char *real = real_dir(s, f, &err);
     if (!real) {
-        *problem = gw_strdup_printf("cannot resolve %s: %s", f->dir, strerror(errno));
+        *problem = gw_strdup_printf("cannot resolve %s: %s", f->dir, gw_root_strerror(err));
         return -1;
     }
     char *slash = strrchr(real, '/');
@@ -49,7 +65,7 @@ static long find_parent(const gw_scan *s, const gw_func *f, char **problem)
         return -1;
     }
     /* The parent's devices/ entry must lead to the same directory. */
-    _cleanup_free_ char *preal = realpath(s->funcs[p].dir, NULL);
+    _cleanup_free_ char *preal = real_dir(s, &s->funcs[p], &err);
     if (!preal || strcmp(preal, real) != 0) {
         *problem = gw_strdup_printf("parent bridge %s: its bus/pci/devices entry does not lead "
                                     "to %s", base, real);
@@ -132,10 +148,14 @@ void gw_topo_group(const gw_scan *s, size_t gpu, gw_group_member **members, size
     }
     view->group = gw_xstrdup(f->iommu_group);
     _cleanup_free_ char *dir = gw_strdup_printf("%s/%s/devices", s->iommu_groups, f->iommu_group);
-    DIR *d = opendir(dir);
+    _cleanup_free_ char *rel = gw_strdup_printf("sys/kernel/iommu_groups/%s/devices", f->iommu_group);
+    int fd = gw_openat_root(s->host.fd, rel, O_RDONLY | O_DIRECTORY);
+    DIR *d = fd < 0 ? NULL : fdopendir(fd);
     if (!d) {
-        gw_strv_pushf(errors, "iommu group %s: cannot list %s: %s", f->iommu_group, dir,
-                      strerror(errno));
+        int e = fd < 0 ? -fd : errno;
+        if (fd >= 0)
+            close(fd);
+        gw_strv_pushf(errors, "iommu group %s: cannot list %s: %s", f->iommu_group, dir, gw_root_strerror(e));
         view->group_state = GW_ISO_GROUP_UNREADABLE;
         return;
     }

@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define _cleanup_(f) __attribute__((cleanup(f)))
@@ -43,6 +44,54 @@ int gw_readlink_base(const char *path, char **out);
 int gw_write_all(int fd, const char *path, const void *buf, size_t len);
 /* Write `len` bytes to an existing file (no O_CREAT), as sysfs needs. */
 int gw_write_file(const char *path, const void *data, size_t len);
+
+/* ---- paths under a host root ------------------------------------------
+ * Everything the library reads or writes under --host-root is resolved by the
+ * kernel as if the root were "/": openat2(RESOLVE_IN_ROOT), so that neither a
+ * symlink in the tree (absolute, or with enough "..") nor a tree changed while
+ * we look can lead to a file outside it. Kernels without openat2 (before 5.6:
+ * ENOSYS) get the same resolution done here, one component at a time with
+ * O_NOFOLLOW. A path that fails to resolve and whose symlinks point outside
+ * the root fails with -EXDEV, which gw_root_strerror() words as such, so an
+ * operator reads "leads outside the host root", not "No such file". */
+typedef struct gw_root {
+    int fd;             /* O_PATH descriptor of the root directory; -1 when none */
+    char *shown;        /* the root as messages join it to "/sys/...": "" for "/" */
+} gw_root;
+
+/* Open `path` (a directory) as a root. -errno with the message
+ * "host root <path>: <reason>". */
+int gw_root_init(gw_root *r, const char *path);
+void gw_root_clear(gw_root *r);
+/* "<shown>/<rel>", for messages and for code that needs a path string (libpci). */
+char *gw_root_path(const gw_root *r, const char *rel);
+/* strerror(), except that -EXDEV/EXDEV says the path leads outside the root. */
+const char *gw_root_strerror(int err);
+
+/* open(2) of `rel` (relative, below `rootfd`) resolved inside the root;
+ * O_CLOEXEC is added. A descriptor, or -errno (no message set). */
+int gw_openat_root(int rootfd, const char *rel, int flags);
+/* 0 when `rel` resolves below `rootfd` the way a plain open(2) of
+ * "<root>/<rel>" would, without any symlink leaving the root
+ * (RESOLVE_BENEATH); -EXDEV when one does; other -errno as open(2). For code
+ * that cannot use the root's descriptor (libpci opens its own paths). */
+int gw_root_beneath(int rootfd, const char *rel);
+/* The target of the symlink `rel` (its directory resolved inside the root),
+ * malloc'd; -errno (no message). */
+int gw_root_readlink(int rootfd, const char *rel, char **out);
+/* stat(2) of `rel` resolved inside the root; -errno (no message). */
+int gw_root_stat(int rootfd, const char *rel, struct stat *st);
+/* The path of the directory or file `rel` leads to, relative to the root
+ * ("sys/devices/pci0000:00/0000:00:01.0"), every symlink resolved inside
+ * it: realpath(3) for a root. "" for the root itself; -errno (no message). */
+int gw_root_realpath(int rootfd, const char *rel, char **out);
+/* gw_read_file() and gw_read_long() of <root>/<rel>; messages name
+ * "<shown>/<rel>". */
+int gw_root_read_file(const gw_root *r, const char *rel, char **out);
+int gw_root_read_long(const gw_root *r, const char *rel, int base, long *out);
+/* The by-hand resolution that stands in for openat2 where the kernel has
+ * none; exposed so that tests run it on kernels that do. */
+int gw_root_walk_open(int rootfd, const char *rel, int flags, bool beneath);
 
 /* asprintf that aborts on allocation failure: callers never handle ENOMEM for paths. */
 char *gw_strdup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

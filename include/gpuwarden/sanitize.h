@@ -250,14 +250,25 @@ typedef struct gw_sanitize_policy {
      * driver scrub: GW_SCRUB_DRIVER is refused with -EOPNOTSUPP there). */
     const gw_model_policy *models;
     size_t n_models;
+
+    /* ---- version 4 ---- */
+
+    /* The uid that must own the hooks directory and every hook in it; 0 =
+     * root, the default and the only sensible value on a host (a hook runs
+     * as root). Neither may be writable by group or others. A hook that is
+     * not so, or a directory that is not, is refused and the hooks step
+     * fails naming the path, the owner and the mode. Tests that run
+     * unprivileged name their own uid here. */
+    unsigned int hooks_owner_uid;
 } gw_sanitize_policy;
 
 /* Version 1 ends at n_manage_addresses; the library still accepts it (no
  * models, default scrub timeout). Version 2 has the same fields as 3, but
- * its models are gw_model_policy_v2. */
-#define GW_SANITIZE_POLICY_VERSION 3
+ * its models are gw_model_policy_v2. Versions 2 and 3 end at n_models
+ * (hooks owned by root). */
+#define GW_SANITIZE_POLICY_VERSION 4
 #define GW_SANITIZE_POLICY_INIT { GW_SANITIZE_POLICY_VERSION, { 0 }, NULL, 0, GW_ISOLATION_FAIL, false, \
-                                  NULL, 0, NULL, 0, NULL, 0, 0, NULL, 0 }
+                                  NULL, 0, NULL, 0, NULL, 0, 0, NULL, 0, 0 }
 
 /* ---- request and result ------------------------------------------------ */
 

@@ -47,6 +47,9 @@ static inline void world_init(int n_gpus)
     snprintf(W.hooks, sizeof W.hooks, "/tmp/gw-hooks-XXXXXX");
     assert_non_null(mkdtemp(W.hooks));
     W.pol.hooks_dir = W.hooks;
+    /* The hooks the tests write are the test's own: whoever runs the suite
+     * (root on a host, anyone on a workstation) is their owner. */
+    W.pol.hooks_owner_uid = (unsigned)getuid();
 }
 
 /* Write the tree after the test's tweaks and open the simulated backend. */

@@ -615,62 +615,64 @@ static void attribute_formats(void **state)
     char *root = ht_mkroot();
     char *d = gw_strdup_printf("%s/d", root);
     ht_mkdirs(d);
+    gw_root R;      /* the readers take the host root and a directory below it */
+    assert_int_equal(gw_root_init(&R, root), 0);
     assert_true(gw_parse_link_speed("2.5 GT/s PCIe") == 2.5);
     assert_true(gw_parse_link_speed("8 GT/s") == 8.0);        /* kernels before 5.x */
     assert_true(gw_parse_link_speed("Unknown") == 0);
 
     gw_link l;
-    assert_int_equal(gw_attr_link(d, &l), 0);
+    assert_int_equal(gw_attr_link(&R, "d", &l), 0);
     assert_false(l.present);
     ht_printf(d, "current_link_speed", "Unknown\n");
     ht_printf(d, "current_link_width", "0\n");
-    assert_int_equal(gw_attr_link(d, &l), 0);
+    assert_int_equal(gw_attr_link(&R, "d", &l), 0);
     assert_true(l.present);
     assert_true(l.speed_gts == 0);
     ht_printf(d, "max_link_width", "255\n");     /* the kernel's unknown width */
-    assert_int_equal(gw_attr_link(d, &l), 0);
+    assert_int_equal(gw_attr_link(&R, "d", &l), 0);
     assert_int_equal(l.max_width, 0);
     ht_printf(d, "max_link_width", "64\n");
-    assert_int_equal(gw_attr_link(d, &l), -EINVAL);
+    assert_int_equal(gw_attr_link(&R, "d", &l), -EINVAL);
     ht_printf(d, "max_link_width", "16\n");
     ht_printf(d, "max_link_speed", "fast\n");
-    assert_int_equal(gw_attr_link(d, &l), -EINVAL);
+    assert_int_equal(gw_attr_link(&R, "d", &l), -EINVAL);
 
     gw_aer_counts aer;
-    assert_int_equal(gw_attr_aer(d, &aer), 0);
+    assert_int_equal(gw_attr_aer(&R, "d", &aer), 0);
     assert_int_equal(aer.correctable, -1);
     ht_printf(d, "aer_dev_correctable", "RxErr 1\nTOTAL_ERR_CORX 3\n");
-    assert_int_equal(gw_attr_aer(d, &aer), -EINVAL);
+    assert_int_equal(gw_attr_aer(&R, "d", &aer), -EINVAL);
     assert_non_null(strstr(gw_error_message(), "no TOTAL_ERR_COR line"));
 
     int numa;
-    assert_int_equal(gw_attr_numa_node(d, &numa), 0);
+    assert_int_equal(gw_attr_numa_node(&R, "d", &numa), 0);
     assert_int_equal(numa, -1);
     ht_printf(d, "numa_node", "-1\n");
-    assert_int_equal(gw_attr_numa_node(d, &numa), 0);
+    assert_int_equal(gw_attr_numa_node(&R, "d", &numa), 0);
     assert_int_equal(numa, -1);
     ht_printf(d, "numa_node", "-2\n");
-    assert_int_equal(gw_attr_numa_node(d, &numa), -EINVAL);
+    assert_int_equal(gw_attr_numa_node(&R, "d", &numa), -EINVAL);
     assert_int_equal(numa, -1);
 
     char *cpus;
     ht_printf(d, "local_cpulist", "0-3,8\n");
-    assert_int_equal(gw_attr_local_cpulist(d, &cpus), 0);
+    assert_int_equal(gw_attr_local_cpulist(&R, "d", &cpus), 0);
     assert_string_equal(cpus, "0-3,8");
     free(cpus);
     ht_printf(d, "local_cpulist", "ff,ff\n");
-    assert_int_equal(gw_attr_local_cpulist(d, &cpus), -EINVAL);
+    assert_int_equal(gw_attr_local_cpulist(&R, "d", &cpus), -EINVAL);
     assert_null(cpus);
 
     uint64_t bars[6];
     ht_printf(d, "resource", "garbage\n");
-    assert_int_equal(gw_attr_bar_sizes(d, bars), -EINVAL);
+    assert_int_equal(gw_attr_bar_sizes(&R, "d", bars), -EINVAL);
 
     gw_strv m = { 0 };
-    assert_int_equal(gw_attr_reset_methods(d, &m), 0);
+    assert_int_equal(gw_attr_reset_methods(&R, "d", &m), 0);
     assert_int_equal(m.n, 0);
     ht_printf(d, "reset_method", "device_specific flr pm bus\n");
-    assert_int_equal(gw_attr_reset_methods(d, &m), 0);
+    assert_int_equal(gw_attr_reset_methods(&R, "d", &m), 0);
     assert_int_equal(m.n, 4);
     assert_string_equal(m.v[0], "device_specific");
     assert_string_equal(m.v[3], "bus");
@@ -683,6 +685,7 @@ static void attribute_formats(void **state)
     assert_string_equal(gw_port_type_name(GW_PORT_DOWNSTREAM), "downstream");
     assert_string_equal(gw_port_type_name(GW_PORT_NONE), "none");
     assert_string_equal(gw_port_type_name(3), "unknown");
+    gw_root_clear(&R);
     free(d);
     ht_rmroot(root);
 }

@@ -607,11 +607,11 @@ static void version_1_policy_still_works(void **state)
     W.pol.scrub_timeout_ms = 1234;
     assert_int_equal(gw_step_timeout_ms(&W.pol, GW_STEP_SCRUB), 1234);
     gw_sanitize_policy bad = W.pol;
-    bad.version = 4;
+    bad.version = GW_SANITIZE_POLICY_VERSION + 1;
     gw_sanitize_result_free(W.res);
     W.res = NULL;
     assert_int_equal(gw_sanitize_run(&W.res, W.ops, &W.att.base, &bad, &req), -EINVAL);
-    assert_contains(gw_error_message(), "version 4, expected 1 to 3");
+    assert_contains(gw_error_message(), "version 5, expected 1 to 4");
 }
 
 /* ---- scrub driver ----------------------------------------------------------- */
