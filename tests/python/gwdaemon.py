@@ -38,7 +38,12 @@ class Daemon:
         self._id = 0
 
     def argv(self):
-        return [str(build_dir() / "gpuwardend"), "--foreground",
+        # An explicit, empty config: the daemon must never read this
+        # machine's /etc/gpuwarden/gpuwarden.conf in a test.
+        conf = self.tmp / "gpuwarden-test.conf"
+        if not conf.exists():
+            conf.write_text("# tests: every setting comes from flags\n")
+        return [str(build_dir() / "gpuwardend"), "--foreground", "--config", str(conf),
                 "--host-root", str(self.host), "--host-backend", "simulated",
                 "--state-dir", str(self.state_dir),
                 "--admin-endpoint", self.admin, "--read-endpoint", self.read,
