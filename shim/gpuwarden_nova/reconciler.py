@@ -68,6 +68,9 @@ class PassResult:
     lowered: list = dataclasses.field(default_factory=list)
     held: list = dataclasses.field(default_factory=list)      # allocated
     missing: list = dataclasses.field(default_factory=list)   # no provider
+    # Of ``missing``, the GPUs that are not allocatable: Nova's first report
+    # of one writes reserved 0, so the next pass should follow soon.
+    awaited: list = dataclasses.field(default_factory=list)
     conflicts: int = 0
     failed: list = dataclasses.field(default_factory=list)
     covered: bool = False
@@ -176,6 +179,8 @@ class Reconciler:
             rp = providers.get(name)
             if rp is None:
                 res.missing.append(addr)
+                if dev['state'] != 'allocatable':
+                    res.awaited.append(addr)
                 self._once('missing', addr, std_logging.INFO,
                            'gpuwarden: %s: Nova has no provider %s yet '
                            '(device_spec, report_in_placement): left alone '
@@ -312,11 +317,18 @@ class Service:
     every ``check_interval`` seconds; errors are logged and the next pass
     tries again."""
 
+    #: How long a GPU that is not allocatable and has no provider yet is
+    #: watched at ``held_recheck_interval`` (Nova creates the provider with
+    #: reserved 0 at its next resource update, every 60 s by default); after
+    #: that, every ``check_interval`` (Nova may never be configured for it).
+    AWAIT_FAST_S = 180.0
+
     def __init__(self, reconciler, check_interval, events_endpoint=None,
                  context=None, held_recheck_interval=1.0):
         self.reconciler = reconciler
         self.check_interval = check_interval
         self.held_recheck_interval = held_recheck_interval
+        self._awaited_since = {}
         self._wake = threading.Event()
         self._stop = threading.Event()
         self.listener = None
@@ -330,6 +342,16 @@ class Service:
 
     def wake(self):
         self._wake.set()
+
+    def _await(self, awaited):
+        """True while a GPU that is not allocatable has had no provider for
+        less than AWAIT_FAST_S: Placement would offer it from Nova's first
+        report (reserved 0) until the next pass, so the pass comes soon."""
+        now = time.monotonic()
+        self._awaited_since = {a: self._awaited_since.get(a, now)
+                               for a in awaited}
+        return any(now - t < self.AWAIT_FAST_S
+                   for t in self._awaited_since.values())
 
     def start(self):
         if self.listener:
@@ -357,7 +379,7 @@ class Service:
             next_check = time.monotonic() + self.check_interval
             try:
                 results = self.reconciler.sync()
-                if results[-1].held:
+                if results[-1].held or self._await(results[-1].awaited):
                     next_check = time.monotonic() + min(
                         self.check_interval, self.held_recheck_interval)
                 if self.last_error:

@@ -196,3 +196,24 @@ def test_every_state_but_allocatable_is_reserved(state):
     d, p, rec = make({A: state}, {A: rp(0)})
     rec.sync()
     assert p.writes == [(name(A), 1)]
+
+
+def test_a_gpu_awaiting_its_provider_is_looked_at_every_second_for_a_while(
+        monkeypatch):
+    """A GPU that is not allocatable and that Nova has not reported yet:
+    Nova's first report writes reserved 0, so passes come every
+    held_recheck_interval for AWAIT_FAST_S, then every check_interval."""
+    from gpuwarden_nova import reconciler as R
+    now = [1000.0]
+    monkeypatch.setattr(R.time, 'monotonic', lambda: now[0])
+    svc = R.Service(reconciler=None, check_interval=15)
+    assert svc._await([]) is False
+    assert svc._await(['0000:1a:00.0']) is True
+    now[0] += R.Service.AWAIT_FAST_S - 1
+    assert svc._await(['0000:1a:00.0']) is True
+    now[0] += 2
+    assert svc._await(['0000:1a:00.0']) is False
+    # A GPU that appears later gets its own fast period.
+    assert svc._await(['0000:1a:00.0', '0000:1c:00.0']) is True
+    # Once reported (no longer awaited) it is forgotten.
+    assert svc._await([]) is False
