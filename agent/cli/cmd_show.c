@@ -14,9 +14,11 @@ static void show_usage(FILE *f)
                "Everything gpuwardend knows of one GPU (ADDR: dddd:bb:dd.f or bb:dd.f): state,\n"
                "flags, the whole reason (while quarantined, `by`: who quarantined it), domain,\n"
                "NUMA node, clique, IOMMU group, driver and identity, then its last clean-up:\n"
-               "the result and each step's verdict, time and evidence. -f json prints the\n"
-               "protocol's device object plus `cleanup` ({result, started, finished,\n"
-               "duration_ms} or null) and `steps` ([{name, verdict, evidence, duration_ms}]).\n"
+               "the result, the host backend it ran on (sysfs, or simulated: nothing was\n"
+               "written to a device) and each step's verdict, time and evidence (each line\n"
+               "starts with the backend). -f json prints the protocol's device object plus\n"
+               "`cleanup` ({result, started, finished, duration_ms, backend} or null) and\n"
+               "`steps` ([{name, verdict, evidence, duration_ms}]).\n"
                "\n");
     fprintf(f, CLI_REMOTE_HELP, GW_PROTO_READ_ENDPOINT);
 }
@@ -80,9 +82,13 @@ static int print_device(const json_t *d)
         return 0;
     }
     char started[32], ms[32], b[32];
-    printf("\nlast clean-up: %s, started %s UTC, %s ms\n", cli_field(cu, "result", b, sizeof b),
+    /* The host backend it ran on (daemons since issue 15): "simulated" means
+     * nothing in the evidence was done to a real device. */
+    const char *backend = json_string_value(json_object_get(cu, "backend"));
+    printf("\nlast clean-up: %s, started %s UTC, %s ms%s%s%s\n", cli_field(cu, "result", b, sizeof b),
            cli_time(json_object_get(cu, "started"), true, started, sizeof started),
-           cli_field(cu, "duration_ms", ms, sizeof ms));
+           cli_field(cu, "duration_ms", ms, sizeof ms), backend ? ", " : "", backend ? backend : "",
+           backend ? " backend" : "");
     cli_table t;
     cli_table_init(&t, 4, "STEP", "VERDICT", "MS", "EVIDENCE");
     size_t i;

@@ -11,7 +11,12 @@
  * "attach.domain" and "attach.clean": "1" when the GPU was clean
  * (allocatable or sanitized), "pending" when a domain was defined on it while
  * its clean-up ran (cleanup.c settles it with the verdict), else "0". The
- * gate reads them back, also after a restart. */
+ * gate reads them back, also after a restart.
+ *
+ * What is known (see "Unknown attachment"): the watcher is told about every
+ * managed GPU, whenever it became managed, and says when its view is current.
+ * While it is not, nobody may act on the view: no clean-up, no promotion,
+ * and the gate refuses. */
 #include <errno.h>
 #include <msgpack.h>
 #include <stdlib.h>
@@ -49,6 +54,11 @@ char **gwd_strv_without(char *const *v, const char *drop, size_t *n)
         if (strcmp(v[i], drop))
             out[(*n)++] = gw_xstrdup(v[i]);
     return out;
+}
+
+static int cmp_strp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 static bool strv_has(char *const *v, const char *s)
@@ -99,9 +109,55 @@ char *const *gwd_attachment_domains(gwd *d, const char *address)
     return a && a->domains && a->domains[0] ? a->domains : NULL;
 }
 
+/* ---- Unknown attachment ---------------------------------------------------
+ * The view is the watcher's last report. It says nothing of a GPU the watcher
+ * has not reported yet (managed after the start: hot-plugged, bound to
+ * vfio-pci later, or managed by a changed policy), nor of anything that
+ * happened while the watcher was not connected: libvirtd restarting, or the
+ * watcher's reconnect backoff (up to 30 s), in which a VM may start on a GPU
+ * and end without a single event reaching us. So, with libvirt:
+ *
+ * - every scan hands the managed set to the watcher (gwd_attachment_follow),
+ *   which reports a new GPU after its next full read;
+ * - the watcher says when it stops being current (connection lost) and when
+ *   a full read makes it current again (on_sync);
+ * - while a GPU's attachment is unknown, no clean-up starts
+ *   (gwd_attachment_ready: a VM could hold it), no GPU is promoted to
+ *   allocatable, and the gate refuses it, saying why (ops.c);
+ * - the hook still reaches the daemon meanwhile: a hint naming a domain the
+ *   watcher never reported on the GPU (one that came and went unseen) counts
+ *   as an attach by that domain, and the watcher is asked for a full report,
+ *   whose "nobody" then makes the GPU dirty and starts its clean-up. */
+
+static bool reported(gwd *d, const char *address)
+{
+    gwd_attachment *a = find(d, address);
+    return a && a->reported;
+}
+
 bool gwd_attachment_ready(gwd *d)
 {
-    return !d->attach || d->n_attachments >= d->n_watched;
+    if (!d->attach)
+        return true;
+    if (!d->attach_current)
+        return false;
+    for (char **m = d->managed; m && *m; m++)
+        if (!reported(d, *m))
+            return false;
+    return true;
+}
+
+const char *gwd_attachment_unknown(gwd *d, const char *address)
+{
+    if (!d->attach)
+        return NULL;
+    if (!d->attach_current)
+        return gw_attach_libvirt_connected(d->attach)
+                   ? "the libvirt watcher has not read libvirt since it connected"
+                   : "the libvirt watcher is not connected to libvirt (reconnecting)";
+    if (!reported(d, address))
+        return "libvirt has not been read since the GPU became managed";
+    return NULL;
 }
 
 /* ---- Stopped domains -------------------------------------------------------
@@ -234,8 +290,9 @@ static void announce_stopped(gwd *d, const char *address)
 }
 
 /* Attach seen, remembering whether the VM got the GPU clean. Reads the record
- * and applies against its sequence number, so nothing slips in between. */
-static void attach_seen(gwd *d, const char *address, const char *domain)
+ * and applies against its sequence number, so nothing slips in between.
+ * `actor`/`why`: who says so, NULL for the watcher's report. */
+static void attach_seen(gwd *d, const char *address, const char *domain, const char *actor, const char *why)
 {
     for (int attempt = 0; attempt < 5; attempt++) {
         gw_device *dev = NULL;
@@ -246,9 +303,9 @@ static void attach_seen(gwd *d, const char *address, const char *domain)
                             : (dev->flags & GW_FLAG_CLEANING)                                        ? "pending"
                                                                                                      : "0";
         gw_apply_options o = GW_APPLY_OPTIONS_INIT;
-        o.actor = "libvirt";
+        o.actor = actor ? actor : "libvirt";
         char reason[320];
-        snprintf(reason, sizeof reason, "referenced by domain '%s'", domain);
+        snprintf(reason, sizeof reason, "%s domain '%s'", why ? why : "referenced by", domain);
         o.reason = reason;
         o.if_seq = dev->seq;
         gw_device_free(dev);
@@ -286,18 +343,23 @@ static void detach_seen(gwd *d, const char *address)
     gw_registry_set_fact(d->reg, address, "attach.clean", NULL);
 }
 
+/* `watcher`: the report is the watcher's (the GPU's attachment is known from
+ * now on), not the hook's hints without libvirt. */
 static void update(gwd *d, const char *address, const char *const *domains, size_t n, const char *const *running,
-                   size_t n_running)
+                   size_t n_running, bool watcher)
 {
     pthread_mutex_lock(&d->lock);
     bool managed = gwd_fleet_is_managed(d, address);
-    if (managed)
+    if (managed) {
         set_view(d, address, domains, n, running, n_running);
+        if (watcher)
+            find(d, address)->reported = true;
+    }
     pthread_mutex_unlock(&d->lock);
     if (!managed)
         return;
     if (n > 0)
-        attach_seen(d, address, domains[0]);
+        attach_seen(d, address, domains[0], NULL, NULL);
     else
         detach_seen(d, address);
     announce_stopped(d, address);
@@ -306,29 +368,133 @@ static void update(gwd *d, const char *address, const char *const *domains, size
 
 void gwd_attachment_update(gwd *d, const char *address, const char *const *domains, size_t n)
 {
-    update(d, address, domains, n, domains, n);
+    update(d, address, domains, n, domains, n, false);
 }
 
 void gwd_attachment_hint(gwd *d, const char *address, const char *domain, bool running)
 {
     pthread_mutex_lock(&d->lock);
     gwd_attachment *a = find(d, address);
-    /* A domain the watcher has not reported on the GPU yet: its report
-     * will say everything. */
     bool known = a && strv_has(a->domains, domain);
-    if (known) {
-        strv_drop(running ? a->said_stopped : a->said_running, domain);
-        strv_put(running ? &a->said_running : &a->said_stopped, domain);
+    if (!known) {
+        /* A domain the watcher never reported on the GPU: it is behind (its
+         * report will agree), or it missed the domain (not connected, or
+         * the domain came and went between two reads). Either way the
+         * domain had the GPU: the view holds it until libvirt's full report
+         * replaces the view, and the registry sees an attach (the GPU is
+         * dirty from now on, whatever that report says). */
+        if (!a) {
+            d->attachments = gw_xrealloc(d->attachments, d->n_attachments + 1, sizeof *d->attachments);
+            a = &d->attachments[d->n_attachments++];
+            memset(a, 0, sizeof *a);
+            snprintf(a->address, sizeof a->address, "%s", address);
+        }
+        size_t n = 0;
+        strv_put(&a->domains, domain);
+        while (a->domains[n])
+            n++;
+        qsort(a->domains, n, sizeof *a->domains, cmp_strp);
     }
+    strv_drop(running ? a->said_stopped : a->said_running, domain);
+    strv_put(running ? &a->said_running : &a->said_stopped, domain);
     pthread_mutex_unlock(&d->lock);
-    if (known)
-        announce_stopped(d, address);
+    if (!known) {
+        gw_log(GW_LOG_NOTICE, "%s: the hook says domain '%s' %s on it, which libvirt has not shown: counted as "
+                              "attached to it until libvirt has been read again",
+               address, domain, running ? "started" : "stopped");
+        attach_seen(d, address, domain, "libvirt-hook",
+                    running ? "the qemu hook says it started with" : "the qemu hook says it stopped with");
+        gw_attach_libvirt_resync(d->attach);
+    }
+    announce_stopped(d, address);
+    gwd_wake(d);
 }
 
 static void on_state(const char *address, const char *const *domains, size_t n, const char *const *running,
                      size_t n_running, void *userdata)
 {
-    update(userdata, address, domains, n, running, n_running);
+    update(userdata, address, domains, n, running, n_running, true);
+}
+
+static void on_sync(bool current, void *userdata)
+{
+    gwd *d = userdata;
+    pthread_mutex_lock(&d->lock);
+    d->attach_current = current;
+    pthread_mutex_unlock(&d->lock);
+    if (current) {
+        gw_log(GW_LOG_NOTICE, "libvirt read: the attachment of every watched GPU is known; clean-ups, promotions "
+                              "and the gate go on");
+        /* Promotions held back meanwhile: no `published` may come for them
+         * when Placement already shows the current revision. */
+        atomic_store(&d->promote_due, true);
+    } else {
+        gw_log(GW_LOG_WARNING, "libvirt watcher disconnected: the attachment of every GPU is unknown until it "
+                               "has read libvirt again; meanwhile no clean-up starts, no GPU becomes allocatable "
+                               "and the gate refuses managed GPUs");
+    }
+    gwd_wake(d);
+}
+
+/* Remove the view's entry of a GPU (no longer managed). Caller holds d->lock. */
+static void forget(gwd *d, const char *address)
+{
+    gwd_attachment *a = find(d, address);
+    if (!a)
+        return;
+    gwd_strv_free(a->domains);
+    gwd_strv_free(a->running);
+    gwd_strv_free(a->said_running);
+    gwd_strv_free(a->said_stopped);
+    *a = d->attachments[--d->n_attachments];
+}
+
+void gwd_attachment_follow(gwd *d)
+{
+    if (!d->attach)
+        return;
+    pthread_mutex_lock(&d->lock);
+    size_t n = 0, n_old = 0;
+    for (char **m = d->managed; m && *m; m++)
+        n++;
+    for (char **w = d->watched; w && *w; w++)
+        n_old++;
+    bool same = n == n_old;
+    for (size_t i = 0; same && i < n; i++)
+        same = !strcmp(d->managed[i], d->watched[i]);      /* both sorted */
+    if (same) {
+        pthread_mutex_unlock(&d->lock);
+        return;
+    }
+    char **next = gwd_strv_copy((const char *const *)d->managed, n);
+    qsort(next, n, sizeof *next, cmp_strp);
+    char added[512] = "", dropped[512] = "";
+    for (size_t i = 0; i < n; i++)
+        if (!strv_has(d->watched, next[i]))
+            snprintf(added + strlen(added), sizeof added - strlen(added), " %s", next[i]);
+    for (size_t i = 0; i < n_old; i++) {
+        if (!strv_has(next, d->watched[i])) {
+            snprintf(dropped + strlen(dropped), sizeof dropped - strlen(dropped), " %s", d->watched[i]);
+            /* When it is managed again, only a new report says who has it. */
+            forget(d, d->watched[i]);
+        }
+    }
+    gwd_strv_free(d->watched);
+    d->watched = next;
+    int r = gw_attach_libvirt_watch(d->attach, (const char *const *)next, n);
+    pthread_mutex_unlock(&d->lock);
+    if (r < 0)
+        gw_log(GW_LOG_ERR, "libvirt watcher: %s", gw_error_message());
+    else
+        gw_log(GW_LOG_NOTICE, "libvirt watcher now watching %zu GPU(s)%s%s%s%s; a new one is neither cleaned, "
+                              "offered nor let through the gate before libvirt has been read", n,
+               *added ? "; added:" : "", added, *dropped ? "; no longer managed:" : "", dropped);
+}
+
+void gwd_attachment_reconfigure(gwd *d)
+{
+    if (d->attach)
+        gw_attach_libvirt_set_reconcile_interval(d->attach, (unsigned)(d->cfg.reconcile_interval_s * 1000));
 }
 
 int gwd_attachment_start(gwd *d)
@@ -342,6 +508,8 @@ int gwd_attachment_start(gwd *d)
     for (char **m = d->managed; m && *m; m++)
         n++;
     char **watch = gwd_strv_copy((const char *const *)d->managed, n);
+    qsort(watch, n, sizeof *watch, cmp_strp);
+    d->attach_current = false;
     pthread_mutex_unlock(&d->lock);
 
     gw_attach_libvirt_options o = GW_ATTACH_LIBVIRT_OPTIONS_INIT;
@@ -349,11 +517,15 @@ int gwd_attachment_start(gwd *d)
     o.watch = (const char *const *)watch;
     o.n_watch = n;
     o.state_changed = on_state;
+    o.sync_changed = on_sync;
     o.userdata = d;
     o.reconcile_interval_ms = (unsigned)(d->cfg.reconcile_interval_s * 1000);
-    d->n_watched = n;
+    /* Before the watcher exists: its first reports may come at once, and
+     * the next scan compares with this. */
+    pthread_mutex_lock(&d->lock);
+    d->watched = watch;
+    pthread_mutex_unlock(&d->lock);
     int r = gw_attach_libvirt_new(&d->attach, &o);
-    gwd_strv_free(watch);
     if (r < 0)
         gw_log(GW_LOG_ERR, "libvirt watcher on %s: %s", d->cfg.libvirt_uri, gw_error_message());
     else
@@ -374,4 +546,6 @@ void gwd_attachment_stop(gwd *d)
     free(d->attachments);
     d->attachments = NULL;
     d->n_attachments = 0;
+    gwd_strv_free(d->watched);
+    d->watched = NULL;
 }

@@ -19,18 +19,29 @@
 
 typedef enum { OPT_STR, OPT_LONG, OPT_BOOL } opt_type;
 
-/* The single source of truth: INI section/key, flag, type, default, help. */
+/* The single source of truth: INI section/key, flag, type, default, help,
+ * and whether a reload (SIGHUP) applies it. */
 typedef struct opt_def {
     const char *section, *key, *flag;
     opt_type type;
     size_t offset;
     const char *def;
     const char *help;
+    /* A reload applies it at once and in full (the daemon re-reads it where
+     * it is used: main.c, reload_live()). Every other option is fixed at the
+     * start: what it configured (the host backend, the sockets, the clean-up
+     * pool and its policy, the inventory's shape) is built once, so a reload
+     * that changes one refuses that change and keeps the running value. */
+    bool live;
 } opt_def;
 
-#define STR(sec, key, flag, field, def, help) { sec, key, flag, OPT_STR, offsetof(gwd_config, field), def, help }
-#define LNG(sec, key, flag, field, def, help) { sec, key, flag, OPT_LONG, offsetof(gwd_config, field), def, help }
-#define BOOL(sec, key, flag, field, def, help) { sec, key, flag, OPT_BOOL, offsetof(gwd_config, field), def, help }
+#define STR(sec, key, flag, field, def, help) { sec, key, flag, OPT_STR, offsetof(gwd_config, field), def, help, false }
+#define LNG(sec, key, flag, field, def, help) { sec, key, flag, OPT_LONG, offsetof(gwd_config, field), def, help, false }
+#define BOOL(sec, key, flag, field, def, help) { sec, key, flag, OPT_BOOL, offsetof(gwd_config, field), def, help, false }
+#define STR_LIVE(sec, key, flag, field, def, help) \
+    { sec, key, flag, OPT_STR, offsetof(gwd_config, field), def, help, true }
+#define LNG_LIVE(sec, key, flag, field, def, help) \
+    { sec, key, flag, OPT_LONG, offsetof(gwd_config, field), def, help, true }
 
 static const opt_def opts[] = {
     STR("daemon", "host_root", "host-root", host_root, "/", "root of the host's /sys (a test tree in tests)"),
@@ -46,14 +57,14 @@ static const opt_def opts[] = {
         "Z85 CURVE server secret key; required for tcp:// endpoints"),
     STR("daemon", "host_backend", "host-backend", host_backend, "sysfs",
         "sysfs (the host's kernel) | simulated (test trees: models the kernel's reactions, writes nothing)"),
-    LNG("daemon", "rescan_interval_s", "rescan-interval", rescan_interval_s, "60",
+    LNG_LIVE("daemon", "rescan_interval_s", "rescan-interval", rescan_interval_s, "60",
         "seconds between host rescans (hot-plug); 0 = never"),
     STR("daemon", "libvirt_uri", "libvirt-uri", libvirt_uri, "qemu:///system", "libvirt URI; empty disables"),
     STR("daemon", "host_name", "host-name", host_name, "", "deployable name prefix (default: the host name)"),
-    STR("daemon", "log_level", "log-level", log_level, "info", "err|warning|notice|info|debug"),
+    STR_LIVE("daemon", "log_level", "log-level", log_level, "info", "err|warning|notice|info|debug"),
     LNG("daemon", "max_message_bytes", "max-message-bytes", max_message_bytes, "1048576",
         "largest request accepted (ZMQ_MAXMSGSIZE)"),
-    LNG("daemon", "reconcile_interval_s", "reconcile-interval", reconcile_interval_s, "30",
+    LNG_LIVE("daemon", "reconcile_interval_s", "reconcile-interval", reconcile_interval_s, "30",
         "seconds between full libvirt reconciles"),
     BOOL("daemon", "foreground", "foreground", foreground, "false", "stay in the foreground (systemd Type=notify)"),
     STR("manage", "vendors", "manage-vendors", manage_vendors, "",
@@ -63,7 +74,7 @@ static const opt_def opts[] = {
     LNG("cleanup", "step_timeout_s", "step-timeout", step_timeout_s, "0",
         "timeout of every clean-up step except hooks, seconds; 0 = each step's own default"),
     LNG("cleanup", "hook_timeout_s", "hook-timeout", hook_timeout_s, "60", "timeout of each operator hook, seconds"),
-    LNG("cleanup", "in_use_retry_s", "in-use-retry", in_use_retry_s, "10",
+    LNG_LIVE("cleanup", "in_use_retry_s", "in-use-retry", in_use_retry_s, "10",
         "seconds before a clean-up that found the GPU in use (a VM, a process holding its VFIO group) runs "
         "again; doubles while it stays in use, up to 600; at least 1"),
     STR("cleanup", "hooks_dir", "hooks-dir", hooks_dir, "/etc/gpuwarden/sanitize.d", "operator hook executables"),
@@ -74,7 +85,7 @@ static const opt_def opts[] = {
     STR("cleanup", "isolation_policy", "isolation-policy", isolation_policy, "fail", "fail|warn"),
     STR("inventory", "model", "inventory-model", inventory_model, "per_gpu", "per_gpu|per_clique"),
     STR("inventory", "clique_override", "clique-override", clique_override, "", "NVLink partition file"),
-    STR("inventory", "extra_traits", "extra-traits", extra_traits, "", "comma-separated CUSTOM_ traits"),
+    STR_LIVE("inventory", "extra_traits", "extra-traits", extra_traits, "", "comma-separated CUSTOM_ traits"),
 };
 #define N_OPTS (sizeof opts / sizeof opts[0])
 
@@ -117,7 +128,6 @@ static int set_value(gwd_config *cfg, const opt_def *o, const char *v)
 
 typedef struct ini_ctx {
     gwd_config *cfg;
-    const bool *from_flag;   /* options set on the command line keep their value */
     const char *path;
     int error;
 } ini_ctx;
@@ -197,8 +207,6 @@ static int apply_ini_entry(void *user, const char *section, const char *key, con
     for (size_t i = 0; i < N_OPTS; i++) {
         if (strcmp(opts[i].section, section) || strcmp(opts[i].key, key))
             continue;
-        if (ctx->from_flag && ctx->from_flag[i])
-            return 1;
         if (set_value(ctx->cfg, &opts[i], value) < 0) {
             fprintf(stderr, "gpuwardend: %s: [%s] %s: invalid value '%s'\n", ctx->path, section, key, value);
             ctx->error = -EINVAL;
@@ -211,9 +219,9 @@ static int apply_ini_entry(void *user, const char *section, const char *key, con
     return 0;
 }
 
-static int read_file(gwd_config *cfg, const bool *from_flag)
+static int read_file(gwd_config *cfg)
 {
-    ini_ctx ctx = { cfg, from_flag, cfg->config_file, 0 };
+    ini_ctx ctx = { cfg, cfg->config_file, 0 };
     FILE *f = fopen(cfg->config_file, "re");
     if (!f) {
         fprintf(stderr, "gpuwardend: %s: %s\n", cfg->config_file, strerror(errno));
@@ -240,8 +248,11 @@ void gwd_config_usage(FILE *f)
                "  --help, --version\n\n"
                "Every config-file option is also a flag (flags win):\n");
     for (size_t i = 0; i < N_OPTS; i++)
-        fprintf(f, "  --%-22s [%s] %s: %s (default '%s')\n", opts[i].flag, opts[i].section, opts[i].key,
-                opts[i].help, opts[i].def);
+        fprintf(f, "  --%-22s [%s] %s: %s (default '%s')%s\n", opts[i].flag, opts[i].section, opts[i].key,
+                opts[i].help, opts[i].def, opts[i].live ? "; applies at a reload (SIGHUP)" : "");
+    fprintf(f, "\nSIGHUP re-reads the file: options marked 'applies at a reload' take effect at once;\n"
+               "a change of any other option (or of a [model] section) is refused, logged, and its\n"
+               "running value kept until the next start; an invalid file changes nothing.\n");
 }
 
 /* The sample config shipped in packaging/ is this output, so the file and the
@@ -341,6 +352,33 @@ static bool is_live_root(const char *root)
     return live;
 }
 
+/* "10de, 1af4": vendor ids in hex; "0000:3b:00.0,...": canonical addresses.
+ * The daemon parses them again into its policy (main.c); checked here so
+ * that --check-config and a reload refuse what the start would. */
+static int validate_manage(const gwd_config *cfg)
+{
+    const struct { const char *what, *value; bool vendors; } lists[] = {
+        { "vendors", cfg->manage_vendors, true },
+        { "addresses", cfg->manage_addresses, false },
+    };
+    for (size_t l = 0; l < 2; l++) {
+        _cleanup_free_ char *copy = gw_xstrdup(lists[l].value);
+        char *save = NULL;
+        for (char *tok = strtok_r(copy, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
+            char *end;
+            errno = 0;
+            unsigned long id = lists[l].vendors ? strtoul(tok, &end, 16) : 0;
+            bool ok = lists[l].vendors ? !errno && end != tok && !*end && id <= 0xffff : gw_is_bdf(tok);
+            if (!ok) {
+                fprintf(stderr, "gpuwardend: [manage] %s: '%s' is not %s\n", lists[l].what, tok,
+                        lists[l].vendors ? "a 4-digit hex vendor id" : "a canonical PCI address");
+                return -EINVAL;
+            }
+        }
+    }
+    return 0;
+}
+
 /* Values that parse but make no sense; shared by start-up and reload so a
  * reload can never install what a start would refuse. */
 int gwd_config_validate(const gwd_config *cfg)
@@ -363,18 +401,27 @@ int gwd_config_validate(const gwd_config *cfg)
     else if (cfg->in_use_retry_s < 1 || cfg->in_use_retry_s > 600)
         fprintf(stderr, "gpuwardend: [cleanup] in_use_retry_s must be 1..600 (the longest wait), not %ld\n",
                 (long)cfg->in_use_retry_s);
+    else if (validate_manage(cfg) < 0)
+        return -EINVAL;
     else
         return validate_models(cfg);
     return -EINVAL;
 }
 
-static bool from_flag_store[N_OPTS];
+/* The values given as flags at the start, which win over the file at every
+ * reload too (a reload reads the file, never the command line again). */
+static char *flag_store[N_OPTS];
 
-int gwd_config_load(gwd_config *cfg, int argc, char **argv)
+static void defaults(gwd_config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
     for (size_t i = 0; i < N_OPTS; i++)
         set_value(cfg, &opts[i], opts[i].def);
+}
+
+int gwd_config_load(gwd_config *cfg, int argc, char **argv)
+{
+    defaults(cfg);
 
     enum { FLAG_CONFIG = 1000, FLAG_RESET, FLAG_HELP, FLAG_VERSION, FLAG_PRINT, FLAG_CHECK, FLAG_BASE = 2000 };
     struct option longopts[N_OPTS + 7];
@@ -390,7 +437,10 @@ int gwd_config_load(gwd_config *cfg, int argc, char **argv)
                                          NULL, FLAG_BASE + (int)i };
     longopts[n] = (struct option){ 0 };
 
-    memset(from_flag_store, 0, sizeof from_flag_store);
+    for (size_t i = 0; i < N_OPTS; i++) {
+        free(flag_store[i]);
+        flag_store[i] = NULL;
+    }
     /* Flags are parsed into a scratch config first, so the file can be read
      * before them and they still win. */
     char **flag_values = gw_xcalloc(N_OPTS, sizeof *flag_values);
@@ -421,7 +471,6 @@ int gwd_config_load(gwd_config *cfg, int argc, char **argv)
             size_t i = (size_t)(c - FLAG_BASE);
             free(flag_values[i]);
             flag_values[i] = gw_xstrdup(optarg ? optarg : "true");
-            from_flag_store[i] = true;
         } else {
             gwd_config_usage(stderr);
             rc = 2;
@@ -435,7 +484,7 @@ int gwd_config_load(gwd_config *cfg, int argc, char **argv)
     }
     if (!cfg->config_file && access(GWD_DEFAULT_CONFIG, F_OK) == 0)
         cfg->config_file = gw_xstrdup(GWD_DEFAULT_CONFIG);
-    if (cfg->config_file && read_file(cfg, NULL) < 0) {
+    if (cfg->config_file && read_file(cfg) < 0) {
         rc = 2;
         goto out;
     }
@@ -450,36 +499,125 @@ int gwd_config_load(gwd_config *cfg, int argc, char **argv)
         rc = 2;
 out:
     for (size_t i = 0; i < N_OPTS; i++)
-        free(flag_values[i]);
+        flag_store[i] = flag_values[i];
     free(flag_values);
     return rc;
 }
 
-/* All or nothing: the file is read into a copy, which replaces the live
- * config only when it parsed cleanly. */
+static bool same_str(const char *a, const char *b)
+{
+    return a == b || (a && b && !strcmp(a, b));
+}
+
+static bool same_value(const gwd_config *a, const gwd_config *b, const opt_def *o)
+{
+    const void *fa = (const char *)a + o->offset, *fb = (const char *)b + o->offset;
+    switch (o->type) {
+    case OPT_STR: return same_str(*(char *const *)fa, *(char *const *)fb);
+    case OPT_LONG: return *(const long *)fa == *(const long *)fb;
+    case OPT_BOOL: return *(const bool *)fa == *(const bool *)fb;
+    }
+    return false;
+}
+
+/* An option's value for the log; a secret is never written out. */
+static void show_value(const gwd_config *cfg, const opt_def *o, char *buf, size_t size)
+{
+    const void *f = (const char *)cfg + o->offset;
+    if (!strcmp(o->key, "curve_secret_key"))
+        snprintf(buf, size, "(secret)");
+    else if (o->type == OPT_STR)
+        snprintf(buf, size, "%s", **(char *const *)f ? *(char *const *)f : "''");
+    else if (o->type == OPT_LONG)
+        snprintf(buf, size, "%ld", *(const long *)f);
+    else
+        snprintf(buf, size, "%s", *(const bool *)f ? "true" : "false");
+}
+
+static bool same_models(const gwd_config *a, const gwd_config *b)
+{
+    if (a->n_models != b->n_models)
+        return false;
+    for (size_t i = 0; i < a->n_models; i++) {
+        const gwd_model *m = &a->models[i], *n = NULL;
+        for (size_t k = 0; k < b->n_models && !n; k++)
+            if (!strcmp(b->models[k].id, m->id))
+                n = &b->models[k];
+        if (!n)
+            return false;
+        const gw_model_policy *p = &m->pol, *q = &n->pol;
+        if (p->reset != q->reset || p->scrub != q->scrub || p->scrub_function != q->scrub_function ||
+            p->scrub_bar != q->scrub_bar || p->scrub_verify_fraction != q->scrub_verify_fraction ||
+            p->scrub_driver_ready_timeout_ms != q->scrub_driver_ready_timeout_ms ||
+            p->scrub_command_timeout_ms != q->scrub_command_timeout_ms || !same_str(p->scrub_driver, q->scrub_driver) ||
+            !same_str(p->scrub_driver_ready, q->scrub_driver_ready) || !same_str(p->scrub_commands, q->scrub_commands))
+            return false;
+    }
+    return true;
+}
+
+/* Read the file as a start would (defaults, the file, then the start's
+ * flags), check it as a start does, and only then compare it with the
+ * running configuration option by option: a live option takes the new value,
+ * any other keeps the running one, each said in the log. An invalid file
+ * changes nothing. */
 int gwd_config_reload(gwd_config *cfg)
 {
-    if (!cfg->config_file)
+    if (!cfg->config_file) {
+        gw_log(GW_LOG_NOTICE, "reload: no configuration file (flags only): nothing to read");
         return 0;
-    gwd_config next = *cfg;
-    /* Models come from the file alone: read afresh, never merged. */
-    next.models = NULL;
-    next.n_models = 0;
-    for (size_t i = 0; i < N_OPTS; i++)
-        if (opts[i].type == OPT_STR) {
-            char **s = field(&next, &opts[i]);
-            *s = gw_xstrdup(*s);
-        }
+    }
+    gwd_config next;
+    defaults(&next);
     next.config_file = gw_xstrdup(cfg->config_file);
-    int r = read_file(&next, from_flag_store);
+    next.reset_state = cfg->reset_state;
+    next.check_only = cfg->check_only;
+    int r = read_file(&next);
+    for (size_t i = 0; r == 0 && i < N_OPTS; i++)
+        if (flag_store[i])
+            r = set_value(&next, &opts[i], flag_store[i]);     /* accepted at the start: cannot fail */
     if (r == 0)
         r = gwd_config_validate(&next);
     if (r < 0) {
         gwd_config_free(&next);
         return r;
     }
-    gwd_config_free(cfg);
-    *cfg = next;
+    unsigned applied = 0, refused = 0;
+    for (size_t i = 0; i < N_OPTS; i++) {
+        const opt_def *o = &opts[i];
+        if (same_value(cfg, &next, o))
+            continue;
+        char now[256], was[256];
+        show_value(&next, o, now, sizeof now);
+        show_value(cfg, o, was, sizeof was);
+        if (!o->live) {
+            gw_log(GW_LOG_WARNING, "reload: [%s] %s = %s needs a restart: the running value %s stays", o->section,
+                   o->key, now, was);
+            refused++;
+            continue;
+        }
+        gw_log(GW_LOG_NOTICE, "reload: [%s] %s = %s applied (was %s)", o->section, o->key, now, was);
+        /* Swap: the running config takes the new value, `next` frees the old. */
+        char tmp[sizeof(long) > sizeof(char *) ? sizeof(long) : sizeof(char *)];
+        size_t len = o->type == OPT_STR ? sizeof(char *) : o->type == OPT_LONG ? sizeof(long) : sizeof(bool);
+        memcpy(tmp, (char *)cfg + o->offset, len);
+        memcpy((char *)cfg + o->offset, (char *)&next + o->offset, len);
+        memcpy((char *)&next + o->offset, tmp, len);
+        applied++;
+    }
+    if (!same_models(cfg, &next)) {
+        gw_log(GW_LOG_WARNING, "reload: [model ...] sections changed: they need a restart; the running ones stay");
+        refused++;
+    }
+    gwd_config_free(&next);
+    char refusals[64] = "";
+    if (refused)
+        snprintf(refusals, sizeof refusals, ", %u refused (need a restart)", refused);
+    if (applied + refused == 0)
+        gw_log(GW_LOG_NOTICE, "configuration reloaded from %s: no change", cfg->config_file);
+    else
+        gw_log(refused ? GW_LOG_WARNING : GW_LOG_NOTICE, "configuration reloaded from %s: %u change(s) applied%s",
+               cfg->config_file, applied, refusals);
     return 0;
 }
 

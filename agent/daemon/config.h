@@ -56,7 +56,14 @@ typedef struct gwd_config {
  * when it exists), then apply the flags; flags win. Returns 0, or 2 for a usage
  * error / bad config (message printed), or 1 after --help/--version. */
 int gwd_config_load(gwd_config *cfg, int argc, char **argv);
-/* Re-read the config file on SIGHUP, keeping values that came from flags. */
+/* Re-read the config file on SIGHUP, as a start would read it (defaults, the
+ * file, the start's flags, which still win) and check it the same way. An
+ * invalid file: -EINVAL (message printed), nothing changed. Otherwise 0, and
+ * each option that differs is logged: those a reload applies (the table's
+ * `live`: log level, rescan and reconcile intervals, in-use retry, extra
+ * traits) take the new value in *cfg; any other keeps its running value
+ * ("needs a restart"), as do the [model] sections. The caller then applies
+ * the live options where they are used. */
 int gwd_config_reload(gwd_config *cfg);
 void gwd_config_free(gwd_config *cfg);
 void gwd_config_usage(FILE *f);

@@ -41,6 +41,7 @@ typedef struct gwd_attachment {
      * report until the watcher agrees (attachment.c, "Stopped domains"). */
     char **said_running, **said_stopped;
     bool stopped;       /* announced: referenced, but by no running domain (reserved in the inventory) */
+    bool reported;      /* the watcher has reported this GPU since it became managed */
 } gwd_attachment;
 
 /* A GPU whose last clean-up found it in use waits before the next one. */
@@ -92,7 +93,10 @@ typedef struct gwd {
     gwd_retry *retries;                 /* (L) GPUs waiting after an in-use clean-up */
     size_t n_retries;
     int64_t retry_wake_ms;              /* (L) the earliest of their waits' ends (monotonic) */
-    size_t n_watched;                   /* GPUs the libvirt watcher reports on */
+    char **watched;                     /* (L) the GPUs the libvirt watcher was last told to watch */
+    /* (L) The watcher is connected and has read every domain since: while
+     * not, nothing is known of any GPU's attachment (attachment.c). */
+    bool attach_current;
     gw_inventory *inventory;            /* (L) the last inventory built */
     uint64_t issued[GWD_ISSUED_MAX];    /* (L) generations served, ring */
     uint64_t issued_rev[GWD_ISSUED_MAX];/* (L) the revision at which each was last the current one */
@@ -133,11 +137,22 @@ const gw_gpu *gwd_fleet_gpu(gwd *d, const char *address); /* caller holds d->loc
 /* attachment.c: the attachment view and the libvirt watcher glue. */
 int gwd_attachment_start(gwd *d);
 void gwd_attachment_stop(gwd *d);
+/* After a scan: the watcher watches exactly the managed GPUs (hot-plug, a
+ * GPU bound to vfio-pci after the start, one unbound). Main thread; takes
+ * d->lock itself. */
+void gwd_attachment_follow(gwd *d);
+/* After a configuration reload: the options the watcher takes live. */
+void gwd_attachment_reconfigure(gwd *d);
 /* Whether the attachment view is complete: without libvirt always; with it,
- * once the watcher has reported every watched GPU (its first full reconcile).
- * Until then no clean-up starts: a GPU a VM holds must not look free.
- * Caller holds d->lock. */
+ * while the watcher is current (connected, and has read libvirt since) and
+ * has reported every managed GPU. Until then no clean-up starts: a GPU a VM
+ * holds must not look free. Caller holds d->lock. */
 bool gwd_attachment_ready(gwd *d);
+/* Why the attachment of a managed GPU is not known now (the watcher not
+ * connected, not read since it connected, or not yet reporting a GPU that
+ * became managed); NULL when it is known. Such a GPU is neither promoted nor
+ * let through the gate. Caller holds d->lock. */
+const char *gwd_attachment_unknown(gwd *d, const char *address);
 /* Domains referencing `address` per the view (caller holds d->lock); NULL when none. */
 char *const *gwd_attachment_domains(gwd *d, const char *address);
 /* Apply a new set of referencing domains for a managed GPU: attach seen /
@@ -148,7 +163,9 @@ void gwd_attachment_update(gwd *d, const char *address, const char *const *domai
  * persistent domain): the inventory reserves it. Caller holds d->lock. */
 bool gwd_attachment_stopped(gwd *d, const char *address);
 /* With libvirt: the hook says `domain` stopped (`release end`) or started
- * (`started`) on the GPU, ahead of the watcher. Takes d->lock itself. */
+ * (`started`) on the GPU, ahead of the watcher. A domain the watcher never
+ * reported on the GPU counts as attached to it (the GPU is dirty) until
+ * libvirt's full report, which this asks for. Takes d->lock itself. */
 void gwd_attachment_hint(gwd *d, const char *address, const char *domain, bool running);
 
 /* cleanup.c: starting clean-ups and recording their results. */

@@ -243,19 +243,35 @@ static int setup_signals(gwd *d)
     return d->signal_fd < 0 ? -errno : 0;
 }
 
-static void handle_signals(gwd *d)
+/* After a reload: every option a reload applies (config.c, `live`) takes
+ * effect where it is used. The rescan interval is serve()'s; in_use_retry_s
+ * is read afresh by each clean-up that ends. */
+static void reload_live(gwd *d)
 {
+    gw_log_set_level(gwd_log_level(d->cfg.log_level));
+    char **traits = split_list(d->cfg.extra_traits);
+    pthread_mutex_lock(&d->lock);
+    char **old = d->extra_traits;
+    d->extra_traits = traits;       /* the next inventory has them */
+    pthread_mutex_unlock(&d->lock);
+    gwd_strv_free(old);
+    gwd_attachment_reconfigure(d);
+}
+
+/* Returns true when the configuration was reloaded. */
+static bool handle_signals(gwd *d)
+{
+    bool reloaded = false;
     struct signalfd_siginfo si;
     while (read(d->signal_fd, &si, sizeof si) == sizeof si) {
         if (si.ssi_signo == SIGHUP) {
             sd_notify(0, "RELOADING=1");
+            /* config.c logs each change: applied, or refused (restart). */
             if (gwd_config_reload(&d->cfg) == 0) {
-                gw_log_set_level(gwd_log_level(d->cfg.log_level));
-                gw_log(GW_LOG_NOTICE, "configuration reloaded from %s (log level, intervals; endpoints and "
-                                      "policy apply at the next start)",
-                       d->cfg.config_file ? d->cfg.config_file : "(flags only)");
+                reload_live(d);
+                reloaded = true;
             } else {
-                gw_log(GW_LOG_ERR, "configuration reload failed; the running configuration stays");
+                gw_log(GW_LOG_ERR, "configuration reload failed (nothing changed); the running configuration stays");
             }
             sd_notify(0, "READY=1");
         } else {
@@ -263,6 +279,7 @@ static void handle_signals(gwd *d)
             d->stopping = true;
         }
     }
+    return reloaded;
 }
 
 static int bind_endpoints(gwd *d)
@@ -275,9 +292,14 @@ static int bind_endpoints(gwd *d)
     return d->admin_sock && d->read_sock && d->pub_sock ? 0 : -EIO;
 }
 
+static int64_t rescan_after(const gwd *d)
+{
+    return d->cfg.rescan_interval_s ? mono_ms() + d->cfg.rescan_interval_s * 1000 : INT64_MAX;
+}
+
 static void serve(gwd *d)
 {
-    int64_t next_rescan = d->cfg.rescan_interval_s ? mono_ms() + d->cfg.rescan_interval_s * 1000 : INT64_MAX;
+    int64_t next_rescan = rescan_after(d);
     while (!d->stopping) {
         zmq_pollitem_t items[] = {
             { d->admin_sock, 0, ZMQ_POLLIN, 0 },
@@ -292,8 +314,8 @@ static void serve(gwd *d)
             gw_log(GW_LOG_ERR, "zmq_poll: %s", zmq_strerror(zmq_errno()));
             break;
         }
-        if (items[2].revents)
-            handle_signals(d);
+        if (items[2].revents && handle_signals(d))
+            next_rescan = rescan_after(d);     /* the interval may have changed, 0 included */
         if (items[0].revents)
             gwd_serve(d, d->admin_sock, true);
         if (items[1].revents)
@@ -304,8 +326,11 @@ static void serve(gwd *d)
                 gw_log(GW_LOG_WARNING, "eventfd: %s", strerror(errno));
         }
         if (mono_ms() >= next_rescan) {
+            /* A GPU may have become managed (hot-plug, a rebind) or stopped
+             * being so: the watcher follows before anything acts on it. */
             gwd_fleet_scan(d);
-            next_rescan = mono_ms() + d->cfg.rescan_interval_s * 1000;
+            gwd_attachment_follow(d);
+            next_rescan = rescan_after(d);
         }
         /* Every transition, finished clean-up and attachment report wakes
          * the loop, so clean-ups start on a wake-up; the idle timeout is the

@@ -126,14 +126,26 @@ static json_t *device_object(gwd *d, const gw_device *dev)
     return o;
 }
 
-static json_t *step_objects(const gw_cleanup_result *c)
+/* "sysfs" or "simulated": the host backend this daemon runs with (a restart
+ * option: host_backend never changes under a running daemon). Named in
+ * `hello`, in a device's clean-up and on every line of its evidence, so that
+ * evidence the simulator made ("wrote ... to .../reset": it writes nothing)
+ * is never read as something done to a real GPU. */
+static const char *backend_name(const gwd *d)
+{
+    return strcmp(d->cfg.host_backend, "simulated") ? "sysfs" : "simulated";
+}
+
+static json_t *step_objects(gwd *d, const gw_cleanup_result *c)
 {
     json_t *a = json_array();
     for (size_t i = 0; i < c->n_steps; i++) {
         json_t *s = json_object();
         json_object_set_new(s, "name", json_string(c->steps[i].name));
         json_object_set_new(s, "verdict", json_string(c->steps[i].verdict));
-        json_object_set_new(s, "evidence", json_string(c->steps[i].evidence));
+        char *evidence = gw_strdup_printf("[%s] %s", backend_name(d), c->steps[i].evidence);
+        json_object_set_new(s, "evidence", json_string(evidence));
+        free(evidence);
         json_object_set_new(s, "duration_ms", json_integer((json_int_t)c->steps[i].duration_ms));
         json_array_append_new(a, s);
     }
@@ -327,6 +339,8 @@ static int op_hello(gwd *d, const gw_proto_request *req, bool admin, json_t **ou
         if (admin || gw_proto_op_is_read((gw_proto_op)op))
             json_array_append_new(ops, json_string(gw_proto_op_name((gw_proto_op)op)));
     json_object_set_new(o, "ops", ops);
+    /* Last: added after the rest, and read by name. */
+    json_object_set_new(o, "backend", json_string(backend_name(d)));
     *out = o;
     return 0;
 }
@@ -358,8 +372,10 @@ static json_t *promote_sanitized(gwd *d, gw_inventory **inv, const char *reason)
         return promoted;
     for (size_t i = 0; i < n; i++) {
         const gw_device *dev = list[i];
+        /* Not while its attachment is unknown (the libvirt watcher away): a
+         * VM may have had it meanwhile (attachment.c, "Unknown attachment"). */
         if (dev->state != GW_STATE_SANITIZED || (dev->flags & GW_FLAG_MISSING) ||
-            !gw_inventory_find_gpu(*inv, dev->identity.address))
+            !gw_inventory_find_gpu(*inv, dev->identity.address) || gwd_attachment_unknown(d, dev->identity.address))
             continue;
         gw_apply_options o = GW_APPLY_OPTIONS_INIT;
         o.actor = "placement";
@@ -480,16 +496,18 @@ static json_t *device_with_cleanup(gwd *d, const gw_device *dev)
     pthread_mutex_unlock(&d->lock);
     const gw_cleanup_result *c = &dev->cleanup;
     if (dev->flags & GW_FLAG_CLEANING) {
-        json_object_set_new(o, "cleanup", json_pack("{s:s,s:I,s:n,s:I}", "result", "running", "started",
+        json_object_set_new(o, "cleanup", json_pack("{s:s,s:I,s:n,s:I,s:s}", "result", "running", "started",
                                                      (json_int_t)dev->since_ms, "finished", "duration_ms",
-                                                     (json_int_t)(gwd_now_ms() - dev->since_ms)));
+                                                     (json_int_t)(gwd_now_ms() - dev->since_ms), "backend",
+                                                     backend_name(d)));
         json_object_set_new(o, "steps", json_array());
     } else if (c->start_ms) {
-        json_object_set_new(o, "cleanup", json_pack("{s:s,s:I,s:I,s:I}", "result", c->passed ? "passed" : "failed",
+        json_object_set_new(o, "cleanup", json_pack("{s:s,s:I,s:I,s:I,s:s}", "result", c->passed ? "passed" : "failed",
                                                      "started", (json_int_t)c->start_ms, "finished",
                                                      (json_int_t)c->end_ms, "duration_ms",
-                                                     (json_int_t)(c->end_ms - c->start_ms)));
-        json_object_set_new(o, "steps", step_objects(c));
+                                                     (json_int_t)(c->end_ms - c->start_ms), "backend",
+                                                     backend_name(d)));
+        json_object_set_new(o, "steps", step_objects(d, c));
     } else {
         json_object_set_new(o, "cleanup", json_null());
         json_object_set_new(o, "steps", json_array());
@@ -763,6 +781,11 @@ static int op_released(gwd *d, const gw_proto_request *req, bool admin, json_t *
 static char *gate_refusal(gwd *d, const gw_device *dev, const char *domain)
 {
     const char *addr = dev->identity.address;
+    /* First: every answer below rests on the attachment view. */
+    const char *unknown = gwd_attachment_unknown(d, addr);
+    if (unknown)
+        return gw_strdup_printf("attachment unknown: %s; no domain may start on it until libvirt has been read",
+                                unknown);
     char *const *domains = gwd_attachment_domains(d, addr);
     for (char *const *dm = domains; dm && *dm; dm++)
         if (strcmp(*dm, domain))
@@ -800,9 +823,11 @@ static int op_gate(gwd *d, const gw_proto_request *req, bool admin, json_t **out
     pthread_mutex_lock(&d->lock);
     json_t *gpus = managed_among(d, req);
     json_t *reasons = json_array();
+    bool unknown = false;
     for (size_t i = 0; i < json_array_size(gpus); i++) {
         const char *addr = json_string_value(json_array_get(gpus, i));
         gw_device *dev = NULL;
+        unknown |= gwd_attachment_unknown(d, addr) != NULL;
         char *why = gw_registry_get(d->reg, addr, &dev) < 0 ? gw_xstrdup("unknown to the daemon")
                                                              : gate_refusal(d, dev, req->args.domain);
         gw_device_free(dev);
@@ -813,6 +838,10 @@ static int op_gate(gwd *d, const gw_proto_request *req, bool admin, json_t **out
     }
     pthread_mutex_unlock(&d->lock);
     json_decref(gpus);
+    /* The hook runs inside libvirtd, so libvirt is up: a watcher waiting to
+     * reconnect tries now, and a start retried shortly after may pass. */
+    if (unknown)
+        gw_attach_reconcile(d->attach);
     *out = json_pack("{s:b,s:o}", "allowed", json_array_size(reasons) == 0, "reasons", reasons);
     return 0;
 }

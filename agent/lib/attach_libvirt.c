@@ -11,7 +11,10 @@
  * Safety rule: attachment is only ever reported from a successful read of
  * libvirt. Losing the connection, or failing to read a domain, keeps the last
  * known map: a libvirtd restart must never look like a detach, which would
- * start a clean-up of a GPU a VM still uses.
+ * start a clean-up of a GPU a VM still uses. What happened while the
+ * connection was down is not in any event, so the consumer is told when the
+ * watcher stops being current and when a full read makes it current again
+ * (sync_changed).
  */
 #include <gpuwarden/attach.h>
 #include <libvirt/libvirt.h>
@@ -62,10 +65,12 @@ typedef struct lv_source {
     char *uri;
     gw_attach_changed_fn changed;
     gw_attach_state_fn state_changed;
+    gw_attach_sync_fn sync_changed;
     void *userdata;
-    unsigned int interval_ms, backoff_min_ms, backoff_max_ms;
+    atomic_uint interval_ms;        /* changed live (gw_attach_libvirt_set_reconcile_interval) */
+    unsigned int backoff_min_ms, backoff_max_ms;
     bool no_events, read_write;
-    watched *watch;
+    watched *watch;                 /* watcher thread only (the set is changed through next_watch) */
     size_t n_watch;
 
     pthread_t thread;
@@ -74,6 +79,13 @@ typedef struct lv_source {
     pthread_mutex_t lock;           /* guards the fields down to `conn` */
     pthread_cond_t cond;            /* CLOCK_MONOTONIC */
     bool stop, lost, reconcile_requested, synced;
+    bool current;                   /* connected, and fully read since (sync_changed) */
+    bool connect_now;               /* cut a reconnect backoff short */
+    bool resync_requested;          /* report every GPU at the next reconcile */
+    bool interval_changed;
+    char **next_watch;              /* a new set of GPUs, NULL-terminated, when watch_pending */
+    size_t n_next_watch;
+    bool watch_pending;
     pending *queue;
     virConnectPtr conn;
 
@@ -147,6 +159,7 @@ static void source_unref(lv_source *s)
         gw_attach_list_free(s->watch[i].running);
     }
     free(s->watch);
+    gw_attach_list_free(s->next_watch);
     dom_map_clear(&s->map);
     while (s->queue) {
         pending *p = s->queue;
@@ -316,6 +329,36 @@ static void report(lv_source *s)
     }
 }
 
+/* Current again (or for the first time): after a full read, whose reports
+ * have just been made. */
+static void become_current(lv_source *s)
+{
+    pthread_mutex_lock(&s->lock);
+    bool was = s->current;
+    s->current = true;
+    s->synced = true;
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+    if (was)
+        return;
+    gw_log(GW_LOG_NOTICE, "libvirt %s: every domain read: the attachment of the %zu watched GPU(s) is current",
+           s->uri, s->n_watch);
+    if (s->sync_changed)
+        s->sync_changed(true, s->userdata);
+}
+
+/* The connection is gone: whatever happens in libvirt from now on is unseen
+ * until a full read after the reconnection. */
+static void lose_currency(lv_source *s)
+{
+    pthread_mutex_lock(&s->lock);
+    bool was = s->current;
+    s->current = false;
+    pthread_mutex_unlock(&s->lock);
+    if (was && s->sync_changed)
+        s->sync_changed(false, s->userdata);
+}
+
 static int reconcile(lv_source *s, virConnectPtr c)
 {
     int r = read_all_domains(s, c, &s->map);
@@ -323,16 +366,47 @@ static int reconcile(lv_source *s, virConnectPtr c)
         gw_log(GW_LOG_WARNING, "%s (keeping the last known attachments)", gw_error_message());
         return r;
     }
-    bool first = !s->reported;
     s->reported = true;
     report(s);
-    if (first) {
-        pthread_mutex_lock(&s->lock);
-        s->synced = true;
-        pthread_cond_broadcast(&s->cond);
-        pthread_mutex_unlock(&s->lock);
-    }
+    become_current(s);
     return 0;
+}
+
+/* Take a new set of watched GPUs: those kept keep what was last reported
+ * of them (no report unless it changes), new ones have nothing (reported at
+ * the next reconcile). Watcher thread. */
+static void apply_watch(lv_source *s, char **next, size_t n)
+{
+    watched *w = gw_xcalloc(n, sizeof *w);
+    for (size_t i = 0; i < n; i++) {
+        memcpy(w[i].address, next[i], GW_ADDR_LEN);
+        for (size_t k = 0; k < s->n_watch; k++) {
+            if (!strcmp(s->watch[k].address, next[i])) {
+                w[i].domains = s->watch[k].domains;
+                w[i].running = s->watch[k].running;
+                s->watch[k].domains = s->watch[k].running = NULL;
+                break;
+            }
+        }
+    }
+    for (size_t k = 0; k < s->n_watch; k++) {
+        gw_attach_list_free(s->watch[k].domains);
+        gw_attach_list_free(s->watch[k].running);
+    }
+    free(s->watch);
+    s->watch = w;
+    s->n_watch = n;
+    gw_log(GW_LOG_INFO, "libvirt %s: watching %zu GPU(s)", s->uri, n);
+}
+
+/* Report every GPU at the next successful read, changed or not. */
+static void forget_reports(lv_source *s)
+{
+    for (size_t i = 0; i < s->n_watch; i++) {
+        gw_attach_list_free(s->watch[i].domains);
+        gw_attach_list_free(s->watch[i].running);
+        s->watch[i].domains = s->watch[i].running = NULL;
+    }
 }
 
 /* Re-read one domain after an event. */
@@ -517,24 +591,28 @@ static bool connection_dead(lv_source *s)
     return !c || virConnectIsAlive(c) != 1;
 }
 
-/* Sleep until deadline or until stopped; returns true when stopped. */
-static bool sleep_until(lv_source *s, uint64_t deadline)
+/* The backoff between reconnect attempts: until deadline, stopped, or asked
+ * to try now (a reconcile request: somebody needs libvirt's answer, e.g.
+ * the hook, which runs only while libvirtd is up). */
+static void backoff_until(lv_source *s, uint64_t deadline)
 {
     pthread_mutex_lock(&s->lock);
-    while (!s->stop && now_ms() < deadline)
+    while (!s->stop && !s->connect_now && now_ms() < deadline)
         timed_wait(s, deadline);
-    bool stop = s->stop;
+    s->connect_now = false;
     pthread_mutex_unlock(&s->lock);
-    return stop;
 }
 
 static bool try_connect(lv_source *s, unsigned int *backoff, unsigned int *failures)
 {
+    pthread_mutex_lock(&s->lock);
+    s->connect_now = false;     /* this attempt answers the requests so far */
+    pthread_mutex_unlock(&s->lock);
     if (connect_libvirt(s) < 0) {
         (*failures)++;
         gw_log(*failures == 1 || *failures % 10 == 0 ? GW_LOG_WARNING : GW_LOG_DEBUG,
                "%s; retrying in %u ms (attempt %u)", gw_error_message(), *backoff, *failures);
-        sleep_until(s, now_ms() + *backoff);
+        backoff_until(s, now_ms() + *backoff);
         *backoff = *backoff > s->backoff_max_ms / 2 ? s->backoff_max_ms : *backoff * 2;
         return false;
     }
@@ -565,16 +643,15 @@ static void *watcher_main(void *arg)
         }
 
         pthread_mutex_lock(&s->lock);
-        while (!s->stop && !s->lost && !s->reconcile_requested && !s->queue &&
-               now_ms() < next_reconcile)
+        while (!s->stop && !s->lost && !s->reconcile_requested && !s->queue && !s->watch_pending &&
+               !s->resync_requested && !s->interval_changed && now_ms() < next_reconcile)
             timed_wait(s, next_reconcile);
-        bool stop = s->stop, lost = s->lost, requested = s->reconcile_requested;
-        pending *list = s->queue;
-        s->queue = NULL;
-        s->reconcile_requested = false;
-        pthread_mutex_unlock(&s->lock);
-
-        if (stop || lost) {
+        if (s->stop || s->lost) {
+            /* A new watch set or a resync waits for the next connection. */
+            bool stop = s->stop;
+            pending *list = s->queue;
+            s->queue = NULL;
+            pthread_mutex_unlock(&s->lock);
             while (list) {
                 pending *p = list;
                 list = p->next;
@@ -583,31 +660,55 @@ static void *watcher_main(void *arg)
             if (stop)
                 break;
             gw_log(GW_LOG_WARNING, "libvirt %s: connection lost; reconnecting", s->uri);
+            lose_currency(s);
             disconnect(s);
             connected = false;
             continue;
         }
-        bool need = requested || now_ms() >= next_reconcile;
+        bool requested = s->reconcile_requested, resync = s->resync_requested;
+        pending *list = s->queue;
+        char **next_watch = s->watch_pending ? s->next_watch : NULL;
+        size_t n_next = s->n_next_watch;
+        if (s->interval_changed) {
+            uint64_t sooner = now_ms() + atomic_load(&s->interval_ms);
+            if (sooner < next_reconcile)
+                next_reconcile = sooner;
+        }
+        s->queue = NULL;
+        s->reconcile_requested = s->resync_requested = s->interval_changed = s->watch_pending = false;
+        s->next_watch = NULL;
+        s->n_next_watch = 0;
+        pthread_mutex_unlock(&s->lock);
+
+        bool need = requested || resync || now_ms() >= next_reconcile;
+        if (next_watch) {
+            apply_watch(s, next_watch, n_next);
+            gw_attach_list_free(next_watch);
+            need = true;
+        }
         if (list && !process_events(s, list))
             need = true;
         if (!need)
             continue;
+        if (resync)
+            forget_reports(s);
         pthread_mutex_lock(&s->lock);
         virConnectPtr c = s->conn;
         pthread_mutex_unlock(&s->lock);
+        unsigned int interval = atomic_load(&s->interval_ms);
         if (reconcile(s, c) < 0) {
             if (connection_dead(s)) {
                 gw_log(GW_LOG_WARNING, "libvirt %s: connection dead; reconnecting", s->uri);
+                lose_currency(s);
                 disconnect(s);
                 connected = false;
                 continue;
             }
             /* Alive but failing (a domain we cannot read): retry soon. */
-            next_reconcile = now_ms() + (s->backoff_min_ms < s->interval_ms ? s->backoff_min_ms
-                                                                            : s->interval_ms);
+            next_reconcile = now_ms() + (s->backoff_min_ms < interval ? s->backoff_min_ms : interval);
             continue;
         }
-        next_reconcile = now_ms() + s->interval_ms;
+        next_reconcile = now_ms() + interval;
     }
     disconnect(s);
     return NULL;
@@ -652,6 +753,7 @@ static int lv_reconcile(gw_attach_source *src)
     lv_source *s = (lv_source *)src;
     pthread_mutex_lock(&s->lock);
     s->reconcile_requested = true;
+    s->connect_now = true;
     pthread_cond_broadcast(&s->cond);
     pthread_mutex_unlock(&s->lock);
     return 0;
@@ -708,6 +810,8 @@ GW_EXTERN int gw_attach_libvirt_new(gw_attach_source **out, const gw_attach_libv
     gw_attach_libvirt_options o = GW_ATTACH_LIBVIRT_OPTIONS_INIT;
     if (opts && opts->version == 1)
         memcpy(&o, opts, offsetof(gw_attach_libvirt_options, state_changed));  /* a version-1 struct ends there */
+    else if (opts && opts->version == 2)
+        memcpy(&o, opts, offsetof(gw_attach_libvirt_options, sync_changed));   /* a version-2 struct ends there */
     else if (opts)
         o = *opts;
 
@@ -717,8 +821,9 @@ GW_EXTERN int gw_attach_libvirt_new(gw_attach_source **out, const gw_attach_libv
     s->uri = gw_xstrdup(o.uri ? o.uri : DEFAULT_URI);
     s->changed = o.changed;
     s->state_changed = o.state_changed;
+    s->sync_changed = o.sync_changed;
     s->userdata = o.userdata;
-    s->interval_ms = o.reconcile_interval_ms ? o.reconcile_interval_ms : DEFAULT_RECONCILE_MS;
+    atomic_init(&s->interval_ms, o.reconcile_interval_ms ? o.reconcile_interval_ms : DEFAULT_RECONCILE_MS);
     s->backoff_min_ms = o.reconnect_min_ms ? o.reconnect_min_ms : DEFAULT_BACKOFF_MIN_MS;
     s->backoff_max_ms = o.reconnect_max_ms ? o.reconnect_max_ms : DEFAULT_BACKOFF_MAX_MS;
     if (s->backoff_max_ms < s->backoff_min_ms)
@@ -777,6 +882,71 @@ GW_EXTERN bool gw_attach_libvirt_connected(gw_attach_source *src)
     bool c = s->conn != NULL;
     pthread_mutex_unlock(&s->lock);
     return c;
+}
+
+GW_EXTERN bool gw_attach_libvirt_current(gw_attach_source *src)
+{
+    lv_source *s = as_libvirt(src);
+    if (!s)
+        return false;
+    pthread_mutex_lock(&s->lock);
+    bool c = s->current;
+    pthread_mutex_unlock(&s->lock);
+    return c;
+}
+
+GW_EXTERN int gw_attach_libvirt_watch(gw_attach_source *src, const char *const *watch, size_t n_watch)
+{
+    lv_source *s = as_libvirt(src);
+    if (!s)
+        return gw_error_set(-EINVAL, "watch: not a libvirt watcher");
+    if (n_watch && !watch)
+        return gw_error_set(-EINVAL, "libvirt watcher: n_watch is %zu but watch is NULL", n_watch);
+    char **next = gw_attach_list_empty();
+    size_t n = 0;
+    for (size_t i = 0; i < n_watch; i++) {
+        if (!watch[i] || !gw_is_bdf(watch[i])) {
+            gw_attach_list_free(next);
+            return gw_error_set(-EINVAL, "libvirt watcher: watched address '%s' is not dddd:bb:dd.f",
+                                watch[i] ? watch[i] : "(null)");
+        }
+        gw_attach_list_add(&next, &n, watch[i]);
+    }
+    pthread_mutex_lock(&s->lock);
+    gw_attach_list_free(s->next_watch);     /* a set not yet taken: this one replaces it */
+    s->next_watch = next;
+    s->n_next_watch = n;
+    s->watch_pending = true;
+    s->connect_now = true;
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
+GW_EXTERN int gw_attach_libvirt_resync(gw_attach_source *src)
+{
+    lv_source *s = as_libvirt(src);
+    if (!s)
+        return gw_error_set(-EINVAL, "resync: not a libvirt watcher");
+    pthread_mutex_lock(&s->lock);
+    s->resync_requested = true;
+    s->connect_now = true;
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
+GW_EXTERN int gw_attach_libvirt_set_reconcile_interval(gw_attach_source *src, unsigned int interval_ms)
+{
+    lv_source *s = as_libvirt(src);
+    if (!s)
+        return gw_error_set(-EINVAL, "reconcile interval: not a libvirt watcher");
+    atomic_store(&s->interval_ms, interval_ms ? interval_ms : DEFAULT_RECONCILE_MS);
+    pthread_mutex_lock(&s->lock);
+    s->interval_changed = true;
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+    return 0;
 }
 
 virConnectPtr gw_attach_libvirt_connection(gw_attach_source *src)

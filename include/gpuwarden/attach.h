@@ -85,7 +85,8 @@ struct gw_attach_source {
 GW_EXTERN int gw_attach_query(gw_attach_source *src, const char *address, char ***domains);
 
 /* Request a reconcile now (asynchronous). 0, or -EOPNOTSUPP when the source
- * has none. A libvirt hook's "released" hint is a good reason to call it. */
+ * has none. A libvirt hook's "released" hint is a good reason to call it.
+ * A libvirt watcher waiting to reconnect tries again at once. */
 GW_EXTERN int gw_attach_reconcile(gw_attach_source *src);
 
 /* "libvirt", or whatever the implementation calls itself. */
@@ -140,6 +141,17 @@ typedef void (*gw_attach_changed_fn)(const char *address, const char *const *dom
 typedef void (*gw_attach_state_fn)(const char *address, const char *const *domains, size_t n_domains,
                                    const char *const *running, size_t n_running, void *userdata);
 
+/*
+ * Called when what the watcher knows becomes current, or stops being so.
+ * `current` true: connected, and a full read of every domain has completed
+ * since that connection was made (its reports have been made, on this same
+ * thread, just before). false: the connection was lost; nothing that happens
+ * in libvirt is seen until the next `true` (a domain may start and stop
+ * meanwhile without a trace). Never false before a first true. Same
+ * threading rules as `changed`.
+ */
+typedef void (*gw_attach_sync_fn)(bool current, void *userdata);
+
 typedef struct gw_attach_libvirt_options {
     unsigned int version;
     const char *uri;                    /* NULL = "qemu:///system" */
@@ -157,17 +169,20 @@ typedef struct gw_attach_libvirt_options {
     /* Version 2: may be NULL; gets `userdata` too. Both it and `changed`
      * may be set: each is called on its own rule. */
     gw_attach_state_fn state_changed;
+    /* Version 3: may be NULL; gets `userdata` too. */
+    gw_attach_sync_fn sync_changed;
 } gw_attach_libvirt_options;
 
-#define GW_ATTACH_LIBVIRT_OPTIONS_VERSION 2
+#define GW_ATTACH_LIBVIRT_OPTIONS_VERSION 3
 #define GW_ATTACH_LIBVIRT_OPTIONS_INIT \
-    { GW_ATTACH_LIBVIRT_OPTIONS_VERSION, NULL, NULL, 0, NULL, NULL, 0, 0, 0, false, false, NULL }
+    { GW_ATTACH_LIBVIRT_OPTIONS_VERSION, NULL, NULL, 0, NULL, NULL, 0, 0, 0, false, false, NULL, NULL }
 
 /*
  * Start a libvirt watcher. It returns at once: connecting happens on the
  * watcher's thread, retried with backoff (reconnect_min_ms doubling up to
  * reconnect_max_ms) until it succeeds, so a daemon may start before
- * libvirtd. Options of version 1 (without `state_changed`) are accepted.
+ * libvirtd. Options of version 1 (without `state_changed`) and 2 (without
+ * `sync_changed`) are accepted.
  * Fails only for bad options (-EINVAL: unknown version, a watched
  * address that is not canonical, a URI that is empty) or when the event loop
  * or thread cannot be started (-ENOMEM, -EAGAIN, -EIO).
@@ -183,6 +198,34 @@ GW_EXTERN int gw_attach_libvirt_wait_synced(gw_attach_source *src, unsigned int 
 
 /* Whether the watcher holds a live libvirt connection now. */
 GW_EXTERN bool gw_attach_libvirt_connected(gw_attach_source *src);
+
+/* Whether what the watcher knows is current: connected, with a full read of
+ * libvirt since the connection was made (see gw_attach_sync_fn). */
+GW_EXTERN bool gw_attach_libvirt_current(gw_attach_source *src);
+
+/*
+ * Replace the GPUs the watcher reports on (canonical addresses; copied): a
+ * consumer whose set of GPUs changes (hot-plug, a rebind) keeps the watcher
+ * in step. A GPU newly watched is reported, with its set (empty included),
+ * after the next full reconcile, which this requests at once (a reconnect
+ * attempt too, when disconnected); a GPU no longer watched is not reported
+ * any more. 0, or -EINVAL (not a libvirt watcher, an address that is not
+ * dddd:bb:dd.f); nothing changes then.
+ */
+GW_EXTERN int gw_attach_libvirt_watch(gw_attach_source *src, const char *const *watch, size_t n_watch);
+
+/*
+ * Forget what was last reported and reconcile now: after that reconcile
+ * every watched GPU is reported again, changed or not. For a consumer that
+ * heard elsewhere (a libvirt hook) of a domain the watcher has not reported,
+ * and wants libvirt's own word on every GPU. While libvirt is unreachable
+ * it happens at the reconnection. 0, or -EINVAL (not a libvirt watcher).
+ */
+GW_EXTERN int gw_attach_libvirt_resync(gw_attach_source *src);
+
+/* The period of the full reconcile, from now on (0 = 30000 ms). 0, or
+ * -EINVAL (not a libvirt watcher). */
+GW_EXTERN int gw_attach_libvirt_set_reconcile_interval(gw_attach_source *src, unsigned int interval_ms);
 
 #ifdef __cplusplus
 }

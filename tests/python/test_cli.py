@@ -183,7 +183,8 @@ def test_show_table(daemon):
     ]
     cu = dev["cleanup"]
     first, _, steps = rest.partition("\n")
-    assert first == f"last clean-up: passed, started {utc(cu['started'], True)} UTC, {cu['duration_ms']} ms"
+    assert first == (f"last clean-up: passed, started {utc(cu['started'], True)} UTC, {cu['duration_ms']} ms, "
+                     "simulated backend")
     names, rows = table(steps)
     assert names == ["STEP", "VERDICT", "MS", "EVIDENCE"]
     assert rows == [{"STEP": s["name"], "VERDICT": s["verdict"], "MS": str(s["duration_ms"]),

@@ -226,6 +226,23 @@ def test_gate_and_hints_without_libvirt(daemon):
     assert daemon.result("gate", {"domain": "vm2", "addresses": [GPUS[0]]})["allowed"] is True
 
 
+def test_backend_is_named_in_hello_the_cleanup_and_every_evidence_line(daemon):
+    """The simulator writes nothing: evidence it made ("wrote '1' to .../reset") must never read as
+    something done to a real GPU (issue 15 item 4)."""
+    assert daemon.result("hello")["backend"] == "simulated"
+    assert daemon.result("hello", endpoint=daemon.read)["backend"] == "simulated"
+    assert list(daemon.result("hello"))[-1] == "backend"
+    dev = daemon.result("device", {"address": GPUS[0]})
+    assert dev["cleanup"]["backend"] == "simulated"
+    assert len(dev["steps"]) == 8
+    for s in dev["steps"]:
+        assert s["evidence"].startswith("[simulated] "), s
+    # so does a clean-up asked for now (running, or already done: the simulator is quick)
+    daemon.result("sanitize", {"address": GPUS[1]})
+    running = daemon.result("device", {"address": GPUS[1]})["cleanup"]
+    assert running["backend"] == "simulated", running
+
+
 def test_metrics_count_requests_and_errors(daemon):
     daemon.call("reboot")
     m = daemon.result("metrics")

@@ -14,6 +14,7 @@ import re
 import time
 
 import msgpack
+import pytest
 import zmq
 
 from gwdaemon import Daemon, ROOT
@@ -200,3 +201,130 @@ def test_release_end_reserves_a_running_domains_gpu_at_once_and_started_lifts_it
     assert dep_of(d.result("inventory"), GPU_1A)["reserved"] == 0
     ev.close()
     assert d.stop() == 0, d.log.read_text()
+
+
+# ---- every managed GPU is watched, whenever it became managed; attachment unknown (issue 15 item 2) ----
+#
+# The watcher used to copy the managed list once at start: a GPU managed later (hot-plugged, bound to
+# vfio-pci after start) was never reported, so a VM holding it never made it attached; its clean-ups
+# found the VM and aborted, over and over. And while the watcher is not connected (libvirtd away, the
+# reconnect backoff) nothing is known of any GPU: none may become allocatable, the gate refuses them.
+
+GPU_67 = "0000:67:00.0"
+
+VM_LATE = """  <domain type='test'>
+    <name>vm-late</name>
+    <uuid>7a0c1b6e-5d1f-4c39-9a51-0000000000a7</uuid>
+    <memory>1048576</memory>
+    <os><type>hvm</type></os>
+    <devices>
+      <hostdev mode='subsystem' type='pci' managed='yes'>
+        <source><address domain='0x0000' bus='0x67' slot='0x00' function='0x0'/></source>
+      </hostdev>
+    </devices>
+  </domain>
+</node>"""
+
+
+def host_copy(tmp_path):
+    """A private copy of the test host, to rebind or unplug a GPU in."""
+    import shutil
+    from gwdaemon import HOSTS
+    root = tmp_path / "host"
+    shutil.copytree(HOSTS / "x299-3xa6000", root, symlinks=True)
+    return root
+
+
+def audit_events(d, addr):
+    return [r["event"] for r in d.result("audit", {"device": addr})["records"]]
+
+
+@pytest.fixture
+def stopped_after():
+    """keep(d): d is killed after the test if it still runs (a failed assertion)."""
+    kept = []
+    yield kept.append
+    for d in kept:
+        if d.proc and d.alive():
+            d.proc.kill()
+            d.proc.wait()
+
+
+def test_gpu_managed_after_start_is_watched(tmp_path, stopped_after):
+    """0000:67:00.0 is not managed at start (unbound from vfio-pci, or not on the bus at all), and a
+    domain (vm-late, running) holds it. Once a rescan finds it managed (bound to vfio-pci, or
+    hot-plugged) the watcher reports it: attached to vm-late, no clean-up tried while the VM has it,
+    and the gate refuses it for another domain because vm-late holds it."""
+    for how in ("rebind", "hotplug"):
+        root = host_copy(tmp_path / how)
+        dev_link = root / "sys/bus/pci/devices" / GPU_67
+        if how == "rebind":
+            driver = (root / "sys/devices").glob(f"**/{GPU_67}/driver")
+            driver = next(driver)
+            target = driver.readlink()
+            driver.unlink()
+        else:
+            links = {n: (root / "sys/bus/pci/devices" / n).readlink() for n in (GPU_67, "0000:67:00.1")}
+            for n in links:
+                (root / "sys/bus/pci/devices" / n).unlink()
+        node = tmp_path / how / "node.xml"
+        node.write_text(NODE.read_text().replace("</node>", VM_LATE))
+        d = Daemon(tmp_path / how, extra=["--libvirt-uri", f"test://{node}", "--rescan-interval", "1"])
+        d.host = root
+        stopped_after(d)
+        d.start()
+        assert GPU_67 not in states(d)
+        if how == "rebind":
+            driver.symlink_to(target)
+        else:
+            for n, t in links.items():
+                (root / "sys/bus/pci/devices" / n).symlink_to(t)
+        d.wait(lambda ds: any(x["address"] == GPU_67 for x in ds), timeout=10)
+        d.wait(lambda ds: {x["address"]: (x["state"], x["domain"]) for x in ds}[GPU_67] == ("attached", "vm-late"),
+               timeout=10)
+        events = audit_events(d, GPU_67)
+        assert "attach_seen" in events and "cleanup_started" not in events, (how, events)
+        gate = d.result("gate", {"domain": "vm-other", "addresses": [GPU_67]})
+        assert gate["reasons"] == [{"address": GPU_67, "reason": "attached to domain 'vm-late'"}], gate
+        assert "watching" in d.log.read_text()
+        assert d.stop() == 0, d.log.read_text()
+
+
+def test_attachment_unknown_until_libvirt_is_read_and_a_vm_that_came_and_went_meanwhile(tmp_path, stopped_after):
+    """A restart while libvirtd is away (its URI does not resolve yet): until the watcher has read
+    libvirt, no GPU is promoted to allocatable and the gate refuses every managed GPU, saying the
+    attachment is unknown. A VM that started and stopped on a clean GPU meanwhile (only the hook's
+    `attached` and `released` tell of it) makes that GPU dirty: once libvirt is read it is cleaned."""
+    d = daemon_on(tmp_path, NODE)
+    stopped_after(d)
+    d.start()
+    assert states(d)[GPU_67] == ("sanitized", None)
+    assert d.stop() == 0
+
+    node = tmp_path / "later" / "node.xml"
+    d2 = daemon_on(tmp_path, node, state_dir=d.state_dir)
+    stopped_after(d2)
+    d2.start(wait_clean=False)
+    gen = d2.result("inventory")["generation"]
+    assert d2.result("published", {"generation": gen})["promoted"] == []
+    assert states(d2)[GPU_67] == ("sanitized", None)
+    gate = d2.result("gate", {"domain": "vm-new", "addresses": [GPU_67]})
+    assert gate["allowed"] is False
+    assert gate["reasons"][0]["reason"].startswith("attachment unknown: "), gate
+    assert "not connected" in gate["reasons"][0]["reason"], gate
+
+    # vm-x starts and stops on 67 while the watcher is away: the hook says so
+    d2.result("attached", {"domain": "vm-x", "addresses": [GPU_67]})
+    d2.result("released", {"domain": "vm-x", "addresses": [GPU_67]})
+    assert states(d2)[GPU_67] == ("attached", "vm-x")
+    assert d2.result("published", {"generation": d2.result("inventory")["generation"]})["promoted"] == []
+
+    # libvirtd is back, without vm-x: 67 is detached and cleaned; the gate answers again
+    node.parent.mkdir()
+    node.write_text(NODE.read_text())
+    d2.wait(lambda ds: {x["address"]: x["state"] for x in ds}[GPU_67] == "sanitized", timeout=40)
+    events = audit_events(d2, GPU_67)
+    assert events[-4:] == ["attach_seen", "detach_seen", "cleanup_started", "cleanup_passed"], events
+    assert d2.result("gate", {"domain": "vm-new", "addresses": [GPU_67]})["allowed"] is True
+    assert states(d2)[GPU_1A] == ("attached", "vm-a6000")
+    assert d2.stop() == 0, d2.log.read_text()

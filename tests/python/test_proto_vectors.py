@@ -137,7 +137,7 @@ DEPLOYABLE = ["name", "rc", "num_accelerators", "reserved", "traits", "attach_ha
               "driver_name", "device"]
 AUDIT = ["time", "address", "event", "from", "to", "dirty", "actor", "reason", "evidence"]
 RESULT = {
-    "hello": ["versions", "daemon", "host", "endpoint", "capabilities", "ops"],
+    "hello": ["versions", "daemon", "host", "endpoint", "capabilities", "ops", "backend"],
     "inventory": ["generation", "host", "model", "deployables", "revision", "published_revision"],
     "published": ["generation", "promoted"],
     "devices": ["devices"],

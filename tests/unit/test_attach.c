@@ -864,6 +864,224 @@ static void connect_retries_until_libvirt_appears(void **state)
     free(uri);
 }
 
+/* ---- what the watcher watches, and whether it is current (issue 15) ------ */
+
+/* The sync callback, recorded as a change of the pseudo-address "sync" with
+ * "current" or "lost". */
+static void on_sync(bool current, void *userdata)
+{
+    const char *one[] = { current ? "current" : "lost", NULL };
+    on_changed("sync", one, 1, userdata);
+}
+
+static gw_attach_source *start_sync_watcher(const char *uri, const char *const *gpus, size_t n, recorder *rec)
+{
+    gw_attach_libvirt_options o = GW_ATTACH_LIBVIRT_OPTIONS_INIT;
+    o.uri = uri;
+    o.watch = gpus;
+    o.n_watch = n;
+    o.changed = on_changed;
+    o.sync_changed = on_sync;
+    o.userdata = rec;
+    o.read_write = true;
+    o.reconcile_interval_ms = 60000;    /* within the test only events and requests explain a report */
+    o.reconnect_min_ms = 20;
+    o.reconnect_max_ms = 200;
+    gw_attach_source *src = NULL;
+    if (gw_attach_libvirt_new(&src, &o) < 0)
+        fail_msg("gw_attach_libvirt_new: %s", gw_error_message());
+    return src;
+}
+
+/* A GPU watched later (hot-plugged, rebound to vfio-pci after the start) is
+ * reported with its set after the next full read, empty sets included; one
+ * no longer watched is not reported any more; one kept is not reported
+ * again unless it changes. */
+static void watch_set_changes_while_running(void **state)
+{
+    recorder rec;
+    recorder_init(&rec);
+    char *uri = fixture_uri("x299-3xa6000.xml");
+    const char *first[] = { "0000:1a:00.0" };
+    gw_attach_source *src = start_sync_watcher(uri, first, 1, &rec);
+    /* "current" comes after the first read's reports: the barrier for them. */
+    assert_true(wait_change(&rec, 0, "sync", "current", NULL) >= 0);
+    assert_state(&rec, "0000:1a:00.0", "vm-a6000");
+    assert_null(last_state(&rec, "0000:68:00.0"));
+
+    size_t mark = change_count(&rec);
+    const char *more[] = { "0000:68:00.0", "0000:1a:00.0", "0000:67:00.0" };   /* any order */
+    assert_int_equal(gw_attach_libvirt_watch(src, more, 3), 0);
+    assert_true(wait_change(&rec, mark, "0000:68:00.0", "vm-shutoff", NULL) >= 0);
+    assert_true(wait_change(&rec, mark, "0000:67:00.0", "", NULL) >= 0);
+    /* The barrier: a define the watcher must report; nothing else came. */
+    virConnectPtr c = gw_attach_libvirt_connection(src);
+    const char *gpu67[] = { "0000:67:00.0" };
+    virDomainPtr d = define(c, "vm-barrier", gpu67, 1);
+    assert_true(wait_change(&rec, mark, "0000:67:00.0", "vm-barrier", NULL) >= 0);
+    assert_int_equal(change_count(&rec), mark + 3);
+
+    /* 68 no longer watched: its undefine is not reported. */
+    mark = change_count(&rec);
+    const char *fewer[] = { "0000:1a:00.0", "0000:67:00.0" };
+    assert_int_equal(gw_attach_libvirt_watch(src, fewer, 2), 0);
+    undefine(c, "vm-shutoff");
+    assert_int_equal(virDomainUndefine(d), 0);
+    assert_true(wait_change(&rec, mark, "0000:67:00.0", "", NULL) >= 0);
+    assert_int_equal(change_count(&rec), mark + 1);
+
+    /* Bad input changes nothing. */
+    const char *bad[] = { "0000:1a:00.0", "1a:00.0" };
+    assert_int_equal(gw_attach_libvirt_watch(src, bad, 2), -EINVAL);
+    assert_non_null(strstr(gw_error_message(), "'1a:00.0'"));
+    assert_int_equal(gw_attach_libvirt_watch(NULL, fewer, 2), -EINVAL);
+    assert_int_equal(gw_attach_libvirt_resync(NULL), -EINVAL);
+    assert_int_equal(gw_attach_libvirt_set_reconcile_interval(NULL, 1), -EINVAL);
+    assert_false(gw_attach_libvirt_current(NULL));
+    assert_false(rec.bad_thread);
+
+    virDomainFree(d);
+    virConnectClose(c);
+    gw_attach_source_free(src);
+    free(uri);
+    recorder_clear(&rec);
+}
+
+/* A resync reports every GPU again, changed or not: a consumer that heard
+ * of a domain elsewhere (the hook) gets libvirt's word on each. */
+static void resync_reports_every_gpu_again(void **state)
+{
+    recorder rec;
+    recorder_init(&rec);
+    char *uri = fixture_uri("x299-3xa6000.xml");
+    gw_attach_source *src = start_sync_watcher(uri, X299_GPUS, 3, &rec);
+    assert_true(wait_change(&rec, 0, "sync", "current", NULL) >= 0);
+    size_t mark = change_count(&rec);
+    assert_int_equal(gw_attach_libvirt_resync(src), 0);
+    assert_true(wait_change(&rec, mark, "0000:1a:00.0", "vm-a6000", NULL) >= 0);
+    assert_true(wait_change(&rec, mark, "0000:67:00.0", "", NULL) >= 0);
+    assert_true(wait_change(&rec, mark, "0000:68:00.0", "vm-shutoff", NULL) >= 0);
+    /* Already current: no second "current". */
+    assert_int_equal(change_count(&rec), mark + 3);
+    gw_attach_source_free(src);
+    free(uri);
+    recorder_clear(&rec);
+}
+
+/*
+ * Current, lost, current again: a lost connection is said at once, and
+ * "current" again only after the reconnection's full read, whose reports
+ * come first. While libvirt stays away nothing else is reported; a
+ * reconcile request cuts the reconnect backoff short.
+ */
+static void sync_lost_and_current_again(void **state)
+{
+    char dir[] = "/tmp/gw-attach-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char *path = copy_fixture(dir, "x299-3xa6000.xml");
+    char *uri = gw_strdup_printf("test://%s", path);
+    recorder rec;
+    recorder_init(&rec);
+    gw_attach_libvirt_options o = GW_ATTACH_LIBVIRT_OPTIONS_INIT;
+    o.uri = uri;
+    o.watch = X299_GPUS;
+    o.n_watch = 3;
+    o.changed = on_changed;
+    o.sync_changed = on_sync;
+    o.userdata = &rec;
+    o.reconcile_interval_ms = 60000;
+    o.reconnect_min_ms = 20;
+    o.reconnect_max_ms = 60000;         /* the backoff grows past what the test waits */
+    gw_attach_source *src = NULL;
+    assert_int_equal(gw_attach_libvirt_new(&src, &o), 0);
+    assert_int_equal(gw_attach_libvirt_wait_synced(src, WAIT_MS), 0);
+    assert_true(wait_change(&rec, 0, "sync", "current", NULL) >= 0);
+    assert_true(gw_attach_libvirt_current(src));
+    assert_int_equal(change_count(&rec), 4);    /* three GPUs, then current */
+    assert_string_equal(rec.v[3].address, "sync");
+
+    size_t mark = change_count(&rec);
+    unlink(path);       /* libvirtd gone: reconnects fail */
+    gw_attach_libvirt_connection_lost(src, VIR_CONNECT_CLOSE_REASON_EOF);
+    assert_true(wait_change(&rec, mark, "sync", "lost", NULL) >= 0);
+    assert_false(gw_attach_libvirt_current(src));
+    /* Let the backoff grow (20, 40, ... ms) well past a second. */
+    struct timespec ts = { 1, 500 * 1000000L };
+    nanosleep(&ts, NULL);
+    assert_false(gw_attach_libvirt_connected(src));
+    assert_int_equal(change_count(&rec), mark + 1);
+
+    /* Back, with vm-shutoff gone; a request makes it try at once. */
+    mark = change_count(&rec);
+    free(copy_fixture(dir, "x299-3xa6000.xml"));
+    drop_domain(path, "vm-shutoff");
+    uint64_t t0 = now_ms(), t1;
+    assert_int_equal(gw_attach_reconcile(src), 0);
+    long at = wait_change(&rec, mark, "sync", "current", &t1);
+    assert_true(at >= 0);
+    assert_latency("reconcile request while away -> current again", t0, t1);
+    long gone = wait_change(&rec, mark, "0000:68:00.0", "", NULL);
+    assert_true(gone >= 0 && gone < at);        /* the reports of that read come first */
+    assert_true(gw_attach_libvirt_current(src));
+
+    gw_attach_source_free(src);
+    recorder_clear(&rec);
+    unlink(path);
+    rmdir(dir);
+    free(uri);
+    free(path);
+}
+
+/* A caller built against version 2 of the options (no sync_changed). */
+static void options_version_2_still_accepted(void **state)
+{
+    recorder rec;
+    recorder_init(&rec);
+    char *uri = fixture_uri("x299-3xa6000.xml");
+    gw_attach_libvirt_options full = GW_ATTACH_LIBVIRT_OPTIONS_INIT;
+    full.version = 2;
+    full.uri = uri;
+    full.watch = X299_GPUS;
+    full.n_watch = 3;
+    full.state_changed = on_state;
+    full.userdata = &rec;
+    full.no_events = true;
+    /* Exactly as long as a version-2 struct: ASan sees a read past it. */
+    void *o = gw_xcalloc(1, offsetof(gw_attach_libvirt_options, sync_changed));
+    memcpy(o, &full, offsetof(gw_attach_libvirt_options, sync_changed));
+    gw_attach_source *src = NULL;
+    if (gw_attach_libvirt_new(&src, o) < 0)
+        fail_msg("gw_attach_libvirt_new: %s", gw_error_message());
+    free(o);
+    assert_int_equal(gw_attach_libvirt_wait_synced(src, WAIT_MS), 0);
+    assert_state(&rec, "0000:68:00.0", "vm-shutoff;");
+    assert_true(gw_attach_libvirt_current(src));
+    gw_attach_source_free(src);
+    free(uri);
+    recorder_clear(&rec);
+}
+
+/* A shorter reconcile period applies at once, without a restart. */
+static void reconcile_interval_changes_live(void **state)
+{
+    recorder rec;
+    recorder_init(&rec);
+    char *uri = fixture_uri("x299-3xa6000.xml");
+    gw_attach_source *src = start_watcher(uri, X299_GPUS, 3, &rec, true, true, 60000);   /* no events */
+    assert_int_equal(gw_attach_libvirt_wait_synced(src, WAIT_MS), 0);
+    virConnectPtr c = gw_attach_libvirt_connection(src);
+    assert_int_equal(gw_attach_libvirt_set_reconcile_interval(src, 100), 0);
+    size_t mark = change_count(&rec);
+    uint64_t t0 = now_ms(), t1;
+    undefine(c, "vm-shutoff");
+    assert_true(wait_change(&rec, mark, "0000:68:00.0", "", &t1) >= 0);
+    assert_latency("undefine -> detached by a reconcile period shortened live", t0, t1);
+    virConnectClose(c);
+    gw_attach_source_free(src);
+    free(uri);
+    recorder_clear(&rec);
+}
+
 /* Several watchers share the one libvirt event loop; freeing one leaves the
  * other's events flowing, and the loop restarts after all are gone. */
 static void watchers_share_the_event_loop(void **state)
@@ -908,6 +1126,11 @@ int main(void)
         cmocka_unit_test(reconnect_after_close),
         cmocka_unit_test(connect_retries_until_libvirt_appears),
         cmocka_unit_test(watchers_share_the_event_loop),
+        cmocka_unit_test(watch_set_changes_while_running),
+        cmocka_unit_test(resync_reports_every_gpu_again),
+        cmocka_unit_test(sync_lost_and_current_again),
+        cmocka_unit_test(options_version_2_still_accepted),
+        cmocka_unit_test(reconcile_interval_changes_live),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
