@@ -216,12 +216,23 @@ static void abandoned_step_keeps_device_busy_until_it_returns(void **state)
     assert_true(now_s() - t0 >= 1.2);
     assert_false(gw_cleanup_pool_busy(pool, "0000:03:00.0"));
     /* Told once the write returned, and not busy any more by then: a caller
-     * waiting on this device (a group sibling) can start. */
-    pthread_mutex_lock(&F.lock);
-    assert_int_equal(F.n, 1);
-    assert_int_equal(F.busy_inside, 0);
-    assert_true(F.at - t0 >= 1.2);
-    pthread_mutex_unlock(&F.lock);
+     * waiting on this device (a group sibling) can start. The callback runs
+     * on the worker after the device stopped being busy, so wait_idle() may
+     * return just before it: wait for it. Copy under the lock, assert
+     * outside it (a failed assertion must not leave F.lock held for the
+     * next test's callback). */
+    int n = 0, busy_inside = 0;
+    double at = 0;
+    for (double t1 = now_s(); now_s() - t1 < 10; usleep(5000)) {
+        pthread_mutex_lock(&F.lock);
+        n = F.n, busy_inside = F.busy_inside, at = F.at;
+        pthread_mutex_unlock(&F.lock);
+        if (n)
+            break;
+    }
+    assert_int_equal(n, 1);
+    assert_int_equal(busy_inside, 0);
+    assert_true(at - t0 >= 1.2);
     /* Nothing after the abandoned write: no ROM access. */
     assert_int_equal(gw_sim_count_writes(sim, "/reset"), 1);
     assert_int_equal(gw_sim_count_writes(sim, "/rom"), 0);
