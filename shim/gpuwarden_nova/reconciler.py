@@ -333,8 +333,9 @@ class Service:
         self._stop = threading.Event()
         self.listener = None
         if events_endpoint:
-            from gpuwarden_nova import events
+            from gpuwarden_cyborg import events
             self.listener = events.Listener(events_endpoint, self.wake,
+                                            name='gpuwarden-nova-events',
                                             context=context)
         self._thread = None
         self.errors = 0
