@@ -16,7 +16,6 @@ The child speaks JSON lines on stdin/stdout: ``{"op": ..., "args": {...}}``
 "traceback": ...}``. Its log (Nova's own logging) goes to a file.
 """
 
-import contextlib
 import json
 import os
 import pathlib
@@ -353,70 +352,15 @@ class NovaHost:
             assert self.daemon.stop() == 0, self.daemon.log.read_text()
 
 
-class Checker:
-    """Polls nova-scheduler's GET /allocation_candidates for one GPU of the
-    host all along, reading the daemon's states just before and just after
-    each poll (its own daemon socket). A GPU-poll is a violation when it
-    offered a GPU that was not `allocatable` both before and after the poll,
-    outside a call that is changing that GPU right now (an operator command
-    or a hook, which return only once Placement shows the change)."""
-
-    def __init__(self, host, alias='gpu-nvidia-1eb0:1'):
-        from gpuwarden_cyborg import client as gw_client
-        _, _, out = host.candidates(alias)
-        self.query = '/allocation_candidates?' + out['query']
-        self.version = out['version']
-        self.h = host
-        self.api = PlacementAPI(host.placement.url)
-        self.client = gw_client.Client(host.daemon.read, timeout=10)
-        self.in_flight = set()
-        self.lock = threading.Lock()
-        self.polls = self.gpu_polls = 0
-        self.violations = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def states(self):
-        return {d['address']: d['state']
-                for d in self.client.call('devices')['devices']}
-
-    def _run(self):
-        while not self._stop.is_set():
-            with self.lock:
-                busy = set(self.in_flight)
-            before = self.states()
-            body = self.api.ok('GET', self.query, self.version)
-            after = self.states()
-            with self.lock:
-                busy |= self.in_flight
-            by_rp = {u: g for g, u in self.h.rp.items()}
-            offered = {by_rp[rp] for req in body['allocation_requests']
-                       for rp in req['allocations'] if rp in by_rp}
-            self.polls += 1
-            self.gpu_polls += len(offered)
-            for g in sorted(offered - busy):
-                if before[g] != 'allocatable' and after[g] != 'allocatable':
-                    self.violations.append((self.polls, g, before[g],
-                                            after[g]))
-
-    @contextlib.contextmanager
-    def changing(self, *gpus):
-        with self.lock:
-            self.in_flight |= set(gpus)
-        try:
-            yield
-        finally:
-            with self.lock:
-                self.in_flight -= set(gpus)
-
-    def start(self):
-        self._thread.start()
-        return self
-
-    def stop(self):
-        self._stop.set()
-        self._thread.join()
-        self.client.close()
+def Checker(host, alias='gpu-nvidia-1eb0:1'):
+    """nova-scheduler's query for one GPU of the host, polled all along
+    (offer_checker.py)."""
+    import offer_checker
+    _, _, out = host.candidates(alias)
+    return offer_checker.OfferChecker(
+        host.placement.url, '/allocation_candidates?' + out['query'],
+        out['version'], host.daemon.read,
+        lambda: {u: g for g, u in host.rp.items()})
 
 
 # ---------------------------------------------------------------------------

@@ -21,91 +21,32 @@ back, and one whose Cyborg device and provider were both deleted (the
 conductor re-creates it).
 """
 
-import contextlib
 import json
 import subprocess
-import threading
 import time
 
 import pytest
 
 from cyborg.objects.driver_objects import driver_device
 
-from gpuwarden_cyborg import client as gw_client
 from gpuwarden_cyborg import driver as gw_driver
 from gpuwarden_cyborg import reservations
 
 import test_e2e_placement as E
 import cyborg_db
+import offer_checker
 import test_shim_support as S
 from gwdaemon import build_dir
 
 WARN = E.WARN + ['--cleanup-workers', '1']
 
 
-class Checker:
-    """Polls Nova's query for one GPU in a thread; counts GPU-polls that
-    offered a GPU the daemon did not call allocatable."""
-
-    def __init__(self, host):
-        self.h = host
-        self.by_rp = {reservations.provider_uuid(host.dep(g)): g
-                      for g in host.gpus()}
-        self.query = '/allocation_candidates?' + E.nova_query(E.one_gpu())
-        self.api = E.PlacementAPI(host.api.url)
-        self.in_flight = set()
-        self.client = None
-        self.lock = threading.Lock()
-        self.polls = self.gpu_polls = 0
-        self.violations = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def states(self):
-        # Its own socket: the test's daemon client is not thread-safe.
-        if self.client is None:
-            self.client = gw_client.Client(self.h.daemon.read, timeout=10)
-        return {d['address']: d['state']
-                for d in self.client.call('devices')['devices']}
-
-    def _run(self):
-        while not self._stop.is_set():
-            with self.lock:
-                busy = set(self.in_flight)
-            before = self.states()
-            body = self.api.ok('GET', self.query, E.NOVA_AC_VERSION)
-            after = self.states()
-            with self.lock:
-                busy |= self.in_flight
-            offered = {self.by_rp[rp] for req in body['allocation_requests']
-                       for rp in req['allocations'] if rp in self.by_rp}
-            self.polls += 1
-            self.gpu_polls += len(offered)
-            for g in sorted(offered - busy):
-                if before[g] != 'allocatable' and after[g] != 'allocatable':
-                    self.violations.append((self.polls, g, before[g],
-                                            after[g]))
-
-    @contextlib.contextmanager
-    def changing(self, *gpus):
-        """The GPUs a command or hook is changing right now."""
-        with self.lock:
-            self.in_flight |= set(gpus)
-        try:
-            yield
-        finally:
-            with self.lock:
-                self.in_flight -= set(gpus)
-
-    def start(self):
-        self._thread.start()
-        return self
-
-    def stop(self):
-        self._stop.set()
-        self._thread.join()
-        if self.client is not None:
-            self.client.close()
+def Checker(host):
+    """Nova's query for one GPU, polled all along (offer_checker.py)."""
+    by_rp = {reservations.provider_uuid(host.dep(g)): g for g in host.gpus()}
+    return offer_checker.OfferChecker(
+        host.api.url, '/allocation_candidates?' + E.nova_query(E.one_gpu()),
+        E.NOVA_AC_VERSION, host.daemon.read, lambda: by_rp)
 
 
 def hook(h, name, op, subop, *addrs):
