@@ -37,6 +37,7 @@ import cyborg_patched
 import test_e2e_placement as E
 import test_shim_support as S
 from gwdaemon import build_dir
+from test_hook_daemon import hostdev
 
 WARN = E.WARN + ['--cleanup-workers', '1']
 PATCHED = cyborg_patched.running_patched()
@@ -94,17 +95,9 @@ def gate(h, vm, gpu):
          '--host-root', str(h.daemon.host), 'qemu', vm, 'prepare', 'begin',
          '-'],
         input=(f"<domain type='kvm'><name>{vm}</name><devices>"
-               f"{E_hostdev(gpu)}</devices></domain>").encode(),
+               f"{hostdev(gpu)}</devices></domain>").encode(),
         capture_output=True, timeout=60)
     return p.returncode, p.stderr.decode()
-
-
-def E_hostdev(addr):
-    dom, bus, rest = addr.split(':')
-    slot, fn = rest.split('.')
-    return (f"<hostdev mode='subsystem' type='pci' managed='yes'><source>"
-            f"<address domain='0x{dom}' bus='0x{bus}' slot='0x{slot}' "
-            f"function='0x{fn}'/></source></hostdev>")
 
 
 def cycle_after_interval(h):

@@ -37,6 +37,7 @@ import cyborg_db
 import offer_checker
 import test_shim_support as S
 from gwdaemon import build_dir
+from test_hook_daemon import hostdev
 
 WARN = E.WARN + ['--cleanup-workers', '1']
 
@@ -56,18 +57,10 @@ def hook(h, name, op, subop, *addrs):
          'qemu', name, op, subop, '-'],
         input=''.join(['<domain type="kvm"><name>', name,
                        '</name><devices>',
-                       *(E_hostdev(a) for a in addrs),
+                       *(hostdev(a) for a in addrs),
                        '</devices></domain>']).encode(),
         capture_output=True, timeout=60)
     return p.returncode, p.stderr.decode()
-
-
-def E_hostdev(addr):
-    dom, bus, rest = addr.split(':')
-    slot, fn = rest.split('.')
-    return (f"<hostdev mode='subsystem' type='pci' managed='yes'><source>"
-            f"<address domain='0x{dom}' bus='0x{bus}' slot='0x{slot}' "
-            f"function='0x{fn}'/></source></hostdev>")
 
 
 def wait_clean(h, gpu, timeout=30):
