@@ -1,6 +1,7 @@
 /* The clean-up path. Reads top to bottom:
  *   kick (main thread): every device waiting for a clean-up, managed, on the
- *     bus and held by no VM -> "cleanup started" persisted -> queued on the pool;
+ *     bus, held by no VM and in an IOMMU group of which no VM holds another
+ *     member -> "cleanup started" persisted -> queued on the pool;
  *   the pool runs the pipeline on a worker thread (never the request path);
  *   done (worker thread): the result and the pins it updated are persisted with
  *     "cleanup passed" (-> sanitized) or "cleanup failed" (-> quarantined, the
@@ -117,7 +118,18 @@ static void settle_attached(gwd *d, const char *address, bool passed, const char
  * a process libvirt does not know about (a QEMU started by hand) has no such
  * end. So the GPU waits in_use_retry_s, doubling while it stays in use, up to
  * RETRY_MAX_MS. Any other transition of the device (attach or detach seen,
- * an operator's sanitize) lifts the wait: its seq no longer matches. */
+ * an operator's sanitize) lifts the wait: its seq no longer matches. A
+ * clean-up that could not be started or queued (the checkpoint could not be
+ * written) waits the same way, so a failing disk is not retried on every
+ * wake-up.
+ *
+ * A VM holding another GPU of the same IOMMU group is not retried at all:
+ * the clean-up rebinds and resets the whole group and its not_in_use step
+ * refuses while any member is held, so it could only abort (on a switch with
+ * four GPUs per group, once per kick for each sibling). The kick does not
+ * start it while a member is held (group_holder) and starts it as soon as
+ * that member is released (the detach wakes the loop), whatever wait an
+ * earlier abort had set. */
 #define RETRY_MAX_MS (600 * 1000)
 
 static int64_t mono_ms(void)
@@ -156,11 +168,15 @@ static int64_t retry_later(gwd *d, const char *address, uint64_t seq)
     if (!e) {
         d->retries = gw_xrealloc(d->retries, d->n_retries + 1, sizeof *d->retries);
         e = &d->retries[d->n_retries++];
+        memset(e, 0, sizeof *e);
         snprintf(e->address, sizeof e->address, "%s", address);
         e->delay_ms = base;
+    } else if (e->group_wait || !e->delay_ms) {
+        e->delay_ms = base;     /* it waited for a release, not after an abort */
     } else {
         e->delay_ms = e->delay_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : e->delay_ms * 2;
     }
+    e->group_wait = false;
     e->seq = seq;
     e->not_before_ms = mono_ms() + e->delay_ms;
     if (e->not_before_ms < d->retry_wake_ms)
@@ -186,17 +202,63 @@ bool gwd_cleanup_retry_due(gwd *d)
     return due;
 }
 
-/* Whether the device must still wait. Caller holds d->lock. */
+/* Whether the device must still wait; its group holds no VM (the kick asked
+ * group_holder first). Caller holds d->lock. */
 static bool retry_waiting(gwd *d, const gw_device *dev)
 {
     gwd_retry *e = retry_find(d, dev->identity.address);
     if (!e)
         return false;
-    if (e->seq != dev->seq) {
+    /* Moved on since; or it waited for a group member that is released now:
+     * the release, not the clock, ends that wait. */
+    if (e->seq != dev->seq || e->group_wait) {
         *e = d->retries[--d->n_retries];
         return false;
     }
     return mono_ms() < e->not_before_ms;
+}
+
+/* The managed GPU other than `address` in its IOMMU group that a domain
+ * holds: in the attachment view, or attached in the registry (after a restart
+ * without libvirt the hints that made it so are gone, and the VM may still
+ * run). NULL when none. Caller holds d->lock. */
+static const char *group_holder(gwd *d, const char *address, gw_device *const *list, size_t n)
+{
+    const gw_gpu *g = gwd_fleet_gpu(d, address);
+    if (!g || !g->iommu_group)
+        return NULL;
+    for (char **m = d->managed; m && *m; m++) {
+        const gw_gpu *o = gwd_fleet_gpu(d, *m);
+        if (!o || !strcmp(*m, address) || !o->iommu_group || strcmp(o->iommu_group, g->iommu_group))
+            continue;
+        if (gwd_attachment_domains(d, *m))
+            return *m;
+        for (size_t i = 0; i < n; i++)
+            if (!strcmp(list[i]->identity.address, *m) && list[i]->state == GW_STATE_ATTACHED)
+                return *m;
+    }
+    return NULL;
+}
+
+/* The device waits for `holder`'s release; said once per wait. Caller holds
+ * d->lock. */
+static void group_wait(gwd *d, const gw_device *dev, const char *holder)
+{
+    const char *address = dev->identity.address;
+    gwd_retry *e = retry_find(d, address);
+    if (e && e->seq == dev->seq && e->group_wait)
+        return;
+    if (!e) {
+        d->retries = gw_xrealloc(d->retries, d->n_retries + 1, sizeof *d->retries);
+        e = &d->retries[d->n_retries++];
+        memset(e, 0, sizeof *e);
+        snprintf(e->address, sizeof e->address, "%s", address);
+    }
+    e->seq = dev->seq;
+    e->group_wait = true;
+    const gw_gpu *g = gwd_fleet_gpu(d, address);
+    gw_log(GW_LOG_NOTICE, "%s: clean-up waits until %s, in the same IOMMU group %s, is released by its domain",
+           address, holder, g && g->iommu_group ? g->iommu_group : "?");
 }
 
 /* The GPU was in use: nothing is known to be wrong with it, so no
@@ -346,8 +408,13 @@ static void start(gwd *d, const gw_device *dev)
     o.if_seq = dev->seq;
     int r = gw_registry_apply(d->reg, address, GW_EVENT_CLEANUP_STARTED, &o, NULL);
     if (r < 0) {
-        if (r != -ESTALE && r != -EBUSY)
-            gw_log(GW_LOG_ERR, "%s: cannot start clean-up: %s", address, gw_error_message());
+        if (r != -ESTALE && r != -EBUSY) {
+            /* Nothing changed, so nothing wakes the loop for it: the wait
+             * keeps a failing checkpoint from being retried every turn. */
+            int64_t wait = retry_later(d, address, dev->seq);
+            gw_log(GW_LOG_ERR, "%s: cannot start clean-up, next try in %lld s: %s", address,
+                   (long long)(wait / 1000), gw_error_message());
+        }
         return;
     }
     gw_sanitize_request req = GW_SANITIZE_REQUEST_INIT;
@@ -359,7 +426,11 @@ static void start(gwd *d, const gw_device *dev)
         gw_log(GW_LOG_ERR, "%s: clean-up not queued: %s", address, gw_error_message());
         gw_apply_options a = GW_APPLY_OPTIONS_INIT;
         a.reason = "clean-up could not be queued";
-        gw_registry_apply(d->reg, address, GW_EVENT_CLEANUP_ABORTED, &a, NULL);
+        uint64_t seq = 0;
+        /* The abort wakes the loop: without a wait the next kick would queue
+         * it again at once. */
+        if (gw_registry_apply(d->reg, address, GW_EVENT_CLEANUP_ABORTED, &a, &seq) == 0)
+            retry_later(d, address, seq);
         return;
     }
     gw_log(GW_LOG_INFO, "%s: clean-up started", address);
@@ -401,7 +472,13 @@ void gwd_cleanup_kick(gwd *d)
         pthread_mutex_lock(&d->lock);
         bool eligible = gwd_fleet_is_managed(d, dev->identity.address) &&
                         !gwd_attachment_domains(d, dev->identity.address) &&
-                        !group_busy(d, dev->identity.address) && !retry_waiting(d, dev);
+                        !group_busy(d, dev->identity.address);
+        if (eligible) {
+            const char *holder = group_holder(d, dev->identity.address, list, n);
+            if (holder)
+                group_wait(d, dev, holder);
+            eligible = !holder && !retry_waiting(d, dev);
+        }
         pthread_mutex_unlock(&d->lock);
         if (eligible)
             start(d, dev);

@@ -63,7 +63,14 @@ static const opt_def opts[] = {
     STR("daemon", "host_name", "host-name", host_name, "", "deployable name prefix (default: the host name)"),
     STR_LIVE("daemon", "log_level", "log-level", log_level, "info", "err|warning|notice|info|debug"),
     LNG("daemon", "max_message_bytes", "max-message-bytes", max_message_bytes, "1048576",
-        "largest request accepted (ZMQ_MAXMSGSIZE)"),
+        "largest request accepted (ZMQ_MAXMSGSIZE; also the most all frames of one message may hold)"),
+    LNG("daemon", "max_connections", "max-connections", max_connections, "256",
+        "connections each endpoint (admin, read, events) keeps open; more are closed at once (fewer when the "
+        "open-file limit is lower)"),
+    LNG("daemon", "audit_segment_bytes", "audit-segment-bytes", audit_segment_bytes, "16777216",
+        "audit.log is rotated to audit.log.1 at this size; 0 = never (it grows without bound)"),
+    LNG("daemon", "audit_segments", "audit-segments", audit_segments, "8",
+        "rotated audit segments kept (audit.log.1 ..); older ones are deleted"),
     LNG_LIVE("daemon", "reconcile_interval_s", "reconcile-interval", reconcile_interval_s, "30",
         "seconds between full libvirt reconciles"),
     BOOL("daemon", "foreground", "foreground", foreground, "false", "stay in the foreground (systemd Type=notify)"),
@@ -398,6 +405,13 @@ int gwd_config_validate(const gwd_config *cfg)
                         "refused (simulated is for test trees)\n", cfg->host_root);
     else if (cfg->cleanup_workers < 1 || cfg->cleanup_workers > 256)
         fprintf(stderr, "gpuwardend: cleanup workers must be 1..256\n");
+    else if (cfg->max_connections < 1 || cfg->max_connections > 1000000)
+        fprintf(stderr, "gpuwardend: [daemon] max_connections must be 1..1000000, not %ld\n", cfg->max_connections);
+    else if (cfg->audit_segment_bytes != 0 && cfg->audit_segment_bytes < 4096)
+        fprintf(stderr, "gpuwardend: [daemon] audit_segment_bytes must be 0 (never rotate) or at least 4096, "
+                        "not %ld\n", cfg->audit_segment_bytes);
+    else if (cfg->audit_segments < 1 || cfg->audit_segments > 100000)
+        fprintf(stderr, "gpuwardend: [daemon] audit_segments must be 1..100000, not %ld\n", cfg->audit_segments);
     else if (cfg->in_use_retry_s < 1 || cfg->in_use_retry_s > 600)
         fprintf(stderr, "gpuwardend: [cleanup] in_use_retry_s must be 1..600 (the longest wait), not %ld\n",
                 (long)cfg->in_use_retry_s);

@@ -45,6 +45,9 @@ typedef struct gwd_config {
     long rescan_interval_s;
     long reconcile_interval_s;
     long max_message_bytes;
+    long max_connections;       /* per endpoint (admin, read) */
+    long audit_segment_bytes;   /* rotate audit.log at this size; 0 = never */
+    long audit_segments;        /* rotated audit segments kept */
     bool foreground;
     bool reset_state;
     bool check_only;            /* --check-config */

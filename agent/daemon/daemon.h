@@ -44,12 +44,15 @@ typedef struct gwd_attachment {
     bool reported;      /* the watcher has reported this GPU since it became managed */
 } gwd_attachment;
 
-/* A GPU whose last clean-up found it in use waits before the next one. */
+/* A GPU whose last clean-up found it in use (or could not be started) waits
+ * before the next one; a GPU whose IOMMU group has a member a VM holds waits
+ * for that release. */
 typedef struct gwd_retry {
     char address[GW_ADDR_LEN];
     uint64_t seq;               /* the device's seq after that abort: any later transition lifts the wait */
     int64_t not_before_ms;      /* monotonic */
     int64_t delay_ms;           /* the wait just set; doubles while the GPU stays in use */
+    bool group_wait;            /* a group member is held: the release ends the wait, not the clock */
 } gwd_retry;
 
 #define GWD_ISSUED_MAX 32
@@ -74,6 +77,7 @@ typedef struct gwd {
     gw_cleanup_pool *pool;
     gw_attach_source *attach;           /* NULL: libvirt disabled */
     gw_attach_source *hint_source;      /* without libvirt: the hook hints' view */
+    struct gwd_slow *slow;              /* the worker for slow requests (server.c); NULL: none */
     /* Clean-up runs reported (done) whose last step has not yet returned
      * (freed): a step abandoned after its timeout may still ask the
      * attachment source and wake the loop, so shutdown waits for 0. */
@@ -186,6 +190,12 @@ void gwd_events_on_transition(const gw_transition *t, const gw_device *after, vo
 
 /* server.c */
 void gwd_serve(gwd *d, void *sock, bool admin);
+/* The worker that runs slow requests (audit) off the request thread: started
+ * once the endpoints are bound, stopped before they close. */
+int gwd_server_start(gwd *d);
+void gwd_server_stop(gwd *d);
+/* Send the replies the worker has finished; main thread, every loop turn. */
+void gwd_serve_deferred(gwd *d);
 
 /* ops.c: the inventory (also used by server for metrics). Caller holds d->lock. */
 int gwd_inventory_build(gwd *d, gw_inventory **out);

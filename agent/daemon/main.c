@@ -201,6 +201,8 @@ static int open_state(gwd *d)
     }
     gw_registry_options o = GW_REGISTRY_OPTIONS_INIT;
     o.state_dir = d->cfg.state_dir;
+    o.audit_segment_bytes = (uint64_t)d->cfg.audit_segment_bytes;
+    o.audit_segments = (unsigned)d->cfg.audit_segments;
     int r = gw_registry_open(&d->reg, &o);
     if (r < 0) {
         gw_log(GW_LOG_ERR, "state: %s", gw_error_message());
@@ -286,9 +288,15 @@ static int bind_endpoints(gwd *d)
 {
     const char *key = d->cfg.curve_secret_key;
     long max = d->cfg.max_message_bytes;
-    d->admin_sock = gwd_endpoint_bind(d->zctx, ZMQ_ROUTER, d->cfg.admin_endpoint, 0600, NULL, key, max);
-    d->read_sock = gwd_endpoint_bind(d->zctx, ZMQ_ROUTER, d->cfg.read_endpoint, 0660, d->cfg.read_group, key, max);
-    d->pub_sock = gwd_endpoint_bind(d->zctx, ZMQ_PUB, d->cfg.events_endpoint, 0660, d->cfg.read_group, key, max);
+    /* The open-file limit first: every client connection is a descriptor. */
+    long conns = gwd_endpoint_limits(d->cfg.max_connections, max);
+    if (conns < 0)
+        return -EIO;
+    d->admin_sock = gwd_endpoint_bind(d->zctx, ZMQ_ROUTER, "admin", d->cfg.admin_endpoint, 0600, NULL, key, max, conns);
+    d->read_sock = gwd_endpoint_bind(d->zctx, ZMQ_ROUTER, "read", d->cfg.read_endpoint, 0660, d->cfg.read_group, key,
+                                     max, conns);
+    d->pub_sock = gwd_endpoint_bind(d->zctx, ZMQ_PUB, "events", d->cfg.events_endpoint, 0660, d->cfg.read_group, key,
+                                    max, conns);
     return d->admin_sock && d->read_sock && d->pub_sock ? 0 : -EIO;
 }
 
@@ -340,6 +348,7 @@ static void serve(gwd *d)
         /* done() set it before the wake-up that brought us here. */
         if (atomic_exchange(&d->promote_due, false))
             gwd_promote_confirmed(d);
+        gwd_serve_deferred(d);
         publish_queued(d);
     }
 }
@@ -387,7 +396,7 @@ int main(int argc, char **argv)
     if (open_host(&d) < 0 || open_state(&d) < 0)
         goto out;
     d.zctx = zmq_ctx_new();
-    if (bind_endpoints(&d) < 0)
+    if (bind_endpoints(&d) < 0 || gwd_server_start(&d) < 0)
         goto out;
     if (gwd_fleet_scan(&d) < 0)
         goto out;
@@ -404,6 +413,7 @@ int main(int argc, char **argv)
     sd_notify(0, "STOPPING=1");
     rc = 0;
 out:;
+    gwd_server_stop(&d);        /* its requests read the registry's directory */
     /* The pool first: its clean-ups still ask the attachment source. Steps
      * that outlive it keep the source, the hint view and the wake-up
      * descriptor (they wake the loop as they end) for the rest of the

@@ -643,6 +643,24 @@ static int op_maintenance(gwd *d, const gw_proto_request *req, bool admin, json_
     return device_after(d, address, out, err);
 }
 
+/* An audit reply holds records of at most about this many bytes of text;
+ * older ones are left out (`truncated`). Records carry up to 16 KiB of
+ * reason and evidence each, so 1,000 of them could pass a client's 8 MiB
+ * reply limit (PROTOCOL.md §7), and a reply waits whole in the daemon's
+ * memory until the client reads it. */
+#define AUDIT_REPLY_BYTES (1u << 20)
+
+/* The text a record takes in a reply, about (field names, time, address,
+ * states included in the constant). */
+static size_t audit_record_bytes(const gw_transition *t)
+{
+    return 160 + strlen(t->actor ? t->actor : "") + strlen(t->reason ? t->reason : "") +
+           strlen(t->evidence ? t->evidence : "");
+}
+
+/* Runs on the request worker (server.c), not the request thread: it may read
+ * megabytes. It touches only the registry's state directory (the registry's
+ * own copy: a reload replaces d->cfg under it) and the files there. */
 static int op_audit(gwd *d, const gw_proto_request *req, bool admin, json_t **out, gw_proto_error *err)
 {
     gw_audit_filter f = GW_AUDIT_FILTER_INIT;
@@ -651,7 +669,7 @@ static int op_audit(gwd *d, const gw_proto_request *req, bool admin, json_t **ou
     f.last = (size_t)req->args.limit;
     gw_audit *log = NULL;
     json_t *records = json_array();
-    int r = gw_audit_read(&log, d->cfg.state_dir, &f);
+    int r = gw_audit_read(&log, gw_registry_state_dir(d->reg), &f);
     if (r == -ENOENT) {
         *out = json_pack("{s:o,s:b}", "records", records, "truncated", 0);
         return 0;
@@ -660,7 +678,15 @@ static int op_audit(gwd *d, const gw_proto_request *req, bool admin, json_t **ou
         json_decref(records);
         return fail_from_errno(err, -EIO, NULL);
     }
-    for (size_t i = 0; i < gw_audit_count(log); i++) {
+    size_t n = gw_audit_count(log), first = n, bytes = 0;
+    while (first > 0) {
+        size_t b = audit_record_bytes(gw_audit_get(log, first - 1));
+        if (first < n && bytes + b > AUDIT_REPLY_BYTES)
+            break;      /* the newest always goes, however large */
+        bytes += b;
+        first--;
+    }
+    for (size_t i = first; i < n; i++) {
         const gw_transition *t = gw_audit_get(log, i);
         json_t *rec = json_object();
         json_object_set_new(rec, "time", json_integer(t->time_ms));
@@ -674,7 +700,7 @@ static int op_audit(gwd *d, const gw_proto_request *req, bool admin, json_t **ou
         json_object_set_new(rec, "evidence", str_or_null(t->evidence));
         json_array_append_new(records, rec);
     }
-    *out = json_pack("{s:o,s:b}", "records", records, "truncated", gw_audit_truncated(log));
+    *out = json_pack("{s:o,s:b}", "records", records, "truncated", gw_audit_truncated(log) || first > 0);
     gw_audit_free(log);
     return 0;
 }

@@ -2,10 +2,28 @@
  * ROUTER socket; decode and validate the body (proto codec: size, structure,
  * limits, version, op, access, arguments - the first failure is the answer);
  * run the op; pack the reply canonically; send it back. Every failure is an
- * error reply; nothing a client sends can stop the loop. */
+ * error reply; nothing a client sends can stop the loop.
+ *
+ * Slow ops off the request thread. `audit` reads the log from disk (up to
+ * its whole size, when a filter matches little), which on this thread made
+ * every request behind it wait: 100 pipelined `audit`s from one read client
+ * held an admin `hello` for 37.6 s, and the hook's `gate` waits the same
+ * way. Such an op is decoded and checked here, then handed to one worker
+ * thread with the routing id of its sender; the worker runs it and packs the
+ * reply, and this thread sends it (ZeroMQ sockets are not thread-safe) when
+ * the worker wakes the loop. Why a worker and not an index in memory: the
+ * log is read by the CLI from the same files and rotates under the registry;
+ * a reply read from the files needs no second copy to keep consistent, and
+ * reading the newest N backwards (audit.c) keeps each reply's cost near N.
+ * The worker runs at a lower priority, so on a busy host the request thread
+ * wins the CPU. Replies are matched by id (PROTOCOL.md §1), so a reply
+ * overtaken by a faster one is in order. */
 #include <errno.h>
 #include <msgpack.h>
+#include <pthread.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "daemon.h"
@@ -16,53 +34,263 @@
 /* At most this many requests per socket per loop turn, so one busy client
  * cannot starve the other endpoint, signals or events. */
 #define BATCH 64
+/* Slow requests waiting for the worker or for their reply to be sent; one
+ * more is answered `busy` at once. */
+#define SLOW_QUEUE_MAX 128
+/* The worker's nice value relative to the daemon. */
+#define SLOW_NICE 10
 
-static void send_reply(void *sock, zmq_msg_t *routing, const msgpack_sbuffer *body)
+typedef struct slow_job {
+    struct slow_job *next;
+    void *sock;                         /* where the reply goes (only the main thread sends) */
+    unsigned char rid[256];             /* the sender's routing id (ZeroMQ: at most 255 bytes) */
+    size_t rid_len;
+    bool admin;
+    gw_proto_request req;               /* moved here, owned */
+    msgpack_sbuffer reply;
+    int code;                           /* the error code the reply carries; 0 = ok */
+} slow_job;
+
+struct gwd_slow {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t work;
+    slow_job *todo, *todo_tail;         /* FIFO */
+    slow_job *done, *done_tail;         /* FIFO: replies in the order they were made */
+    size_t n;                           /* jobs in both queues */
+    bool stop;
+};
+
+static void send_reply(void *sock, const void *rid, size_t rid_len, const msgpack_sbuffer *body)
 {
-    zmq_msg_send(routing, sock, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    zmq_send(sock, rid, rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT);
     zmq_send(sock, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT);
     zmq_send(sock, body->data, body->size, ZMQ_DONTWAIT);
 }
 
-static void pack_error(gwd *d, msgpack_sbuffer *sb, bool has_id, uint64_t id, const gw_proto_error *err)
+static void pack_error(msgpack_sbuffer *sb, bool has_id, uint64_t id, const gw_proto_error *err)
 {
     msgpack_sbuffer_clear(sb);
     msgpack_packer pk;
     msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
     gw_proto_pack_reply_error(&pk, has_id, id, err);
-    if ((unsigned)err->code < 16)
-        d->errors[err->code]++;
 }
 
-static void answer(gwd *d, bool admin, const void *body, size_t len, msgpack_sbuffer *sb)
+static void count_error(gwd *d, int code)
+{
+    if ((unsigned)code < 16)
+        d->errors[code]++;
+}
+
+/* Run a decoded request and pack its reply into sb; returns the error code
+ * of the reply (0 = ok). Either thread; counts nothing. */
+static int run(gwd *d, const gw_proto_request *req, bool admin, msgpack_sbuffer *sb)
+{
+    json_t *result = NULL;
+    gw_proto_error err;
+    memset(&err, 0, sizeof err);
+    gw_error_clear();
+    if (gwd_op_run(d, req, admin, &result, &err) < 0) {
+        gw_log(GW_LOG_INFO, "%s: %s: %s", gw_proto_op_name(req->op), gw_proto_code_name(err.code), err.message);
+        pack_error(sb, req->has_id, req->id, &err);
+        return err.code;
+    }
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    gw_proto_pack_reply_ok(&pk, req->has_id, req->id);
+    int code = 0;
+    if (gw_proto_pack_json(&pk, result, &err) < 0) {
+        gw_log(GW_LOG_ERR, "%s: result not encodable: %s", gw_proto_op_name(req->op), err.message);
+        gw_proto_errorf(&err, GW_PROTO_INTERNAL, NULL, "result could not be encoded");
+        pack_error(sb, req->has_id, req->id, &err);
+        code = err.code;
+    }
+    json_decref(result);
+    return code;
+}
+
+/* ---- the worker ---------------------------------------------------------- */
+
+static void *slow_main(void *arg)
+{
+    gwd *d = arg;
+    struct gwd_slow *s = d->slow;
+    /* Linux: a thread's nice value is its own. Failing leaves it at the
+     * daemon's, which is no worse than before. */
+    setpriority(PRIO_PROCESS, (id_t)gettid(), SLOW_NICE);
+    pthread_mutex_lock(&s->lock);
+    for (;;) {
+        while (!s->todo && !s->stop)
+            pthread_cond_wait(&s->work, &s->lock);
+        if (s->stop)
+            break;
+        slow_job *j = s->todo;
+        s->todo = j->next;
+        if (!s->todo)
+            s->todo_tail = NULL;
+        pthread_mutex_unlock(&s->lock);
+
+        j->code = run(d, &j->req, j->admin, &j->reply);
+        gw_proto_request_done(&j->req);
+        j->next = NULL;
+
+        pthread_mutex_lock(&s->lock);
+        if (s->done_tail)
+            s->done_tail->next = j;
+        else
+            s->done = j;
+        s->done_tail = j;
+        gwd_wake(d);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
+}
+
+int gwd_server_start(gwd *d)
+{
+    struct gwd_slow *s = gw_xcalloc(1, sizeof *s);
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->work, NULL);
+    d->slow = s;
+    int e = pthread_create(&s->thread, NULL, slow_main, d);
+    if (e) {
+        gw_log(GW_LOG_ERR, "request worker: %s", strerror(e));
+        pthread_cond_destroy(&s->work);
+        pthread_mutex_destroy(&s->lock);
+        free(s);
+        d->slow = NULL;
+        return -e;
+    }
+    return 0;
+}
+
+static void jobs_free(slow_job *j, bool started)
+{
+    while (j) {
+        slow_job *next = j->next;
+        if (!started)
+            gw_proto_request_done(&j->req);
+        msgpack_sbuffer_destroy(&j->reply);
+        free(j);
+        j = next;
+    }
+}
+
+void gwd_server_stop(gwd *d)
+{
+    struct gwd_slow *s = d->slow;
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->lock);
+    s->stop = true;
+    pthread_cond_signal(&s->work);
+    pthread_mutex_unlock(&s->lock);
+    /* The op in progress finishes (a bounded read); what waits is dropped:
+     * its clients time out, as for any request at shutdown. */
+    pthread_join(s->thread, NULL);
+    jobs_free(s->todo, false);
+    jobs_free(s->done, true);
+    pthread_cond_destroy(&s->work);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+    d->slow = NULL;
+}
+
+void gwd_serve_deferred(gwd *d)
+{
+    struct gwd_slow *s = d->slow;
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->lock);
+    slow_job *j = s->done;
+    size_t n = 0;
+    for (slow_job *k = j; k; k = k->next)
+        n++;
+    s->done = s->done_tail = NULL;
+    s->n -= n;
+    pthread_mutex_unlock(&s->lock);
+    while (j) {
+        slow_job *next = j->next;
+        if (j->code)
+            count_error(d, j->code);
+        send_reply(j->sock, j->rid, j->rid_len, &j->reply);
+        msgpack_sbuffer_destroy(&j->reply);
+        free(j);
+        j = next;
+    }
+}
+
+/* Hand a decoded request to the worker; *req is moved (its owner is the job)
+ * on success. -EBUSY when the queue is full. */
+static int defer(gwd *d, void *sock, zmq_msg_t *routing, bool admin, gw_proto_request *req)
+{
+    struct gwd_slow *s = d->slow;
+    size_t rid_len = zmq_msg_size(routing);
+    if (rid_len > sizeof ((slow_job *)NULL)->rid)
+        return -EINVAL;     /* not a ZeroMQ routing id */
+    pthread_mutex_lock(&s->lock);
+    bool full = s->n >= SLOW_QUEUE_MAX;
+    if (!full)
+        s->n++;
+    pthread_mutex_unlock(&s->lock);
+    if (full)
+        return -EBUSY;
+    slow_job *j = gw_xcalloc(1, sizeof *j);
+    j->sock = sock;
+    memcpy(j->rid, zmq_msg_data(routing), rid_len);
+    j->rid_len = rid_len;
+    j->admin = admin;
+    j->req = *req;
+    msgpack_sbuffer_init(&j->reply);
+    pthread_mutex_lock(&s->lock);
+    if (s->todo_tail)
+        s->todo_tail->next = j;
+    else
+        s->todo = j;
+    s->todo_tail = j;
+    pthread_cond_signal(&s->work);
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
+/* Ops that may take long (disk reads growing with the log): never run on
+ * this thread, in front of `gate`. */
+static bool slow_op(gw_proto_op op)
+{
+    return op == GW_OP_AUDIT;
+}
+
+/* Decode and answer one body into sb. Returns false when the request went
+ * to the worker (which answers later). */
+static bool answer(gwd *d, void *sock, zmq_msg_t *routing, bool admin, const void *body, size_t len,
+                   msgpack_sbuffer *sb)
 {
     gw_proto_request req;
     gw_proto_error err;
     memset(&err, 0, sizeof err);
     if (gw_proto_request_decode(&req, body, len, admin ? GW_ENDPOINT_ADMIN : GW_ENDPOINT_READ, &err) < 0) {
-        pack_error(d, sb, req.has_id, req.id, &err);
+        pack_error(sb, req.has_id, req.id, &err);
+        count_error(d, err.code);
         gw_proto_request_done(&req);
-        return;
+        return true;
     }
     d->requests[req.op]++;
-    json_t *result = NULL;
-    gw_error_clear();
-    if (gwd_op_run(d, &req, admin, &result, &err) < 0) {
-        gw_log(GW_LOG_INFO, "%s: %s: %s", gw_proto_op_name(req.op), gw_proto_code_name(err.code), err.message);
-        pack_error(d, sb, req.has_id, req.id, &err);
+    if (slow_op(req.op) && d->slow) {
+        int r = defer(d, sock, routing, admin, &req);
+        if (r == 0)
+            return false;
+        gw_proto_errorf(&err, GW_PROTO_BUSY, NULL, "%d slow requests (audit) are waiting already; try again",
+                        SLOW_QUEUE_MAX);
+        pack_error(sb, req.has_id, req.id, &err);
+        count_error(d, err.code);
         gw_proto_request_done(&req);
-        return;
+        return true;
     }
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-    gw_proto_pack_reply_ok(&pk, req.has_id, req.id);
-    if (gw_proto_pack_json(&pk, result, &err) < 0) {
-        gw_log(GW_LOG_ERR, "%s: result not encodable: %s", gw_proto_op_name(req.op), err.message);
-        gw_proto_errorf(&err, GW_PROTO_INTERNAL, NULL, "result could not be encoded");
-        pack_error(d, sb, req.has_id, req.id, &err);
-    }
-    json_decref(result);
+    int code = run(d, &req, admin, sb);
+    if (code)
+        count_error(d, code);
     gw_proto_request_done(&req);
+    return true;
 }
 
 /* One message off the socket. Returns false when there was none. A request
@@ -93,16 +321,19 @@ static bool serve_one(gwd *d, void *sock, bool admin)
 
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
+    bool reply = true;
     if (frames != 3 || zmq_msg_size(&f[1]) != 0) {
         gw_proto_error err;
         memset(&err, 0, sizeof err);
         gw_proto_errorf(&err, GW_PROTO_MALFORMED, NULL, "a request is two frames, [empty][body]; got %zu frame(s)%s",
                         frames - 1, frames >= 2 && zmq_msg_size(&f[1]) ? " with a non-empty delimiter" : "");
-        pack_error(d, &sb, false, 0, &err);
+        pack_error(&sb, false, 0, &err);
+        count_error(d, err.code);
     } else {
-        answer(d, admin, zmq_msg_data(&f[2]), zmq_msg_size(&f[2]), &sb);
+        reply = answer(d, sock, &f[0], admin, zmq_msg_data(&f[2]), zmq_msg_size(&f[2]), &sb);
     }
-    send_reply(sock, &f[0], &sb);
+    if (reply)
+        send_reply(sock, zmq_msg_data(&f[0]), zmq_msg_size(&f[0]), &sb);
     msgpack_sbuffer_destroy(&sb);
     for (size_t i = 0; i < kept; i++)
         zmq_msg_close(&f[i]);

@@ -65,10 +65,17 @@ int gw_checkpoint_reset(const char *dir, char **moved_to);
 
 /* The audit log (audit.c). */
 /* Open <dir>/audit.log for appending (created 0640), drop a torn last line
- * (a write cut short by a crash) and find the last record's seq (0 when
- * empty). */
+ * (a write cut short by a crash) and find the last record's seq: of
+ * audit.log, or when that is empty (just rotated) of the newest rotated
+ * segment; 0 when there is none. */
 int gw_audit_log_open(const char *dir, int *fd, uint64_t *last_seq);
 /* Append one line; fsync when `sync`. */
 int gw_audit_log_append(int fd, const char *path, const gw_transition *t, bool sync);
+/* When the file behind `fd` (<dir>/audit.log) has reached `max_bytes` (0:
+ * never), rotate: delete the segments numbered `keep` (1..100000) and above,
+ * rename audit.log.<n> to audit.log.<n+1>, audit.log to audit.log.1, and
+ * make `fd` the new, empty audit.log (the caller's descriptor number is kept).
+ * Records are never rewritten; whole old segments are dropped. */
+int gw_audit_log_rotate(int fd, const char *dir, uint64_t max_bytes, unsigned keep);
 
 #endif

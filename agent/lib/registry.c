@@ -27,6 +27,8 @@ struct gw_registry {
     size_t n, cap;
     uint64_t seq;               /* last transition */
     uint64_t audit_seq;         /* last transition in the audit log */
+    uint64_t audit_max_bytes;   /* rotate audit.log at this size; 0 = never */
+    unsigned audit_keep;        /* rotated segments kept */
     gw_transition journal[JOURNAL_MAX];   /* oldest first */
     size_t jn;
     gw_transition_cb cb;
@@ -124,6 +126,12 @@ static void audit_catch_up(gw_registry *reg)
             return;
         }
         reg->audit_seq = t->seq;
+        /* After the append, so a record is never split from its segment. A
+         * failed rotation keeps appending where it was (logged; tried again
+         * after the next record). */
+        if (reg->audit_max_bytes &&
+            gw_audit_log_rotate(reg->audit_fd, reg->dir, reg->audit_max_bytes, reg->audit_keep) < 0)
+            gw_log(GW_LOG_ERR, "audit log rotation: %s", gw_error_message());
     }
 }
 
@@ -680,10 +688,19 @@ GW_EXTERN int gw_registry_open(gw_registry **out, const gw_registry_options *opt
     if (opts->version < 1)
         return gw_error_set(-EINVAL, "gw_registry_open: options version %u (initialise them "
                             "with GW_REGISTRY_OPTIONS_INIT)", opts->version);
+    if (opts->version >= 2 && opts->audit_segment_bytes &&
+        (opts->audit_segments < 1 || opts->audit_segments > 100000))
+        return gw_error_set(-EINVAL, "gw_registry_open: audit_segments must be 1..100000 with rotation "
+                            "(audit_segment_bytes %" PRIu64 "), not %u", opts->audit_segment_bytes,
+                            opts->audit_segments);
     gw_registry *reg = gw_xcalloc(1, sizeof *reg);
     pthread_mutex_init(&reg->lock, NULL);
     reg->lock_fd = reg->audit_fd = -1;
     reg->read_only = opts->read_only;
+    if (opts->version >= 2) {   /* a version-1 struct ends before them */
+        reg->audit_max_bytes = opts->audit_segment_bytes;
+        reg->audit_keep = opts->audit_segments;
+    }
     int r = 0;
     if (opts->state_dir) {
         const char *dir = opts->state_dir;

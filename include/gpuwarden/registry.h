@@ -159,10 +159,18 @@ typedef struct gw_registry_options {
     /* Load and check only: no lock taken, no recovery, no audit repair;
      * every change fails with -EROFS. */
     bool read_only;
+    /* Version 2: audit log rotation. When audit.log reaches
+     * audit_segment_bytes it becomes audit.log.1 (audit.log.1 becomes .2,
+     * ...) and a new audit.log is started; audit_segments (1..100000) rotated
+     * segments are kept, older ones deleted. 0 bytes: never rotated (the log
+     * grows without bound, as with version 1). gw_audit_read() reads every
+     * segment kept (gpuwarden/audit.h). */
+    uint64_t audit_segment_bytes;
+    unsigned int audit_segments;
 } gw_registry_options;
 
-#define GW_REGISTRY_OPTIONS_VERSION 1
-#define GW_REGISTRY_OPTIONS_INIT { GW_REGISTRY_OPTIONS_VERSION, NULL, false }
+#define GW_REGISTRY_OPTIONS_VERSION 2
+#define GW_REGISTRY_OPTIONS_INIT { GW_REGISTRY_OPTIONS_VERSION, NULL, false, 0, 0 }
 
 /*
  * Open the registry: load <state_dir>/checkpoint (none = empty registry),

@@ -724,7 +724,7 @@ static void in_memory_registry(void **state)
     expect(reg, A3B, GW_STATE_DISCOVERED, GW_FLAG_DIRTY, 2);
     assert_int_equal(gw_registry_set_fact(reg, A3B, "k", "v"), 0);
     gw_registry_free(reg);
-    gw_registry_options bad = { 0, NULL, false };
+    gw_registry_options bad = { 0, NULL, false, 0, 0 };
     assert_int_equal(gw_registry_open(&reg, &bad), -EINVAL);
 }
 
