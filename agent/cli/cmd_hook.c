@@ -35,7 +35,7 @@ static void hook_usage(FILE *f)
         "usage: gpuwarden hook [--endpoint EP] [--on-daemon-down refuse|allow] [--timeout-ms N]\n"
         "                      [--publish-wait SECONDS] [--host-root DIR] qemu NAME OP SUBOP [EXTRA]\n"
         "\n"
-        "The libvirt qemu hook (/etc/libvirt/hooks/qemu runs it with the domain XML on stdin).\n"
+        "The libvirt qemu hook (/etc/libvirt/hooks/qemu.d/gpuwarden runs it with the domain XML on stdin).\n"
         "  prepare begin   ask the daemon whether domain NAME may start with its PCI host\n"
         "                  devices (op `gate`); exit 1 with the reasons on stderr if not\n"
         "  started begin   tell the daemon the domain now holds its devices (`attached`)\n"

@@ -105,8 +105,20 @@ def test_check_config_names_a_bad_model_setting(tmp_path, section, line, why):
 
 
 def test_libvirt_hook_execs_the_cli():
-    hook = (ROOT / "packaging" / "libvirt" / "hooks" / "qemu").read_text()
+    hook = (ROOT / "packaging" / "libvirt" / "hooks" / "qemu.d" / "gpuwarden").read_text()
     assert 'exec /usr/bin/gpuwarden hook qemu "$@"' in hook
+
+
+def test_libvirt_hook_installs_into_qemu_d_executable_leaving_the_operators_qemu_hook(tmp_path):
+    """libvirt >= 6.5 runs every executable in /etc/libvirt/hooks/qemu.d; the
+    operator's own /etc/libvirt/hooks/qemu is never written."""
+    dest = tmp_path / "dest"
+    subprocess.run(["cmake", "--install", str(build_dir()), "--prefix", "/usr"], check=True, capture_output=True,
+                   env=dict(os.environ, DESTDIR=str(dest)))
+    hook = dest / "etc/libvirt/hooks/qemu.d/gpuwarden"
+    assert hook.is_file() and os.access(hook, os.X_OK)
+    assert sorted(p.name for p in (dest / "etc/libvirt/hooks").iterdir()) == ["qemu.d"]
+    assert "etc/libvirt/hooks/qemu.d/gpuwarden" in (DEBIAN / "gpuwarden.install").read_text().split()
 
 
 def test_installed_library_builds_a_program_from_every_public_header(tmp_path):
@@ -293,5 +305,7 @@ def test_scripts_package_builds_lintian_clean_debs_that_unpack_where_expected(tm
     conffiles = subprocess.run(["dpkg-deb", "-I", str(debs["gpuwarden"]), "conffiles"], capture_output=True,
                                text=True, check=True).stdout
     assert "/etc/gpuwarden/gpuwarden.conf" in conffiles
+    assert "/etc/libvirt/hooks/qemu.d/gpuwarden" in conffiles
+    assert os.access(root / "etc/libvirt/hooks/qemu.d/gpuwarden", os.X_OK)
     unit = (root / "lib/systemd/system/gpuwarden-nova-reconciler.service").read_text()
     assert "/usr/local/bin" not in unit
