@@ -306,6 +306,74 @@ def test_scripts_package_builds_lintian_clean_debs_that_unpack_where_expected(tm
                                text=True, check=True).stdout
     assert "/etc/gpuwarden/gpuwarden.conf" in conffiles
     assert "/etc/libvirt/hooks/qemu.d/gpuwarden" in conffiles
+    for d in ("tcp-endpoint.conf", "operator-hooks.conf"):
+        assert (root / "usr/share/doc/gpuwarden/examples" / d).is_file(), d
     assert os.access(root / "etc/libvirt/hooks/qemu.d/gpuwarden", os.X_OK)
     unit = (root / "lib/systemd/system/gpuwarden-nova-reconciler.service").read_text()
     assert "/usr/local/bin" not in unit
+
+
+# ---- gpuwardend.service's sandbox (docs/packaging.md, "The unit's sandbox") ----
+
+UNIT = ROOT / "packaging" / "systemd" / "gpuwardend.service"
+DROP_INS = ROOT / "packaging" / "systemd" / "examples"
+
+
+def _security(tmp_path, *drop_ins):
+    """systemd-analyze security --offline on the unit as installed (with the
+    given drop-ins in gpuwardend.service.d): the overall exposure and each
+    check's line."""
+    import re
+    import shutil
+    _need("systemd-analyze")
+    root = tmp_path / "root"
+    unitdir = root / "etc" / "systemd" / "system"
+    (unitdir / "gpuwardend.service.d").mkdir(parents=True)
+    shutil.copy(UNIT, unitdir)
+    for d in drop_ins:
+        shutil.copy(DROP_INS / d, unitdir / "gpuwardend.service.d")
+    r = subprocess.run(["systemd-analyze", "security", "--offline=yes", f"--root={root}", "gpuwardend.service"],
+                       capture_output=True, text=True)
+    m = re.search(r"Overall exposure level for gpuwardend\.service: (\d+\.\d)", r.stdout)
+    assert m, r.stdout + r.stderr
+    checks = {line[2:].split()[0]: line[0] for line in r.stdout.splitlines() if line[:1] and line[0] in "✓✗"}
+    return float(m.group(1)), checks
+
+
+def test_unit_exposure_is_at_most_4(tmp_path):
+    exposure, checks = _security(tmp_path)
+    assert exposure <= 4.0, exposure
+    for name in ["ProtectSystem=", "CapabilityBoundingSet=~CAP_SYS_MODULE", "SystemCallArchitectures=",
+                 "RestrictAddressFamilies=~AF_(INET|INET6)", "RestrictAddressFamilies=~AF_NETLINK",
+                 "RestrictNamespaces=~user", "LockPersonality=", "MemoryDenyWriteExecute=", "UMask=",
+                 "PrivateNetwork=", "ProtectKernelModules="]:
+        assert checks.get(name) == "✓", (name, checks.get(name))
+
+
+def test_unit_writes_only_where_the_daemon_does_and_explains_each_capability():
+    import configparser
+    text = UNIT.read_text()
+    cp = configparser.ConfigParser(strict=False, interpolation=None, comment_prefixes=("#",))
+    cp.optionxform = str
+    cp.read_string(text)
+    svc = cp["Service"]
+    assert svc["ProtectSystem"] == "strict"
+    assert svc["ReadWritePaths"].split() == ["/sys/bus/pci", "/sys/devices", "/run/gpuwarden", "/var/lib/gpuwarden"]
+    assert svc["LimitNOFILE"] == "65536"
+    caps = svc["CapabilityBoundingSet"].split()
+    assert caps and "CAP_SYS_ADMIN" in caps
+    for cap in caps:
+        assert f"#   {cap} " in text, f"{cap} has no comment saying why the daemon needs it"
+    assert "/dev/vfio/vfio rw" in text and "char-vfio rw" in text
+
+
+def test_unit_drop_ins_loosen_only_what_they_are_for(tmp_path):
+    base, base_checks = _security(tmp_path / "base")
+    tcp, tcp_checks = _security(tmp_path / "tcp", "tcp-endpoint.conf")
+    assert tcp_checks["RestrictAddressFamilies=~AF_(INET|INET6)"] == "✗"
+    assert tcp_checks["PrivateNetwork="] == "✗"
+    assert tcp_checks["CapabilityBoundingSet=~CAP_SYS_MODULE"] == "✓"
+    hooks, hook_checks = _security(tmp_path / "hooks", "operator-hooks.conf")
+    assert hook_checks["MemoryDenyWriteExecute="] == "✗" and hook_checks["ProtectKernelModules="] == "✗"
+    assert hook_checks["RestrictAddressFamilies=~AF_(INET|INET6)"] == "✓"
+    assert base < tcp <= 4.0 and base < hooks <= 4.0, (base, tcp, hooks)
