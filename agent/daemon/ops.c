@@ -407,8 +407,11 @@ static int op_published(gwd *d, const gw_proto_request *req, bool admin, json_t 
     uint64_t revision = issued_revision(d, g);
     if (!current && !revision) {
         pthread_mutex_unlock(&d->lock);
+        /* Generations are content hashes, so one that fell out of the ring
+         * cannot be told from one never issued: say both. */
         return gw_proto_errorf(err, GW_PROTO_INVALID_ARGUMENT, "args.generation",
-                               "args.generation: %llu was never issued by this daemon", (unsigned long long)g);
+                               "args.generation: %llu is not among the last %d generations this daemon issued",
+                               (unsigned long long)g, GWD_ISSUED_MAX);
     }
     /* Placement shows g's content now: whatever was reserved at its
      * revision is reserved there (the hook's wait after `released` reads it). */
