@@ -125,9 +125,13 @@ def test_installed_library_builds_a_program_from_every_public_header(tmp_path):
     """What a C library user does: install, pkg-config, include every header
     together, link, run. Catches name clashes between headers, a header that
     does not stand alone, a missing Requires, and a wrong SONAME link."""
-    prefix = tmp_path / "prefix"
-    subprocess.run(["cmake", "--install", str(build_dir()), "--prefix", str(prefix),
-                    "--component", "Unspecified"], check=True, capture_output=True)
+    # DESTDIR: the unit, the config and the libvirt hook install to absolute
+    # paths (/lib/systemd, /etc), which --prefix alone would write on this
+    # machine. pkg-config's sysroot maps the .pc file's /usr into the stage.
+    stage = tmp_path / "stage"
+    subprocess.run(["cmake", "--install", str(build_dir()), "--prefix", "/usr"], check=True, capture_output=True,
+                   env=dict(os.environ, DESTDIR=str(stage)))
+    prefix = stage / "usr"
     headers = sorted(p.name for p in (prefix / "include" / "gpuwarden").glob("*.h"))
     assert {"common.h", "host.h", "client.h", "registry.h", "inventory.h", "sanitize.h"} <= set(headers)
     src = tmp_path / "user.c"
@@ -144,7 +148,7 @@ int main(void)
 }
 """)
     libdir = next(p.parent for p in prefix.rglob("gpuwarden.pc"))
-    env = dict(os.environ, PKG_CONFIG_PATH=str(libdir))
+    env = dict(os.environ, PKG_CONFIG_PATH=str(libdir), PKG_CONFIG_SYSROOT_DIR=str(stage))
     flags = subprocess.run(["pkg-config", "--cflags", "--libs", "gpuwarden"], env=env, check=True,
                            capture_output=True, text=True).stdout.split()
     exe = tmp_path / "user"
