@@ -21,6 +21,7 @@ typedef struct gw_cli_command {
 
 int cmd_audit(int argc, char **argv);
 int cmd_discover(int argc, char **argv);
+int cmd_doctor(int argc, char **argv);
 int cmd_events(int argc, char **argv);
 int cmd_inventory(int argc, char **argv);
 int cmd_list(int argc, char **argv);

@@ -19,6 +19,7 @@ static const gw_cli_command commands[] = {
     { "release", "return a quarantined GPU to service after a clean-up (daemon, admin)", cmd_release },
     { "sanitize", "start a clean-up of a GPU now (daemon, admin)", cmd_sanitize },
     { "events", "the daemon's transitions and clean-ups as they happen", cmd_events },
+    { "doctor", "is this host ready: IOMMU, vfio-pci, drivers, hook, AppArmor, daemon", cmd_doctor },
     { NULL, NULL, NULL },
 };
 
