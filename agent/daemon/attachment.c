@@ -420,8 +420,11 @@ static void on_sync(bool current, void *userdata)
 {
     gwd *d = userdata;
     pthread_mutex_lock(&d->lock);
+    bool lost = d->attach_current && !current;
     d->attach_current = current;
     pthread_mutex_unlock(&d->lock);
+    if (lost)
+        gwd_metrics_libvirt_lost(&d->metrics);
     if (current) {
         gw_log(GW_LOG_NOTICE, "libvirt read: the attachment of every watched GPU is known; clean-ups, promotions "
                               "and the gate go on");

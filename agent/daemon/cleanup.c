@@ -320,6 +320,7 @@ static void done(gw_sanitize_result *res, void *userdata)
         atomic_fetch_add(&d->cleanups_passed, 1);
     else
         atomic_fetch_add(&d->cleanups_failed, 1);
+    gwd_metrics_cleanup(&d->metrics, res, in_use);
     if (!in_use)    /* abort_in_use() said it */
         gw_log(passed ? GW_LOG_INFO : GW_LOG_WARNING, "%s: clean-up %s%s%s", address, passed ? "passed" : "failed",
                passed ? "" : ": ", passed ? "" : gw_sanitize_result_reason(res));

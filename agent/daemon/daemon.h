@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "metrics.h"
 
 typedef struct gwd_event {
     struct gwd_event *next;
@@ -123,6 +124,7 @@ typedef struct gwd {
     uint64_t requests[16];
     uint64_t errors[16];
     atomic_uint_fast64_t cleanups_passed, cleanups_failed;
+    gwd_metrics metrics;                /* any thread: its own lock (metrics.h) */
 } gwd;
 
 /* Queue an event for the PUB socket; callable from any thread. `seq` is

@@ -40,5 +40,6 @@ static void pack_transition(void *pkv, uint64_t seq, void *userdata)
 void gwd_events_on_transition(const gw_transition *t, const gw_device *after, void *userdata)
 {
     transition_ctx c = { userdata, t };
+    gwd_metrics_transition(&((gwd *)userdata)->metrics, t);
     gwd_event_publish(userdata, "transition", t->device.address, pack_transition, &c);
 }

@@ -61,6 +61,7 @@ void gwd_event_publish(gwd *d, const char *kind, const char *address, gwd_event_
         d->event_head = ev;
     d->event_tail = ev;
     pthread_mutex_unlock(&d->event_lock);
+    gwd_metrics_event(&d->metrics, kind);
     gwd_wake(d);
 }
 
@@ -365,6 +366,7 @@ int main(int argc, char **argv)
     d.boot_ms = gwd_now_ms();
     pthread_mutex_init(&d.event_lock, NULL);
     pthread_mutex_init(&d.lock, NULL);
+    gwd_metrics_init(&d.metrics);
     int rc = gwd_config_load(&d.cfg, argc, argv);
     if (rc) {
         gwd_config_free(&d.cfg);

@@ -897,8 +897,9 @@ static int op_metrics(gwd *d, const gw_proto_request *req, bool admin, json_t **
     json_object_set_new(o, "devices", states);
     json_object_set_new(o, "dirty", json_integer((json_int_t)dirty));
     json_object_set_new(o, "cleaning", json_integer((json_int_t)cleaning));
-    json_object_set_new(o, "cleanups", json_pack("{s:I,s:I}", "passed", (json_int_t)atomic_load(&d->cleanups_passed),
-                                                 "failed", (json_int_t)atomic_load(&d->cleanups_failed)));
+    json_t *cleanups = json_pack("{s:I,s:I}", "passed", (json_int_t)atomic_load(&d->cleanups_passed), "failed",
+                                 (json_int_t)atomic_load(&d->cleanups_failed));
+    json_object_set_new(o, "cleanups", cleanups);
     json_t *reqs = json_object();
     for (int op = 0; op < GW_OP_COUNT; op++)
         json_object_set_new(reqs, gw_proto_op_name((gw_proto_op)op), json_integer((json_int_t)d->requests[op]));
@@ -920,7 +921,13 @@ static int op_metrics(gwd *d, const gw_proto_request *req, bool admin, json_t **
      * quarantine), Placement shows it once published_revision reaches this
      * (`gpuwarden quarantine` waits for that). Last: added after the rest. */
     json_object_set_new(o, "revision", json_integer(built ? (json_int_t)d->revision : 0));
+    gwd_watcher_state w = { .enabled = d->attach != NULL,
+                            .connected = d->attach && gw_attach_libvirt_connected(d->attach),
+                            .current = d->attach && d->attach_current };
     pthread_mutex_unlock(&d->lock);
+    /* Histograms, failures by step, quarantines by cause, events by kind,
+     * the watcher: added after the rest (PROTOCOL.md §8). */
+    gwd_metrics_to_json(&d->metrics, &w, o, cleanups);
     *out = o;
     return 0;
 }

@@ -46,6 +46,8 @@ typedef struct slow_job {
     unsigned char rid[256];             /* the sender's routing id (ZeroMQ: at most 255 bytes) */
     size_t rid_len;
     bool admin;
+    gw_proto_op op;                     /* req's, kept after the worker is done with req */
+    uint64_t t0_us;                     /* when it was received (gwd_mono_us), for its latency */
     gw_proto_request req;               /* moved here, owned */
     msgpack_sbuffer reply;
     int code;                           /* the error code the reply carries; 0 = ok */
@@ -213,6 +215,8 @@ void gwd_serve_deferred(gwd *d)
         slow_job *next = j->next;
         if (j->code)
             count_error(d, j->code);
+        /* Its latency includes the wait for the worker: what the client saw. */
+        gwd_metrics_request(&d->metrics, j->op, gwd_mono_us() - j->t0_us);
         send_reply(j->sock, j->rid, j->rid_len, &j->reply);
         msgpack_sbuffer_destroy(&j->reply);
         free(j);
@@ -222,7 +226,7 @@ void gwd_serve_deferred(gwd *d)
 
 /* Hand a decoded request to the worker; *req is moved (its owner is the job)
  * on success. -EBUSY when the queue is full. */
-static int defer(gwd *d, void *sock, zmq_msg_t *routing, bool admin, gw_proto_request *req)
+static int defer(gwd *d, void *sock, zmq_msg_t *routing, bool admin, gw_proto_request *req, uint64_t t0_us)
 {
     struct gwd_slow *s = d->slow;
     size_t rid_len = zmq_msg_size(routing);
@@ -240,6 +244,8 @@ static int defer(gwd *d, void *sock, zmq_msg_t *routing, bool admin, gw_proto_re
     memcpy(j->rid, zmq_msg_data(routing), rid_len);
     j->rid_len = rid_len;
     j->admin = admin;
+    j->op = req->op;
+    j->t0_us = t0_us;
     j->req = *req;
     msgpack_sbuffer_init(&j->reply);
     pthread_mutex_lock(&s->lock);
@@ -265,6 +271,7 @@ static bool slow_op(gw_proto_op op)
 static bool answer(gwd *d, void *sock, zmq_msg_t *routing, bool admin, const void *body, size_t len,
                    msgpack_sbuffer *sb)
 {
+    uint64_t t0 = gwd_mono_us();
     gw_proto_request req;
     gw_proto_error err;
     memset(&err, 0, sizeof err);
@@ -276,19 +283,22 @@ static bool answer(gwd *d, void *sock, zmq_msg_t *routing, bool admin, const voi
     }
     d->requests[req.op]++;
     if (slow_op(req.op) && d->slow) {
-        int r = defer(d, sock, routing, admin, &req);
+        int r = defer(d, sock, routing, admin, &req, t0);
         if (r == 0)
             return false;
         gw_proto_errorf(&err, GW_PROTO_BUSY, NULL, "%d slow requests (audit) are waiting already; try again",
                         SLOW_QUEUE_MAX);
         pack_error(sb, req.has_id, req.id, &err);
         count_error(d, err.code);
+        gwd_metrics_request(&d->metrics, req.op, gwd_mono_us() - t0);
         gw_proto_request_done(&req);
         return true;
     }
     int code = run(d, &req, admin, sb);
     if (code)
         count_error(d, code);
+    /* Requests that never decoded have no op: they count in `errors` only. */
+    gwd_metrics_request(&d->metrics, req.op, gwd_mono_us() - t0);
     gw_proto_request_done(&req);
     return true;
 }

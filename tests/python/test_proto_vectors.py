@@ -147,7 +147,9 @@ RESULT = {
     "attached": ["devices"], "released": ["devices", "generation", "revision"],
     "gate": ["allowed", "reasons"],
     "metrics": ["uptime_ms", "devices", "dirty", "cleaning", "cleanups", "requests", "errors",
-                "events", "generation", "published", "published_revision", "revision"],
+                "events", "generation", "published", "published_revision", "revision",
+                "cleanup_duration", "cleanup_steps", "quarantines", "request_duration", "events_published",
+                "libvirt"],
     "maintenance": DEVICE,
 }
 STATES = ["discovered", "sanitized", "allocatable", "attached", "quarantined"]
@@ -155,6 +157,37 @@ EVENT = ["v", "seq", "boot", "time", "kind", "address"]
 EVENT_KIND = {"transition": ["event", "from", "to", "dirty", "actor", "reason"],
               "cleanup": ["result", "duration_ms", "steps"],
               "attachment": ["domain", "stopped"]}
+
+
+STEPS_RUN_ORDER = ["not_in_use", "bind", "reset", "scrub", "health", "isolation", "firmware", "hooks"]
+
+
+def check_histogram(h):
+    assert list(h) == ["bounds_us", "counts", "count", "sum_us"]
+    b, c = h["bounds_us"], h["counts"]
+    assert len(b) == len(c) >= 1 and b == sorted(set(b)) and b[0] > 0
+    assert c == sorted(c) and c[-1] <= h["count"], "counts are cumulative, the +Inf bucket is count"
+    assert h["count"] or h["sum_us"] == 0
+
+
+def check_metrics(result):
+    assert list(result["cleanups"]) == ["passed", "failed", "aborted"]
+    assert result["cleanups"]["aborted"] <= result["cleanups"]["failed"]
+    check_histogram(result["cleanup_duration"])
+    assert result["cleanup_duration"]["count"] == result["cleanups"]["passed"] + result["cleanups"]["failed"]
+    assert list(result["cleanup_steps"]) == STEPS_RUN_ORDER
+    for step in result["cleanup_steps"].values():
+        assert list(step) == ["failed", "duration"]
+        check_histogram(step["duration"])
+        assert step["failed"] <= step["duration"]["count"]
+    assert list(result["quarantines"]) == ["cleanup", "fault", "gone", "operator", "cyborg", "other"]
+    assert list(result["request_duration"]) == [o for o, _ in spec_ops()]
+    for op, h in result["request_duration"].items():
+        check_histogram(h)
+        assert h["count"] <= result["requests"][op]
+    assert list(result["events_published"]) == ["transition", "cleanup", "attachment"]
+    assert sum(result["events_published"].values()) == result["events"]
+    assert list(result["libvirt"]) == ["enabled", "connected", "current", "disconnects"]
 
 
 def check_device(d):
@@ -202,6 +235,7 @@ def test_key_order(name):
         assert list(result["devices"]) == STATES
         assert list(result["requests"]) == [o for o, _ in spec_ops()]
         assert list(result["errors"]) == spec_codes()
+        check_metrics(result)
     if op == "hello":
         read_ops = [o for o, r in spec_ops() if r]
         assert result["ops"] == (read_ops if result["endpoint"] == "read" else [o for o, _ in spec_ops()])

@@ -24,6 +24,7 @@
 #include "../../agent/daemon/config.c"
 #include "../../agent/daemon/events.c"
 #include "../../agent/daemon/fleet.c"
+#include "../../agent/daemon/metrics.c"
 #include "../../agent/daemon/ops.c"
 
 #include <gpuwarden/audit.h>
@@ -219,6 +220,7 @@ static int setup(void **state)
     d->boot_ms = gwd_now_ms();
     pthread_mutex_init(&d->event_lock, NULL);
     pthread_mutex_init(&d->lock, NULL);
+    gwd_metrics_init(&d->metrics);
     char *root = gw_strdup_printf("%s/tests/fixtures/hosts/x299-3xa6000", GW_SOURCE_DIR);
     char *uri = gw_strdup_printf("test://%s", W.node);
     char *argv[] = { "gpuwardend", "--config", "/dev/null", "--host-root", root, "--host-backend", "simulated",
@@ -279,6 +281,19 @@ static bool gpu67_clean_again(void)
     return clean;
 }
 
+/* The `metrics` op's word on the watcher: "connected current disconnects". */
+static void watcher_metrics(char *buf, size_t n)
+{
+    json_t *m = NULL;
+    gw_proto_error err;
+    assert_int_equal(op_metrics(&W.d, NULL, false, &m, &err), 0);
+    json_t *l = json_object_get(m, "libvirt");
+    assert_true(json_is_true(json_object_get(l, "enabled")));
+    snprintf(buf, n, "%d %d %lld", json_is_true(json_object_get(l, "connected")),
+             json_is_true(json_object_get(l, "current")), json_integer_value(json_object_get(l, "disconnects")));
+    json_decref(m);
+}
+
 /*
  * libvirtd goes away while the daemon runs; meanwhile a VM starts and stops
  * on a clean GPU (only the hook's hints tell of it). While the watcher is not
@@ -289,10 +304,15 @@ static void vm_during_a_disconnection(void **state)
 {
     char *why = gate("vm-new", GPU_67);
     assert_null(why);
+    char wm[64];
+    watcher_metrics(wm, sizeof wm);
+    assert_string_equal(wm, "1 1 0");
 
     unlink(W.node);     /* libvirtd is gone: every reconnect fails */
     gw_attach_libvirt_connection_lost(W.d.attach, VIR_CONNECT_CLOSE_REASON_EOF);
     assert_true(pump(disconnected, WAIT_MS));
+    watcher_metrics(wm, sizeof wm);
+    assert_string_equal(wm, "0 0 1");
 
     why = gate("vm-new", GPU_67);
     if (!why || strncmp(why, "attachment unknown: ", 20) || !strstr(why, "not connected"))
@@ -313,6 +333,8 @@ static void vm_during_a_disconnection(void **state)
     }
     why = gate("vm-new", GPU_67);
     assert_null(why);
+    watcher_metrics(wm, sizeof wm);
+    assert_string_equal(wm, "1 1 1");
     assert_int_equal(publish_current(), 1);
     assert_int_equal(state_of(GPU_67), GW_STATE_ALLOCATABLE);
 }
