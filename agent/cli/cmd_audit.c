@@ -12,44 +12,52 @@
 #include <time.h>
 
 #include "commands.h"
+#include "format.h"
+#include "options.h"
 #include "output.h"
 #include "remote.h"
 
-static void audit_usage(FILE *f)
-{
-    fprintf(f,
-        "usage: gpuwarden audit [--state-dir DIR] [--device ADDR] [--since-seq N] [--last N]\n"
-        "                       [-f table|json]\n"
-        "       gpuwarden audit --endpoint EP | --daemon [--device ADDR] [--since TIME]\n"
-        "                       [--last N] [--timeout SEC] [-f table|json]\n"
-        "\n"
+enum { OPT_STATE_DIR = 1, OPT_DEVICE, OPT_SINCE_SEQ, OPT_SINCE, OPT_LAST, OPT_DAEMON };
+
+static const cli_opt audit_options[] = {
+    { "state-dir", 0, "DIR", OPT_STATE_DIR, "the daemon's state directory (default " GW_DEFAULT_STATE_DIR ")", "@dir",
+      0 },
+    { "device", 0, "ADDR", OPT_DEVICE, "only this GPU (dddd:bb:dd.f or bb:dd.f)", "@addr", 0 },
+    { "since-seq", 0, "N", OPT_SINCE_SEQ, "only records after sequence number N (log file only)", NULL, 0 },
+    { "since", 0, "TIME", OPT_SINCE,
+      "only records at or after TIME: milliseconds since the epoch,\nor YYYY-mm-ddTHH:MM:SS in UTC (daemon only)",
+      NULL, 0 },
+    { "last", 0, "N", OPT_LAST, "only the last N records (after the other filters)", NULL, 0 },
+    { "daemon", 0, NULL, OPT_DAEMON, "ask the daemon at $" CLI_ENDPOINT_ENV ", else\n" GW_PROTO_READ_ENDPOINT, NULL, 0 },
+    { 0 },
+};
+
+const cli_spec cmd_audit_spec = {
+    .name = "audit",
+    .synopsis = "[--state-dir DIR] [--device ADDR] [--since-seq N] [--last N] [-f FORMAT]\n"
+                "--endpoint EP | --daemon [--device ADDR] [--since TIME] [--last N] [--timeout SEC] [-f FORMAT]",
+    .description =
         "Print the lifecycle audit log, oldest first: one record per transition of a GPU\n"
         "(sequence number, time, device, event, state before and after, who, why, and with\n"
         "which evidence). It reads DIR/audit.log itself, so it works whether or not the\n"
         "daemon runs; reading it needs the rights on DIR (root by default). With\n"
         "--endpoint or --daemon it asks gpuwardend instead (op `audit`: the newest --last\n"
-        "records, at most 1000, default 100; the read endpoint is enough).\n"
-        "\n"
-        "  --state-dir DIR    the daemon's state directory (default " GW_DEFAULT_STATE_DIR ")\n"
-        "  --device ADDR      only this GPU (dddd:bb:dd.f or bb:dd.f)\n"
-        "  --since-seq N      only records after sequence number N (log file only)\n"
-        "  --since TIME       only records at or after TIME: milliseconds since the epoch,\n"
-        "                     or YYYY-mm-ddTHH:MM:SS in UTC (daemon only)\n"
-        "  --last N           only the last N records (after the other filters)\n"
-        "  --endpoint EP      ask the daemon at EP (ipc://PATH or tcp://HOST:PORT)\n"
-        "  --daemon           ask the daemon at $" CLI_ENDPOINT_ENV ", else\n"
-        "                     " GW_PROTO_READ_ENDPOINT "\n"
-        "  --timeout SEC      give up on the daemon after SEC seconds (default 5)\n"
-        "  -f, --format F     table (default) or json: from the log file an array of audit\n"
-        "                     records as in docs/lifecycle.md (with evidence and the full\n"
-        "                     identity); from the daemon its result, {\"records\": [{time,\n"
-        "                     address, event, from, to, dirty, actor, reason, evidence}],\n"
-        "                     \"truncated\"} (PROTOCOL.md section 8)\n"
-        "\n"
+        "records, at most 1000, default 100; the read endpoint is enough).",
+    .globals = CLI_G_REMOTE,
+    .formats = "table json value yaml",
+    .format_help = "table (default), json, value or yaml: from the log file an\n"
+                   "array of audit records as in docs/lifecycle.md (with evidence\n"
+                   "and the full identity); from the daemon its result,\n"
+                   "{\"records\": [{time, address, event, from, to, dirty, actor,\n"
+                   "reason, evidence}], \"truncated\"} (PROTOCOL.md section 8);\n"
+                   "value: one line per record",
+    .endpoint_help = "ask the daemon at EP (ipc://PATH or tcp://HOST:PORT)",
+    .options = audit_options,
+    .exit_codes =
         "exit codes: 0 printed (possibly nothing), 1 the log is missing, unreadable or\n"
         "            corrupt (the message names the file and line), or the daemon failed,\n"
-        "            2 usage, 4 daemon unreachable, 5 refused by the daemon\n");
-}
+        "            2 usage, 4 daemon unreachable, 5 refused by the daemon",
+};
 
 static void print_table(const gw_audit *log)
 {
@@ -125,100 +133,89 @@ static int audit_daemon(cli_remote *r, const gw_client_audit_filter *filter)
         return code;
     }
     gw_client_free(client);
-    if (r->json) {
-        code = cli_print_json(res, false) == 0 ? GW_EXIT_OK : GW_EXIT_FAILURE;
-    } else {
+    if (cli_own_table(r)) {
         print_daemon_table(json_object_get(res, "records"));
         if (json_is_true(json_object_get(res, "truncated")))
             fprintf(stderr, "gpuwarden audit: older records left out (--last, at most 1000)\n");
+        code = fflush(stdout) == 0 ? GW_EXIT_OK : GW_EXIT_FAILURE;
+    } else {
+        code = cli_emit(r, res, json_object_get(res, "records"));
     }
     json_decref(res);
-    return code == GW_EXIT_OK && fflush(stdout) == 0 ? GW_EXIT_OK : GW_EXIT_FAILURE;
+    return code;
+}
+
+typedef struct audit_args {
+    const char *dir;
+    char address[GW_ADDR_LEN];
+    gw_audit_filter filter;
+    gw_client_audit_filter dfilter;
+    bool daemon, file_only;
+    uint64_t last;
+} audit_args;
+
+static int audit_option(void *ctx, int id, const char *arg)
+{
+    audit_args *a = ctx;
+    switch (id) {
+    case OPT_STATE_DIR:
+        a->dir = arg;
+        a->file_only = true;
+        return GW_EXIT_OK;
+    case OPT_DEVICE:
+        if (!cli_canonical_address(arg, a->address)) {
+            fprintf(stderr, "gpuwarden audit: '%s' is not a PCI address (dddd:bb:dd.f)\n", arg);
+            return GW_EXIT_USAGE;
+        }
+        a->filter.address = a->address;
+        a->dfilter.device = a->address;
+        return GW_EXIT_OK;
+    case OPT_SINCE_SEQ:
+        if (!cli_parse_u64(arg, &a->filter.since_seq)) {
+            fprintf(stderr, "gpuwarden audit: --since-seq wants a number, not '%s'\n", arg);
+            return GW_EXIT_USAGE;
+        }
+        a->file_only = true;
+        return GW_EXIT_OK;
+    case OPT_SINCE:
+        if (!parse_since(arg, &a->dfilter.since)) {
+            fprintf(stderr, "gpuwarden audit: --since wants milliseconds since the epoch or "
+                            "YYYY-mm-ddTHH:MM:SS (UTC), not '%s'\n", arg);
+            return GW_EXIT_USAGE;
+        }
+        a->dfilter.has_since = true;
+        return GW_EXIT_OK;
+    case OPT_LAST:
+        if (!cli_parse_u64(arg, &a->last) || a->last == 0) {
+            fprintf(stderr, "gpuwarden audit: --last wants a number >= 1, not '%s'\n", arg);
+            return GW_EXIT_USAGE;
+        }
+        a->filter.last = (size_t)a->last;
+        return GW_EXIT_OK;
+    case OPT_DAEMON:
+        a->daemon = true;
+        return GW_EXIT_OK;
+    default:
+        return GW_EXIT_USAGE;
+    }
 }
 
 int cmd_audit(int argc, char **argv)
 {
-    enum { OPT_SINCE = CLI_OPT_FIRST_FREE, OPT_DAEMON };
-    static const struct option longopts[] = {
-        CLI_REMOTE_LONGOPTS,
-        { "state-dir", required_argument, NULL, 's' },
-        { "device", required_argument, NULL, 'd' },
-        { "since-seq", required_argument, NULL, 'S' },
-        { "since", required_argument, NULL, OPT_SINCE },
-        { "last", required_argument, NULL, 'l' },
-        { "daemon", no_argument, NULL, OPT_DAEMON },
-        { NULL, 0, NULL, 0 },
-    };
-    const char *dir = GW_DEFAULT_STATE_DIR;
-    char address[GW_ADDR_LEN];
-    gw_audit_filter filter = GW_AUDIT_FILTER_INIT;
-    gw_client_audit_filter dfilter = GW_CLIENT_AUDIT_FILTER_INIT;
+    audit_args a = { .dir = GW_DEFAULT_STATE_DIR, .filter = GW_AUDIT_FILTER_INIT,
+                     .dfilter = GW_CLIENT_AUDIT_FILTER_INIT };
     cli_remote r;
-    cli_remote_init(&r, "audit", false);
-    bool daemon = false, file_only = false;
-    uint64_t last = 0;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "f:h", longopts, NULL)) != -1) {
-        int done = cli_remote_option(&r, c, optarg);
-        if (done < 0)
-            return GW_EXIT_USAGE;
-        if (done) {
-            daemon |= c == CLI_OPT_ENDPOINT;
-            continue;
-        }
-        switch (c) {
-        case 's':
-            dir = optarg;
-            file_only = true;
-            break;
-        case 'd':
-            if (!cli_canonical_address(optarg, address)) {
-                fprintf(stderr, "gpuwarden audit: '%s' is not a PCI address (dddd:bb:dd.f)\n",
-                        optarg);
-                return GW_EXIT_USAGE;
-            }
-            filter.address = address;
-            dfilter.device = address;
-            break;
-        case 'S':
-            if (!cli_parse_u64(optarg, &filter.since_seq)) {
-                fprintf(stderr, "gpuwarden audit: --since-seq wants a number, not '%s'\n", optarg);
-                return GW_EXIT_USAGE;
-            }
-            file_only = true;
-            break;
-        case OPT_SINCE:
-            if (!parse_since(optarg, &dfilter.since)) {
-                fprintf(stderr, "gpuwarden audit: --since wants milliseconds since the epoch or "
-                                "YYYY-mm-ddTHH:MM:SS (UTC), not '%s'\n", optarg);
-                return GW_EXIT_USAGE;
-            }
-            dfilter.has_since = true;
-            break;
-        case 'l':
-            if (!cli_parse_u64(optarg, &last) || last == 0) {
-                fprintf(stderr, "gpuwarden audit: --last wants a number >= 1, not '%s'\n", optarg);
-                return GW_EXIT_USAGE;
-            }
-            filter.last = (size_t)last;
-            break;
-        case OPT_DAEMON:
-            daemon = true;
-            break;
-        case 'h':
-            audit_usage(stdout);
-            return GW_EXIT_OK;
-        default:
-            audit_usage(stderr);
-            return GW_EXIT_USAGE;
-        }
-    }
+    int code = cli_parse(&cmd_audit_spec, argc, argv, &r, audit_option, &a);
+    if (code >= 0)
+        return code;
     if (optind < argc) {
         fprintf(stderr, "gpuwarden audit: unexpected argument '%s'\n", argv[optind]);
-        audit_usage(stderr);
+        cli_usage(&cmd_audit_spec, stderr);
         return GW_EXIT_USAGE;
     }
+    bool daemon = a.daemon || r.endpoint, file_only = a.file_only;
+    gw_client_audit_filter dfilter = a.dfilter;
+    uint64_t last = a.last;
     if (daemon && file_only) {
         fprintf(stderr, "gpuwarden audit: --state-dir and --since-seq read the log file; they do not go "
                         "with --endpoint or --daemon\n");
@@ -239,22 +236,27 @@ int cmd_audit(int argc, char **argv)
     }
 
     gw_audit *log = NULL;
-    if (gw_audit_read(&log, dir, &filter) < 0) {
+    if (gw_audit_read(&log, a.dir, &a.filter) < 0) {
         fprintf(stderr, "gpuwarden audit: %s\n", gw_error_message());
         return GW_EXIT_FAILURE;
     }
-    if (r.json) {
-        char *out = NULL;
-        if (gw_audit_to_json(log, &out) < 0) {
-            fprintf(stderr, "gpuwarden audit: %s\n", gw_error_message());
-            gw_audit_free(log);
-            return GW_EXIT_FAILURE;
-        }
-        puts(out);
-        free(out);
-    } else {
+    char *out = NULL;
+    if (cli_own_table(&r)) {
         print_table(log);
+        code = fflush(stdout) == 0 ? GW_EXIT_OK : GW_EXIT_FAILURE;
+    } else if (gw_audit_to_json(log, &out) < 0) {
+        fprintf(stderr, "gpuwarden audit: %s\n", gw_error_message());
+        code = GW_EXIT_FAILURE;
+    } else if (r.format == CLI_FORMAT_JSON && !r.n_columns) {
+        /* The library's JSON as it is: its key order and number forms. */
+        code = puts(out) >= 0 && fflush(stdout) == 0 ? GW_EXIT_OK : GW_EXIT_FAILURE;
+    } else {
+        json_error_t err;
+        json_t *records = json_loads(out, 0, &err);
+        code = records ? cli_emit(&r, records, NULL) : GW_EXIT_FAILURE;
+        json_decref(records);
     }
+    free(out);
     gw_audit_free(log);
-    return fflush(stdout) == 0 ? GW_EXIT_OK : GW_EXIT_FAILURE;
+    return code;
 }

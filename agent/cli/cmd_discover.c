@@ -1,28 +1,38 @@
 /* gpuwarden discover: every GPU of a host with topology, NUMA node,
  * isolation verdicts and P2P clique, as a table or as JSON. */
-#include <getopt.h>
 #include <gpuwarden/host.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "commands.h"
+#include "format.h"
+#include "options.h"
 
-static void discover_usage(FILE *f)
-{
-    fprintf(f, "usage: gpuwarden discover [--host-root DIR] [--json] [--pci-ids FILE]\n"
-               "\n"
-               "List every GPU (PCI class 03xx) of the host with its NUMA node, IOMMU group,\n"
-               "driver, reset methods, link, ATS, upstream ACS path, group viability and P2P\n"
-               "clique. Reads DIR/sys (default /) and never writes.\n"
-               "\n"
-               "  --host-root DIR  read a host tree (e.g. from `gpuwarden snapshot`) instead of /\n"
-               "  --json           print JSON (schema: docs/discover-json.md)\n"
-               "  --pci-ids FILE   names from FILE instead of the system pci.ids\n"
-               "\n"
-               "exit codes: 0 fine, 3 finished but some devices (or the host) had errors,\n"
-               "            1 the scan failed, 2 usage\n");
-}
+enum { OPT_HOST_ROOT = 1, OPT_PCI_IDS };
+
+static const cli_opt discover_options[] = {
+    { "host-root", 0, "DIR", OPT_HOST_ROOT, "read a host tree (e.g. from `gpuwarden snapshot`) instead of /", "@dir",
+      0 },
+    { "pci-ids", 0, "FILE", OPT_PCI_IDS, "names from FILE instead of the system pci.ids", "@file", 0 },
+    { 0 },
+};
+
+const cli_spec cmd_discover_spec = {
+    .name = "discover",
+    .description =
+        "List every GPU (PCI class 03xx) of the host with its NUMA node, IOMMU group,\n"
+        "driver, reset methods, link, ATS, upstream ACS path, group viability and P2P\n"
+        "clique. Reads DIR/sys (default /) and never writes. -f json and yaml print one\n"
+        "object {host_root, gpus, cliques, errors} (schema: docs/discover-json.md);\n"
+        "-f value and -c act on its gpus.",
+    .globals = CLI_G_OUTPUT,
+    .formats = "table json value yaml",
+    .options = discover_options,
+    .exit_codes =
+        "exit codes: 0 fine, 3 finished but some devices (or the host) had errors,\n"
+        "            1 the scan failed, 2 usage",
+};
 
 static void link_text(char *buf, size_t n, const gw_link *l)
 {
@@ -90,31 +100,48 @@ static bool has_errors(const gw_host *h)
     return false;
 }
 
+static int discover_option(void *ctx, int id, const char *arg)
+{
+    gw_host_options *opts = ctx;
+    if (id == OPT_HOST_ROOT)
+        opts->root = arg;
+    else
+        opts->pci_ids = arg;
+    return GW_EXIT_OK;
+}
+
+/* The library's JSON: printed as it is for -f json, else the data of the
+ * other formats (rows: its gpus). */
+static int print_data(const cli_remote *r, const gw_host *h)
+{
+    char *s;
+    if (gw_host_to_json(h, &s) < 0) {
+        fprintf(stderr, "gpuwarden discover: %s\n", gw_error_message());
+        return GW_EXIT_FAILURE;
+    }
+    int code;
+    if (r->format == CLI_FORMAT_JSON && !r->n_columns) {
+        code = puts(s) >= 0 ? GW_EXIT_OK : GW_EXIT_FAILURE;
+    } else {
+        json_error_t err;
+        json_t *v = json_loads(s, 0, &err);
+        code = v ? cli_emit(r, v, json_object_get(v, "gpus")) : GW_EXIT_FAILURE;
+        json_decref(v);
+    }
+    free(s);
+    return code;
+}
+
 int cmd_discover(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        { "host-root", required_argument, NULL, 'r' },
-        { "json", no_argument, NULL, 'j' },
-        { "pci-ids", required_argument, NULL, 'i' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 },
-    };
     gw_host_options opts = GW_HOST_OPTIONS_INIT;
-    bool json = false;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "hr:ji:", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'r': opts.root = optarg; break;
-        case 'j': json = true; break;
-        case 'i': opts.pci_ids = optarg; break;
-        case 'h': discover_usage(stdout); return GW_EXIT_OK;
-        default: discover_usage(stderr); return GW_EXIT_USAGE;
-        }
-    }
+    cli_remote r;
+    int code = cli_parse(&cmd_discover_spec, argc, argv, &r, discover_option, &opts);
+    if (code >= 0)
+        return code;
     if (optind < argc) {
         fprintf(stderr, "gpuwarden discover: unexpected argument '%s'\n", argv[optind]);
-        discover_usage(stderr);
+        cli_usage(&cmd_discover_spec, stderr);
         return GW_EXIT_USAGE;
     }
     gw_host *h;
@@ -123,18 +150,10 @@ int cmd_discover(int argc, char **argv)
         return GW_EXIT_FAILURE;
     }
     int rc = GW_EXIT_OK;
-    if (json) {
-        char *s;
-        if (gw_host_to_json(h, &s) < 0) {
-            fprintf(stderr, "gpuwarden discover: %s\n", gw_error_message());
-            rc = GW_EXIT_FAILURE;
-        } else {
-            puts(s);
-            free(s);
-        }
-    } else {
+    if (cli_own_table(&r))
         print_table(h);
-    }
+    else
+        rc = print_data(&r, h);
     if (rc == GW_EXIT_OK && has_errors(h))
         rc = GW_EXIT_DEVICE_ERRORS;
     gw_host_free(h);

@@ -8,37 +8,42 @@
 #include <string.h>
 
 #include "commands.h"
+#include "format.h"
+#include "options.h"
 #include "output.h"
 #include "remote.h"
 
-static void events_usage(FILE *f)
-{
-    fprintf(f,
-        "usage: gpuwarden events [--follow] [--count N] [-f table|json] [--endpoint EP]\n"
-        "                        [--timeout SEC]\n"
-        "\n"
+enum { OPT_FOLLOW = 1, OPT_COUNT };
+
+static const cli_opt events_options[] = {
+    { "follow", 0, NULL, OPT_FOLLOW, "wait for events until interrupted (SIGINT, SIGTERM: exit 0)", NULL, 0 },
+    { "count", 0, "N", OPT_COUNT, "stop after N events", NULL, 0 },
+    { 0 },
+};
+
+const cli_spec cmd_events_spec = {
+    .name = "events",
+    .description =
         "Print gpuwardend's events as they happen: every lifecycle transition (event,\n"
         "states before and after, who, why), every finished clean-up (result, time,\n"
         "the failing step), and a GPU's domain stopping or running again (attachment:\n"
         "reserved while it does not run). The daemon keeps no history: only events\n"
         "published after this command subscribed are seen (`gpuwarden audit` has the\n"
         "past). Lost events (a gap in the sequence numbers) and a daemon restart are\n"
-        "reported on stderr; resynchronise with `gpuwarden list` then.\n"
-        "\n"
-        "  --follow           wait for events until interrupted (SIGINT, SIGTERM: exit 0)\n"
-        "  --count N          stop after N events\n"
-        "  --endpoint EP      the events endpoint; default $" CLI_EVENTS_ENDPOINT_ENV ",\n"
-        "                     else " GW_PROTO_EVENTS_ENDPOINT "\n"
-        "  --timeout SEC      without --follow: stop when no event came for SEC seconds\n"
-        "                     (default 5)\n"
-        "  -f, --format F     table (default), or json: one event body per line (JSON\n"
-        "                     Lines) as PROTOCOL.md section 9 describes it\n"
-        "  -h, --help         this text\n"
-        "\n"
+        "reported on stderr; resynchronise with `gpuwarden list` then.",
+    .globals = CLI_G_ENDPOINT | CLI_G_TIMEOUT | CLI_G_FORMAT,
+    .formats = "table json value yaml",
+    .format_help = "table (default); json: one event body per line (JSON Lines)\n"
+                   "as PROTOCOL.md section 9 describes it; yaml: one document\n"
+                   "per event; value: one line per event",
+    .endpoint_help = "the events endpoint; default $" CLI_EVENTS_ENDPOINT_ENV ",\nelse " GW_PROTO_EVENTS_ENDPOINT,
+    .timeout_help = "without --follow: stop when no event came for SEC seconds\n(default 5)",
+    .options = events_options,
+    .exit_codes =
         "exit codes: 0 done (interrupted, --count reached, or quiet for --timeout without\n"
         "            --count), 1 failed, or --count not reached within --timeout, 2 usage,\n"
-        "            4 the events endpoint is not there\n");
-}
+        "            4 the events endpoint is not there",
+};
 
 static volatile sig_atomic_t stop_requested;
 
@@ -97,10 +102,18 @@ static void attachment_text(const json_t *b, char *out, size_t n)
         snprintf(out, n, "no domain references it");
 }
 
-static int print_event(const gw_event_msg *m, bool json)
+static int print_event(const gw_event_msg *m, int format)
 {
-    if (json)
+    if (format == CLI_FORMAT_JSON)
         return cli_print_json(m->body, true);
+    if (format == CLI_FORMAT_YAML)
+        return cli_print_yaml(m->body, true, stdout);
+    if (format == CLI_FORMAT_VALUE) {
+        json_t *row = json_pack("[O]", m->body);
+        int rc = row ? cli_print_value(row, stdout) : -ENOMEM;
+        json_decref(row);
+        return rc;
+    }
     char when[32], what[2048];
     json_t *t = json_integer((json_int_t)m->time);
     cli_time(t, true, when, sizeof when);
@@ -120,51 +133,41 @@ static int print_event(const gw_event_msg *m, bool json)
     return 0;
 }
 
+typedef struct events_args {
+    bool follow;
+    uint64_t count;
+} events_args;
+
+static int events_option(void *ctx, int id, const char *arg)
+{
+    events_args *a = ctx;
+    if (id == OPT_FOLLOW) {
+        a->follow = true;
+        return GW_EXIT_OK;
+    }
+    if (id == OPT_COUNT && cli_parse_u64(arg, &a->count) && a->count > 0)
+        return GW_EXIT_OK;
+    fprintf(stderr, "gpuwarden events: --count wants a number >= 1, not '%s'\n", arg);
+    return GW_EXIT_USAGE;
+}
+
 int cmd_events(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        CLI_REMOTE_LONGOPTS,
-        { "follow", no_argument, NULL, 'F' },
-        { "count", required_argument, NULL, 'n' },
-        { NULL, 0, NULL, 0 },
-    };
     cli_remote r;
-    cli_remote_init(&r, "events", false);
+    events_args a = { 0 };
+    int code = cli_parse(&cmd_events_spec, argc, argv, &r, events_option, &a);
+    if (code >= 0)
+        return code;
+    if ((code = cli_no_operands(&cmd_events_spec, argc, argv)) != GW_EXIT_OK)
+        return code;
     r.default_endpoint = GW_PROTO_EVENTS_ENDPOINT;
-    bool follow = false;
-    uint64_t count = 0;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "f:h", longopts, NULL)) != -1) {
-        int done = cli_remote_option(&r, c, optarg);
-        if (done < 0)
-            return GW_EXIT_USAGE;
-        if (done)
-            continue;
-        if (c == 'F') {
-            follow = true;
-        } else if (c == 'n') {
-            if (!cli_parse_u64(optarg, &count) || count == 0) {
-                fprintf(stderr, "gpuwarden events: --count wants a number >= 1, not '%s'\n", optarg);
-                return GW_EXIT_USAGE;
-            }
-        } else if (c == 'h') {
-            events_usage(stdout);
-            return GW_EXIT_OK;
-        } else {
-            events_usage(stderr);
-            return GW_EXIT_USAGE;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "gpuwarden events: unexpected argument '%s'\n", argv[optind]);
-        return GW_EXIT_USAGE;
-    }
+    bool follow = a.follow;
+    uint64_t count = a.count;
 
     gw_events_options opts = GW_EVENTS_OPTIONS_INIT;
     const char *env = getenv(CLI_EVENTS_ENDPOINT_ENV);
     opts.endpoint = r.endpoint ? r.endpoint : env && *env ? env : r.default_endpoint;
-    int code = cli_remote_probe(&r, opts.endpoint);
+    code = cli_remote_probe(&r, opts.endpoint);
     if (code != GW_EXIT_OK)
         return code;
     gw_events *ev = NULL;
@@ -173,7 +176,7 @@ int cmd_events(int argc, char **argv)
         return GW_EXIT_USAGE;
     }
     catch_signals();
-    if (!r.json) {
+    if (r.format == CLI_FORMAT_TABLE) {
         printf("%-6s  %-23s  %-10s  %-12s  %s\n", "SEQ", "TIME (UTC)", "KIND", "ADDRESS", "WHAT");
         fflush(stdout);
     }
@@ -207,7 +210,7 @@ int cmd_events(int argc, char **argv)
         if (m->missed)
             fprintf(stderr, "gpuwarden events: %" PRIu64 " event(s) missed before seq %" PRIu64 "\n", m->missed,
                     m->seq);
-        int w = print_event(m, r.json);
+        int w = print_event(m, r.format);
         gw_event_msg_free(m);
         if (w < 0 || fflush(stdout) != 0) {
             code = GW_EXIT_FAILURE;

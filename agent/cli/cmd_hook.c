@@ -5,7 +5,6 @@
  * it must be quick and must never call back into libvirt (deadlock): it
  * talks to the daemon only. See docs/libvirt.md.
  */
-#include <getopt.h>
 #include <gpuwarden/attach.h>
 #include <gpuwarden/client.h>
 #include <jansson.h>
@@ -16,6 +15,7 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "options.h"
 #include "publish_wait.h"
 
 #define MAX_XML (16u << 20)         /* a domain XML is a few KiB; refuse absurd input */
@@ -29,12 +29,33 @@ typedef struct hook_opts {
     unsigned int publish_wait_ms;   /* after `release end`; 0: do not wait */
 } hook_opts;
 
-static void hook_usage(FILE *f)
-{
-    fprintf(f,
-        "usage: gpuwarden hook [--endpoint EP] [--on-daemon-down refuse|allow] [--timeout-ms N]\n"
-        "                      [--publish-wait SECONDS] [--host-root DIR] qemu NAME OP SUBOP [EXTRA]\n"
-        "\n"
+enum { OPT_ON_DAEMON_DOWN = 1, OPT_TIMEOUT_MS, OPT_HOST_ROOT, OPT_PUBLISH_WAIT };
+
+static const cli_opt hook_options[] = {
+    { "on-daemon-down", 0, "P", OPT_ON_DAEMON_DOWN,
+      "when the daemon cannot be asked and the domain passes a GPU\nthrough: refuse (default) or allow the start\n"
+      "(env GPUWARDEN_HOOK_ON_DAEMON_DOWN)", "refuse allow", 0 },
+    { "timeout-ms", 0, "N", OPT_TIMEOUT_MS, "per request (env GPUWARDEN_HOOK_TIMEOUT_MS; default 5000)", NULL, 0 },
+    { "publish-wait", 0, "SECONDS", OPT_PUBLISH_WAIT,
+      "on `release end`, wait at most this long (polling the\n"
+      "daemon's `metrics` every 50 ms) until the Cyborg shim has\n"
+      "published the inventory that shows the released GPUs\n"
+      "reserved: libvirt runs this hook inside the domain's\n"
+      "destroy, and Nova frees the GPU's Placement allocation\n"
+      "only after destroy returns, so Placement never offers a\n"
+      "GPU whose clean-up has not passed. No wait when no\n"
+      "writer has published since the daemon started. 0\n"
+      "disables; at most 600; default 10\n"
+      "(env GPUWARDEN_HOOK_PUBLISH_WAIT)", NULL, 0 },
+    { "host-root", 0, "DIR", OPT_HOST_ROOT,
+      "where sysfs is, to tell GPUs from other PCI devices when the\ndaemon is down (default /)", "@dir", 0 },
+    { 0 },
+};
+
+const cli_spec cmd_hook_spec = {
+    .name = "hook",
+    .synopsis = "[OPTIONS] qemu NAME OP SUBOP [EXTRA]",
+    .description =
         "The libvirt qemu hook (/etc/libvirt/hooks/qemu.d/gpuwarden runs it with the domain XML on stdin).\n"
         "  prepare begin   ask the daemon whether domain NAME may start with its PCI host\n"
         "                  devices (op `gate`); exit 1 with the reasons on stderr if not\n"
@@ -44,29 +65,15 @@ static void hook_usage(FILE *f)
         "                  Cyborg shim) is active, wait until Placement shows the GPUs\n"
         "                  reserved (see --publish-wait); always exit 0\n"
         "  anything else   exit 0 at once\n"
-        "It talks only to the daemon, never to libvirt.\n"
-        "\n"
-        "  --endpoint EP          daemon endpoint (env GPUWARDEN_ENDPOINT; default the admin\n"
-        "                         endpoint ipc:///run/gpuwarden/admin.sock)\n"
-        "  --on-daemon-down P     when the daemon cannot be asked and the domain passes a GPU\n"
-        "                         through: refuse (default) or allow the start\n"
-        "                         (env GPUWARDEN_HOOK_ON_DAEMON_DOWN)\n"
-        "  --timeout-ms N         per request (env GPUWARDEN_HOOK_TIMEOUT_MS; default 5000)\n"
-        "  --publish-wait SECONDS on `release end`, wait at most this long (polling the\n"
-        "                         daemon's `metrics` every 50 ms) until the Cyborg shim has\n"
-        "                         published the inventory that shows the released GPUs\n"
-        "                         reserved: libvirt runs this hook inside the domain's\n"
-        "                         destroy, and Nova frees the GPU's Placement allocation\n"
-        "                         only after destroy returns, so Placement never offers a\n"
-        "                         GPU whose clean-up has not passed. No wait when no\n"
-        "                         writer has published since the daemon started. 0\n"
-        "                         disables; at most 600; default 10\n"
-        "                         (env GPUWARDEN_HOOK_PUBLISH_WAIT)\n"
-        "  --host-root DIR        where sysfs is, to tell GPUs from other PCI devices when the\n"
-        "                         daemon is down (default /)\n"
-        "\n"
-        "exit codes: 0 go ahead, 1 refused (or the domain XML is unreadable), 2 usage\n");
-}
+        "It talks only to the daemon, never to libvirt.",
+    .globals = CLI_G_ENDPOINT,
+    .flags = CLI_STOP_AT_OPERAND,
+    .endpoint_help = "daemon endpoint (env GPUWARDEN_ENDPOINT; default the admin\n"
+                     "endpoint " GW_PROTO_ADMIN_ENDPOINT ")",
+    .options = hook_options,
+    .operands = "qemu",
+    .exit_codes = "exit codes: 0 go ahead, 1 refused (or the domain XML is unreadable), 2 usage",
+};
 
 /* ---- input --------------------------------------------------------------- */
 
@@ -411,17 +418,38 @@ static int parse_timeout(const char *s, unsigned int *out)
     return 0;
 }
 
+/* '+' in the spec's flags: options end at the first operand, libvirt's
+ * arguments are not ours. */
+static int hook_option(void *ctx, int id, const char *arg)
+{
+    hook_opts *o = ctx;
+    switch (id) {
+    case OPT_ON_DAEMON_DOWN:
+        if (parse_policy(arg, &o->allow_when_down) == 0)
+            return GW_EXIT_OK;
+        fprintf(stderr, "gpuwarden hook: --on-daemon-down '%s': expected refuse or allow\n", arg);
+        return GW_EXIT_USAGE;
+    case OPT_TIMEOUT_MS:
+        if (parse_timeout(arg, &o->timeout_ms) == 0)
+            return GW_EXIT_OK;
+        fprintf(stderr, "gpuwarden hook: --timeout-ms '%s': expected 1..600000\n", arg);
+        return GW_EXIT_USAGE;
+    case OPT_HOST_ROOT:
+        o->host_root = arg;
+        return GW_EXIT_OK;
+    case OPT_PUBLISH_WAIT:
+        if (cli_parse_publish_wait(arg, &o->publish_wait_ms) == 0)
+            return GW_EXIT_OK;
+        fprintf(stderr, "gpuwarden hook: --publish-wait '%s': expected seconds, 0..%d\n", arg,
+                CLI_PUBLISH_WAIT_MAX_S);
+        return GW_EXIT_USAGE;
+    default:
+        return GW_EXIT_USAGE;
+    }
+}
+
 int cmd_hook(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        { "endpoint", required_argument, NULL, 'e' },
-        { "on-daemon-down", required_argument, NULL, 'p' },
-        { "timeout-ms", required_argument, NULL, 't' },
-        { "host-root", required_argument, NULL, 'r' },
-        { "publish-wait", required_argument, NULL, 'w' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 },
-    };
     hook_opts o = { .endpoint = getenv("GPUWARDEN_ENDPOINT"), .host_root = "/",
                     .allow_when_down = false, .timeout_ms = 5000, .publish_wait_ms = CLI_PUBLISH_WAIT_DEFAULT_MS };
     const char *env;
@@ -438,40 +466,16 @@ int cmd_hook(int argc, char **argv)
                 CLI_PUBLISH_WAIT_MAX_S);
         return GW_EXIT_USAGE;
     }
-    int c;
-    optind = 1;
-    /* '+': stop at the first positional, libvirt's arguments are not ours. */
-    while ((c = getopt_long(argc, argv, "+he:p:t:r:w:", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'e': o.endpoint = optarg; break;
-        case 'p':
-            if (parse_policy(optarg, &o.allow_when_down) < 0) {
-                fprintf(stderr, "gpuwarden hook: --on-daemon-down '%s': expected refuse or allow\n", optarg);
-                return GW_EXIT_USAGE;
-            }
-            break;
-        case 't':
-            if (parse_timeout(optarg, &o.timeout_ms) < 0) {
-                fprintf(stderr, "gpuwarden hook: --timeout-ms '%s': expected 1..600000\n", optarg);
-                return GW_EXIT_USAGE;
-            }
-            break;
-        case 'r': o.host_root = optarg; break;
-        case 'w':
-            if (cli_parse_publish_wait(optarg, &o.publish_wait_ms) < 0) {
-                fprintf(stderr, "gpuwarden hook: --publish-wait '%s': expected seconds, 0..%d\n", optarg,
-                        CLI_PUBLISH_WAIT_MAX_S);
-                return GW_EXIT_USAGE;
-            }
-            break;
-        case 'h': hook_usage(stdout); return GW_EXIT_OK;
-        default: hook_usage(stderr); return GW_EXIT_USAGE;
-        }
-    }
+    cli_remote r;
+    int code = cli_parse(&cmd_hook_spec, argc, argv, &r, hook_option, &o);
+    if (code >= 0)
+        return code;
+    if (r.endpoint)
+        o.endpoint = r.endpoint;
     int npos = argc - optind;
     if (npos < 4 || npos > 5 || strcmp(argv[optind], "qemu")) {
         fprintf(stderr, "gpuwarden hook: expected: qemu NAME OP SUBOP [EXTRA]\n");
-        hook_usage(stderr);
+        cli_usage(&cmd_hook_spec, stderr);
         return GW_EXIT_USAGE;
     }
     const char *domain = argv[optind + 1], *op = argv[optind + 2], *subop = argv[optind + 3];

@@ -5,26 +5,28 @@
 #include <string.h>
 
 #include "commands.h"
+#include "format.h"
+#include "options.h"
 #include "output.h"
 #include "remote.h"
 
-static void inventory_usage(FILE *f)
-{
-    fprintf(f, "usage: gpuwarden inventory [-f table|json] [--endpoint EP] [--timeout SEC]\n"
-               "\n"
-               "The Placement inventory gpuwardend hands the Cyborg driver: its generation, then\n"
-               "one deployable (resource provider) per GPU or per P2P clique with its resource\n"
-               "class, GPU count, how many are reserved (neither allocatable nor attached), the\n"
-               "attach handles Cyborg may bind (allocatable or attached GPUs only) and the\n"
-               "traits. -f json prints {\"generation\", \"deployables\": [{\"name\", \"rc\",\n"
-               "\"num_accelerators\", \"reserved\", \"traits\", \"attach_handles\": [{\"type\",\n"
-               "\"info\"}], \"gpus\"}]}; `python -m gpuwarden_cyborg.show` shows the Cyborg\n"
-               "objects built from it. The table's first line also says the content's revision\n"
-               "in this daemon run and the highest revision the driver confirmed is in Placement\n"
-               "(equal: Placement shows this content).\n"
-               "\n");
-    fprintf(f, CLI_REMOTE_HELP, GW_PROTO_READ_ENDPOINT);
-}
+const cli_spec cmd_inventory_spec = {
+    .name = "inventory",
+    .description =
+        "The Placement inventory gpuwardend hands the Cyborg driver: its generation, then\n"
+        "one deployable (resource provider) per GPU or per P2P clique with its resource\n"
+        "class, GPU count, how many are reserved (neither allocatable nor attached), the\n"
+        "attach handles Cyborg may bind (allocatable or attached GPUs only) and the\n"
+        "traits. -f json and yaml print {\"generation\", \"deployables\": [{\"name\", \"rc\",\n"
+        "\"num_accelerators\", \"reserved\", \"traits\", \"attach_handles\": [{\"type\",\n"
+        "\"info\"}], \"gpus\"}]}; -f value one line per deployable; `python -m\n"
+        "gpuwarden_cyborg.show` shows the Cyborg objects built from it. The table's first\n"
+        "line also says the content's revision in this daemon run and the highest\n"
+        "revision the driver confirmed is in Placement (equal: Placement shows this\n"
+        "content).",
+    .globals = CLI_G_REMOTE,
+    .formats = "table json value yaml",
+};
 
 /* The inventory's Placement view: the keys of issue 6 item 6, in that order. */
 static json_t *placement_view(const json_t *inv)
@@ -86,18 +88,14 @@ static int print_table(const json_t *inv)
 int cmd_inventory(int argc, char **argv)
 {
     cli_remote r;
-    cli_remote_init(&r, "inventory", false);
-    int done = cli_remote_parse(&r, argc, argv, inventory_usage);
-    if (done >= 0)
-        return done;
-    if (optind < argc) {
-        fprintf(stderr, "gpuwarden inventory: unexpected argument '%s'\n", argv[optind]);
-        return GW_EXIT_USAGE;
-    }
+    int code = cli_parse(&cmd_inventory_spec, argc, argv, &r, NULL, NULL);
+    if (code >= 0)
+        return code;
+    if ((code = cli_no_operands(&cmd_inventory_spec, argc, argv)) != GW_EXIT_OK)
+        return code;
 
     gw_client *client = NULL;
-    int code = cli_remote_connect(&r, &client);
-    if (code != GW_EXIT_OK)
+    if ((code = cli_remote_connect(&r, &client)) != GW_EXIT_OK)
         return code;
     json_t *inv = NULL;
     if (gw_client_inventory(client, &inv) < 0) {
@@ -106,14 +104,13 @@ int cmd_inventory(int argc, char **argv)
         return code;
     }
     gw_client_free(client);
-    int w;
-    if (r.json) {
-        json_t *view = placement_view(inv);
-        w = view ? cli_print_json(view, false) : -ENOMEM;
-        json_decref(view);
+    if (cli_own_table(&r)) {
+        code = print_table(inv) == 0 && fflush(stdout) == 0 ? GW_EXIT_OK : GW_EXIT_FAILURE;
     } else {
-        w = print_table(inv);
+        json_t *view = placement_view(inv);
+        code = view ? cli_emit(&r, view, json_object_get(view, "deployables")) : GW_EXIT_FAILURE;
+        json_decref(view);
     }
     json_decref(inv);
-    return w == 0 && fflush(stdout) == 0 ? GW_EXIT_OK : GW_EXIT_FAILURE;
+    return code;
 }

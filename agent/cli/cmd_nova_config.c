@@ -3,7 +3,6 @@
  * use), with the product, P2P clique and NUMA traits gpuwarden reports to
  * Cyborg. Reads the host like `gpuwarden discover`; never writes. */
 #include <errno.h>
-#include <getopt.h>
 #include <gpuwarden/host.h>
 #include <gpuwarden/hostops.h>
 #include <gpuwarden/inventory.h>
@@ -14,18 +13,39 @@
 #include <string.h>
 
 #include "commands.h"
+#include "format.h"
+#include "options.h"
 #include "remote.h"
 
 #define MAX_LIST 64
 
-static void nova_config_usage(FILE *f)
-{
-    fprintf(f,
-        "usage: gpuwarden nova-config [--host-root DIR] [--pci-ids FILE] [--config FILE]\n"
-        "                             [--manage-vendors LIST] [--manage-addresses LIST]\n"
-        "                             [--cliques FILE] [--resource-class RC] [--trait T]...\n"
-        "                             [--managed yes|no] [--alias-prefix P] [-f conf|json]\n"
-        "\n"
+enum { O_HOST_ROOT = 1, O_PCI_IDS, O_CONFIG, O_VENDORS, O_ADDRESSES, O_CLIQUES, O_RC, O_TRAIT, O_MANAGED,
+       O_PREFIX };
+
+static const cli_opt nova_config_options[] = {
+    { "host-root", 0, "DIR", O_HOST_ROOT, "read a host tree instead of /", "@dir", 0 },
+    { "pci-ids", 0, "FILE", O_PCI_IDS, "names from FILE instead of the system pci.ids", "@file", 0 },
+    { "config", 0, "FILE", O_CONFIG,
+      "the daemon's gpuwarden.conf: [manage] vendors and\naddresses, [inventory] clique_override and\n"
+      "extra_traits (the options below win)", "@file", 0 },
+    { "manage-vendors", 0, "LIST", O_VENDORS, "hex vendor ids, as the daemon's option", NULL, 0 },
+    { "manage-addresses", 0, "LIST", O_ADDRESSES, "PCI addresses, as the daemon's option", NULL, 0 },
+    { "cliques", 0, "FILE", O_CLIQUES, "the NVLink clique override file (the daemon's\nclique_override)", "@file",
+      0 },
+    { "resource-class", 0, "RC", O_RC, "PGPU (default) or a CUSTOM_ resource class", "PGPU", 0 },
+    { "trait", 0, "T", O_TRAIT, "an extra CUSTOM_ trait on every GPU (repeatable)", NULL, 0 },
+    { "managed", 0, "yes|no", O_MANAGED,
+      "libvirt's managed mode (device_spec tag `managed`);\ndefault no: gpuwarden keeps managed GPUs on\n"
+      "vfio-pci, and a GPU libvirt hands back to a host\ndriver is no longer managed by the daemon's\n"
+      "default rule", "yes no", 0 },
+    { "alias-prefix", 0, "P", O_PREFIX, "alias names P-clique<n>, P-numa<n>, P-<vendor>-<id>\n(default gpu)", NULL,
+      0 },
+    { 0 },
+};
+
+const cli_spec cmd_nova_config_spec = {
+    .name = "nova-config",
+    .description =
         "Print the nova.conf entries that let Nova pass the GPUs gpuwarden manages\n"
         "through itself (no Cyborg): one [pci] device_spec per GPU, by address and\n"
         "ids, with resource_class, traits (product, CUSTOM_GPU_CLIQUE_<n> for its P2P\n"
@@ -39,31 +59,16 @@ static void nova_config_usage(FILE *f)
         "to vfio-pci, else the [manage] lists (from --config, or the options). A GPU\n"
         "the daemon does not manage, an SR-IOV virtual function (Nova refuses\n"
         "one_time_use on VFs) and a GPU with VFs enabled get no entry; the output\n"
-        "says why.\n"
-        "\n"
-        "  --host-root DIR        read a host tree instead of /\n"
-        "  --pci-ids FILE         names from FILE instead of the system pci.ids\n"
-        "  --config FILE          the daemon's gpuwarden.conf: [manage] vendors and\n"
-        "                         addresses, [inventory] clique_override and\n"
-        "                         extra_traits (the options below win)\n"
-        "  --manage-vendors LIST  hex vendor ids, as the daemon's option\n"
-        "  --manage-addresses L   PCI addresses, as the daemon's option\n"
-        "  --cliques FILE         the NVLink clique override file (the daemon's\n"
-        "                         clique_override)\n"
-        "  --resource-class RC    PGPU (default) or a CUSTOM_ resource class\n"
-        "  --trait T              an extra CUSTOM_ trait on every GPU (repeatable)\n"
-        "  --managed yes|no       libvirt's managed mode (device_spec tag `managed`);\n"
-        "                         default no: gpuwarden keeps managed GPUs on\n"
-        "                         vfio-pci, and a GPU libvirt hands back to a host\n"
-        "                         driver is no longer managed by the daemon's\n"
-        "                         default rule\n"
-        "  --alias-prefix P       alias names P-clique<n>, P-numa<n>, P-<vendor>-<id>\n"
-        "                         (default gpu)\n"
-        "  -f, --format F         conf (default: nova.conf lines) or json\n"
-        "\n"
+        "says why.",
+    .globals = CLI_G_OUTPUT,
+    .formats = "conf json value yaml",
+    .format_help = "conf (default: nova.conf lines); json and yaml:\n{device_spec, alias, skipped}; "
+                   "value: one line\nper device_spec",
+    .options = nova_config_options,
+    .exit_codes =
         "exit codes: 0 printed, 1 the host or a file could not be read, or no GPU\n"
-        "            qualifies, 2 usage\n");
-}
+        "            qualifies, 2 usage",
+};
 
 /* ---- the daemon's config file: the few keys that matter here ----------- */
 
@@ -414,61 +419,55 @@ static bool valid_prefix(const char *p)
     return true;
 }
 
+typedef struct nova_args {
+    gw_host_options hopts;
+    nova_settings set;
+    const char *config, *rc, *managed, *prefix;
+    const char *cli_traits[MAX_LIST];
+    size_t n_cli_traits;
+} nova_args;
+
+static int nova_config_option(void *ctx, int id, const char *arg)
+{
+    nova_args *a = ctx;
+    switch (id) {
+    case O_HOST_ROOT: a->hopts.root = arg; break;
+    case O_PCI_IDS: a->hopts.pci_ids = arg; break;
+    case O_CONFIG: a->config = arg; break;
+    case O_VENDORS: free(a->set.vendors); a->set.vendors = strdup(arg); break;
+    case O_ADDRESSES: free(a->set.addresses); a->set.addresses = strdup(arg); break;
+    case O_CLIQUES: free(a->set.cliques); a->set.cliques = strdup(arg); break;
+    case O_RC: a->rc = arg; break;
+    case O_TRAIT:
+        if (a->n_cli_traits == MAX_LIST) {
+            fprintf(stderr, "gpuwarden nova-config: at most %d --trait\n", MAX_LIST);
+            return GW_EXIT_USAGE;
+        }
+        a->cli_traits[a->n_cli_traits++] = arg;
+        break;
+    case O_MANAGED: a->managed = arg; break;
+    case O_PREFIX: a->prefix = arg; break;
+    default: return GW_EXIT_USAGE;
+    }
+    return GW_EXIT_OK;
+}
+
 int cmd_nova_config(int argc, char **argv)
 {
-    enum { O_CONFIG = 0x100, O_VENDORS, O_ADDRESSES, O_CLIQUES, O_RC, O_TRAIT, O_MANAGED, O_PREFIX };
-    static const struct option longopts[] = {
-        { "host-root", required_argument, NULL, 'r' },
-        { "pci-ids", required_argument, NULL, 'i' },
-        { "config", required_argument, NULL, O_CONFIG },
-        { "manage-vendors", required_argument, NULL, O_VENDORS },
-        { "manage-addresses", required_argument, NULL, O_ADDRESSES },
-        { "cliques", required_argument, NULL, O_CLIQUES },
-        { "resource-class", required_argument, NULL, O_RC },
-        { "trait", required_argument, NULL, O_TRAIT },
-        { "managed", required_argument, NULL, O_MANAGED },
-        { "alias-prefix", required_argument, NULL, O_PREFIX },
-        { "format", required_argument, NULL, 'f' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 },
-    };
-    gw_host_options hopts = GW_HOST_OPTIONS_INIT;
-    nova_settings set = { 0 };
-    const char *config = NULL, *rc = "PGPU", *managed = "no", *prefix = "gpu", *format = "conf";
-    const char *cli_traits[MAX_LIST];
-    size_t n_cli_traits = 0;
-    int c, rcode = GW_EXIT_USAGE;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "hr:i:f:", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'r': hopts.root = optarg; break;
-        case 'i': hopts.pci_ids = optarg; break;
-        case O_CONFIG: config = optarg; break;
-        case O_VENDORS: free(set.vendors); set.vendors = strdup(optarg); break;
-        case O_ADDRESSES: free(set.addresses); set.addresses = strdup(optarg); break;
-        case O_CLIQUES: free(set.cliques); set.cliques = strdup(optarg); break;
-        case O_RC: rc = optarg; break;
-        case O_TRAIT:
-            if (n_cli_traits == MAX_LIST) {
-                fprintf(stderr, "gpuwarden nova-config: at most %d --trait\n", MAX_LIST);
-                goto out;
-            }
-            cli_traits[n_cli_traits++] = optarg;
-            break;
-        case O_MANAGED: managed = optarg; break;
-        case O_PREFIX: prefix = optarg; break;
-        case 'f': format = optarg; break;
-        case 'h': nova_config_usage(stdout); rcode = GW_EXIT_OK; goto out;
-        default: nova_config_usage(stderr); goto out;
-        }
-    }
+    nova_args a = { .hopts = GW_HOST_OPTIONS_INIT, .rc = "PGPU", .managed = "no", .prefix = "gpu" };
+    cli_remote r;
+    int rcode = cli_parse(&cmd_nova_config_spec, argc, argv, &r, nova_config_option, &a);
+    gw_host_options hopts = a.hopts;
+    nova_settings set = a.set;
+    const char *config = a.config, *rc = a.rc, *managed = a.managed, *prefix = a.prefix;
+    const char *const *cli_traits = a.cli_traits;
+    size_t n_cli_traits = a.n_cli_traits;
+    if (rcode >= 0)
+        goto out;
+    rcode = GW_EXIT_USAGE;
     if (optind < argc) {
         fprintf(stderr, "gpuwarden nova-config: unexpected argument '%s'\n", argv[optind]);
-        nova_config_usage(stderr);
-        goto out;
-    }
-    if (strcmp(format, "conf") && strcmp(format, "json")) {
-        fprintf(stderr, "gpuwarden nova-config: format '%s': conf or json\n", format);
+        cli_usage(&cmd_nova_config_spec, stderr);
         goto out;
     }
     if (strcmp(managed, "yes") && strcmp(managed, "no")) {
@@ -599,15 +598,16 @@ int cmd_nova_config(int argc, char **argv)
         n_specs++;
     }
     alias_list = aliases(gpus, n, prefix, rc);
-    if (!strcmp(format, "json")) {
-        json_t *all = json_pack("{s:O, s:O, s:O}", "device_spec", specs, "alias", alias_list, "skipped", skipped);
-        char *s = json_dumps(all, JSON_PRESERVE_ORDER | JSON_INDENT(2));
-        if (s)
-            puts(s);
-        free(s);
-        json_decref(all);
-    } else {
+    if (cli_own_table(&r)) {
         print_conf(specs, alias_list, gpus, n);
+    } else {
+        json_t *all = json_pack("{s:O, s:O, s:O}", "device_spec", specs, "alias", alias_list, "skipped", skipped);
+        int code = all ? cli_emit(&r, all, specs) : GW_EXIT_FAILURE;
+        json_decref(all);
+        if (code != GW_EXIT_OK) {
+            rcode = code;
+            goto done;
+        }
     }
     if (!n_specs) {
         fprintf(stderr, "gpuwarden nova-config: no GPU of %s qualifies (%zu GPUs found)\n", gw_host_root(h), n);

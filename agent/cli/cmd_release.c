@@ -3,28 +3,33 @@
 #include <stdio.h>
 
 #include "commands.h"
-#include "remote.h"
+#include "device_command.h"
 
-static void release_usage(FILE *f)
-{
-    fprintf(f, "usage: gpuwarden release ADDR [--reason TEXT] [-f table|json] [--endpoint EP]\n"
-               "                         [--timeout SEC]\n"
-               "\n"
-               "Release the quarantined GPU at ADDR (dddd:bb:dd.f or bb:dd.f): it becomes\n"
-               "`discovered` and dirty, and a full clean-up runs before it is offered again.\n"
-               "A GPU that is not quarantined is refused (exit 5). Prints the device afterwards.\n"
-               "Needs the admin endpoint (root).\n"
-               "\n"
-               "  --reason TEXT      why, for the audit log (optional)\n");
-    fprintf(f, CLI_REMOTE_HELP, GW_PROTO_ADMIN_ENDPOINT);
-}
+static const cli_opt release_options[] = {
+    { "reason", 0, "TEXT", CLI_DEV_OPT_REASON, "why, for the audit log (optional)", NULL, 0 },
+    { 0 },
+};
+
+const cli_spec cmd_release_spec = {
+    .name = "release",
+    .synopsis = "ADDR [--reason TEXT] [OPTIONS]",
+    .description =
+        "Release the quarantined GPU at ADDR (dddd:bb:dd.f or bb:dd.f): it becomes\n"
+        "`discovered` and dirty, and a full clean-up runs before it is offered again.\n"
+        "A GPU that is not quarantined is refused (exit 5). Prints the device afterwards.\n"
+        "Needs the admin endpoint (root).",
+    .globals = CLI_G_REMOTE,
+    .formats = "table json value yaml",
+    .admin = true,
+    .options = release_options,
+    .operands = "@addr",
+};
 
 int cmd_release(int argc, char **argv)
 {
     /* No wait for Placement: a quarantined GPU is reserved already, and the
      * release keeps it so (discovered + dirty) until a clean-up and a
      * `published` make it allocatable. */
-    static const cli_device_command spec = { "release", CLI_REASON_OPTIONAL, release_usage, gw_client_release,
-                                             NULL };
-    return cli_run_device_command(&spec, argc, argv);
+    static const cli_device_command dc = { &cmd_release_spec, CLI_REASON_OPTIONAL, gw_client_release, NULL };
+    return cli_run_device_command(&dc, argc, argv);
 }

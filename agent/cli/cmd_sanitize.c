@@ -3,20 +3,22 @@
 #include <stdio.h>
 
 #include "commands.h"
-#include "remote.h"
+#include "device_command.h"
 
-static void sanitize_usage(FILE *f)
-{
-    fprintf(f, "usage: gpuwarden sanitize ADDR [-f table|json] [--endpoint EP] [--timeout SEC]\n"
-               "\n"
-               "Start a clean-up of the GPU at ADDR (dddd:bb:dd.f or bb:dd.f) now: reset, health,\n"
-               "isolation, firmware hash, hooks. It runs in the daemon; this prints the device at\n"
-               "once (cleaning: yes). Follow it with `gpuwarden events` or `gpuwarden show ADDR`.\n"
-               "Refused (exit 5) for an attached GPU, or while a clean-up of it runs (busy).\n"
-               "Needs the admin endpoint (root).\n"
-               "\n");
-    fprintf(f, CLI_REMOTE_HELP, GW_PROTO_ADMIN_ENDPOINT);
-}
+const cli_spec cmd_sanitize_spec = {
+    .name = "sanitize",
+    .synopsis = "ADDR [OPTIONS]",
+    .description =
+        "Start a clean-up of the GPU at ADDR (dddd:bb:dd.f or bb:dd.f) now: reset, health,\n"
+        "isolation, firmware hash, hooks. It runs in the daemon; this prints the device at\n"
+        "once (cleaning: yes). Follow it with `gpuwarden events` or `gpuwarden show ADDR`.\n"
+        "Refused (exit 5) for an attached GPU, or while a clean-up of it runs (busy).\n"
+        "Needs the admin endpoint (root).",
+    .globals = CLI_G_REMOTE,
+    .formats = "table json value yaml",
+    .admin = true,
+    .operands = "@addr",
+};
 
 static int sanitize_call(gw_client *c, const char *address, const char *reason, json_t **result)
 {
@@ -30,6 +32,6 @@ int cmd_sanitize(int argc, char **argv)
      * a GPU allocatable. It does take an allocatable one out of the offer;
      * until the driver raises `reserved` (its event listener, milliseconds)
      * the gate refuses a VM on the dirty GPU. */
-    static const cli_device_command spec = { "sanitize", CLI_REASON_NONE, sanitize_usage, sanitize_call, NULL };
-    return cli_run_device_command(&spec, argc, argv);
+    static const cli_device_command dc = { &cmd_sanitize_spec, CLI_REASON_NONE, sanitize_call, NULL };
+    return cli_run_device_command(&dc, argc, argv);
 }

@@ -4,24 +4,27 @@
 #include <string.h>
 
 #include "commands.h"
+#include "format.h"
+#include "options.h"
 #include "output.h"
 #include "remote.h"
 
-static void show_usage(FILE *f)
-{
-    fprintf(f, "usage: gpuwarden show ADDR [-f table|json] [--endpoint EP] [--timeout SEC]\n"
-               "\n"
-               "Everything gpuwardend knows of one GPU (ADDR: dddd:bb:dd.f or bb:dd.f): state,\n"
-               "flags, the whole reason (while quarantined, `by`: who quarantined it), domain,\n"
-               "NUMA node, clique, IOMMU group, driver and identity, then its last clean-up:\n"
-               "the result, the host backend it ran on (sysfs, or simulated: nothing was\n"
-               "written to a device) and each step's verdict, time and evidence (each line\n"
-               "starts with the backend). -f json prints the protocol's device object plus\n"
-               "`cleanup` ({result, started, finished, duration_ms, backend} or null) and\n"
-               "`steps` ([{name, verdict, evidence, duration_ms}]).\n"
-               "\n");
-    fprintf(f, CLI_REMOTE_HELP, GW_PROTO_READ_ENDPOINT);
-}
+const cli_spec cmd_show_spec = {
+    .name = "show",
+    .synopsis = "ADDR [OPTIONS]",
+    .description =
+        "Everything gpuwardend knows of one GPU (ADDR: dddd:bb:dd.f or bb:dd.f): state,\n"
+        "flags, the whole reason (while quarantined, `by`: who quarantined it), domain,\n"
+        "NUMA node, clique, IOMMU group, driver and identity, then its last clean-up:\n"
+        "the result, the host backend it ran on (sysfs, or simulated: nothing was\n"
+        "written to a device) and each step's verdict, time and evidence (each line\n"
+        "starts with the backend). -f json and yaml print the protocol's device object\n"
+        "plus `cleanup` ({result, started, finished, duration_ms, backend} or null) and\n"
+        "`steps` ([{name, verdict, evidence, duration_ms}]); -f value one member a line.",
+    .globals = CLI_G_REMOTE,
+    .formats = "table json value yaml",
+    .operands = "@addr",
+};
 
 /* "key  value", control characters in the value (a reason, evidence) as spaces. */
 static void line(const char *key, const char *value)
@@ -106,13 +109,11 @@ static int print_device(const json_t *d)
 int cmd_show(int argc, char **argv)
 {
     cli_remote r;
-    cli_remote_init(&r, "show", false);
     char address[13];
-    int done = cli_remote_parse(&r, argc, argv, show_usage);
-    if (done >= 0)
-        return done;
-    int code = cli_address_arg("show", argc, argv, address);
-    if (code != GW_EXIT_OK)
+    int code = cli_parse(&cmd_show_spec, argc, argv, &r, NULL, NULL);
+    if (code >= 0)
+        return code;
+    if ((code = cli_address_arg("show", argc, argv, address)) != GW_EXIT_OK)
         return code;
 
     gw_client *client = NULL;
@@ -125,7 +126,10 @@ int cmd_show(int argc, char **argv)
         return code;
     }
     gw_client_free(client);
-    int w = r.json ? cli_print_json(dev, false) : print_device(dev);
+    if (cli_own_table(&r))
+        code = print_device(dev) == 0 && fflush(stdout) == 0 ? GW_EXIT_OK : GW_EXIT_FAILURE;
+    else
+        code = cli_emit(&r, dev, NULL);
     json_decref(dev);
-    return w == 0 && fflush(stdout) == 0 ? GW_EXIT_OK : GW_EXIT_FAILURE;
+    return code;
 }

@@ -1,7 +1,6 @@
 /* gpuwarden xml: libvirt <hostdev> elements for GPUs, with user aliases, and
  * the <qemu:override> block that gives QEMU each GPU's P2P clique. */
 #include <ctype.h>
-#include <getopt.h>
 #include <gpuwarden/host.h>
 #include <gpuwarden/inventory.h>
 #include <stdio.h>
@@ -9,17 +8,31 @@
 #include <string.h>
 
 #include "commands.h"
+#include "options.h"
 #include "remote.h"
 
 #define QEMU_NS "http://libvirt.org/schemas/domain/qemu/1.0"
 #define MAX_ADDRS 64
 
-static void xml_usage(FILE *f)
-{
-    fprintf(f,
-        "usage: gpuwarden xml [--host-root DIR] [--cliques FILE] [--alias-prefix PREFIX]\n"
-        "                     [--all-functions] [--hostdevs-only | --override-only] ADDR...\n"
-        "\n"
+enum { OPT_HOST_ROOT = 1, OPT_CLIQUES, OPT_ALIAS_PREFIX, OPT_ALL_FUNCTIONS, OPT_HOSTDEVS_ONLY, OPT_OVERRIDE_ONLY };
+
+static const cli_opt xml_options[] = {
+    { "host-root", 0, "DIR", OPT_HOST_ROOT, "read the host from DIR (a sysfs-shaped tree) instead of /", "@dir", 0 },
+    { "cliques", 0, "FILE", OPT_CLIQUES,
+      "clique ids from the operator's override file (NVLink\npartitions; the daemon's `cliques` option, format in\n"
+      "gpuwarden/inventory.h) instead of the PCIe topology", "@file", 0 },
+    { "alias-prefix", 0, "P", OPT_ALIAS_PREFIX, "alias prefix (default ua-gpu; libvirt wants 'ua-' first)", NULL, 0 },
+    { "all-functions", 0, NULL, OPT_ALL_FUNCTIONS,
+      "also pass the other functions of each GPU's slot (HDA, USB),\naliased PREFIXn-fnF", NULL, 0 },
+    { "hostdevs-only", 0, NULL, OPT_HOSTDEVS_ONLY, "print only the <hostdev> elements", NULL, 0 },
+    { "override-only", 0, NULL, OPT_OVERRIDE_ONLY, "print only the <qemu:override> block", NULL, 0 },
+    { 0 },
+};
+
+const cli_spec cmd_xml_spec = {
+    .name = "xml",
+    .synopsis = "[OPTIONS] ADDR...",
+    .description =
         "Print libvirt domain XML for passing the GPUs ADDR... (dddd:bb:dd.f or bb:dd.f)\n"
         "through to a guest:\n"
         "  - one <hostdev mode='subsystem' type='pci' managed='yes'> per GPU, for <devices>,\n"
@@ -30,22 +43,34 @@ static void xml_usage(FILE *f)
         "    property only on NVIDIA (10de) display/3D controllers (class 03xx) and clique\n"
         "    ids 0-15; other GPUs get none. <qemu:override> needs libvirt >= 8.2 and\n"
         "    taints the domain; it applies at start, not to hotplug.\n"
-        "The block declares xmlns:qemu itself, so it can be pasted as is.\n"
-        "\n"
-        "  --host-root DIR      read the host from DIR (a sysfs-shaped tree) instead of /\n"
-        "  --cliques FILE       clique ids from the operator's override file (NVLink\n"
-        "                       partitions; the daemon's `cliques` option, format in\n"
-        "                       gpuwarden/inventory.h) instead of the PCIe topology\n"
-        "  --alias-prefix P     alias prefix (default ua-gpu; libvirt wants 'ua-' first)\n"
-        "  --all-functions      also pass the other functions of each GPU's slot (HDA, USB),\n"
-        "                       aliased PREFIXn-fnF\n"
-        "  --hostdevs-only      print only the <hostdev> elements\n"
-        "  --override-only      print only the <qemu:override> block\n"
-        "\n"
+        "The block declares xmlns:qemu itself, so it can be pasted as is.",
+    .options = xml_options,
+    .operands = "@addr",
+    .exit_codes =
         "exit codes: 0 printed, 1 the host could not be read or ADDR is not a GPU on it,\n"
-        "            2 usage\n");
-}
+        "            2 usage",
+};
 
+typedef struct xml_args {
+    gw_host_options opts;
+    const char *prefix, *cliques_file;
+    bool all_functions, hostdevs, override;
+} xml_args;
+
+static int xml_option(void *ctx, int id, const char *arg)
+{
+    xml_args *a = ctx;
+    switch (id) {
+    case OPT_HOST_ROOT: a->opts.root = arg; break;
+    case OPT_CLIQUES: a->cliques_file = arg; break;
+    case OPT_ALIAS_PREFIX: a->prefix = arg; break;
+    case OPT_ALL_FUNCTIONS: a->all_functions = true; break;
+    case OPT_HOSTDEVS_ONLY: a->override = false; break;
+    case OPT_OVERRIDE_ONLY: a->hostdevs = false; break;
+    default: return GW_EXIT_USAGE;
+    }
+    return GW_EXIT_OK;
+}
 
 static bool valid_alias_prefix(const char *p)
 {
@@ -125,33 +150,14 @@ static void print_override(const gw_gpu *const *gpus, size_t n, const char *pref
 
 int cmd_xml(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        { "host-root", required_argument, NULL, 'r' },
-        { "cliques", required_argument, NULL, 'c' },
-        { "alias-prefix", required_argument, NULL, 'a' },
-        { "all-functions", no_argument, NULL, 'f' },
-        { "hostdevs-only", no_argument, NULL, 'H' },
-        { "override-only", no_argument, NULL, 'O' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 },
-    };
-    gw_host_options opts = GW_HOST_OPTIONS_INIT;
-    const char *prefix = "ua-gpu", *cliques_file = NULL;
-    bool all_functions = false, hostdevs = true, override = true;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "hr:c:a:fHO", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'r': opts.root = optarg; break;
-        case 'c': cliques_file = optarg; break;
-        case 'a': prefix = optarg; break;
-        case 'f': all_functions = true; break;
-        case 'H': override = false; break;
-        case 'O': hostdevs = false; break;
-        case 'h': xml_usage(stdout); return GW_EXIT_OK;
-        default: xml_usage(stderr); return GW_EXIT_USAGE;
-        }
-    }
+    xml_args xa = { .opts = GW_HOST_OPTIONS_INIT, .prefix = "ua-gpu", .hostdevs = true, .override = true };
+    cli_remote r;
+    int code = cli_parse(&cmd_xml_spec, argc, argv, &r, xml_option, &xa);
+    if (code >= 0)
+        return code;
+    gw_host_options opts = xa.opts;
+    const char *prefix = xa.prefix, *cliques_file = xa.cliques_file;
+    bool all_functions = xa.all_functions, hostdevs = xa.hostdevs, override = xa.override;
     if (!hostdevs && !override) {
         fprintf(stderr, "gpuwarden xml: --hostdevs-only and --override-only exclude each other\n");
         return GW_EXIT_USAGE;
@@ -164,7 +170,7 @@ int cmd_xml(int argc, char **argv)
     size_t n = (size_t)(argc - optind);
     if (n == 0 || n > MAX_ADDRS) {
         fprintf(stderr, "gpuwarden xml: give 1 to %d GPU addresses\n", MAX_ADDRS);
-        xml_usage(stderr);
+        cli_usage(&cmd_xml_spec, stderr);
         return GW_EXIT_USAGE;
     }
     char addrs[MAX_ADDRS][GW_ADDR_LEN];

@@ -3,6 +3,8 @@
 #ifndef GW_CLI_COMMANDS_H
 #define GW_CLI_COMMANDS_H
 
+#include <stdio.h>
+
 /* Documented exit codes of `gpuwarden` (docs/cli.md). */
 enum {
     GW_EXIT_OK = 0,
@@ -13,11 +15,23 @@ enum {
     GW_EXIT_REFUSED = 5,        /* the daemon refused (state, permission, gate) */
 };
 
+struct cli_spec;
+
+/* A command of main.c's table. `spec` (options.h) is its option table and
+ * help: give one, so that its --help, the man page and the completion come
+ * from what its parser accepts (NULL: the man page has only the summary). */
 typedef struct gw_cli_command {
     const char *name;
     const char *summary;
     int (*run)(int argc, char **argv);   /* argv[0] is the command name */
+    const struct cli_spec *spec;
 } gw_cli_command;
+
+/* The command table (main.c), { NULL } ended. */
+extern const gw_cli_command gw_cli_commands[];
+const gw_cli_command *gw_cli_command_find(const char *name);
+/* `gpuwarden --help` (cmd_help.c). */
+void cli_main_usage(FILE *f);
 
 int cmd_audit(int argc, char **argv);
 int cmd_discover(int argc, char **argv);
@@ -25,6 +39,7 @@ int cmd_doctor(int argc, char **argv);
 int cmd_events(int argc, char **argv);
 int cmd_inventory(int argc, char **argv);
 int cmd_list(int argc, char **argv);
+int cmd_metrics(int argc, char **argv);
 int cmd_nova_config(int argc, char **argv);
 int cmd_quarantine(int argc, char **argv);
 int cmd_release(int argc, char **argv);
@@ -33,5 +48,11 @@ int cmd_show(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);
 int cmd_xml(int argc, char **argv);
 int cmd_hook(int argc, char **argv);
+int cmd_help(int argc, char **argv);
+int cmd_complete(int argc, char **argv);
+
+extern const struct cli_spec cmd_audit_spec, cmd_discover_spec, cmd_events_spec, cmd_inventory_spec, cmd_list_spec,
+    cmd_nova_config_spec, cmd_quarantine_spec, cmd_release_spec, cmd_sanitize_spec, cmd_show_spec, cmd_snapshot_spec,
+    cmd_xml_spec, cmd_hook_spec, cmd_help_spec, cmd_complete_spec, cmd_metrics_spec;
 
 #endif

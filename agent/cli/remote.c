@@ -12,8 +12,7 @@
 #include <unistd.h>
 
 #include "commands.h"
-#include "output.h"
-#include "publish_wait.h"
+#include "format.h"
 
 void cli_remote_init(cli_remote *r, const char *cmd, bool admin)
 {
@@ -67,6 +66,7 @@ int cli_remote_option(cli_remote *r, int c, const char *arg)
     case 'f':
         if (!strcmp(arg, "json") || !strcmp(arg, "table")) {
             r->json = !strcmp(arg, "json");
+            r->format = r->json ? CLI_FORMAT_JSON : CLI_FORMAT_TABLE;
             return 1;
         }
         fprintf(stderr, "gpuwarden %s: unknown format '%s' (table or json)\n", r->cmd, arg);
@@ -208,129 +208,6 @@ int cli_address_arg(const char *cmd, int argc, char **argv, char out[13])
         return GW_EXIT_USAGE;
     }
     return GW_EXIT_OK;
-}
-
-/*
- * After a change that takes a GPU out of Placement's offer (an operator's
- * quarantine): wait until the Cyborg driver has confirmed (`published`) the
- * inventory revision that shows it reserved, as the libvirt hook does after
- * `release end`. Until then Placement may still offer the GPU (the driver's
- * event listener usually raises `reserved` within milliseconds, its agent
- * cycle within a minute). Only a warning when that does not happen in time:
- * the GPU is quarantined whatever Placement shows, and the gate refuses a
- * VM on it.
- */
-static void wait_placement(const cli_remote *r, const char *address, unsigned int wait_ms)
-{
-    cli_publish_wait w = { .endpoint = cli_remote_endpoint(r), .actor = NULL, .timeout_ms = (unsigned)r->timeout_ms,
-                           .wait_ms = wait_ms, .revision = 0 };
-    switch (cli_wait_published(&w)) {
-    case CLI_PUBLISH_REACHED:
-    case CLI_PUBLISH_NO_WRITER:
-        break;
-    case CLI_PUBLISH_ERROR:
-        fprintf(stderr, "gpuwarden %s: warning: %s is %sd; cannot ask the daemon whether Placement shows it "
-                        "reserved (%s): Placement may offer it until the Cyborg agent's next cycle\n",
-                r->cmd, address, r->cmd, w.error);
-        break;
-    case CLI_PUBLISH_RESTARTED:
-        fprintf(stderr, "gpuwarden %s: warning: %s is %sd; the daemon restarted while waiting for Placement to "
-                        "show it reserved: not waiting further\n", r->cmd, address, r->cmd);
-        break;
-    case CLI_PUBLISH_TIMEOUT:
-        fprintf(stderr, "gpuwarden %s: warning: %s is %sd, but Placement does not show it reserved after %.1f s "
-                        "(inventory revision %llu, published up to %llu): Placement may offer it until the "
-                        "Cyborg agent's next cycle\n",
-                r->cmd, address, r->cmd, wait_ms / 1000.0, (unsigned long long)w.revision,
-                (unsigned long long)w.published);
-        break;
-    }
-}
-
-int cli_run_device_command(const cli_device_command *spec, int argc, char **argv)
-{
-    enum { OPT_PUBLISH_WAIT = CLI_OPT_FIRST_FREE };
-    static const struct option longopts[] = {
-        CLI_REMOTE_LONGOPTS,
-        { "reason", required_argument, NULL, 'r' },
-        { "publish-wait", required_argument, NULL, OPT_PUBLISH_WAIT },
-        { NULL, 0, NULL, 0 },
-    };
-    cli_remote r;
-    cli_remote_init(&r, spec->name, true);
-    const char *reason = NULL;
-    char address[13];
-    unsigned int wait_ms = CLI_PUBLISH_WAIT_DEFAULT_MS;
-    const char *env = spec->publish_wait_env ? getenv(spec->publish_wait_env) : NULL;
-    if (env && cli_parse_publish_wait(env, &wait_ms) < 0) {
-        fprintf(stderr, "gpuwarden %s: %s='%s': expected seconds, 0..%d\n", spec->name, spec->publish_wait_env,
-                env, CLI_PUBLISH_WAIT_MAX_S);
-        return GW_EXIT_USAGE;
-    }
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "f:h", longopts, NULL)) != -1) {
-        int done = cli_remote_option(&r, c, optarg);
-        if (done < 0)
-            return GW_EXIT_USAGE;
-        if (done)
-            continue;
-        if (c == 'h') {
-            spec->usage(stdout);
-            return GW_EXIT_OK;
-        }
-        if (c == 'r' && spec->reason != CLI_REASON_NONE) {
-            reason = optarg;
-            continue;
-        }
-        if (c == OPT_PUBLISH_WAIT && spec->publish_wait_env) {
-            if (cli_parse_publish_wait(optarg, &wait_ms) < 0) {
-                fprintf(stderr, "gpuwarden %s: --publish-wait '%s': expected seconds, 0..%d\n", spec->name, optarg,
-                        CLI_PUBLISH_WAIT_MAX_S);
-                return GW_EXIT_USAGE;
-            }
-            continue;
-        }
-        spec->usage(stderr);
-        return GW_EXIT_USAGE;
-    }
-    int code = cli_address_arg(spec->name, argc, argv, address);
-    if (code != GW_EXIT_OK)
-        return code;
-    if (spec->reason == CLI_REASON_REQUIRED && !reason) {
-        fprintf(stderr, "gpuwarden %s: --reason TEXT is required (it is kept in the audit log)\n", spec->name);
-        return GW_EXIT_USAGE;
-    }
-    if (reason && !*reason) {
-        fprintf(stderr, "gpuwarden %s: --reason must not be empty\n", spec->name);
-        return GW_EXIT_USAGE;
-    }
-
-    gw_client *client = NULL;
-    if ((code = cli_remote_connect(&r, &client)) != GW_EXIT_OK)
-        return code;
-    json_t *dev = NULL;
-    if (spec->call(client, address, reason, &dev) < 0) {
-        code = cli_remote_fail(&r, client);
-        gw_client_free(client);
-        return code;
-    }
-    gw_client_free(client);
-    int w;
-    if (r.json) {
-        w = cli_print_json(dev, false);
-    } else {
-        json_t *one = json_pack("[O]", dev);
-        w = one ? cli_print_devices(one) : -ENOMEM;
-        json_decref(one);
-    }
-    json_decref(dev);
-    code = w == 0 && fflush(stdout) == 0 ? GW_EXIT_OK : GW_EXIT_FAILURE;
-    /* The device is printed first: the change is done whatever the wait
-     * finds, and the exit status stays the change's own. */
-    if (spec->publish_wait_env && wait_ms > 0)
-        wait_placement(&r, address, wait_ms);
-    return code;
 }
 
 int cli_remote_parse(cli_remote *r, int argc, char **argv, void (*usage)(FILE *))

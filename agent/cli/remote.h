@@ -34,12 +34,17 @@ enum { CLI_OPT_ENDPOINT = 0x100, CLI_OPT_TIMEOUT, CLI_OPT_FIRST_FREE };
     "            5 refused by the daemon (forbidden, not_found, illegal_transition,\n"      \
     "            conflict, busy)\n"
 
+#define CLI_MAX_COLUMNS 32
+
 typedef struct cli_remote {
     const char *cmd;            /* "list", for messages */
     const char *endpoint;       /* --endpoint; NULL until parsed = the default */
     const char *default_endpoint;
     int timeout_ms;
-    bool json;
+    bool json;                  /* format == CLI_FORMAT_JSON */
+    int format;                 /* cli_format (format.h): -f, --json */
+    const char *columns[CLI_MAX_COLUMNS];   /* -c, in order */
+    size_t n_columns;
 } cli_remote;
 
 /* admin: the command mutates, so its default endpoint is the admin one. */
@@ -73,25 +78,5 @@ int cli_address_arg(const char *cmd, int argc, char **argv, char out[13]);
 bool cli_parse_seconds(const char *s, int *ms);
 /* A decimal unsigned integer. */
 bool cli_parse_u64(const char *s, uint64_t *out);
-
-/* The commands acting on one device (quarantine, release, sanitize). */
-typedef enum { CLI_REASON_NONE, CLI_REASON_OPTIONAL, CLI_REASON_REQUIRED } cli_reason_use;
-
-typedef struct cli_device_command {
-    const char *name;
-    cli_reason_use reason;
-    void (*usage)(FILE *f);
-    int (*call)(gw_client *c, const char *address, const char *reason, json_t **result);
-    /* A command that takes a GPU out of Placement's offer (quarantine) waits
-     * afterwards until Placement shows it reserved: --publish-wait SECONDS,
-     * default from this environment variable, else 10. NULL: no wait, and no
-     * such option. */
-    const char *publish_wait_env;
-} cli_device_command;
-
-/* Parse `NAME ADDR [--reason TEXT] [--publish-wait S] [common options]`,
- * send it to the admin endpoint, print the device after the change (table
- * row or JSON), then wait for Placement when the command does. */
-int cli_run_device_command(const cli_device_command *spec, int argc, char **argv);
 
 #endif

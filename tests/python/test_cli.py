@@ -539,7 +539,7 @@ USAGE = [
     (["list", "--state", "happy"],
      "gpuwarden list: unknown state 'happy' (discovered, sanitized, allocatable, attached, quarantined)"),
     (["list", "extra"], "gpuwarden list: unexpected argument 'extra'"),
-    (["list", "-f", "yaml"], "gpuwarden list: unknown format 'yaml' (table or json)"),
+    (["list", "-f", "xml"], "gpuwarden list: unknown format 'xml' (table json value yaml)"),
     (["inventory", "--timeout", "0"], "gpuwarden inventory: --timeout wants seconds > 0 (at most 86400), not '0'"),
     (["inventory", "--timeout", "soon"],
      "gpuwarden inventory: --timeout wants seconds > 0 (at most 86400), not 'soon'"),

@@ -233,7 +233,7 @@ def test_options(tmp_path, nova):
     assert r['matched']['0000:67:00.0']['managed'] == 'true'
     for bad in (['--resource-class', 'pgpu'], ['--trait', 'lab'],
                 ['--trait', 'CUSTOM_GPU_CLIQUE_9'], ['--managed', 'maybe'],
-                ['-f', 'yaml'], ['--alias-prefix', 'a b'], ['extra']):
+                ['-f', 'xml'], ['--alias-prefix', 'a b'], ['extra']):
         p = N.cli('nova-config', '--host-root', host, *bad, check=False)
         assert p.returncode == 2, (bad, p.returncode, p.stderr)
     # The daemon's own config file: [manage] and [inventory].

@@ -165,7 +165,7 @@ static void errors_and_usage(void **state)
     assert_int_equal(cli(NULL, "--state-dir %s --device 3b:00", state_dir), 2);
     assert_int_equal(cli(NULL, "--state-dir %s --last 0", state_dir), 2);
     assert_int_equal(cli(NULL, "--state-dir %s --since-seq -1", state_dir), 2);
-    assert_int_equal(cli(NULL, "--state-dir %s -f yaml", state_dir), 2);
+    assert_int_equal(cli(NULL, "--state-dir %s -f xml", state_dir), 2);
     assert_int_equal(cli(NULL, "--state-dir %s extra", state_dir), 2);
     assert_int_equal(cli(NULL, "--bogus"), 2);
     char *out = NULL;
