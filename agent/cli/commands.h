@@ -39,6 +39,7 @@ int cmd_doctor(int argc, char **argv);
 int cmd_events(int argc, char **argv);
 int cmd_inventory(int argc, char **argv);
 int cmd_list(int argc, char **argv);
+int cmd_metrics(int argc, char **argv);
 int cmd_nova_config(int argc, char **argv);
 int cmd_quarantine(int argc, char **argv);
 int cmd_release(int argc, char **argv);
@@ -52,6 +53,6 @@ int cmd_complete(int argc, char **argv);
 
 extern const struct cli_spec cmd_audit_spec, cmd_discover_spec, cmd_events_spec, cmd_inventory_spec, cmd_list_spec,
     cmd_nova_config_spec, cmd_quarantine_spec, cmd_release_spec, cmd_sanitize_spec, cmd_show_spec, cmd_snapshot_spec,
-    cmd_xml_spec, cmd_hook_spec, cmd_help_spec, cmd_complete_spec;
+    cmd_xml_spec, cmd_hook_spec, cmd_help_spec, cmd_complete_spec, cmd_metrics_spec;
 
 #endif

@@ -27,6 +27,8 @@ const gw_cli_command gw_cli_commands[] = {
     { "sanitize", "start a clean-up of a GPU now (daemon, admin)", cmd_sanitize, &cmd_sanitize_spec },
     { "events", "the daemon's transitions and clean-ups as they happen", cmd_events, &cmd_events_spec },
     { "doctor", "is this host ready: IOMMU, vfio-pci, drivers, hook, AppArmor, daemon", cmd_doctor, NULL },
+    { "metrics", "the daemon's metrics in Prometheus' text format, or for node_exporter (daemon)", cmd_metrics,
+      &cmd_metrics_spec },
     { "help", "this text, a command's (help COMMAND), or the gpuwarden(1) page (help --man)", cmd_help,
       &cmd_help_spec },
     { "complete", "print the bash completion script (as `openstack complete`)", cmd_complete, &cmd_complete_spec },
