@@ -13,10 +13,10 @@ const char cli_formats_text[] =
     "table (the default) is for people; json, value and yaml for scripts. json and\n"
     "yaml print the same data (the protocol's objects, see each command); value\n"
     "prints bare values as the openstack CLI's -f value does: one line per row,\n"
-    "its members separated by a space (null as -, a list of plain values comma-\n"
-    "joined, anything else as compact JSON), or one member per line for a single\n"
-    "object. -c COLUMN (repeatable) keeps only those members of each row, in that\n"
-    "order, in every format.";
+    "its members separated by a space (null as -, a list of plain values joined\n"
+    "with commas, anything else as compact JSON), or one member per line for a\n"
+    "single object. -c COLUMN (repeatable) keeps only those members of each row,\n"
+    "in that order, in every format.";
 
 /* The global options: accepted before the command name or after it, by every
  * command whose spec takes their group. --endpoint and --timeout are handled

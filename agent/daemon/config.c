@@ -245,15 +245,48 @@ static int read_file(gwd_config *cfg)
     return 0;
 }
 
+/* The flags that are not config-file options: one table for getopt, --help
+ * and the manual page (manpage.c). */
+enum { FLAG_CONFIG = 1000, FLAG_RESET, FLAG_HELP, FLAG_VERSION, FLAG_PRINT, FLAG_CHECK, FLAG_MAN, FLAG_BASE = 2000 };
+
+static const gwd_flag_doc fixed_flags[] = {
+    { "config", "FILE", "config file (default " GWD_DEFAULT_CONFIG " when present)", FLAG_CONFIG },
+    { "reset-state", NULL, "move a corrupt checkpoint aside and start afresh", FLAG_RESET },
+    { "print-config", NULL, "print a sample config file with every option and exit", FLAG_PRINT },
+    { "check-config", NULL, "read the config file and flags, check them, and exit (0 = fine)", FLAG_CHECK },
+    { "print-man", "SECTION", "print the gpuwardend(8) or gpuwarden.conf(5) manual page (roff) and exit", FLAG_MAN },
+    { "help", NULL, "this text", FLAG_HELP },
+    { "version", NULL, "the version", FLAG_VERSION },
+};
+#define N_FIXED (sizeof fixed_flags / sizeof fixed_flags[0])
+
+size_t gwd_config_flags(const gwd_flag_doc **out)
+{
+    *out = fixed_flags;
+    return N_FIXED;
+}
+
+size_t gwd_config_option_count(void)
+{
+    return N_OPTS;
+}
+
+void gwd_config_option_doc(size_t i, gwd_option_doc *out)
+{
+    const opt_def *o = &opts[i];
+    *out = (gwd_option_doc){ o->section, o->key, o->flag, o->def, o->help, o->live, o->type == OPT_BOOL };
+}
+
 void gwd_config_usage(FILE *f)
 {
-    fprintf(f, "usage: gpuwardend [OPTIONS]\n\n"
-               "  --config FILE            config file (default " GWD_DEFAULT_CONFIG " when present)\n"
-               "  --reset-state            move a corrupt checkpoint aside and start afresh\n"
-               "  --print-config           print a sample config file with every option and exit\n"
-               "  --check-config           read the config file and flags, check them, and exit (0 = fine)\n"
-               "  --help, --version\n\n"
-               "Every config-file option is also a flag (flags win):\n");
+    fprintf(f, "usage: gpuwardend [OPTIONS]\n\n");
+    for (size_t i = 0; i < N_FIXED; i++) {
+        char head[64];
+        snprintf(head, sizeof head, "%s%s%s", fixed_flags[i].flag, fixed_flags[i].arg ? " " : "",
+                 fixed_flags[i].arg ? fixed_flags[i].arg : "");
+        fprintf(f, "  --%-22s %s\n", head, fixed_flags[i].help);
+    }
+    fprintf(f, "\nEvery config-file option is also a flag (flags win):\n");
     for (size_t i = 0; i < N_OPTS; i++)
         fprintf(f, "  --%-22s [%s] %s: %s (default '%s')%s\n", opts[i].flag, opts[i].section, opts[i].key,
                 opts[i].help, opts[i].def, opts[i].live ? "; applies at a reload (SIGHUP)" : "");
@@ -437,15 +470,11 @@ int gwd_config_load(gwd_config *cfg, int argc, char **argv)
 {
     defaults(cfg);
 
-    enum { FLAG_CONFIG = 1000, FLAG_RESET, FLAG_HELP, FLAG_VERSION, FLAG_PRINT, FLAG_CHECK, FLAG_BASE = 2000 };
-    struct option longopts[N_OPTS + 7];
+    struct option longopts[N_OPTS + N_FIXED + 1];
     size_t n = 0;
-    longopts[n++] = (struct option){ "config", required_argument, NULL, FLAG_CONFIG };
-    longopts[n++] = (struct option){ "reset-state", no_argument, NULL, FLAG_RESET };
-    longopts[n++] = (struct option){ "help", no_argument, NULL, FLAG_HELP };
-    longopts[n++] = (struct option){ "version", no_argument, NULL, FLAG_VERSION };
-    longopts[n++] = (struct option){ "print-config", no_argument, NULL, FLAG_PRINT };
-    longopts[n++] = (struct option){ "check-config", no_argument, NULL, FLAG_CHECK };
+    for (size_t i = 0; i < N_FIXED; i++)
+        longopts[n++] = (struct option){ fixed_flags[i].flag, fixed_flags[i].arg ? required_argument : no_argument,
+                                         NULL, fixed_flags[i].id };
     for (size_t i = 0; i < N_OPTS; i++)
         longopts[n++] = (struct option){ opts[i].flag, opts[i].type == OPT_BOOL ? optional_argument : required_argument,
                                          NULL, FLAG_BASE + (int)i };
@@ -476,6 +505,14 @@ int gwd_config_load(gwd_config *cfg, int argc, char **argv)
         } else if (c == FLAG_PRINT) {
             gwd_config_print_sample(stdout);
             rc = 1;
+            goto out;
+        } else if (c == FLAG_MAN) {
+            if (gwd_config_print_man(stdout, optarg) < 0) {
+                fprintf(stderr, "gpuwardend: --print-man: 8 (gpuwardend) or 5 (gpuwarden.conf), not '%s'\n", optarg);
+                rc = 2;
+            } else {
+                rc = 1;
+            }
             goto out;
         } else if (c == FLAG_VERSION) {
             printf("gpuwardend %s\n", gw_version());

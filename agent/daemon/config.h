@@ -70,6 +70,24 @@ int gwd_config_load(gwd_config *cfg, int argc, char **argv);
 int gwd_config_reload(gwd_config *cfg);
 void gwd_config_free(gwd_config *cfg);
 void gwd_config_usage(FILE *f);
+
+/* The manual pages (manpage.c) from the option tables: what --help prints. */
+typedef struct gwd_flag_doc {
+    const char *flag, *arg, *help;  /* arg NULL: takes none */
+    int id;
+} gwd_flag_doc;
+typedef struct gwd_option_doc {
+    const char *section, *key, *flag, *def, *help;
+    bool live;                      /* a reload (SIGHUP) applies it */
+    bool is_bool;
+} gwd_option_doc;
+/* The flags that are not config-file options. */
+size_t gwd_config_flags(const gwd_flag_doc **out);
+size_t gwd_config_option_count(void);
+void gwd_config_option_doc(size_t i, gwd_option_doc *out);
+/* gpuwardend(8) ("8") or gpuwarden.conf(5) ("5") as roff; -EINVAL for
+ * another section. */
+int gwd_config_print_man(FILE *f, const char *section);
 void gwd_config_print_sample(FILE *f);
 int gwd_config_validate(const gwd_config *cfg);
 /* Syslog priority of a level name, -1 when unknown. */

@@ -24,6 +24,7 @@
 #include "../../agent/daemon/config.c"
 #include "../../agent/daemon/events.c"
 #include "../../agent/daemon/fleet.c"
+#include "../../agent/daemon/manpage.c"
 #include "../../agent/daemon/metrics.c"
 #include "../../agent/daemon/ops.c"
 
