@@ -623,6 +623,45 @@ static void synth64(void **state)
     gw_host_free(h2);
 }
 
+/* The HGX host (tests/fixtures/build_hosts.py load_hgx): per socket s (0, 1)
+ * four switch stacks k with root port R:00.0, R = 0x80 * s + 0x10 + 0x18 * k,
+ * switch R+1:00.0, downstream ports R+2:00.0 and R+2:01.0 above the GPUs
+ * R+3:00.0 and R+4:00.0 (each with its HDA function), node s; two GPUs per
+ * switch make a clique; NICs, NVMe, NVSwitches and uncore around them are
+ * no GPUs. From the documented layout, not from the code. */
+static void hgx16(void **state)
+{
+    gw_host *h = scan("hgx16");
+    assert_int_equal(gw_host_gpu_count(h), 16);
+    assert_int_equal(gw_host_clique_count(h), 8);
+    assert_int_equal(gw_host_error_count(h), 0);
+    for (int s = 0; s < 2; s++) {
+        for (int k = 0; k < 4; k++) {
+            int r = 0x80 * s + 0x10 + 0x18 * k, c = 4 * s + k;
+            assert_int_equal(gw_host_clique_size(h, (size_t)c), 2);
+            for (int i = 0; i < 2; i++) {
+                char addr[16], want[512], got[512];
+                snprintf(addr, sizeof addr, "0000:%02x:00.0", r + 3 + i);
+                const gw_gpu *g = gw_host_find_gpu(h, addr);
+                assert_non_null(g);
+                snprintf(want, sizeof want,
+                         "%s numa %d cpus %s clique %d acs 1 viable 1 errors 0 "
+                         "up 0000:%02x:%02x.0/0000:%02x:00.0/0000:%02x:00.0 members 2",
+                         addr, s, s ? "56-111,168-223" : "0-55,112-167", c, r + 2, i, r + 1, r);
+                snprintf(got, sizeof got,
+                         "%s numa %d cpus %s clique %d acs %d viable %d errors %zu "
+                         "up %s/%s/%s members %zu",
+                         g->address, g->numa_node, g->local_cpulist, g->clique, g->acs_path_ok,
+                         g->group_viable, g->n_errors, g->upstream[0].address,
+                         g->upstream[1].address, g->upstream[2].address, g->n_group_members);
+                assert_string_equal(got, want);
+                assert_string_equal(gw_host_clique_member(h, (size_t)c, (size_t)i), addr);
+            }
+        }
+    }
+    gw_host_free(h);
+}
+
 /* The broken hosts: the omen-3060 host with one defect each. The GPU is
  * still listed; what could not be read says why. */
 static void broken_vendor(void **state)
@@ -672,7 +711,7 @@ static void every_host_is_tested(void **state)
 {
     static const char *const tested[] = {
         "acs-off", "acs-off-root", "allones", "ats-on", "broken-bdf", "broken-config",
-        "broken-entry", "broken-group", "broken-numa", "broken-vendor", "omen-3060",
+        "broken-entry", "broken-group", "broken-numa", "broken-vendor", "hgx16", "omen-3060",
         "sm4029-8xrtx5000", "synth64", "x299-3xa6000", NULL };
     char *dir = hosts_dir();
     char *cmd = gw_strdup_printf("find '%s' -mindepth 1 -maxdepth 1 -type d -printf '%%f\\n' | "
@@ -705,6 +744,7 @@ int main(void)
         cmocka_unit_test(omen),
         cmocka_unit_test(ats_on),
         cmocka_unit_test(synth64),
+        cmocka_unit_test(hgx16),
         cmocka_unit_test(broken_vendor),
         cmocka_unit_test(broken_numa),
         cmocka_unit_test(broken_config),
