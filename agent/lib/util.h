@@ -76,6 +76,10 @@ int gw_openat_root(int rootfd, const char *rel, int flags);
  * (RESOLVE_BENEATH); -EXDEV when one does; other -errno as open(2). For code
  * that cannot use the root's descriptor (libpci opens its own paths). */
 int gw_root_beneath(int rootfd, const char *rel);
+/* open(2) of `rel` resolved beneath `dirfd` (RESOLVE_BENEATH: no absolute
+ * link, nothing above dirfd); O_CLOEXEC added; -EXDEV when it would leave,
+ * other -errno as open(2). */
+int gw_root_open_beneath(int dirfd, const char *rel, int flags);
 /* The target of the symlink `rel` (its directory resolved inside the root),
  * malloc'd; -errno (no message). */
 int gw_root_readlink(int rootfd, const char *rel, char **out);
