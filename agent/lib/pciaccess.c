@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pciids.h"
 #include "util.h"
 
 #ifndef GW_DEFAULT_PCI_IDS
@@ -15,6 +16,9 @@
 
 struct gw_pci {
     struct pci_access *acc;
+    const char *ids_path;       /* libpci's name list path (it owns the string) */
+    gw_ids *ids;                /* the fast table, loaded at the first lookup */
+    int ids_state;              /* 0 not loaded, 1 table, -1 libpci answers */
 };
 
 /* One guard per active gw_pci_guard() frame on this thread; nested guards
@@ -108,7 +112,8 @@ int gw_pci_open(gw_pci **out, const char *sysfs_pci, const char *pci_ids)
     }
     /* Absent in libpci builds without udev: then hwdb is not used anyway. */
     (void)pci_set_param(acc, "hwdb.disable", "1");
-    pci_set_name_list_path(acc, gw_xstrdup(pci_ids ? pci_ids : GW_DEFAULT_PCI_IDS), 1);
+    char *ids_path = gw_xstrdup(pci_ids ? pci_ids : GW_DEFAULT_PCI_IDS);
+    pci_set_name_list_path(acc, ids_path, 1);
 
     struct init_args a = { acc };
     int r = gw_pci_guard("libpci init", do_init, &a);
@@ -118,6 +123,7 @@ int gw_pci_open(gw_pci **out, const char *sysfs_pci, const char *pci_ids)
     }
     gw_pci *p = gw_xcalloc(1, sizeof *p);
     p->acc = acc;
+    p->ids_path = ids_path;
     *out = p;
     return 0;
 }
@@ -130,6 +136,7 @@ void gw_pci_close(gw_pci *p)
         return;
     if (gw_pci_guard("libpci cleanup", do_cleanup, p->acc) < 0)
         gw_log(GW_LOG_WARNING, "%s", gw_error_message());
+    gw_ids_free(p->ids);
     free(p);
 }
 
@@ -184,12 +191,28 @@ static void do_lookup(void *arg)
 
 static char *lookup(gw_pci *p, int flags, unsigned v, unsigned dv)
 {
+    /* pciids.c reads the file as libpci would, in a fraction of the time;
+     * where it cannot promise libpci's answer, libpci is asked. */
+    if (p->ids_state == 0)
+        p->ids_state = gw_ids_load(&p->ids, p->ids_path) == 0 ? 1 : -1;
+    if (p->ids_state > 0)
+        return flags == PCI_LOOKUP_VENDOR ? gw_ids_vendor(p->ids, (uint16_t)v)
+                                          : gw_ids_device(p->ids, (uint16_t)v, (uint16_t)dv);
     struct name_args a = { .acc = p->acc, .flags = flags, .v = v, .dv = dv };
     if (gw_pci_guard("pci.ids", do_lookup, &a) < 0) {
         gw_log(GW_LOG_WARNING, "%s", gw_error_message());
         return NULL;
     }
     return a.res ? gw_xstrdup(a.res) : NULL;
+}
+
+char *gw_pci_libpci_name(gw_pci *p, bool device, uint16_t vendor_id, uint16_t device_id)
+{
+    int state = p->ids_state;
+    p->ids_state = -1;
+    char *r = lookup(p, device ? PCI_LOOKUP_DEVICE : PCI_LOOKUP_VENDOR, vendor_id, device_id);
+    p->ids_state = state;
+    return r;
 }
 
 char *gw_pci_vendor_name(gw_pci *p, uint16_t vendor_id)

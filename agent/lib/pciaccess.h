@@ -44,5 +44,8 @@ int gw_pci_fill(struct pci_dev *d, unsigned int flags, const char *what);
  * newly allocated. */
 char *gw_pci_vendor_name(gw_pci *p, uint16_t vendor_id);
 char *gw_pci_device_name(gw_pci *p, uint16_t vendor_id, uint16_t device_id);
+/* The same name as libpci's own pci_lookup_name() gives it (for tests: the
+ * two above read pci.ids themselves where they can, pciids.c). */
+char *gw_pci_libpci_name(gw_pci *p, bool device, uint16_t vendor_id, uint16_t device_id);
 
 #endif
