@@ -7,7 +7,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <gpuwarden/attach.h>
 #include <gpuwarden/client.h>
 #include <gpuwarden/host.h>
@@ -24,6 +23,8 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "format.h"
+#include "options.h"
 #include "output.h"
 
 #define DOCTOR_STATE_DIR "/var/lib/gpuwarden"
@@ -55,32 +56,36 @@ typedef struct doctor {
     char *daemon_error;
 } doctor;
 
-static void doctor_usage(FILE *f)
-{
-    fprintf(f,
-        "usage: gpuwarden doctor [--host-root DIR] [--endpoint EP] [--timeout SEC] [--state-dir DIR]\n"
-        "                        [--address ADDR]... [-f table|json] [--json]\n"
-        "\n"
+enum { OPT_HOST_ROOT = 1, OPT_STATE_DIR, OPT_ADDRESS };
+
+static const cli_opt doctor_options[] = {
+    { "host-root", 0, "DIR", OPT_HOST_ROOT, "check the host tree DIR instead of / (every file check)", "@dir", 0 },
+    { "state-dir", 0, "DIR", OPT_STATE_DIR, "the daemon's state directory (default " DOCTOR_STATE_DIR " under the host root)",
+      "@dir", 0 },
+    { "address", 0, "ADDR", OPT_ADDRESS,
+      "a managed GPU (repeatable); default: the daemon's GPUs, or every\nGPU found when the daemon cannot be asked",
+      "@addr", 0 },
+    { 0 },
+};
+
+const cli_spec cmd_doctor_spec = {
+    .name = "doctor",
+    .description =
         "Say whether this host is ready for gpuwarden, one check per line, each with\n"
-        "a fix when it is not: the IOMMU, vfio-pci, the managed GPUs' drivers, the\n"
-        "libvirt hook and whether libvirtd has loaded it, AppArmor/SELinux and\n"
-        "/dev/vfio, Fabric Manager on NVSwitch hosts, the daemon, its state directory.\n"
-        "Only reads (one test file is created and removed in the state directory).\n"
-        "\n"
-        "  --host-root DIR  check the host tree DIR instead of / (every file check)\n"
-        "  --endpoint EP    the daemon's read endpoint (default $GPUWARDEN_ENDPOINT,\n"
-        "                   else " GW_PROTO_READ_ENDPOINT ")\n"
-        "  --timeout SEC    give up on the daemon after SEC seconds (default 2)\n"
-        "  --state-dir DIR  the daemon's state directory (default " DOCTOR_STATE_DIR ")\n"
-        "  --address ADDR   a managed GPU (repeat); default: the daemon's GPUs, or\n"
-        "                   every GPU found when the daemon cannot be asked\n"
-        "  -f, --format F   table (default) or json; --json is -f json\n"
-        "  -h, --help       this text\n"
-        "\n"
-        "status: ok; warn (works, with a risk the detail names); fail; skip (does not\n"
-        "apply here).\n"
-        "exit codes: 0 no check failed, 1 a check failed, 2 usage or internal error\n");
-}
+        "a fix when it is not: iommu, vfio-pci, gpu-drivers (the managed GPUs have no\n"
+        "host driver), libvirt-hook (/etc/libvirt/hooks/qemu.d/gpuwarden), libvirt-hook-\n"
+        "loaded (the running libvirtd started after it), vfio-access (AppArmor/SELinux\n"
+        "let QEMU open /dev/vfio/N), fabric-manager (NVSwitch hosts), daemon (hello),\n"
+        "state-dir (writable). Status: ok; warn (works, with a risk the detail names);\n"
+        "fail; skip (does not apply). Only reads, but for one test file created and\n"
+        "removed in the state directory. -f json and yaml print {ready, host_root,\n"
+        "checks: [{name, status, detail, fix}]}; -f value and -c act on the checks.\n"
+        "docs/doctor.md says how each check knows.",
+    .globals = CLI_G_ENDPOINT | CLI_G_TIMEOUT | CLI_G_OUTPUT,
+    .formats = "table json value yaml",
+    .options = doctor_options,
+    .exit_codes = "exit codes: 0 no check failed, 1 a check failed, 2 usage or internal error",
+};
 
 /* ---- small helpers ---- */
 
@@ -290,7 +295,7 @@ static void check_iommu(doctor *d, doctor_check *c)
         set(c, ST_OK, "%ld IOMMU groups; %s", n, cl);
     } else {
         bool off = strstr(flags, "intel_iommu=off") || strstr(flags, "amd_iommu=off");
-        set(c, ST_FAIL, "no IOMMU groups in %s/sys/kernel/iommu_groups%s; %s", d->shown_root,
+        set(c, ST_FAIL, "no IOMMU groups in %s/sys/kernel/iommu_groups%s; %s", d->root,
             off ? ": the kernel command line turns the IOMMU off" : "", cl);
         set_fix(c, "enable VT-d (Intel) or AMD-Vi/IOMMU (AMD) in the firmware setup, add intel_iommu=on iommu=pt "
                    "(AMD: amd_iommu=on iommu=pt) to GRUB_CMDLINE_LINUX in /etc/default/grub, run update-grub and "
@@ -336,7 +341,7 @@ static void check_gpu_drivers(doctor *d, doctor_check *c)
 {
     if (!d->host) {
         set(c, ST_FAIL, "the host scan failed: %s", d->scan_error ? d->scan_error : "unknown error");
-        set_fix(c, "check that %s/sys/bus/pci is readable (run as root)", d->shown_root);
+        set_fix(c, "check that %s/sys/bus/pci is readable (run as root)", d->root);
         return;
     }
     size_t n = 0, ok = 0;
@@ -723,20 +728,21 @@ static int print_table(const doctor_check *checks)
     return fflush(stdout) == 0 ? 0 : -1;
 }
 
-static int print_json(const doctor *d, const doctor_check *checks, bool ready)
+/* {ready, host_root, checks}: -f json and yaml print it, value and -c its checks. */
+static int print_data(const cli_remote *r, const doctor *d, const doctor_check *checks, bool ready)
 {
     json_t *arr = json_array();
-    for (size_t i = 0; i < N_STEPS; i++)
+    for (size_t i = 0; arr && i < N_STEPS; i++)
         json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s?}", "name", checks[i].name, "status",
                                              status_names[checks[i].status], "detail", checks[i].detail, "fix",
                                              checks[i].fix));
     json_t *doc = json_pack("{s:b, s:s, s:o}", "ready", ready, "host_root", d->shown_root, "checks", arr);
-    int r = doc ? cli_print_json(doc, false) : -1;
+    int code = doc ? cli_emit(r, doc, json_object_get(doc, "checks")) : GW_EXIT_FAILURE;
     json_decref(doc);
-    return r;
+    return code;
 }
 
-static int doctor_run(doctor *d, bool json)
+static int doctor_run(doctor *d, const cli_remote *r)
 {
     gw_host_options ho = GW_HOST_OPTIONS_INIT;
     ho.root = d->shown_root;
@@ -755,15 +761,20 @@ static int doctor_run(doctor *d, bool json)
         if (checks[i].status == ST_FAIL)
             ready = false;
     }
-    int out = json ? print_json(d, checks, ready) : print_table(checks);
-    if (!json)
-        printf("%s\n", ready ? "ready: every check passed" : "NOT READY: a check failed (see its fix)");
+    int code = GW_EXIT_OK;
+    if (cli_own_table(r)) {
+        if (print_table(checks) < 0 ||
+            printf("%s\n", ready ? "ready: no check failed" : "NOT READY: a check failed (see its fix)") < 0)
+            code = GW_EXIT_FAILURE;
+    } else {
+        code = print_data(r, d, checks, ready);
+    }
     for (size_t i = 0; i < N_STEPS; i++) {
         free(checks[i].detail);
         free(checks[i].fix);
     }
-    if (out < 0)
-        return GW_EXIT_USAGE;   /* cannot write the answer: an internal error */
+    if (code != GW_EXIT_OK)
+        return GW_EXIT_USAGE;   /* a -c column no check has, or the answer could not be written */
     return ready ? GW_EXIT_OK : GW_EXIT_FAILURE;
 }
 
@@ -777,87 +788,49 @@ static void doctor_free(doctor *d)
     free(d->addresses);
 }
 
-static bool parse_seconds(const char *s, int *ms)
+static int doctor_option(void *ctx, int id, const char *arg)
 {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v > 0) || v > 3600)
-        return false;
-    *ms = (int)(v * 1000 + 0.5);
-    return *ms > 0;
+    doctor *d = ctx;
+    switch (id) {
+    case OPT_HOST_ROOT: d->shown_root = arg; break;
+    case OPT_STATE_DIR: d->state_dir = arg; break;
+    case OPT_ADDRESS: {
+        char **a = realloc(d->addresses, (d->n_addresses + 2) * sizeof *a);
+        if (!a)
+            abort();
+        d->addresses = a;
+        d->addresses[d->n_addresses++] = (char *)arg;
+        d->addresses[d->n_addresses] = NULL;
+        break;
+    }
+    default: return GW_EXIT_USAGE;
+    }
+    return GW_EXIT_OK;
 }
 
 int cmd_doctor(int argc, char **argv)
 {
-    enum { OPT_ENDPOINT = 0x100, OPT_TIMEOUT, OPT_STATE_DIR, OPT_ADDRESS, OPT_JSON };
-    static const struct option longopts[] = {
-        { "host-root", required_argument, NULL, 'r' },
-        { "endpoint", required_argument, NULL, OPT_ENDPOINT },
-        { "timeout", required_argument, NULL, OPT_TIMEOUT },
-        { "state-dir", required_argument, NULL, OPT_STATE_DIR },
-        { "address", required_argument, NULL, OPT_ADDRESS },
-        { "format", required_argument, NULL, 'f' },
-        { "json", no_argument, NULL, OPT_JSON },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 },
-    };
-    const char *env = getenv("GPUWARDEN_ENDPOINT");
-    doctor d = { .root = "", .shown_root = "/", .endpoint = env && *env ? env : GW_PROTO_READ_ENDPOINT,
-                 .timeout_ms = 2000 };
-    bool json = false;
-    int c, code = -1;
-    optind = 1;
-    while (code < 0 && (c = getopt_long(argc, argv, "hr:f:", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'r': d.shown_root = optarg; break;
-        case OPT_ENDPOINT: d.endpoint = optarg; break;
-        case OPT_STATE_DIR: d.state_dir = optarg; break;
-        case OPT_JSON: json = true; break;
-        case OPT_TIMEOUT:
-            if (!parse_seconds(optarg, &d.timeout_ms)) {
-                fprintf(stderr, "gpuwarden doctor: --timeout: '%s' is not a number of seconds\n", optarg);
-                code = GW_EXIT_USAGE;
-            }
-            break;
-        case OPT_ADDRESS: {
-            char **a = realloc(d.addresses, (d.n_addresses + 2) * sizeof *a);
-            if (!a)
-                abort();
-            d.addresses = a;
-            d.addresses[d.n_addresses++] = optarg;
-            d.addresses[d.n_addresses] = NULL;
-            break;
-        }
-        case 'f':
-            if (!strcmp(optarg, "json"))
-                json = true;
-            else if (!strcmp(optarg, "table"))
-                json = false;
-            else {
-                fprintf(stderr, "gpuwarden doctor: -f: '%s' is not table or json\n", optarg);
-                code = GW_EXIT_USAGE;
-            }
-            break;
-        case 'h': doctor_usage(stdout); code = GW_EXIT_OK; break;
-        default: doctor_usage(stderr); code = GW_EXIT_USAGE; break;
-        }
+    doctor d = { .root = "", .shown_root = "/" };
+    cli_remote r;
+    int code = cli_parse(&cmd_doctor_spec, argc, argv, &r, doctor_option, &d);
+    if (code < 0)
+        code = cli_no_operands(&cmd_doctor_spec, argc, argv);
+    else if (code == GW_EXIT_OK)
+        code = -1;      /* --help was printed: nothing to run */
+    if (code != GW_EXIT_OK) {
+        free(d.addresses);
+        return code < 0 ? GW_EXIT_OK : code;
     }
-    if (code < 0 && optind < argc) {
-        fprintf(stderr, "gpuwarden doctor: unexpected argument '%s'\n", argv[optind]);
-        doctor_usage(stderr);
-        code = GW_EXIT_USAGE;
-    }
+    d.endpoint = cli_remote_endpoint(&r);
+    d.timeout_ms = r.timeout_ms;
     /* "/x/" and "/x" name the same tree; "/" reads the live host. */
     char root[PATH_MAX];
-    if (code < 0) {
-        snprintf(root, sizeof root, "%s", d.shown_root);
-        size_t len = strlen(root);
-        while (len && root[len - 1] == '/')
-            root[--len] = '\0';
-        d.root = root;
-        code = doctor_run(&d, json);
-    }
+    snprintf(root, sizeof root, "%s", d.shown_root);
+    size_t len = strlen(root);
+    while (len && root[len - 1] == '/')
+        root[--len] = '\0';
+    d.root = root;
+    code = doctor_run(&d, &r);
     doctor_free(&d);
     return code;
 }

@@ -55,4 +55,6 @@ extern const struct cli_spec cmd_audit_spec, cmd_discover_spec, cmd_events_spec,
     cmd_nova_config_spec, cmd_quarantine_spec, cmd_release_spec, cmd_sanitize_spec, cmd_show_spec, cmd_snapshot_spec,
     cmd_xml_spec, cmd_hook_spec, cmd_help_spec, cmd_complete_spec, cmd_metrics_spec;
 
+extern const struct cli_spec cmd_doctor_spec;
+
 #endif
