@@ -6,6 +6,7 @@ global CONF pointed at both."""
 import json
 import os
 import socket
+import sys
 import threading
 import wsgiref.simple_server
 
@@ -15,6 +16,8 @@ import zmq
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(os.path.dirname(HERE))
 VECTORS = os.path.join(TOP, 'proto', 'vectors')
+sys.path.append(os.path.join(TOP, 'tests', 'bench'))
+import placement_server  # noqa: E402
 
 
 def pci_json(addr):
@@ -97,22 +100,8 @@ class PlacementServer:
     sqlite database in ``dbdir`` and noauth2 (token ``admin``)."""
 
     def __init__(self, dbdir):
-        from oslo_config import cfg
-        from placement import conf as pconf
-        from placement import db_api
-        from placement import deploy
-
-        path = os.path.join(dbdir, 'placement.conf')
-        with open(path, 'w') as f:
-            f.write('[api]\nauth_strategy = noauth2\n'
-                    '[placement_database]\nsync_on_startup = true\n'
-                    'connection = sqlite:///%s\n'
-                    % os.path.join(dbdir, 'placement.db'))
-        conf = cfg.ConfigOpts()
-        pconf.register_opts(conf)
-        conf([], project='placement', default_config_files=[path])
-        db_api.configure(conf)
-        self.app = deploy.loadapp(conf)
+        # The benchmarks' out-of-process server configures it the same way.
+        self.app = placement_server.load_app(dbdir)
         self.port = free_port()
         self.url = f'http://127.0.0.1:{self.port}'
         self._httpd = wsgiref.simple_server.make_server(
@@ -138,6 +127,9 @@ def configure_cyborg(tmpdir, placement_url=None, endpoint=None, **gw):
              '[agent]', 'enabled_drivers = gpuwarden', '[gpuwarden]']
     if endpoint:
         lines.append(f'endpoint = {endpoint}')
+        # A fake daemon serves every op on its one endpoint; a test of the
+        # real one names its admin endpoint (published, maintenance).
+        gw.setdefault('admin_endpoint', endpoint)
     # Cyborg's API is served only where a test starts it (cyborg_api.py).
     gw.setdefault('follow_cyborg_disable', False)
     lines += [f'{k} = {v}' for k, v in gw.items()]
