@@ -322,8 +322,9 @@ static void done(gw_sanitize_result *res, void *userdata)
         atomic_fetch_add(&d->cleanups_failed, 1);
     gwd_metrics_cleanup(&d->metrics, res, in_use);
     if (!in_use)    /* abort_in_use() said it */
-        gw_log(passed ? GW_LOG_INFO : GW_LOG_WARNING, "%s: clean-up %s%s%s", address, passed ? "passed" : "failed",
-               passed ? "" : ": ", passed ? "" : gw_sanitize_result_reason(res));
+        gw_log_gpu(passed ? GW_LOG_INFO : GW_LOG_WARNING, address,
+                   passed ? NULL : gw_step_name((gw_step_id)gw_sanitize_result_failed_step(res)), "clean-up %s%s%s",
+                   passed ? "passed" : "failed", passed ? "" : ": ", passed ? "" : gw_sanitize_result_reason(res));
     void *ctx[2] = { d, res };
     gwd_event_publish(d, "cleanup", address, pack_cleanup_event, ctx);
     gw_sanitize_result_free(res);
@@ -434,7 +435,7 @@ static void start(gwd *d, const gw_device *dev)
             retry_later(d, address, seq);
         return;
     }
-    gw_log(GW_LOG_INFO, "%s: clean-up started", address);
+    gw_log_gpu(GW_LOG_INFO, address, NULL, "clean-up started");
 }
 
 /* One clean-up per IOMMU group at a time: a clean-up rebinds and resets the

@@ -211,6 +211,9 @@ gw_sanitize_result *gw_pipeline_run(gw_sctx *c)
         if (v == GW_VERDICT_FAIL || i == GW_STEP_COUNT - 1)
             end_run(c, &evidence);
         gw_result_add_step(r, def->id, v, evidence, took);
+        gw_log_gpu(GW_LOG_DEBUG, c->address, def->name,
+                   "clean-up step %s: %s in %llu ms: %s", def->name, gw_verdict_name(v),
+                   (unsigned long long)(took / 1000), evidence);
         pthread_mutex_lock(&c->lock);
         gw_strbuf_append(&c->history, "%s: %s: %s\n", def->name, gw_verdict_name(v), evidence);
         pthread_mutex_unlock(&c->lock);
@@ -223,9 +226,10 @@ gw_sanitize_result *gw_pipeline_run(gw_sctx *c)
     pthread_mutex_unlock(&c->lock);
     r->end_ms = wall_ms();
     if (r->verdict == GW_VERDICT_PASS)
-        gw_log(GW_LOG_INFO, "clean-up %s: pass in %lld ms", c->address, (long long)(r->end_ms - r->start_ms));
+        gw_log_gpu(GW_LOG_INFO, c->address, NULL, "clean-up: pass in %lld ms", (long long)(r->end_ms - r->start_ms));
     else
-        gw_log(GW_LOG_WARNING, "clean-up %s: fail: %s", c->address, r->reason);
+        gw_log_gpu(GW_LOG_WARNING, c->address, gw_step_name((gw_step_id)gw_sanitize_result_failed_step(r)),
+                   "clean-up: fail: %s", r->reason);
     return r;
 }
 

@@ -10,10 +10,6 @@
 #include <sys/syscall.h>
 
 static _Thread_local char error_buf[1024];
-/* Written by a reload on the main thread, read by every worker's log line:
- * atomic, or it is a data race in C's terms. Relaxed: no other data depends
- * on seeing the new level at once. */
-static atomic_int log_max_prio = GW_LOG_INFO;
 
 GW_EXTERN const char *gw_version(void) { return GW_VERSION_STRING; }
 
@@ -29,20 +25,6 @@ int gw_error_set(int err, const char *fmt, ...)
 }
 
 void gw_error_clear(void) { error_buf[0] = '\0'; }
-
-void gw_log_set_level(int max_prio) { atomic_store_explicit(&log_max_prio, max_prio, memory_order_relaxed); }
-
-void gw_log(int prio, const char *fmt, ...)
-{
-    if (prio > atomic_load_explicit(&log_max_prio, memory_order_relaxed))
-        return;
-    char line[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "<%d>%s\n", prio, line);
-}
 
 static void oom(void)
 {

@@ -27,10 +27,24 @@ static inline void gw_closep(int *fd) { if (*fd >= 0) close(*fd); }
 int gw_error_set(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void gw_error_clear(void);
 
-/* Logging on stderr with syslog priority prefixes ("<3>") that journald reads. */
+/* Logging (log.c) on stderr with syslog priority prefixes ("<3>") that
+ * journald reads; when stderr is the journal's stream ($JOURNAL_STREAM, as
+ * under systemd), native journal entries instead, with structured fields. */
 enum { GW_LOG_ERR = 3, GW_LOG_WARNING = 4, GW_LOG_NOTICE = 5, GW_LOG_INFO = 6, GW_LOG_DEBUG = 7 };
 void gw_log(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A line about one GPU (address, "ADDRESS: " before the message) and, when
+ * not NULL, one clean-up step: the journal gets GPU_ADDRESS= and STEP=. */
+void gw_log_gpu(int prio, const char *address, const char *step, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 void gw_log_set_level(int max_prio);
+/* The journal fields of one line, each a malloc'd "KEY=value": PRIORITY,
+ * MESSAGE, SYSLOG_IDENTIFIER, then GPU_ADDRESS and STEP when given. Returns
+ * how many (at most GW_LOG_MAX_FIELDS). */
+#define GW_LOG_MAX_FIELDS 5
+size_t gw_log_fields(char *fields[GW_LOG_MAX_FIELDS], int prio, const char *address, const char *step,
+                     const char *message);
+/* Whether fd is the stream $JOURNAL_STREAM ("DEVICE:INODE") names. */
+bool gw_log_stream_is_journal(const char *env, int fd);
 
 /* Read a whole small file into a NUL-terminated string (trailing newline
  * stripped). Returns 0 or -errno with the message set. */
