@@ -161,8 +161,10 @@ class Placement:
     ``N:bf``: breadth-first), ``allocation_conflict_retry_count`` =
     ``retries`` (None: default)."""
 
-    def __init__(self, workdir, connection, config='-1', retries=None):
+    def __init__(self, workdir, connection, config='-1', retries=None,
+                 randomize=False):
         self.workdir, self.connection = workdir, connection
+        self.randomize = randomize
         mx, _, strategy = str(config).partition(':')
         self.max_candidates = int(mx)
         self.strategy = {'': None, 'bf': 'breadth-first',
@@ -186,6 +188,8 @@ class Placement:
         if self.strategy:
             args += ['--set', 'placement.allocation_candidates_generation_'
                      f'strategy={self.strategy}']
+        if self.randomize:
+            args += ['--set', 'placement.randomize_allocation_candidates=true']
         if self.retries is not None:
             args += ['--set', f'placement.allocation_conflict_retry_count='
                      f'{self.retries}']
@@ -611,17 +615,19 @@ def fleet(args, pg, workdir, model, out):
                     f'{ms(statistics.median(m["times"]))} '
                     f'{m["candidates"]} candidates'))
         res['claims'] = {}
-        for retries in args.claim_retries if args.clients else ():
+        for run in args.claim_retries if args.clients else ():
+            retries, _, random_ = run.partition(':')
+            retries = None if retries == 'default' else int(retries)
             p.close()
             p = Placement(os.path.join(workdir, model), conn, args.claim_max,
-                          retries)
+                          retries, randomize=random_ == 'random')
             unclaim(p.url)
             c = Claims(p.url, model, args.claim_flavor, args.clients,
                        args.claim_cap, args.timeout).run()
             c.used = usages(p.url)
             c.over = over_capacity(p.url)
-            res['claims'][retries] = c
-            out(f'{model} retries={retries}: {c.count["claims"]} claims in '
+            res['claims'][run] = c
+            out(f'{model} retries={run}: {c.count["claims"]} claims in '
                 f'{c.wall:.1f} s, {dict(c.count)}, over capacity {c.over}')
         res['restarts'] = p.restarts
     finally:
@@ -675,16 +681,17 @@ def table(args, results, machine):
           f'{args.claim_max}, until no candidate is left (or '
           f'{args.claim_cap:.0f} s). "over capacity": providers whose PGPU '
           f'usage exceeds their total after the run (GPUs given twice).\n')
-        w('| model | allocation_conflict_retry_count | claims accepted | '
+        w('| model | allocation_conflict_retry_count (:random = '
+          'randomize_allocation_candidates) | claims accepted | '
           'PGPU used | over capacity: providers (GPUs) | wall | claims/s | '
           'capacity 409s (alternate tried) | generation 409s (Nova retry) | '
           'out of retries | re-asked Placement | client timeouts, 5xx | '
           'GET p50 / p95 | PUT p50 / p95 |')
         w('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|')
         for r in results:
-            for retries, c in r['claims'].items():
+            for run, c in r['claims'].items():
                 n = c.count
-                w(f'| {r["model"]} | {"10 (default)" if retries is None else retries} | '
+                w(f'| {r["model"]} | {run.replace("default", "10 (default)")} | '
                   f'{n["claims"]} | {c.used} of {args.hosts * GPUS} GPUs'
                   f'{"" if c.full else " (time cap)"} | {c.over[0]} '
                   f'({c.over[1]}) | {c.wall:.1f} s | '
@@ -720,7 +727,8 @@ def parse_args(argv=None):
                     help='seconds the claim run may take at most')
     ap.add_argument('--claim-retries', default='default,1',
                     help='[placement] allocation_conflict_retry_count '
-                    'values, one claim run each ("default": unset, 10)')
+                    'values, one claim run each ("default": unset, 10; '
+                    '"N:random": also randomize_allocation_candidates)')
     ap.add_argument('--json', help='also write the raw results here')
     a = ap.parse_args(argv)
     a.models = [m for m in a.models.split(',') if m]
@@ -728,8 +736,7 @@ def parse_args(argv=None):
     a.configs = [x for x in a.configs.split(',') if x]
     for x in a.configs:
         int(x.partition(':')[0])
-    a.claim_retries = [None if x == 'default' else int(x)
-                       for x in a.claim_retries.split(',') if x]
+    a.claim_retries = [x for x in a.claim_retries.split(',') if x]
     return a
 
 

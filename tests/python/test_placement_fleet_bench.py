@@ -60,7 +60,7 @@ def test_fleet_bench_two_hosts(tmp_path):
     eight = by['per_gpu']['configs']['100:bf']['8 GPUs']
     assert eight['timeout'] or eight['candidates'] == 100, eight
     for model in EXPECTED:
-        c = by[model]['claims'][1]
+        c = by[model]['claims']['1']
         # allocation_conflict_retry_count = 1: every GPU once, no more.
         assert c.full and c.count['claims'] == 16, (model, c.count)
         assert c.used == 16 and c.over == (0, 0), (model, c.used, c.over)
