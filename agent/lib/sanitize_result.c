@@ -196,14 +196,20 @@ GW_EXTERN int gw_sanitize_result_apply(const gw_sanitize_result *r, gw_registry 
     int rc = gw_registry_get(reg, r->address, &dev);
     if (rc < 0)
         return rc;
-    for (size_t i = 0; i < r->pins.n && rc == 0; i++) {
+    /* The changed pins in one checkpoint write, not one each. */
+    gw_fact_pin *pins = gw_xcalloc(r->pins.n + 1, sizeof *pins);
+    size_t n = 0;
+    for (size_t i = 0; i < r->pins.n; i++) {
         const gw_fact *p = &r->pins.v[i];
         if (strncmp(p->key, "sanitize.", 9))
             continue;
         const char *old = gw_device_fact(dev, p->key);
         if (!old || strcmp(old, p->value))
-            rc = gw_registry_set_fact(reg, r->address, p->key, p->value);
+            pins[n++] = (gw_fact_pin){ r->address, p->key, p->value };
     }
+    if (n)
+        rc = gw_registry_set_facts(reg, pins, n);
+    free(pins);
     gw_device_free(dev);
     if (rc < 0)
         return rc;

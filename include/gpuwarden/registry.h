@@ -259,6 +259,19 @@ GW_EXTERN int gw_registry_sync(gw_registry *reg, const gw_identity *present, siz
 GW_EXTERN int gw_registry_set_fact(gw_registry *reg, const char *address, const char *key,
                                    const char *value);
 
+/* One fact to pin (value non-NULL) or drop (NULL) at a device's address. */
+typedef struct gw_fact_pin {
+    const char *address;
+    const char *key;
+    const char *value;
+} gw_fact_pin;
+
+/* gw_registry_set_fact() for each of the n pins, persisted together in one
+ * checkpoint write (none when nothing changes): either every change is on
+ * disk and in memory, or none is. -ENOENT (a device unknown), -EINVAL,
+ * -EROFS or -errno, with nothing changed. */
+GW_EXTERN int gw_registry_set_facts(gw_registry *reg, const gw_fact_pin *pins, size_t n);
+
 /* A snapshot of the device at `address` (as gw_registry_apply() picks it);
  * -ENOENT when none. Free with gw_device_free(). */
 GW_EXTERN int gw_registry_get(gw_registry *reg, const char *address, gw_device **out);
@@ -267,6 +280,13 @@ GW_EXTERN int gw_registry_get(gw_registry *reg, const char *address, gw_device *
 GW_EXTERN int gw_registry_list(gw_registry *reg, gw_device ***out, size_t *n);
 /* The sequence number of the last transition (0 when none). */
 GW_EXTERN uint64_t gw_registry_seq(gw_registry *reg);
+/* A number that grows with every change of the records in memory
+ * (transitions and facts alike); read without waiting for the registry's
+ * lock, so that a reader can tell at once whether what it built from the
+ * records is still current. */
+GW_EXTERN uint64_t gw_registry_version(gw_registry *reg);
+/* How many times this registry has written its checkpoint since it was opened. */
+GW_EXTERN uint64_t gw_registry_checkpoint_writes(gw_registry *reg);
 /* The state directory (NULL for an in-memory registry). */
 GW_EXTERN const char *gw_registry_state_dir(const gw_registry *reg);
 
