@@ -354,6 +354,7 @@ static void update(gwd *d, const char *address, const char *const *domains, size
         set_view(d, address, domains, n, running, n_running);
         if (watcher)
             find(d, address)->reported = true;
+        gwd_view_changed(d);
     }
     pthread_mutex_unlock(&d->lock);
     if (!managed)
@@ -397,6 +398,7 @@ void gwd_attachment_hint(gwd *d, const char *address, const char *domain, bool r
     }
     strv_drop(running ? a->said_stopped : a->said_running, domain);
     strv_put(running ? &a->said_running : &a->said_stopped, domain);
+    gwd_view_changed(d);
     pthread_mutex_unlock(&d->lock);
     if (!known) {
         gw_log(GW_LOG_NOTICE, "%s: the hook says domain '%s' %s on it, which libvirt has not shown: counted as "
@@ -422,6 +424,7 @@ static void on_sync(bool current, void *userdata)
     pthread_mutex_lock(&d->lock);
     bool lost = d->attach_current && !current;
     d->attach_current = current;
+    gwd_view_changed(d);
     pthread_mutex_unlock(&d->lock);
     if (lost)
         gwd_metrics_libvirt_lost(&d->metrics);
@@ -450,6 +453,7 @@ static void forget(gwd *d, const char *address)
     gwd_strv_free(a->said_running);
     gwd_strv_free(a->said_stopped);
     *a = d->attachments[--d->n_attachments];
+    gwd_view_changed(d);
 }
 
 void gwd_attachment_follow(gwd *d)
@@ -513,6 +517,7 @@ int gwd_attachment_start(gwd *d)
     char **watch = gwd_strv_copy((const char *const *)d->managed, n);
     qsort(watch, n, sizeof *watch, cmp_strp);
     d->attach_current = false;
+    gwd_view_changed(d);
     pthread_mutex_unlock(&d->lock);
 
     gw_attach_libvirt_options o = GW_ATTACH_LIBVIRT_OPTIONS_INIT;

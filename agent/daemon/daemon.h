@@ -116,6 +116,15 @@ typedef struct gwd {
     uint64_t published_rev;             /* (L) highest revision confirmed by `published`; 0: none */
     uint64_t published_gen;             /* (L) the generation of that revision; 0: none */
 
+    /* Bumped (under `lock`, after the change) with every change of what the
+     * read replies show that the registry does not version itself: the
+     * host scan, the attachment view and whether it is known, the extra
+     * traits. With gw_registry_version() it keys the reply cache
+     * (replies.c): a reply is reused only while neither has moved since it
+     * was made. Read without the lock. */
+    _Atomic uint64_t view_version;
+    struct gwd_replies *replies;        /* main thread only (replies.c) */
+
     /* A clean-up passed since the main loop last looked: it checks whether
      * the new sanitized GPUs can be promoted at once (gwd_promote_confirmed). */
     atomic_bool promote_due;
@@ -134,6 +143,32 @@ typedef void (*gwd_event_builder)(void *pk, uint64_t seq, void *userdata);
 void gwd_event_publish(gwd *d, const char *kind, const char *address, gwd_event_builder build, void *userdata);
 /* Wake the main loop (which then starts pending clean-ups). Any thread. */
 void gwd_wake(gwd *d);
+
+/* Say that what the read replies show changed (see view_version); caller
+ * holds d->lock and has made the change. */
+static inline void gwd_view_changed(gwd *d)
+{
+    atomic_fetch_add(&d->view_version, 1);
+}
+
+/* replies.c: the encoded results of the read ops (inventory, devices,
+ * device), reused while the state they show is unchanged. Main thread. */
+struct gw_proto_request;
+typedef struct gwd_reply_key {
+    bool cacheable;
+    uint64_t registry, view;            /* the versions sampled before the op ran */
+} gwd_reply_key;
+/* Sample the key of `req` and, on a hit, pack the whole reply (its envelope
+ * with req's id, then the cached result) into sb: true. */
+bool gwd_replies_lookup(gwd *d, const struct gw_proto_request *req, gwd_reply_key *key, void *sb);
+/* Keep the encoded result (`bytes`, the msgpack of `result`) of a reply
+ * whose key lookup() sampled; a result that changes with the clock (a
+ * running clean-up's duration) is not kept. */
+void gwd_replies_store(gwd *d, const struct gw_proto_request *req, const gwd_reply_key *key,
+                       const struct json_t *result, const void *bytes, size_t len);
+/* Replies served from the cache, and read requests that were not. */
+void gwd_replies_stats(gwd *d, uint64_t *hits, uint64_t *misses);
+void gwd_replies_free(gwd *d);
 
 /* fleet.c: the host scan and the registry. */
 int gwd_fleet_scan(gwd *d);                         /* scan + registry sync; main thread */

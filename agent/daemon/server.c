@@ -88,6 +88,11 @@ static void count_error(gwd *d, int code)
  * of the reply (0 = ok). Either thread; counts nothing. */
 static int run(gwd *d, const gw_proto_request *req, bool admin, msgpack_sbuffer *sb)
 {
+    /* A read whose state has not changed since its last reply: that reply's
+     * result again, under this request's id (replies.c). */
+    gwd_reply_key key = { 0 };
+    if (gwd_replies_lookup(d, req, &key, sb))
+        return 0;
     json_t *result = NULL;
     gw_proto_error err;
     memset(&err, 0, sizeof err);
@@ -100,12 +105,15 @@ static int run(gwd *d, const gw_proto_request *req, bool admin, msgpack_sbuffer 
     msgpack_packer pk;
     msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
     gw_proto_pack_reply_ok(&pk, req->has_id, req->id);
+    size_t head = sb->size;
     int code = 0;
     if (gw_proto_pack_json(&pk, result, &err) < 0) {
         gw_log(GW_LOG_ERR, "%s: result not encodable: %s", gw_proto_op_name(req->op), err.message);
         gw_proto_errorf(&err, GW_PROTO_INTERNAL, NULL, "result could not be encoded");
         pack_error(sb, req->has_id, req->id, &err);
         code = err.code;
+    } else {
+        gwd_replies_store(d, req, &key, result, sb->data + head, sb->size - head);
     }
     json_decref(result);
     return code;
