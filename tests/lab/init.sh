@@ -15,6 +15,10 @@ while read -r m; do
     [ -n "$m" ] || continue
     insmod "$m" || echo "lab-init: insmod $m failed" >/dev/console
 done < /lab/modules.txt
+# A guest with a real userspace (tests/lab/rootfs.py) starts its services.
+if [ -x /lab/boot.sh ]; then
+    /lab/boot.sh > /dev/console 2>&1 || echo "lab-init: /lab/boot.sh failed" >/dev/console
+fi
 echo "lab-init: ready $(uname -r)" >/dev/console
 stty -F /dev/ttyS1 raw -echo 2>/dev/null
 exec 3<>/dev/ttyS1
