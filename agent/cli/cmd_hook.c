@@ -60,10 +60,14 @@ const cli_spec cmd_hook_spec = {
         "  prepare begin   ask the daemon whether domain NAME may start with its PCI host\n"
         "                  devices (op `gate`); exit 1 with the reasons on stderr if not\n"
         "  started begin   tell the daemon the domain now holds its devices (`attached`)\n"
-        "  release end     tell the daemon the domain let them go (`released`): the\n"
-        "                  clean-up starts at once; then, when a Placement writer (the\n"
-        "                  Cyborg shim) is active, wait until Placement shows the GPUs\n"
-        "                  reserved (see --publish-wait); always exit 0\n"
+        "  release end     tell the daemon the domain let them go (`released`): they\n"
+        "                  are reserved at once; their clean-up starts when no domain\n"
+        "                  references them any more: at once for a transient domain,\n"
+        "                  at `virsh undefine` for a defined one (a shut-off defined\n"
+        "                  domain keeps its GPUs and may start on them again); then,\n"
+        "                  when a Placement writer (the Cyborg shim) is active, wait\n"
+        "                  until Placement shows the GPUs reserved (see --publish-wait);\n"
+        "                  always exit 0\n"
         "  anything else   exit 0 at once\n"
         "It talks only to the daemon, never to libvirt.",
     .globals = CLI_G_ENDPOINT,
