@@ -57,6 +57,11 @@ int cli_remote_option(cli_remote *r, int c, const char *arg)
         }
         r->endpoint = arg;
         return 1;
+    case CLI_OPT_SERVER_KEY:
+    case CLI_OPT_PUBLIC_KEY:
+    case CLI_OPT_SECRET_KEY:
+        r->key_files[c - CLI_OPT_SERVER_KEY] = arg;
+        return 1;
     case CLI_OPT_TIMEOUT:
         if (!cli_parse_seconds(arg, &r->timeout_ms)) {
             fprintf(stderr, "gpuwarden %s: --timeout wants seconds > 0 (at most 86400), not '%s'\n", r->cmd, arg);
@@ -115,10 +120,56 @@ int cli_remote_probe(const cli_remote *r, const char *endpoint)
     else if (e == EACCES || e == EPERM)
         fprintf(stderr, "gpuwarden %s: %s: permission denied (%s)\n", r->cmd, endpoint,
                 strcmp(endpoint, GW_PROTO_ADMIN_ENDPOINT) ? "ask the daemon's operator for access"
-                                                          : "the admin endpoint is root's");
+                                                          : "the admin endpoint is root's and its admin_group's");
     else
         fprintf(stderr, "gpuwarden %s: %s: %s\n", r->cmd, endpoint, strerror(e));
     return GW_EXIT_UNREACHABLE;
+}
+
+/* A CURVE key from a file: its first line that is neither blank nor a
+ * comment, 40 Z85 characters with blanks around. */
+static int read_key_file(const cli_remote *r, const char *what, const char *path, char key[41])
+{
+    FILE *f = fopen(path, "re");
+    if (!f) {
+        fprintf(stderr, "gpuwarden %s: %s key %s: %s\n", r->cmd, what, path, strerror(errno));
+        return -1;
+    }
+    char line[256];
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f)) {
+        char *p = line + strspn(line, " \t\r\n");
+        if (!*p || *p == '#')
+            continue;
+        size_t n = strcspn(p, " \t\r\n");
+        found = n == 40 && !p[n + strspn(p + n, " \t\r\n")];
+        if (found)
+            memcpy(key, p, 40), key[40] = '\0';
+        else
+            break;
+    }
+    fclose(f);
+    if (!found)
+        fprintf(stderr, "gpuwarden %s: %s key %s: expected one CURVE key, 40 Z85 characters\n", r->cmd, what, path);
+    return found ? 0 : -1;
+}
+
+/* The CURVE keys of a tcp:// endpoint into opts: from the options, else the
+ * environment; the keys live in `keys`. 0, or -1 (message printed). */
+static int curve_keys(const cli_remote *r, gw_client_options *opts, char keys[3][41])
+{
+    static const char *const what[3] = { "server", "public", "secret" };
+    static const char *const env[3] = { CLI_SERVER_KEY_ENV, CLI_PUBLIC_KEY_ENV, CLI_SECRET_KEY_ENV };
+    const char **dst[3] = { &opts->curve_server_key, &opts->curve_public_key, &opts->curve_secret_key };
+    for (int i = 0; i < 3; i++) {
+        const char *path = r->key_files[i] ? r->key_files[i] : getenv(env[i]);
+        if (!path || !*path)
+            continue;
+        if (read_key_file(r, what[i], path, keys[i]) < 0)
+            return -1;
+        *dst[i] = keys[i];
+    }
+    return 0;
 }
 
 int cli_remote_connect(cli_remote *r, gw_client **out)
@@ -126,6 +177,9 @@ int cli_remote_connect(cli_remote *r, gw_client **out)
     gw_client_options opts = GW_CLIENT_OPTIONS_INIT;
     opts.endpoint = cli_remote_endpoint(r);
     opts.timeout_ms = r->timeout_ms;
+    char keys[3][41];
+    if (!strncmp(opts.endpoint, "tcp://", 6) && curve_keys(r, &opts, keys) < 0)
+        return GW_EXIT_USAGE;
     int code = cli_remote_probe(r, opts.endpoint);
     if (code != GW_EXIT_OK)
         return code;

@@ -10,7 +10,8 @@
 #include <stdio.h>
 
 /* getopt codes of the long-only common options. */
-enum { CLI_OPT_ENDPOINT = 0x100, CLI_OPT_TIMEOUT, CLI_OPT_FIRST_FREE };
+enum { CLI_OPT_ENDPOINT = 0x100, CLI_OPT_TIMEOUT, CLI_OPT_SERVER_KEY, CLI_OPT_PUBLIC_KEY, CLI_OPT_SECRET_KEY,
+       CLI_OPT_FIRST_FREE };
 
 #define CLI_REMOTE_LONGOPTS                                          \
     { "endpoint", required_argument, NULL, CLI_OPT_ENDPOINT },       \
@@ -21,6 +22,10 @@ enum { CLI_OPT_ENDPOINT = 0x100, CLI_OPT_TIMEOUT, CLI_OPT_FIRST_FREE };
 /* The environment variable that replaces the default request endpoint. */
 #define CLI_ENDPOINT_ENV "GPUWARDEN_ENDPOINT"
 #define CLI_EVENTS_ENDPOINT_ENV "GPUWARDEN_EVENTS_ENDPOINT"
+/* CURVE key files for tcp:// endpoints, when the options do not name them. */
+#define CLI_SERVER_KEY_ENV "GPUWARDEN_SERVER_KEY"
+#define CLI_PUBLIC_KEY_ENV "GPUWARDEN_PUBLIC_KEY"
+#define CLI_SECRET_KEY_ENV "GPUWARDEN_SECRET_KEY"
 
 /* The options text every daemon command's --help ends with. */
 #define CLI_REMOTE_HELP                                                                     \
@@ -41,6 +46,7 @@ typedef struct cli_remote {
     const char *endpoint;       /* --endpoint; NULL until parsed = the default */
     const char *default_endpoint;
     int timeout_ms;
+    const char *key_files[3];   /* --server-key, --public-key, --secret-key; NULL = $GPUWARDEN_*_KEY */
     bool json;                  /* format == CLI_FORMAT_JSON */
     int format;                 /* cli_format (format.h): -f, --json */
     const char *columns[CLI_MAX_COLUMNS];   /* -c, in order */

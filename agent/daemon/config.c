@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <zmq.h>
 
 #include <gpuwarden/inventory.h>
 
@@ -47,14 +48,18 @@ static const opt_def opts[] = {
     STR("daemon", "host_root", "host-root", host_root, "/", "root of the host's /sys (a test tree in tests)"),
     STR("daemon", "state_dir", "state-dir", state_dir, "/var/lib/gpuwarden", "checkpoint and audit log directory"),
     STR("daemon", "admin_endpoint", "admin-endpoint", admin_endpoint, "ipc:///run/gpuwarden/admin.sock",
-        "ZeroMQ endpoint serving every op (ipc: mode 0600)"),
+        "ZeroMQ endpoint serving every op (ipc: mode 0660, group admin_group; tcp: only curve_allowlist keys)"),
     STR("daemon", "read_endpoint", "read-endpoint", read_endpoint, "ipc:///run/gpuwarden/read.sock",
         "ZeroMQ endpoint serving read-only ops (ipc: mode 0660)"),
     STR("daemon", "events_endpoint", "events-endpoint", events_endpoint, "ipc:///run/gpuwarden/events.sock",
         "ZeroMQ PUB endpoint for transitions and clean-up results"),
     STR("daemon", "read_group", "read-group", read_group, "", "group owning the read socket (e.g. cyborg)"),
+    STR("daemon", "admin_group", "admin-group", admin_group, "root",
+        "group owning the ipc admin socket; only root and this group's members (SO_PEERCRED) may connect"),
     STR("daemon", "curve_secret_key", "curve-secret-key", curve_secret_key, "",
         "Z85 CURVE server secret key; required for tcp:// endpoints"),
+    STR_LIVE("daemon", "curve_allowlist", "curve-allowlist", curve_allowlist, "",
+        "file of '<name> <Z85 public key>' lines: the CURVE clients a tcp:// admin endpoint serves (required there)"),
     STR("daemon", "host_backend", "host-backend", host_backend, "sysfs",
         "sysfs (the host's kernel) | simulated (test trees: models the kernel's reactions, writes nothing)"),
     LNG_LIVE("daemon", "rescan_interval_s", "rescan-interval", rescan_interval_s, "60",
@@ -419,6 +424,127 @@ static int validate_manage(const gwd_config *cfg)
     return 0;
 }
 
+/* ---- the CURVE allow-list ---- */
+
+static bool allowlist_name_ok(const char *s, size_t n)
+{
+    if (n < 1 || n > 64)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && !strchr("._@+-", s[i]))
+            return false;
+    return true;
+}
+
+static bool z85_key_ok(const char *s, size_t n)
+{
+    uint8_t raw[32];
+    char key[41];
+    if (n != 40)
+        return false;
+    memcpy(key, s, 40);
+    key[40] = '\0';
+    return zmq_z85_decode(raw, key) != NULL;
+}
+
+void gwd_allowlist_free(gwd_allowlist *list)
+{
+    if (!list)
+        return;
+    free(list->keys);
+    free(list);
+}
+
+const char *gwd_allowlist_name(const gwd_allowlist *list, const char *key)
+{
+    for (size_t i = 0; list && key && i < list->n; i++)
+        if (!strcmp(list->keys[i].key, key))
+            return list->keys[i].name;
+    return NULL;
+}
+
+/* One line: "<name> <key>", blanks around and between. */
+static int allowlist_line(gwd_allowlist *list, const char *path, unsigned lineno, char *line)
+{
+    const char *blanks = " \t\r\n";
+    char *name = line + strspn(line, blanks);
+    if (!*name || *name == '#')
+        return 0;
+    size_t nlen = strcspn(name, blanks);
+    char *key = name + nlen + strspn(name + nlen, blanks);
+    size_t klen = strcspn(key, blanks);
+    const char *rest = key + klen + strspn(key + klen, blanks);
+    if (!klen || *rest)
+        return gw_error_set(-EINVAL, "%s:%u: expected '<name> <Z85 public key>', one a line", path, lineno);
+    if (!allowlist_name_ok(name, nlen))
+        return gw_error_set(-EINVAL, "%s:%u: '%.*s' is not a key name (1..64 of A-Z a-z 0-9 . _ @ + -)", path,
+                            lineno, (int)(nlen > 64 ? 64 : nlen), name);
+    if (!z85_key_ok(key, klen))
+        return gw_error_set(-EINVAL, "%s:%u: %.*s: the public key is not 40 Z85 characters", path, lineno,
+                            (int)nlen, name);
+    name[nlen] = key[klen] = '\0';
+    for (size_t i = 0; i < list->n; i++) {
+        if (!strcmp(list->keys[i].name, name))
+            return gw_error_set(-EINVAL, "%s:%u: the name '%s' is listed twice", path, lineno, name);
+        if (!strcmp(list->keys[i].key, key))
+            return gw_error_set(-EINVAL, "%s:%u: %s: the key is listed already, as '%s'", path, lineno, name,
+                                list->keys[i].name);
+    }
+    list->keys = gw_xrealloc(list->keys, list->n + 1, sizeof *list->keys);
+    snprintf(list->keys[list->n].name, sizeof list->keys[list->n].name, "%s", name);
+    snprintf(list->keys[list->n].key, sizeof list->keys[list->n].key, "%s", key);
+    list->n++;
+    return 0;
+}
+
+int gwd_allowlist_load(const char *path, gwd_allowlist **out)
+{
+    *out = NULL;
+    _cleanup_fclose_ FILE *f = fopen(path, "re");
+    if (!f)
+        return gw_error_set(-errno, "%s: %s", path, strerror(errno));
+    gwd_allowlist *list = gw_xcalloc(1, sizeof *list);
+    char *line = NULL;
+    size_t cap = 0;
+    unsigned lineno = 0;
+    int r = 0;
+    while (r == 0 && getline(&line, &cap, f) >= 0) {
+        lineno++;
+        r = allowlist_line(list, path, lineno, line);
+    }
+    if (r == 0 && ferror(f))
+        r = gw_error_set(-EIO, "%s: read error", path);
+    free(line);
+    if (r < 0) {
+        gwd_allowlist_free(list);
+        return r;
+    }
+    *out = list;
+    return 0;
+}
+
+/* A tcp:// admin endpoint serves only listed keys (PROTOCOL.md §1): without
+ * a list it would serve any CURVE client, so it is refused. A list that is
+ * set must read cleanly, at the start and at every reload. */
+static int validate_curve(const gwd_config *cfg)
+{
+    if (!strncmp(cfg->admin_endpoint, "tcp://", 6) && !cfg->curve_allowlist[0]) {
+        fprintf(stderr, "gpuwardend: admin_endpoint %s is tcp:// but [daemon] curve_allowlist is not set: a tcp "
+                        "admin endpoint serves only the CURVE client keys listed there; refused\n",
+                cfg->admin_endpoint);
+        return -EINVAL;
+    }
+    if (!cfg->curve_allowlist[0])
+        return 0;
+    gwd_allowlist *list = NULL;
+    if (gwd_allowlist_load(cfg->curve_allowlist, &list) < 0) {
+        fprintf(stderr, "gpuwardend: [daemon] curve_allowlist: %s\n", gw_error_message());
+        return -EINVAL;
+    }
+    gwd_allowlist_free(list);
+    return 0;
+}
+
 /* Values that parse but make no sense; shared by start-up and reload so a
  * reload can never install what a start would refuse. */
 int gwd_config_validate(const gwd_config *cfg)
@@ -448,7 +574,7 @@ int gwd_config_validate(const gwd_config *cfg)
     else if (cfg->in_use_retry_s < 1 || cfg->in_use_retry_s > 600)
         fprintf(stderr, "gpuwardend: [cleanup] in_use_retry_s must be 1..600 (the longest wait), not %ld\n",
                 (long)cfg->in_use_retry_s);
-    else if (validate_manage(cfg) < 0)
+    else if (validate_manage(cfg) < 0 || validate_curve(cfg) < 0)
         return -EINVAL;
     else
         return validate_models(cfg);

@@ -24,7 +24,9 @@ typedef struct gwd_config {
     char *read_endpoint;
     char *events_endpoint;
     char *read_group;           /* group owning the read socket (0660) */
+    char *admin_group;          /* group owning the admin socket (0660); root and its members may connect */
     char *curve_secret_key;     /* Z85; required for tcp:// endpoints */
+    char *curve_allowlist;      /* file of "<name> <Z85 public key>" lines; required for a tcp:// admin endpoint */
     char *host_backend;         /* sysfs | simulated */
     char *libvirt_uri;          /* "" disables the libvirt watcher */
     char *host_name;            /* deployable name prefix; "" = gethostname() */
@@ -90,6 +92,26 @@ void gwd_config_option_doc(size_t i, gwd_option_doc *out);
 int gwd_config_print_man(FILE *f, const char *section);
 void gwd_config_print_sample(FILE *f);
 int gwd_config_validate(const gwd_config *cfg);
+/* The CURVE allow-list: the client public keys that may use a tcp:// admin
+ * endpoint, each with the name the audit log records for it. The file holds
+ * one "<name> <40-character Z85 public key>" a line; blank lines and lines
+ * starting with '#' are skipped. */
+typedef struct gwd_allowlist {
+    size_t n;
+    struct gwd_allowed_key {
+        char name[65];          /* [A-Za-z0-9._@+-], 1..64 */
+        char key[41];           /* Z85 */
+    } *keys;
+} gwd_allowlist;
+
+/* Read and check the whole file: 0 and *out, or -errno with a message
+ * naming FILE:LINE for the first bad line (gw_error_message()); on failure
+ * nothing is handed out. Names and keys must be unique. */
+int gwd_allowlist_load(const char *path, gwd_allowlist **out);
+void gwd_allowlist_free(gwd_allowlist *list);
+/* The name of a listed Z85 key; NULL when not listed. */
+const char *gwd_allowlist_name(const gwd_allowlist *list, const char *key);
+
 /* Syslog priority of a level name, -1 when unknown. */
 int gwd_log_level(const char *name);
 

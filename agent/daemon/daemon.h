@@ -79,6 +79,7 @@ typedef struct gwd {
     gw_attach_source *attach;           /* NULL: libvirt disabled */
     gw_attach_source *hint_source;      /* without libvirt: the hook hints' view */
     struct gwd_slow *slow;              /* the worker for slow requests (server.c); NULL: none */
+    struct gwd_zap *zap;                /* the CURVE clients' ZAP handler (zap.c); NULL: no tcp endpoint */
     /* Clean-up runs reported (done) whose last step has not yet returned
      * (freed): a step abandoned after its timeout may still ask the
      * attachment source and wake the loop, so shutdown waits for 0. */

@@ -32,7 +32,18 @@
  *     the frame flags are encrypted; there only the connection count,
  *     ZMQ_MAXMSGSIZE and ZMQ_RCVHWM bound a peer.
  * Every other descriptor passes straight through. docs/daemon.md ("Limits")
- * states the resulting bound. */
+ * states the resulting bound.
+ *
+ * Who may connect to the ipc admin endpoint. Its socket file is 0660
+ * root:<admin_group>, and on top of that every connection accepted on it is
+ * checked against the credentials the kernel recorded at connect()
+ * (SO_PEERCRED, SO_PEERGROUPS): root, or a process whose group or
+ * supplementary groups include admin_group; any other is closed at once,
+ * before libzmq sees it, and logged with its uid and pid. The file mode alone
+ * is one chmod away from open to all (a too-wide mode set by hand, a
+ * directory shared with another service); the check does not depend on it.
+ * The identity each request is recorded under is taken by server.c from the
+ * same kernel record, as libzmq keeps it on the connection (PROTOCOL.md §2). */
 #include "endpoint.h"
 
 #include <errno.h>
@@ -92,6 +103,9 @@ typedef struct guard_ep {
     char path[sizeof ((struct sockaddr_un *)0)->sun_path];  /* AF_UNIX: bound name (abstract: leading NUL) */
     size_t path_len;
     in_port_t port;             /* AF_INET/6, network order */
+    bool admins_only;           /* AF_UNIX: only root and members of `gid` (SO_PEERCRED) */
+    gid_t gid;
+    char group[32];             /* the group's name, for the log */
     long max_conns;
     uint64_t max_msg;
     atomic_long conns;
@@ -173,10 +187,49 @@ static int listener_of(int fd)
     return k;
 }
 
+/* Whether the peer of an accepted AF_UNIX connection may use an admin
+ * endpoint: root, or its primary or a supplementary group is e->gid. The
+ * kernel's record of the peer at connect(), never anything it says. */
+static bool peer_admitted(const guard_ep *e, int fd, struct ucred *cred)
+{
+    socklen_t len = sizeof *cred;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cred, &len) < 0)
+        return false;
+    if (cred->uid == 0 || cred->gid == e->gid)
+        return true;
+    /* The supplementary groups (Linux >= 4.13): ERANGE says how many. */
+    gid_t some[64];
+    _cleanup_free_ gid_t *many = NULL;
+    gid_t *groups = some;
+    len = sizeof some;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0) {
+        if (errno != ERANGE || len <= sizeof some)
+            return false;
+        many = gw_xcalloc(len / sizeof *many + 1, sizeof *many);
+        groups = many;
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0)
+            return false;
+    }
+    for (size_t i = 0; i < len / sizeof *groups; i++)
+        if (groups[i] == e->gid)
+            return true;
+    return false;
+}
+
 /* A connection accepted on endpoint k's listener: kept, or refused. */
 static int admit(int k, int fd)
 {
     guard_ep *e = &g.ep[k];
+    struct ucred cred = { .pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1 };
+    if (e->admins_only && !peer_admitted(e, fd, &cred)) {
+        char what[160];
+        snprintf(what, sizeof what, "connection refused: uid %u (pid %d, gid %u) is neither root nor in group '%s'",
+                 (unsigned)cred.uid, (int)cred.pid, (unsigned)cred.gid, e->group);
+        note(e, &e->refused, what);
+        sys_close(fd);
+        errno = EAGAIN;     /* libzmq: nothing accepted, wait for the next */
+        return -1;
+    }
     if ((size_t)fd >= g.nfds || atomic_fetch_add(&e->conns, 1) >= e->max_conns) {
         if ((size_t)fd < g.nfds)
             atomic_fetch_sub(&e->conns, 1);
@@ -420,7 +473,8 @@ long gwd_endpoint_limits(long max_connections, long max_message_bytes)
  * known only after the bind: then `sock` is bound already and this is
  * called again for it. Returns the endpoint's index, or -1 (not watched:
  * inproc, or no room). */
-static int guard_endpoint(void *sock, const char *name, const char *endpoint, long max_conns, long max_msg)
+static int guard_endpoint(void *sock, const char *name, const char *endpoint, long max_conns, long max_msg,
+                          const struct group *admins)
 {
     int n = atomic_load(&g.n_ep);
     if (!g.on || n == GUARD_ENDPOINTS)
@@ -430,6 +484,11 @@ static int guard_endpoint(void *sock, const char *name, const char *endpoint, lo
     snprintf(e->name, sizeof e->name, "%s", name);
     e->max_conns = max_conns;
     e->max_msg = (uint64_t)max_msg;
+    if (admins) {
+        e->admins_only = true;
+        e->gid = admins->gr_gid;
+        snprintf(e->group, sizeof e->group, "%s", admins->gr_name);
+    }
     char bound[512] = "";
     size_t blen = sizeof bound;
     if (!sock || zmq_getsockopt(sock, ZMQ_LAST_ENDPOINT, bound, &blen) < 0 || !*bound)
@@ -504,7 +563,7 @@ static int secure_ipc_file(const char *path, mode_t mode, const char *group)
 }
 
 void *gwd_endpoint_bind(void *zctx, int type, const char *name, const char *endpoint, mode_t mode, const char *group,
-                        const char *curve_secret_key, long max_message_bytes, long max_connections)
+                        bool admins_only, const char *curve_secret_key, long max_message_bytes, long max_connections)
 {
     void *sock = zmq_socket(zctx, type);
     if (!sock) {
@@ -534,8 +593,10 @@ void *gwd_endpoint_bind(void *zctx, int type, const char *name, const char *endp
             goto fail;
         }
         int server = 1;
+        /* The ZAP handler (zap.c) decides on the endpoint's name. */
         if (zmq_setsockopt(sock, ZMQ_CURVE_SERVER, &server, sizeof server) < 0 ||
-            zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, curve_secret_key, 40) < 0) {
+            zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, curve_secret_key, 40) < 0 ||
+            zmq_setsockopt(sock, ZMQ_ZAP_DOMAIN, name, strlen(name)) < 0) {
             gw_log(GW_LOG_ERR, "%s: CURVE setup failed: %s", endpoint, zmq_strerror(zmq_errno()));
             goto fail;
         }
@@ -543,6 +604,22 @@ void *gwd_endpoint_bind(void *zctx, int type, const char *name, const char *endp
         gw_log(GW_LOG_ERR, "%s: only ipc://, tcp:// (with CURVE) and inproc:// endpoints are served", endpoint);
         goto fail;
     }
+    /* An admin ipc endpoint: the group whose members the kernel's record of
+     * a peer must show (root always may). Resolved once, at the start. */
+    struct group admins_gr = { 0 };
+    char admins_name[32] = "";
+    if (ipc && admins_only) {
+        const char *want = group && *group ? group : "root";
+        struct group *gr = getgrnam(want);
+        if (!gr) {
+            gw_log(GW_LOG_ERR, "%s: unknown admin group '%s'", endpoint, want);
+            goto fail;
+        }
+        snprintf(admins_name, sizeof admins_name, "%s", gr->gr_name);
+        admins_gr.gr_gid = gr->gr_gid;
+        admins_gr.gr_name = admins_name;
+    }
+    const struct group *admins = ipc && admins_only ? &admins_gr : NULL;
     if (ipc) {
         const char *path = endpoint + 6;
         int r = make_parent_dir(path);
@@ -553,7 +630,7 @@ void *gwd_endpoint_bind(void *zctx, int type, const char *name, const char *endp
         /* A socket file left by a crashed daemon would make bind fail. */
         unlink(path);
     }
-    int watched = guard_endpoint(NULL, name, endpoint, max_connections, max_message_bytes);
+    int watched = guard_endpoint(NULL, name, endpoint, max_connections, max_message_bytes, admins);
     /* Bind under a restrictive umask so the file is never wider than intended. */
     mode_t old = umask(0077);
     int rc = zmq_bind(sock, endpoint);
@@ -563,7 +640,7 @@ void *gwd_endpoint_bind(void *zctx, int type, const char *name, const char *endp
         goto fail;
     }
     if (watched < 0 && strncmp(endpoint, "inproc://", 9))
-        guard_endpoint(sock, name, endpoint, max_connections, max_message_bytes);
+        guard_endpoint(sock, name, endpoint, max_connections, max_message_bytes, admins);
     if (ipc && secure_ipc_file(endpoint + 6, mode, group) < 0)
         goto fail;
     return sock;

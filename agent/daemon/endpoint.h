@@ -5,6 +5,7 @@
 #ifndef GWD_ENDPOINT_H
 #define GWD_ENDPOINT_H
 
+#include <stdbool.h>
 #include <sys/types.h>
 
 /* Finished messages one peer may have waiting to be read (ZMQ_RCVHWM). */
@@ -21,13 +22,16 @@ long gwd_endpoint_limits(long max_connections, long max_message_bytes);
 
 /* Create a socket of `type`, set ZMQ_MAXMSGSIZE, the HWMs and the handshake
  * time, and bind it to `endpoint`; `name` ("admin", "read", "events") names
- * it in the log. For ipc://PATH: the parent directory is created (0755) and
- * the socket file gets `mode` and, when `group` is non-empty, that group. For
- * tcp:// a CURVE secret key (Z85) is required. After gwd_endpoint_limits():
- * at most `max_connections` connections are kept open, and a message of
- * more than 8 frames or max_message_bytes in all drops its peer. Returns the
- * socket or NULL (message logged). */
+ * it in the log and is its ZAP domain. For ipc://PATH: the parent directory
+ * is created (0755) and the socket file gets `mode` and, when `group` is
+ * non-empty, that group; with `admins_only`, a connection whose peer
+ * (SO_PEERCRED) is neither root nor in `group` ("" = root) is closed at
+ * accept, logged with its uid and pid. For tcp:// a CURVE secret key (Z85)
+ * is required, and the ZAP handler (zap.c) must run already. After
+ * gwd_endpoint_limits(): at most `max_connections` connections are kept open,
+ * and a message of more than 8 frames or max_message_bytes in all drops its
+ * peer. Returns the socket or NULL (message logged). */
 void *gwd_endpoint_bind(void *zctx, int type, const char *name, const char *endpoint, mode_t mode, const char *group,
-                        const char *curve_secret_key, long max_message_bytes, long max_connections);
+                        bool admins_only, const char *curve_secret_key, long max_message_bytes, long max_connections);
 
 #endif

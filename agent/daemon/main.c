@@ -20,6 +20,7 @@
 #include "hostops_sim.h"
 #include "proto_codec.h"
 #include "util.h"
+#include "zap.h"
 
 int64_t gwd_now_ms(void)
 {
@@ -261,6 +262,7 @@ static void reload_live(gwd *d)
     pthread_mutex_unlock(&d->lock);
     gwd_strv_free(old);
     gwd_attachment_reconfigure(d);
+    gwd_zap_reload(d);
 }
 
 /* Returns true when the configuration was reloaded. */
@@ -295,11 +297,21 @@ static int bind_endpoints(gwd *d)
     long conns = gwd_endpoint_limits(d->cfg.max_connections, max);
     if (conns < 0)
         return -EIO;
-    d->admin_sock = gwd_endpoint_bind(d->zctx, ZMQ_ROUTER, "admin", d->cfg.admin_endpoint, 0600, NULL, key, max, conns);
-    d->read_sock = gwd_endpoint_bind(d->zctx, ZMQ_ROUTER, "read", d->cfg.read_endpoint, 0660, d->cfg.read_group, key,
-                                     max, conns);
-    d->pub_sock = gwd_endpoint_bind(d->zctx, ZMQ_PUB, "events", d->cfg.events_endpoint, 0660, d->cfg.read_group, key,
-                                    max, conns);
+    /* Before any tcp:// endpoint: without a handler libzmq lets every
+     * CURVE key in. */
+    const char *eps[] = { d->cfg.admin_endpoint, d->cfg.read_endpoint, d->cfg.events_endpoint };
+    for (size_t i = 0; i < 3; i++)
+        if (!strncmp(eps[i], "tcp://", 6)) {
+            if (gwd_zap_start(d) < 0)
+                return -EIO;
+            break;
+        }
+    d->admin_sock = gwd_endpoint_bind(d->zctx, ZMQ_ROUTER, "admin", d->cfg.admin_endpoint, 0660, d->cfg.admin_group,
+                                      true, key, max, conns);
+    d->read_sock = gwd_endpoint_bind(d->zctx, ZMQ_ROUTER, "read", d->cfg.read_endpoint, 0660, d->cfg.read_group,
+                                     false, key, max, conns);
+    d->pub_sock = gwd_endpoint_bind(d->zctx, ZMQ_PUB, "events", d->cfg.events_endpoint, 0660, d->cfg.read_group,
+                                    false, key, max, conns);
     return d->admin_sock && d->read_sock && d->pub_sock ? 0 : -EIO;
 }
 
@@ -473,6 +485,7 @@ out:;
         zmq_close(d.read_sock);
     if (d.pub_sock)
         zmq_close(d.pub_sock);
+    gwd_zap_stop(&d);
     if (d.zctx)
         zmq_ctx_term(d.zctx);
     /* A socket file left behind looks like a daemon that does not answer;

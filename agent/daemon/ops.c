@@ -530,10 +530,21 @@ static int op_device(gwd *d, const gw_proto_request *req, bool admin, json_t **o
     return 0;
 }
 
+/* The audit actor of an operator's change: who connected, as the kernel
+ * (ipc: SO_PEERCRED) or the CURVE allow-list (tcp: the key's name) says
+ * (server.c), never the request's `actor`, which the client writes itself:
+ * "operator:uid=0(root) pid=42(admin endpoint)". */
 static char *operator_actor(const gw_proto_request *req, bool admin)
 {
-    return gw_strdup_printf("operator:%s(%s endpoint)", req->actor ? req->actor : "unknown",
+    return gw_strdup_printf("operator:%s(%s endpoint)", req->peer[0] ? req->peer : "unknown",
                             admin ? "admin" : "read");
+}
+
+/* What the client said about itself (the request's `actor`), recorded beside
+ * the actor in the evidence; NULL when it said nothing. */
+static char *claimed_actor(const gw_proto_request *req)
+{
+    return req->actor ? gw_strdup_printf("client actor '%s'", req->actor) : NULL;
 }
 
 /* Start any clean-up a change called for, and answer with the device as it
@@ -557,9 +568,11 @@ static int operator_event(gwd *d, const gw_proto_request *req, bool admin, gw_ev
                           json_t **out, gw_proto_error *err)
 {
     _cleanup_free_ char *actor = operator_actor(req, admin);
+    _cleanup_free_ char *claimed = claimed_actor(req);
     gw_apply_options o = GW_APPLY_OPTIONS_INIT;
     o.actor = actor;
     o.reason = reason;
+    o.evidence = claimed;
     int r = gw_registry_apply(d->reg, req->args.address, event, &o, NULL);
     if (r < 0)
         return fail_from_errno(err, r, r == -ENOENT ? "args.address" : NULL);
@@ -590,17 +603,19 @@ static int op_sanitize(gwd *d, const gw_proto_request *req, bool admin, json_t *
  * neither can be taken for it. */
 #define CYBORG_ACTOR "cyborg"
 
-/* Cyborg's disable/enable (PROTOCOL.md §8 maintenance). Served on the read
- * endpoint: `on` only takes a GPU out of service, and `off` only ends a
- * cyborg hold through release, i.e. discovered + dirty and a clean-up. */
+/* Cyborg's disable/enable (PROTOCOL.md §8 maintenance), an admin op: `on`
+ * takes a GPU out of service, and `off` only ends a cyborg hold through
+ * release, i.e. discovered + dirty and a clean-up. */
 static int op_maintenance(gwd *d, const gw_proto_request *req, bool admin, json_t **out, gw_proto_error *err)
 {
     const char *address = req->args.address;
-    /* Who connected goes into the evidence: the audit actor stays "cyborg". */
+    /* Who connected (the kernel's word) goes into the evidence, with what
+     * the client claims beside it: the audit actor stays "cyborg". */
+    const char *peer = req->peer[0] ? req->peer : "unknown";
     _cleanup_free_ char *evidence =
-        req->actor ? gw_strdup_printf("maintenance on the %s endpoint, client actor '%s'", admin ? "admin" : "read",
-                                      req->actor)
-                   : gw_strdup_printf("maintenance on the %s endpoint", admin ? "admin" : "read");
+        req->actor ? gw_strdup_printf("maintenance on the %s endpoint by %s, client actor '%s'",
+                                      admin ? "admin" : "read", peer, req->actor)
+                   : gw_strdup_printf("maintenance on the %s endpoint by %s", admin ? "admin" : "read", peer);
     gw_apply_options o = GW_APPLY_OPTIONS_INIT;
     o.actor = CYBORG_ACTOR;
     o.reason = req->args.reason;

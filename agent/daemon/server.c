@@ -21,6 +21,8 @@
 #include <errno.h>
 #include <msgpack.h>
 #include <pthread.h>
+#include <pwd.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -274,10 +276,70 @@ static bool slow_op(gw_proto_op op)
     return op == GW_OP_AUDIT;
 }
 
-/* Decode and answer one body into sb. Returns false when the request went
- * to the worker (which answers later). */
+/*
+ * Who sent a message, as the kernel or the CURVE handshake established it,
+ * into req->peer: "uid=0(root) pid=42" on ipc, "key=<name>" on tcp (the
+ * allow-list name the ZAP handler gave the key, zap.c), "unknown" when
+ * neither is known. The request's own `actor` is only what the client
+ * claims, and is never used for this.
+ *
+ * Why from the message's metadata: libzmq reads SO_PEERCRED of an ipc
+ * connection when it sets it up and keeps it, with the ZAP User-Id, in the
+ * metadata of that connection, which every message received on it carries
+ * ("Peer-Address" is "<address>:<uid>:<gid>:<pid>" for AF_UNIX peers). That
+ * record belongs to the connection itself. The other way, the message's
+ * descriptor (ZMQ_SRCFD, deprecated) looked up in a table filled at accept
+ * time, names a descriptor number, which the kernel hands to the next
+ * connection as soon as this one closes: a request still queued from a
+ * client that has gone would then be recorded as the next client's.
+ */
+static void peer_of(gwd *d, bool admin, zmq_msg_t *m, gw_proto_request *req)
+{
+    const char *endpoint = admin ? d->cfg.admin_endpoint : d->cfg.read_endpoint;
+    snprintf(req->peer, sizeof req->peer, "unknown");
+    if (!strncmp(endpoint, "tcp://", 6)) {
+        const char *user = zmq_msg_gets(m, "User-Id");
+        if (user && *user)
+            snprintf(req->peer, sizeof req->peer, "key=%.120s", user);
+        return;
+    }
+    const char *addr = strncmp(endpoint, "ipc://", 6) ? NULL : zmq_msg_gets(m, "Peer-Address");
+    /* Its last three fields: uid, gid, pid. */
+    const char *f[3] = { NULL, NULL, NULL };
+    const char *p = addr ? addr + strlen(addr) : NULL;
+    for (int i = 2; p && i >= 0; i--) {
+        const char *c = p;
+        while (c > addr && c[-1] != ':')
+            c--;
+        if (c == addr)
+            return;
+        f[i] = c;
+        p = c - 1;
+    }
+    if (!f[0])
+        return;
+    char *end;
+    errno = 0;
+    unsigned long uid = strtoul(f[0], &end, 10);
+    if (errno || end == f[0] || *end != ':')
+        return;
+    long pid = strtol(f[2], &end, 10);
+    if (errno || end == f[2] || *end)
+        return;
+    struct passwd pw, *found = NULL;
+    char buf[1024];
+    if (getpwuid_r((uid_t)uid, &pw, buf, sizeof buf, &found) != 0)
+        found = NULL;
+    if (found)
+        snprintf(req->peer, sizeof req->peer, "uid=%lu(%.64s) pid=%ld", uid, found->pw_name, pid);
+    else
+        snprintf(req->peer, sizeof req->peer, "uid=%lu pid=%ld", uid, pid);
+}
+
+/* Decode and answer one body (the message `msg`) into sb. Returns false when
+ * the request went to the worker (which answers later). */
 static bool answer(gwd *d, void *sock, zmq_msg_t *routing, bool admin, const void *body, size_t len,
-                   msgpack_sbuffer *sb)
+                   msgpack_sbuffer *sb, zmq_msg_t *msg)
 {
     uint64_t t0 = gwd_mono_us();
     gw_proto_request req;
@@ -290,6 +352,9 @@ static bool answer(gwd *d, void *sock, zmq_msg_t *routing, bool admin, const voi
         return true;
     }
     d->requests[req.op]++;
+    /* Only the ops that record who asked: a user name look-up is not free. */
+    if (!gw_proto_op_is_read(req.op))
+        peer_of(d, admin, msg, &req);
     if (slow_op(req.op) && d->slow) {
         int r = defer(d, sock, routing, admin, &req, t0);
         if (r == 0)
@@ -348,7 +413,7 @@ static bool serve_one(gwd *d, void *sock, bool admin)
         pack_error(&sb, false, 0, &err);
         count_error(d, err.code);
     } else {
-        reply = answer(d, sock, &f[0], admin, zmq_msg_data(&f[2]), zmq_msg_size(&f[2]), &sb);
+        reply = answer(d, sock, &f[0], admin, zmq_msg_data(&f[2]), zmq_msg_size(&f[2]), &sb, &f[2]);
     }
     if (reply)
         send_reply(sock, zmq_msg_data(&f[0]), zmq_msg_size(&f[0]), &sb);

@@ -115,8 +115,12 @@ typedef struct gw_proto_request {
     uint64_t id;
     unsigned major, minor;
     gw_proto_op op;
-    const char *actor;              /* NULL when absent */
+    const char *actor;              /* NULL when absent: what the client claims */
     gw_proto_args args;
+    /* Who sent it, as the kernel or the CURVE handshake says (never the
+     * request's own words): "uid=0(root) pid=42", "key=alice"; filled by
+     * the daemon after decoding, for the ops that record an actor. */
+    char peer[160];
 } gw_proto_request;
 
 /* Decode and validate a request received on endpoint `ep`, in the order of

@@ -56,7 +56,10 @@ static const struct {
 } ops[GW_OP_COUNT] = {
     [GW_OP_HELLO] = { "hello", true, hello_args },
     [GW_OP_INVENTORY] = { "inventory", true, no_args },
-    [GW_OP_PUBLISHED] = { "published", true, published_args },
+    /* Admin although the shim sends it: it promotes sanitized GPUs to
+     * allocatable, so whoever may send it decides when a GPU is offered
+     * (PROTOCOL.md §2). */
+    [GW_OP_PUBLISHED] = { "published", false, published_args },
     [GW_OP_DEVICES] = { "devices", true, devices_args },
     [GW_OP_DEVICE] = { "device", true, address_args },
     [GW_OP_QUARANTINE] = { "quarantine", false, quarantine_args },
@@ -67,9 +70,8 @@ static const struct {
     [GW_OP_RELEASED] = { "released", false, domain_args },
     [GW_OP_GATE] = { "gate", true, domain_args },
     [GW_OP_METRICS] = { "metrics", true, no_args },
-    /* Read although it changes state: it can only take a GPU out of service
-     * or end a hold it set itself, through a clean-up (PROTOCOL.md §2). */
-    [GW_OP_MAINTENANCE] = { "maintenance", true, maintenance_args },
+    /* Admin: it takes GPUs out of service (PROTOCOL.md §2). */
+    [GW_OP_MAINTENANCE] = { "maintenance", false, maintenance_args },
 };
 
 const char *gw_proto_op_name(gw_proto_op op)

@@ -23,10 +23,16 @@ class Client:
     :param endpoint: ZeroMQ endpoint, e.g. ``ipc:///run/gpuwarden/read.sock``.
     :param timeout: seconds to wait for one reply.
     :param retries: further attempts after an unreachable or timed-out one.
+    :param curve: for a ``tcp://`` endpoint (CURVE, PROTOCOL.md §1):
+        ``(server_public, public, secret)``, Z85 keys; the client's pair may
+        be ``None`` (a throwaway pair, which only a read endpoint serves: the
+        admin endpoint serves the keys of the daemon's curve_allowlist).
     """
 
-    def __init__(self, endpoint, timeout=5.0, retries=2, context=None):
+    def __init__(self, endpoint, timeout=5.0, retries=2, context=None,
+                 curve=None):
         self.endpoint = endpoint
+        self.curve = curve
         self.timeout = float(timeout)
         self.retries = int(retries)
         self._ctx = context or zmq.Context.instance()
@@ -80,6 +86,7 @@ class Client:
             sock.setsockopt(zmq.IMMEDIATE, 1)
             sock.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_REPLY_BYTES)
             try:
+                self._set_curve(sock)
                 sock.connect(self.endpoint)
             except zmq.ZMQError as exc:
                 sock.close(linger=0)
@@ -88,6 +95,21 @@ class Client:
                     f"{exc}") from exc
             self._sock = sock
         return self._sock
+
+    def _set_curve(self, sock):
+        if not self.endpoint.startswith('tcp://'):
+            return
+        server, public, secret = self.curve or (None, None, None)
+        if not server:
+            sock.close(linger=0)
+            raise errors.DaemonUnreachable(
+                f"{self.endpoint}: a tcp:// endpoint needs CURVE: the "
+                f"daemon's public key ([gpuwarden] curve_server_key_file)")
+        if not (public and secret):
+            public, secret = zmq.curve_keypair()
+        sock.curve_serverkey = _key(server)
+        sock.curve_publickey = _key(public)
+        sock.curve_secretkey = _key(secret)
 
     def _attempt(self, op, args):
         self._check_reachable()
@@ -130,3 +152,34 @@ class Client:
             if rid is None or rid == req_id:
                 return protocol.check_reply(msg, op)
             # A late reply to an earlier, timed-out request: drop it.
+
+
+def _key(k):
+    return k.encode() if isinstance(k, str) else k
+
+
+def read_key_file(path):
+    """A CURVE key (Z85) from a file: its first line that is neither blank
+    nor a ``#`` comment, which must be 40 characters."""
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line or line.startswith('#'):
+                continue
+            if len(line) != 40:
+                break
+            return line
+    raise errors.GPUWardenError(
+        f'{path}: expected one CURVE key, 40 Z85 characters')
+
+
+def curve_from_conf(group):
+    """(server_public, public, secret) from the [gpuwarden] key file options,
+    or None when no server key is configured."""
+    if not group.curve_server_key_file:
+        return None
+    return (read_key_file(group.curve_server_key_file),
+            read_key_file(group.curve_public_key_file)
+            if group.curve_public_key_file else None,
+            read_key_file(group.curve_secret_key_file)
+            if group.curve_secret_key_file else None)

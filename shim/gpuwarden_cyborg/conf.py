@@ -10,6 +10,7 @@ points at :func:`list_opts`, so
 from oslo_config import cfg
 
 DEFAULT_ENDPOINT = 'ipc:///run/gpuwarden/read.sock'
+DEFAULT_ADMIN_ENDPOINT = 'ipc:///run/gpuwarden/admin.sock'
 DEFAULT_EVENTS_ENDPOINT = 'ipc:///run/gpuwarden/events.sock'
 
 gpuwarden_group = cfg.OptGroup(
@@ -26,6 +27,18 @@ opts = [
         help='ZeroMQ endpoint of gpuwardend\'s read-only socket (the '
              'daemon\'s read_endpoint). The cyborg-agent user must be in the '
              'group that owns the socket file (gpuwarden.conf read_group).'),
+    cfg.StrOpt(
+        'admin_endpoint',
+        default=DEFAULT_ADMIN_ENDPOINT,
+        help='ZeroMQ endpoint of gpuwardend\'s admin socket (the daemon\'s '
+             'admin_endpoint), for the two requests that change state: '
+             '"published" (the generation now in Placement; it makes '
+             'cleaned GPUs allocatable) and "maintenance" (Cyborg\'s device '
+             'disable/enable). The daemon serves them only there. The '
+             'cyborg-agent user must be in the admin socket\'s group '
+             '(gpuwarden.conf admin_group), which the daemon checks on '
+             'every connection (SO_PEERCRED). Reads and events stay on '
+             'endpoint and events_endpoint.'),
     cfg.StrOpt(
         'events_endpoint',
         default=DEFAULT_EVENTS_ENDPOINT,
@@ -90,6 +103,26 @@ opts = [
              'host_name in gpuwarden.conf. Unset: not checked.'),
 ]
 
+
+CURVE_OPTS = [
+    cfg.StrOpt(
+        'curve_server_key_file',
+        help='For tcp:// endpoints (CURVE): a file holding gpuwardend\'s '
+             'public key (Z85, 40 characters; the public half of its '
+             'curve_secret_key).'),
+    cfg.StrOpt(
+        'curve_public_key_file',
+        help='For tcp:// endpoints: this client\'s public key (Z85). On a '
+             'tcp:// admin endpoint it must be listed in the daemon\'s '
+             'curve_allowlist; unset (with curve_secret_key_file): a '
+             'throwaway key pair, which only a read endpoint serves.'),
+    cfg.StrOpt(
+        'curve_secret_key_file',
+        help='For tcp:// endpoints: this client\'s secret key (Z85); keep '
+             'it readable by the service\'s user only.'),
+]
+
+opts += CURVE_OPTS
 GPUWARDEN_OPTS = opts
 
 

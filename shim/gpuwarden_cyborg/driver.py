@@ -55,6 +55,8 @@ class GPUWardenDriver(GenericDriver):
         self._maintaining = set()
         self._cyborg_asked = None
         self._client = None
+        self._admin = None          # on the admin endpoint: published, maintenance
+        self._admin_key = None
         self._mirror = None
         self._listener = None
         # discover() and the event listener both read the daemon and write
@@ -94,6 +96,9 @@ class GPUWardenDriver(GenericDriver):
         if self._client is not None:
             self._client.close()
             self._client = None
+        if self._admin is not None:
+            self._admin.close()
+            self._admin = None
 
     def update(self, control_path, image_path):
         """Firmware update: not offered. gpuwarden never writes GPU
@@ -110,18 +115,39 @@ class GPUWardenDriver(GenericDriver):
     # --- the parts, public for the printer and the tests -------------------
 
     def client(self):
-        """One client (one DEALER socket) for the driver's life, rebuilt
-        when the options change."""
+        """One client (one DEALER socket) on the read endpoint for the
+        driver's life, rebuilt when the options change."""
         g = CONF.gpuwarden
-        key = (g.endpoint, g.request_timeout, g.retries)
+        key = (g.endpoint, g.request_timeout, g.retries,
+               g.curve_server_key_file, g.curve_public_key_file,
+               g.curve_secret_key_file)
         if self._client is None or self._client_key != key:
             if self._client is not None:
                 self._client.close()
             self._client = gw_client.Client(g.endpoint,
                                             timeout=g.request_timeout,
-                                            retries=g.retries)
+                                            retries=g.retries,
+                                            curve=gw_client.curve_from_conf(g))
             self._client_key = key
         return self._client
+
+    def admin_client(self):
+        """The client on the admin endpoint, for ``published`` and
+        ``maintenance``: admin ops (PROTOCOL.md §2). Made when first needed,
+        so a driver that never changes anything never connects there."""
+        g = CONF.gpuwarden
+        key = (g.admin_endpoint, g.request_timeout, g.retries,
+               g.curve_server_key_file, g.curve_public_key_file,
+               g.curve_secret_key_file)
+        if self._admin is None or self._admin_key != key:
+            if self._admin is not None:
+                self._admin.close()
+            self._admin = gw_client.Client(g.admin_endpoint,
+                                           timeout=g.request_timeout,
+                                           retries=g.retries,
+                                           curve=gw_client.curve_from_conf(g))
+            self._admin_key = key
+        return self._admin
 
     def fetch_inventory(self):
         """The daemon's inventory, checked whole (inventory.parse). An
@@ -261,7 +287,7 @@ class GPUWardenDriver(GenericDriver):
                 else:
                     continue
                 try:
-                    self.client().call('maintenance', {
+                    self.admin_client().call('maintenance', {
                         'address': gpu, 'on': on, 'reason': reason})
                     changed = True
                     LOG.info('gpuwarden: %s: maintenance %s (%s)', gpu,
@@ -296,7 +322,7 @@ class GPUWardenDriver(GenericDriver):
         if inv.confirmed:
             return outcome      # the daemon knows already: no request
         try:
-            res = self.client().call('published',
+            res = self.admin_client().call('published',
                                      {'generation': inv.generation})
             LOG.info('gpuwarden: generation %d published; gpuwardend is at '
                      '%s, promoted to allocatable: %s', inv.generation,

@@ -42,15 +42,22 @@ def make_conf(argv):
 
 
 def build(conf, context=None):
+    curve = gw_client.curve_from_conf(conf.gpuwarden)
     daemon = gw_client.Client(conf.gpuwarden.endpoint,
                               timeout=conf.gpuwarden.request_timeout,
                               retries=conf.gpuwarden.retries,
-                              context=context)
+                              context=context, curve=curve)
+    admin = None
+    if conf.reconciler.publish:
+        admin = gw_client.Client(conf.gpuwarden.admin_endpoint,
+                                 timeout=conf.gpuwarden.request_timeout,
+                                 retries=conf.gpuwarden.retries,
+                                 context=context, curve=curve)
     placement = pl.Placement(pl.adapter_from_conf(conf))
     rec = reconciler.Reconciler(
         daemon, placement, conf.reconciler.hypervisor_hostname,
         conflict_retries=conf.reconciler.conflict_retries,
-        publish=conf.reconciler.publish)
+        publish=conf.reconciler.publish, admin=admin)
     return rec
 
 

@@ -15,7 +15,10 @@ import socket
 from keystoneauth1 import loading as ks_loading
 from oslo_config import cfg
 
+from gpuwarden_cyborg import conf as cyborg_conf
+
 DEFAULT_ENDPOINT = 'ipc:///run/gpuwarden/read.sock'
+DEFAULT_ADMIN_ENDPOINT = 'ipc:///run/gpuwarden/admin.sock'
 DEFAULT_EVENTS_ENDPOINT = 'ipc:///run/gpuwarden/events.sock'
 PLACEMENT_GROUP = 'placement'
 
@@ -38,6 +41,14 @@ gpuwarden_opts = [
              'user must be in the socket\'s group (gpuwarden.conf '
              'read_group).'),
     cfg.StrOpt(
+        'admin_endpoint', default=DEFAULT_ADMIN_ENDPOINT,
+        help='gpuwardend\'s admin endpoint (its admin_endpoint), for '
+             '"published" only ([reconciler] publish): it makes cleaned GPUs '
+             'allocatable, so the daemon serves it only there. The '
+             'service\'s user must be in the admin socket\'s group '
+             '(gpuwarden.conf admin_group), which the daemon checks on '
+             'every connection (SO_PEERCRED).'),
+    cfg.StrOpt(
         'events_endpoint', default=DEFAULT_EVENTS_ENDPOINT,
         help='gpuwardend\'s event stream (its events_endpoint). Every event '
              '(a transition, a finished clean-up, a domain stopping or '
@@ -51,6 +62,9 @@ gpuwarden_opts = [
         'retries', default=2, min=0,
         help='Further attempts after a timed-out or unreachable request.'),
 ]
+
+# The same CURVE key file options as the Cyborg driver's [gpuwarden].
+gpuwarden_opts += cyborg_conf.CURVE_OPTS
 
 reconciler_opts = [
     cfg.StrOpt(

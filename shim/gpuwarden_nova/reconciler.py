@@ -80,11 +80,14 @@ class PassResult:
 
 class Reconciler:
     """One host's reconciler. ``daemon``: a gpuwarden_cyborg.client.Client
-    on the daemon's read endpoint; ``placement``: a placement.Placement."""
+    on the daemon's read endpoint; ``admin``: one on its admin endpoint, for
+    ``published`` (an admin op; None: ``daemon`` serves it, as a test's fake
+    does); ``placement``: a placement.Placement."""
 
     def __init__(self, daemon, placement, hypervisor_hostname,
-                 conflict_retries=8, publish=True):
+                 conflict_retries=8, publish=True, admin=None):
         self.daemon = daemon
+        self.admin = admin if admin is not None else daemon
         self.placement = placement
         self.hypervisor_hostname = hypervisor_hostname
         self.conflict_retries = conflict_retries
@@ -204,7 +207,7 @@ class Reconciler:
             shown[addr] = reserved_all
         res.covered = not res.failed and self._covers(inv, shown)
         if res.covered and self.publish and self._needs_publish(inv):
-            out = self.daemon.call('published',
+            out = self.admin.call('published',
                                    {'generation': inv['generation']})
             res.published = True
             res.promoted = list(out.get('promoted') or ())

@@ -317,7 +317,7 @@ def test_quarantine_returns_once_placement_shows_it_reserved(placed):
         inv = d.result("inventory", endpoint=d.read)
         seen["reserved"] = _reserved(inv, GPUS[0])
         seen["at"] = time.monotonic()
-        d.result("published", {"generation": inv["generation"]}, endpoint=d.read)
+        d.result("published", {"generation": inv["generation"]})
 
     t = threading.Thread(target=driver)
     t0 = time.monotonic()

@@ -62,6 +62,7 @@ def world(make_host, tmp_path, tmp_path_factory):
     h = make_host('sm4029-8xrtx5000', WARN)
     conf = S.configure_cyborg(str(tmp_path / 'h0'), placement_url=h.api.url,
                               endpoint=h.daemon.read,
+                              admin_endpoint=h.daemon.admin,
                               events_endpoint=h.daemon.events,
                               follow_cyborg_disable=True,
                               cyborg_status_interval=1,

@@ -96,7 +96,9 @@ class Host:
                                      self._answer)
         endpoint = daemon.read if daemon else self.fake.endpoint
         conf = S.configure_cyborg(str(tmp_path), placement_url=placement.url,
-                                  endpoint=endpoint, request_timeout=10,
+                                  endpoint=endpoint,
+                                  admin_endpoint=daemon.admin if daemon else endpoint,
+                                  request_timeout=10,
                                   retries=0, events_endpoint='')
         cyborg_db.use(conf, tmp_path_factory)
         self.ctx = cy_context.get_admin_context()

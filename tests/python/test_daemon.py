@@ -34,7 +34,7 @@ def test_first_scan_cleans_every_gpu_to_sanitized(daemon):
 
 
 def test_socket_files_modes_and_owner(daemon):
-    for ep, mode in ((daemon.admin, 0o600), (daemon.read, 0o660), (daemon.events, 0o660)):
+    for ep, mode in ((daemon.admin, 0o660), (daemon.read, 0o660), (daemon.events, 0o660)):
         st = os.stat(ep[len("ipc://"):])
         assert stat.S_ISSOCK(st.st_mode)
         assert stat.S_IMODE(st.st_mode) == mode, (ep, oct(st.st_mode))
@@ -159,7 +159,7 @@ def test_quarantine_is_announced_shown_and_survives_restart(tmp_path):
     assert topic == f"transition/{GPUS[1]}".encode()
     assert (ev["kind"], ev["event"], ev["from"], ev["to"], ev["reason"]) == (
         "transition", "quarantine", "sanitized", "quarantined", "fan noise")
-    assert "alice" in ev["actor"]
+    assert ev["actor"] == f"operator:uid={os.getuid()}(root) pid={os.getpid()}(admin endpoint)"  # the kernel's word, not the claim
     sub.close()
     assert d.stop() == 0
     for ep in (d.admin, d.read, d.events):
@@ -169,7 +169,7 @@ def test_quarantine_is_announced_shown_and_survives_restart(tmp_path):
     shown = d2.result("device", {"address": GPUS[1]})
     assert shown["state"] == "quarantined" and shown["reason"] == "fan noise"
     audit = d2.result("audit", {"device": GPUS[1]})["records"]
-    assert audit[-1]["event"] == "quarantine" and "alice" in audit[-1]["actor"]
+    assert audit[-1]["event"] == "quarantine" and audit[-1]["evidence"] == "client actor 'alice'"
     assert d2.stop() == 0
 
 
@@ -438,34 +438,35 @@ def audit_of(daemon, addr):
     return daemon.result("audit", {"device": addr})["records"]
 
 
-def test_maintenance_on_both_endpoints_idempotent_and_release_cleans(daemon):
-    hello = daemon.result("hello", endpoint=daemon.read)
-    assert hello["ops"][-1] == "maintenance"          # a read op, last in §8 order
-    # on, from the read endpoint (the shim's): quarantined by cyborg
+def test_maintenance_idempotent_and_release_cleans(daemon):
+    hello = daemon.result("hello")
+    assert hello["ops"][-1] == "maintenance"          # last in §8 order; an admin op
+    assert "maintenance" not in daemon.result("hello", endpoint=daemon.read)["ops"]
+    # on, from the admin endpoint (the shim's admin_endpoint): quarantined by cyborg
     got = daemon.result("maintenance", {"address": GPUS[0], "on": True, "reason": "disabled in Cyborg"},
-                        endpoint=daemon.read, actor="cyborg-agent cmp1")
+                        actor="cyborg-agent cmp1")
     assert (got["state"], got["reason"], got["quarantined_by"]) == ("quarantined", "disabled in Cyborg", "cyborg")
     rec = audit_of(daemon, GPUS[0])[-1]
     assert (rec["event"], rec["actor"], rec["reason"]) == ("quarantine", "cyborg", "disabled in Cyborg")
-    assert rec["evidence"] == "maintenance on the read endpoint, client actor 'cyborg-agent cmp1'"
+    assert rec["evidence"] == (f"maintenance on the admin endpoint by uid={os.getuid()}(root) pid={os.getpid()}, "
+                               f"client actor 'cyborg-agent cmp1'")
     n = len(audit_of(daemon, GPUS[0]))
-    # on again, from either endpoint: nothing changes, it succeeds
-    for ep in (daemon.read, daemon.admin):
-        again = daemon.result("maintenance", {"address": GPUS[0], "on": True, "reason": "again"}, endpoint=ep)
+    # on again: nothing changes, it succeeds
+    for _ in range(2):
+        again = daemon.result("maintenance", {"address": GPUS[0], "on": True, "reason": "again"})
         assert again == got
     assert len(audit_of(daemon, GPUS[0])) == n
     assert daemon.result("gate", {"domain": "vm", "addresses": [GPUS[0]]})["reasons"] == [
         {"address": GPUS[0], "reason": "quarantined: disabled in Cyborg"}]
     # off: released exactly like `release`: discovered + dirty, and the clean-up follows
-    off = daemon.result("maintenance", {"address": GPUS[0], "on": False, "reason": "enabled in Cyborg"},
-                        endpoint=daemon.read)
+    off = daemon.result("maintenance", {"address": GPUS[0], "on": False, "reason": "enabled in Cyborg"})
     assert (off["state"], off["dirty"], off["quarantined_by"]) == ("discovered", True, None)
     daemon.wait(lambda ds: ds[0]["state"] == "sanitized" and not ds[0]["cleaning"])
     recs = audit_of(daemon, GPUS[0])
     assert [(r["event"], r["actor"]) for r in recs[n:n + 3]] == [
         ("release", "cyborg"), ("cleanup_started", "system"), ("cleanup_passed", "system")]
     assert recs[n]["reason"] == "enabled in Cyborg"
-    # off when not quarantined: nothing changes, it succeeds; the admin endpoint serves it too
+    # off when not quarantined: nothing changes, it succeeds
     m = len(audit_of(daemon, GPUS[0]))
     idle = daemon.result("maintenance", {"address": GPUS[0], "on": False, "reason": "enabled"})
     assert idle["state"] == "sanitized" and idle["quarantined_by"] is None
@@ -476,25 +477,25 @@ def test_maintenance_on_both_endpoints_idempotent_and_release_cleans(daemon):
 def test_maintenance_off_refuses_someone_elses_quarantine(daemon):
     daemon.result("quarantine", {"address": GPUS[1], "reason": "fan noise"}, actor="alice")
     before = daemon.result("device", {"address": GPUS[1]})
-    assert before["quarantined_by"] == "operator:alice(admin endpoint)"
+    operator = f"operator:uid={os.getuid()}(root) pid={os.getpid()}(admin endpoint)"
+    assert before["quarantined_by"] == operator
     # on: already quarantined by the operator: nothing changes, the hold stays the operator's
-    on = daemon.result("maintenance", {"address": GPUS[1], "on": True, "reason": "disabled in Cyborg"},
-                       endpoint=daemon.read)
-    assert on["quarantined_by"] == "operator:alice(admin endpoint)" and on["reason"] == "fan noise"
-    for ep in (daemon.read, daemon.admin):
-        rep = daemon.call("maintenance", {"address": GPUS[1], "on": False, "reason": "enabled"}, endpoint=ep)
+    on = daemon.result("maintenance", {"address": GPUS[1], "on": True, "reason": "disabled in Cyborg"})
+    assert on["quarantined_by"] == operator and on["reason"] == "fan noise"
+    for _ in range(2):
+        rep = daemon.call("maintenance", {"address": GPUS[1], "on": False, "reason": "enabled"})
         assert not rep["ok"], rep
         assert rep["error"] == {
             "code": "illegal_transition", "field": None,
-            "message": f"{GPUS[1]} is quarantined by operator:alice(admin endpoint), not by cyborg: the "
+            "message": f"{GPUS[1]} is quarantined by {operator}, not by cyborg: the "
                        f"operator releases it with `gpuwarden release {GPUS[1]}` (reason: fan noise)"}
     assert daemon.result("device", {"address": GPUS[1]}) == before
     # the operator's release works as ever
     assert daemon.result("release", {"address": GPUS[1]})["state"] == "discovered"
 
 
-def test_maintenance_not_found_and_bad_arguments_on_the_read_endpoint(daemon):
-    rep = daemon.call("maintenance", {"address": "0000:ff:00.0", "on": True, "reason": "x"}, endpoint=daemon.read)
+def test_maintenance_not_found_and_bad_arguments(daemon):
+    rep = daemon.call("maintenance", {"address": "0000:ff:00.0", "on": True, "reason": "x"})
     assert rep["error"]["code"] == "not_found" and rep["error"]["field"] == "args.address", rep
     before = _state(daemon)
     for args, code, field in [
@@ -504,7 +505,7 @@ def test_maintenance_not_found_and_bad_arguments_on_the_read_endpoint(daemon):
         ({"address": GPUS[0], "on": True, "reason": ""}, "invalid_argument", "args.reason"),
         ({"address": GPUS[0], "on": True, "reason": "r" * 1025}, "invalid_argument", "args.reason"),
     ]:
-        rep = daemon.call("maintenance", args, endpoint=daemon.read)
+        rep = daemon.call("maintenance", args)
         assert (rep["error"]["code"], rep["error"]["field"]) == (code, field), rep
     assert _state(daemon) == before
 
@@ -516,7 +517,7 @@ def test_maintenance_hold_survives_restart_and_is_announced(tmp_path):
     sub.connect(d.events)
     for _ in range(50):     # let the subscription land
         d.result("hello")
-    d.result("maintenance", {"address": GPUS[2], "on": True, "reason": "board swap"}, endpoint=d.read)
+    d.result("maintenance", {"address": GPUS[2], "on": True, "reason": "board swap"})
     # the start-up clean-up's events may still be on their way (start() saw the result, and the
     # loop publishes them a moment later): skip them
     ev = {"event": "cleanup_passed"}
@@ -533,7 +534,7 @@ def test_maintenance_hold_survives_restart_and_is_announced(tmp_path):
         assert (shown["state"], shown["reason"], shown["quarantined_by"]) == ("quarantined", "board swap", "cyborg")
         assert [x["quarantined_by"] for x in d2.devices()] == [None, None, "cyborg"]
         # still cyborg's hold after the restart: cyborg may end it, and a clean-up follows
-        off = d2.result("maintenance", {"address": GPUS[2], "on": False, "reason": "enabled"}, endpoint=d2.read)
+        off = d2.result("maintenance", {"address": GPUS[2], "on": False, "reason": "enabled"})
         assert (off["state"], off["dirty"]) == ("discovered", True)
         d2.wait(lambda ds: ds[2]["state"] == "sanitized" and not ds[2]["cleaning"])
     finally:
@@ -548,7 +549,7 @@ def test_quarantined_by_names_the_system_for_a_fault(tmp_path):
         devs = d.wait(lambda ds: any(x["state"] == "quarantined" for x in ds))
         q = next(x for x in devs if x["state"] == "quarantined")
         assert q["quarantined_by"] == "system"
-        rep = d.call("maintenance", {"address": q["address"], "on": False, "reason": "x"}, endpoint=d.read)
+        rep = d.call("maintenance", {"address": q["address"], "on": False, "reason": "x"})
         assert rep["error"]["code"] == "illegal_transition"
         assert f"{q['address']} is quarantined by system, not by cyborg" in rep["error"]["message"]
     finally:
@@ -611,7 +612,7 @@ def test_sanitized_gpu_is_promoted_at_once_when_placement_shows_the_current_revi
     # does so within milliseconds of the transition), while the clean-up still runs
     inv = d.result("inventory", endpoint=d.read)
     assert next(x["reserved"] for x in inv["deployables"] if GPUS[1] in x["gpus"]) == 1
-    d.result("published", {"generation": inv["generation"]}, endpoint=d.read)
+    d.result("published", {"generation": inv["generation"]})
     confirmed = d.result("inventory", endpoint=d.read)
     assert confirmed["revision"] == confirmed["published_revision"] == inv["revision"]
     # the clean-up passes: allocatable with no further `published`

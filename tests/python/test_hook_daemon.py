@@ -227,7 +227,7 @@ def test_release_end_returns_only_after_placement_shows_it(placed):
         inv = d.result("inventory", endpoint=d.read)
         seen["reserved"] = reserved_of(inv, GPUS[0])
         seen["at"] = time.monotonic()
-        seen["result"] = d.result("published", {"generation": inv["generation"]}, endpoint=d.read)
+        seen["result"] = d.result("published", {"generation": inv["generation"]})
 
     t = threading.Thread(target=shim)
     t0 = time.monotonic()
@@ -312,7 +312,7 @@ def test_release_end_with_the_libvirt_watcher_waits_for_the_reservation(tmp_path
             now = d.result("inventory", endpoint=d.read)
             seen["reserved"] = reserved_of(now, GPUS[0])
             seen["at"] = time.monotonic()
-            d.result("published", {"generation": now["generation"]}, endpoint=d.read)
+            d.result("published", {"generation": now["generation"]})
 
         t = threading.Thread(target=shim)
         t0 = time.monotonic()

@@ -171,6 +171,7 @@ def reconciler_conf(tmp, placement_url, daemon, hostname, **opts):
     """A nova-reconciler.conf for the test's daemon and Placement (keystone
     auth plugin admin_token, as Placement runs noauth2)."""
     lines = ['[gpuwarden]', f'endpoint = {daemon.read}',
+             f'admin_endpoint = {daemon.admin}',
              f'events_endpoint = {daemon.events}', 'request_timeout = 10',
              'retries = 0', '[reconciler]',
              f'hypervisor_hostname = {hostname}']

@@ -87,6 +87,7 @@ def host(make_host, tmp_path, tmp_path_factory):
     h = make_host('sm4029-8xrtx5000', WARN)
     conf = S.configure_cyborg(str(tmp_path / 'h0'), placement_url=h.api.url,
                        endpoint=h.daemon.read,
+                       admin_endpoint=h.daemon.admin,
                        events_endpoint=h.daemon.events,
                        request_timeout=10, retries=0)
     cyborg_db.use(conf, tmp_path_factory)

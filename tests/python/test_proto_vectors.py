@@ -84,7 +84,7 @@ def test_spec_lists_the_expected_ops_and_codes():
         "hello", "inventory", "published", "devices", "device", "quarantine", "release", "sanitize",
         "audit", "attached", "released", "gate", "metrics", "maintenance"]
     assert [o for o, r in spec_ops() if not r] == [
-        "quarantine", "release", "sanitize", "attached", "released"]
+        "published", "quarantine", "release", "sanitize", "attached", "released", "maintenance"]
     assert spec_codes() == [
         "malformed", "too_large", "unsupported_version", "unknown_op", "invalid_argument",
         "missing_field", "forbidden", "not_found", "conflict", "illegal_transition", "busy",
@@ -251,19 +251,23 @@ def test_inventory_vectors_name_their_revisions():
 
 
 def test_maintenance_vectors():
-    """maintenance is a read op (the shim's endpoint): its bad_* vectors are sent there and get an
-    argument error, not forbidden; a maintenance reply is quarantined by cyborg; the refusal of an
-    operator's hold names the actor, the reason and the operator's command."""
-    assert ("maintenance", True) in spec_ops()
+    """maintenance is an admin op (it takes GPUs out of service): its bad_* vectors are sent to the
+    admin endpoint and get an argument error, and on the read endpoint it is forbidden; a
+    maintenance reply is quarantined by cyborg; the refusal of an operator's hold names the actor,
+    the reason and the operator's command."""
+    assert ("maintenance", False) in spec_ops() and ("published", False) in spec_ops()
     for name in NAMES:
         twin = load(name)[0]
         if name.startswith("bad_maintenance_"):
-            assert twin["endpoint"] == "read" and twin["expect"]["code"] in ("missing_field", "invalid_argument")
+            assert twin["endpoint"] == "admin" and twin["expect"]["code"] in ("missing_field", "invalid_argument")
+    for op in ("published", "maintenance"):
+        twin = load(f"bad_forbidden_{op}_read")[0]
+        assert twin["endpoint"] == "read" and twin["expect"] == {"code": "forbidden", "field": "op"}
     on = unpack(load("req_maintenance")[1])["args"]
     off = unpack(load("req_maintenance_off")[1])["args"]
     assert list(on) == list(off) == ["address", "on", "reason"] and on["on"] is True and off["on"] is False
     assert unpack(load("rep_maintenance")[1])["result"]["quarantined_by"] == "cyborg"
     err = unpack(load("err_maintenance_not_cyborg")[1])["error"]
     assert err["code"] == "illegal_transition" and err["field"] is None
-    assert "operator:uid=0(root) sudo=alice(admin endpoint)" in err["message"]
+    assert "operator:uid=0(root) pid=4242(admin endpoint)" in err["message"]
     assert "gpuwarden release 0000:3c:00.0" in err["message"] and "fan noise" in err["message"]

@@ -108,7 +108,7 @@ def agent(tmp_path, tmp_path_factory, placement):
                         extra=list(extra) + ['--host-name', host]).start()
         started.append(daemon)
         conf = S.configure_cyborg(str(tmp_path), placement_url=placement.url,
-                                  endpoint=daemon.read, request_timeout=5,
+                                  endpoint=daemon.read, admin_endpoint=daemon.admin, request_timeout=5,
                                   retries=0, host=host)
         cyborg_db.use(conf, tmp_path_factory)
         return Agent(daemon, host)

@@ -225,7 +225,7 @@ static void connections_capped_and_emfile_refused(void **state)
     assert_non_null(mkdtemp(dir));
     char *ep = gw_strdup_printf("ipc://%s/r.sock", dir);
     void *ctx = zmq_ctx_new();
-    void *sock = gwd_endpoint_bind(ctx, ZMQ_ROUTER, "read", ep, 0600, NULL, NULL, MAX_MSG, cap);
+    void *sock = gwd_endpoint_bind(ctx, ZMQ_ROUTER, "read", ep, 0600, NULL, false, NULL, MAX_MSG, cap);
     assert_non_null(sock);
 
     int s[6];

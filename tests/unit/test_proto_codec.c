@@ -148,7 +148,7 @@ static void op_table(void **state)
 {
     static const char *const names[GW_OP_COUNT] = { "hello", "inventory", "published", "devices", "device",
         "quarantine", "release", "sanitize", "audit", "attached", "released", "gate", "metrics", "maintenance" };
-    static const bool read[GW_OP_COUNT] = { 1, 1, 1, 1, 1, 0, 0, 0, 1, 0, 0, 1, 1, 1 };
+    static const bool read[GW_OP_COUNT] = { 1, 1, 0, 1, 1, 0, 0, 0, 1, 0, 0, 1, 1, 0 };
     for (int i = 0; i < GW_OP_COUNT; i++) {
         assert_string_equal(gw_proto_op_name((gw_proto_op)i), names[i]);
         assert_int_equal(gw_proto_op_from_name(names[i], strlen(names[i])), i);
@@ -417,8 +417,8 @@ static void argument_values(void **state)
                          "args.reason: 1025 bytes, at most 1024");
         buf_done(&b);
     }
-    /* maintenance: the same reason bounds, on the read endpoint (it is a read
-     * op), after a boolean `on`; an empty reason is refused too */
+    /* maintenance: the same reason bounds (an admin op, PROTOCOL.md §2),
+     * after a boolean `on`; an empty reason is refused too */
     for (size_t n = 0; n <= 1025; n += n == 0 ? 1024 : 1) {
         buf b;
         buf_init(&b);
@@ -431,9 +431,9 @@ static void argument_values(void **state)
         msgpack_pack_str(&b.pk, n);
         msgpack_pack_str_body(&b.pk, reason, n);
         if (n == 1024)
-            expect_ok(b.sb.data, b.sb.size, GW_ENDPOINT_READ);
+            expect_ok(b.sb.data, b.sb.size, GW_ENDPOINT_ADMIN);
         else
-            expect_error(b.sb.data, b.sb.size, GW_ENDPOINT_READ, GW_PROTO_INVALID_ARGUMENT, "args.reason",
+            expect_error(b.sb.data, b.sb.size, GW_ENDPOINT_ADMIN, GW_PROTO_INVALID_ARGUMENT, "args.reason",
                          n ? "args.reason: 1025 bytes, at most 1024" : "args.reason: must not be empty");
         buf_done(&b);
     }

@@ -270,15 +270,15 @@ static void requests_decode_and_re_encode(void **state)
     assert_string_equal(req.actor, "uid=0(root) sudo=alice");
     assert_string_equal(req.args.reason, "fan noise reported by the tenant; checking the board");
     gw_proto_request_done(&req);
-    v = find("req_maintenance");    /* a read op: decoded as the read endpoint gets it */
-    assert_int_equal(gw_proto_request_decode(&req, v->bytes, v->len, GW_ENDPOINT_READ, &err), 0);
+    v = find("req_maintenance");    /* an admin op (PROTOCOL.md §2) */
+    assert_int_equal(gw_proto_request_decode(&req, v->bytes, v->len, GW_ENDPOINT_ADMIN, &err), 0);
     assert_int_equal(req.op, GW_OP_MAINTENANCE);
     assert_string_equal(req.args.address, "0000:3c:00.0");
     assert_true(req.args.on);
     assert_string_equal(req.args.reason, "disabled in Cyborg: board swap");
     gw_proto_request_done(&req);
     v = find("req_maintenance_off");
-    assert_int_equal(gw_proto_request_decode(&req, v->bytes, v->len, GW_ENDPOINT_READ, &err), 0);
+    assert_int_equal(gw_proto_request_decode(&req, v->bytes, v->len, GW_ENDPOINT_ADMIN, &err), 0);
     assert_false(req.args.on);
     gw_proto_request_done(&req);
     v = find("req_devices_state");
