@@ -19,7 +19,17 @@
 #define JOURNAL_MAX 32
 
 struct gw_registry {
+    /* `lock` guards the records; `write_lock` is held by every change from
+     * start to end (taken first), so that a checkpoint is written with
+     * `lock` released: readers (the daemon's `gate`, its reads) see the
+     * records as they were until the new ones are on disk, instead of
+     * waiting for a worker's fsync. Only holders of write_lock change the
+     * records, so they may read them while `lock` is released. (A scan's
+     * batch, below, is in memory before its write, so readers may see it
+     * then; nothing of it is announced before the write, and a failed write
+     * undoes it.) */
     pthread_mutex_t lock;
+    pthread_mutex_t write_lock;
     char *dir;                  /* NULL: in memory */
     char *audit_path;
     bool read_only;
@@ -90,6 +100,31 @@ static ssize_t find_identity(const gw_registry *reg, const gw_identity *id)
 }
 
 /* ---- persistence -------------------------------------------------------- */
+
+static void writer_lock(gw_registry *reg)
+{
+    pthread_mutex_lock(&reg->write_lock);
+    pthread_mutex_lock(&reg->lock);
+}
+
+static void writer_unlock(gw_registry *reg)
+{
+    pthread_mutex_unlock(&reg->lock);
+    pthread_mutex_unlock(&reg->write_lock);
+}
+
+/* Write the checkpoint with the records' lock released (see struct
+ * gw_registry); the caller holds both locks, and holds them again after. */
+static int write_checkpoint(gw_registry *reg, const char *body, size_t len)
+{
+    if (!body)
+        return gw_error_set(-ENOMEM, "cannot encode the checkpoint");
+    pthread_mutex_unlock(&reg->lock);
+    int r = gw_checkpoint_write(reg->dir, body, len);
+    pthread_mutex_lock(&reg->lock);
+    atomic_fetch_add(&reg->writes, 1);
+    return r;
+}
 
 static json_t *journal_jobj(const gw_registry *reg, const gw_transition *extra)
 {
@@ -212,7 +247,8 @@ static void batch_begin(gw_registry *reg, struct batch *b)
 {
     memset(b, 0, sizeof *b);
     b->saved = gw_xcalloc(reg->n ? reg->n : 1, sizeof *b->saved);
-    memcpy(b->saved, reg->recs, reg->n * sizeof *reg->recs);
+    if (reg->n)
+        memcpy(b->saved, reg->recs, reg->n * sizeof *reg->recs);
     b->saved_n = reg->n;
     b->saved_seq = reg->seq;
     reg->batch = b;
@@ -229,8 +265,7 @@ static int batch_flush(gw_registry *reg)
     if (reg->dir) {
         size_t len = 0;
         _cleanup_free_ char *body = serialize(reg, SIZE_MAX, NULL, NULL, NULL, &len);
-        r = body ? gw_checkpoint_write(reg->dir, body, len) : gw_error_set(-ENOMEM, "cannot encode the checkpoint");
-        atomic_fetch_add(&reg->writes, 1);
+        r = write_checkpoint(reg, body, len);
     }
     if (r < 0) {
         /* Back to the records as they were: the new ones go, the replaced come back. */
@@ -241,7 +276,8 @@ static int batch_flush(gw_registry *reg)
             if (!old)
                 gw_device_free(reg->recs[i]);
         }
-        memcpy(reg->recs, b->saved, b->saved_n * sizeof *reg->recs);
+        if (b->saved_n)
+            memcpy(reg->recs, b->saved, b->saved_n * sizeof *reg->recs);
         reg->n = b->saved_n;
         reg->seq = b->saved_seq;
         atomic_fetch_add(&reg->version, 1);
@@ -264,7 +300,8 @@ static int batch_flush(gw_registry *reg)
     b->n_dropped = 0;
     /* The next part of the batch starts from what is now on disk. */
     b->saved = gw_xrealloc(b->saved, reg->n ? reg->n : 1, sizeof *b->saved);
-    memcpy(b->saved, reg->recs, reg->n * sizeof *reg->recs);
+    if (reg->n)
+        memcpy(b->saved, reg->recs, reg->n * sizeof *reg->recs);
     b->saved_n = reg->n;
     b->saved_seq = reg->seq;
     return r;
@@ -292,9 +329,7 @@ static int commit(gw_registry *reg, size_t idx, gw_device *cand, const gw_transi
     if (reg->dir) {
         size_t len = 0;
         _cleanup_free_ char *body = serialize(reg, idx, cand, NULL, t, &len);
-        int r = body ? gw_checkpoint_write(reg->dir, body, len)
-                     : gw_error_set(-ENOMEM, "cannot encode the checkpoint");
-        atomic_fetch_add(&reg->writes, 1);
+        int r = write_checkpoint(reg, body, len);
         if (r < 0) {
             gw_device_free(cand);
             return r;
@@ -458,7 +493,7 @@ GW_EXTERN int gw_registry_apply(gw_registry *reg, const char *address, gw_event 
     if ((r = check_cleanup(address, opts->cleanup)) < 0)
         return r;
 
-    pthread_mutex_lock(&reg->lock);
+    writer_lock(reg);
     ssize_t idx = find_current(reg, address);
     if (idx < 0)
         r = gw_error_set(-ENOENT, "%s: no such device", address);
@@ -469,7 +504,7 @@ GW_EXTERN int gw_registry_apply(gw_registry *reg, const char *address, gw_event 
         change c = { event, opts->actor, opts->reason, opts->evidence, opts->cleanup };
         r = apply_locked(reg, (size_t)idx, &c, seq);
     }
-    pthread_mutex_unlock(&reg->lock);
+    writer_unlock(reg);
     return r;
 }
 
@@ -523,9 +558,9 @@ GW_EXTERN int gw_registry_observe(gw_registry *reg, const gw_identity *id, const
     int r = check_writable(reg);
     if (r < 0 || (r = check_identity(id)) < 0)
         return r;
-    pthread_mutex_lock(&reg->lock);
+    writer_lock(reg);
     r = observe_locked(reg, id, actor);
-    pthread_mutex_unlock(&reg->lock);
+    writer_unlock(reg);
     return r;
 }
 
@@ -544,7 +579,7 @@ GW_EXTERN int gw_registry_sync(gw_registry *reg, const gw_identity *present, siz
             if (!strcmp(present[i].address, present[j].address))
                 return gw_error_set(-EINVAL, "sync: %s listed twice", present[i].address);
     }
-    pthread_mutex_lock(&reg->lock);
+    writer_lock(reg);
     struct batch b;
     batch_begin(reg, &b);
     int total = 0;
@@ -570,7 +605,7 @@ GW_EXTERN int gw_registry_sync(gw_registry *reg, const gw_identity *present, siz
     int f = batch_end(reg);
     if (r >= 0 && f < 0)
         r = f;
-    pthread_mutex_unlock(&reg->lock);
+    writer_unlock(reg);
     return r < 0 ? r : total;
 }
 
@@ -592,7 +627,7 @@ GW_EXTERN int gw_registry_set_fact(gw_registry *reg, const char *address, const 
         return gw_error_set(-EINVAL, "%s: fact key '%s' must be 1-64 of [a-z0-9_.-]", address,
                             key ? key : "(null)");
     _cleanup_free_ char *v = value ? gw_text_clean(value, GW_TEXT_MAX) : NULL;
-    pthread_mutex_lock(&reg->lock);
+    writer_lock(reg);
     ssize_t idx = find_current(reg, address);
     if (idx < 0) {
         r = gw_error_set(-ENOENT, "%s: no such device", address);
@@ -601,7 +636,7 @@ GW_EXTERN int gw_registry_set_fact(gw_registry *reg, const char *address, const 
         gw_device_put_fact(cand, key, v);
         r = commit(reg, (size_t)idx, cand, NULL);
     }
-    pthread_mutex_unlock(&reg->lock);
+    writer_unlock(reg);
     return r;
 }
 
@@ -634,8 +669,7 @@ static int set_facts_locked(gw_registry *reg, const gw_fact_pin *pins, size_t n)
     if (r == 0 && changed && reg->dir) {
         size_t len = 0;
         _cleanup_free_ char *body = serialize(reg, SIZE_MAX, NULL, next, NULL, &len);
-        r = body ? gw_checkpoint_write(reg->dir, body, len) : gw_error_set(-ENOMEM, "cannot encode the checkpoint");
-        atomic_fetch_add(&reg->writes, 1);
+        r = write_checkpoint(reg, body, len);
     }
     for (size_t i = 0; i < reg->n; i++) {
         if (!next[i])
@@ -667,9 +701,9 @@ GW_EXTERN int gw_registry_set_facts(gw_registry *reg, const gw_fact_pin *pins, s
             return gw_error_set(-EINVAL, "%s: fact key '%s' must be 1-64 of [a-z0-9_.-]", pins[i].address,
                                 pins[i].key ? pins[i].key : "(null)");
     }
-    pthread_mutex_lock(&reg->lock);
+    writer_lock(reg);
     r = set_facts_locked(reg, pins, n);
-    pthread_mutex_unlock(&reg->lock);
+    writer_unlock(reg);
     return r;
 }
 
@@ -894,6 +928,7 @@ GW_EXTERN void gw_registry_free(gw_registry *reg)
     if (reg->lock_fd >= 0)
         close(reg->lock_fd);
     pthread_mutex_destroy(&reg->lock);
+    pthread_mutex_destroy(&reg->write_lock);
     free(reg->audit_path);
     free(reg->dir);
     free(reg);
@@ -916,6 +951,7 @@ GW_EXTERN int gw_registry_open(gw_registry **out, const gw_registry_options *opt
                             opts->audit_segments);
     gw_registry *reg = gw_xcalloc(1, sizeof *reg);
     pthread_mutex_init(&reg->lock, NULL);
+    pthread_mutex_init(&reg->write_lock, NULL);
     reg->lock_fd = reg->audit_fd = -1;
     reg->read_only = opts->read_only;
     if (opts->version >= 2) {   /* a version-1 struct ends before them */
