@@ -5,6 +5,7 @@
  * it must be quick and must never call back into libvirt (deadlock): it
  * talks to the daemon only. See docs/libvirt.md.
  */
+#include <fcntl.h>
 #include <gpuwarden/attach.h>
 #include <gpuwarden/client.h>
 #include <jansson.h>
@@ -310,6 +311,56 @@ static void wait_published(const hook_opts *o, const char *domain, const release
     }
 }
 
+/* ---- a start this hook refused ------------------------------------------ */
+
+/*
+ * libvirt runs `release end` also for a start that `prepare begin` refused
+ * (the failed start's clean-up, seen with libvirt 9.0). QEMU never ran, yet a
+ * `released` hint names a domain the daemon never saw on the GPU, which it
+ * must count as having held it (docs/libvirt.md): that voids the clean-up
+ * running on the GPU, which runs again only after the in-use retry, so each
+ * refused start would delay the clean-up and a scheduler retrying would
+ * starve it. So a refusal leaves a mark next to the daemon's ipc socket,
+ * `hook-refused.<domain>`, which the domain's next `release end` takes
+ * instead of sending the hint; a start let through removes it. libvirt runs a
+ * domain's start and its failure's clean-up in one job, so the mark never
+ * stands for a domain whose QEMU ran. Not ipc:// (or an unusable name): no
+ * mark, the hint is sent as before.
+ */
+static bool refused_mark_path(const hook_opts *o, const char *domain, char *out, size_t len)
+{
+    const char *ep = o->endpoint ? o->endpoint : GW_PROTO_ADMIN_ENDPOINT;
+    if (strncmp(ep, "ipc://", 6) || !*domain || strchr(domain, '/'))
+        return false;
+    const char *path = ep + 6;
+    const char *slash = strrchr(path, '/');
+    if (!slash || slash == path)
+        return false;
+    int n = snprintf(out, len, "%.*s/hook-refused.%s", (int)(slash - path), path, domain);
+    return n > 0 && (size_t)n < len;
+}
+
+static void mark_refused(const hook_opts *o, const char *domain, bool refused)
+{
+    char path[4096];
+    if (!refused_mark_path(o, domain, path, sizeof path))
+        return;
+    if (!refused) {
+        (void)unlink(path);
+        return;
+    }
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd >= 0)
+        close(fd);
+}
+
+/* True (and the mark gone) when this domain's last start was refused here. */
+static bool take_refused_mark(const hook_opts *o, const char *domain)
+{
+    char path[4096];
+    return refused_mark_path(o, domain, path, sizeof path) && unlink(path) == 0;
+}
+
 /* ---- the ops ------------------------------------------------------------- */
 
 /* The PCI host addresses of the domain XML on stdin; NULL after an error
@@ -334,7 +385,16 @@ static char **domain_addresses(const char *domain, size_t *n)
     return addrs;
 }
 
+static int hook_prepare_ask(const hook_opts *o, const char *domain);
+
 static int hook_prepare(const hook_opts *o, const char *domain)
+{
+    int rc = hook_prepare_ask(o, domain);
+    mark_refused(o, domain, rc != GW_EXIT_OK);
+    return rc;
+}
+
+static int hook_prepare_ask(const hook_opts *o, const char *domain)
 {
     size_t n;
     char **addrs = domain_addresses(domain, &n);
@@ -391,6 +451,10 @@ static int hook_hint(const hook_opts *o, const char *op, const char *domain)
         return GW_EXIT_OK;
     }
     bool released = !strcmp(op, "released");
+    if (released && take_refused_mark(o, domain)) {
+        gw_attach_list_free(addrs);
+        return GW_EXIT_OK;          /* the end of a start refused above: QEMU never ran */
+    }
     release_mark mark = { .gpu = "" };
     if (send_hint(o, op, domain, addrs, n, released ? &mark : NULL) < 0)
         fprintf(stderr, "gpuwarden: warning: domain '%s': `%s` hint not delivered: %s\n", domain,

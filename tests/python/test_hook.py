@@ -200,6 +200,38 @@ def test_release_end_sends_released(gate):
                            'addresses': ['0000:1a:00.0', '0000:1a:00.1', '0000:67:00.0']}
 
 
+
+def test_release_end_of_a_start_refused_sends_nothing(gate, tmp_path):
+    """libvirt runs `release end` also for a start the hook refused (seen
+    with libvirt 9.0 in the kernel lab): QEMU never ran, and a `released`
+    hint would make the daemon count the refused domain as having held the
+    GPU, voiding its running clean-up. The refusal's mark, next to the
+    daemon's socket, is taken instead; once a start is let through, release
+    end sends the hint again."""
+    gate.answers['gate'] = {'allowed': False, 'reasons': [
+        {'address': '0000:1a:00.0', 'reason': 'dirty: clean-up running'}]}
+    gate.answers['released'] = {'devices': ['0000:1a:00.0', '0000:67:00.0']}
+    assert run_hook(['vm1', 'prepare', 'begin', '-'], GPU_VM, gate.daemon.endpoint)[0] == 1
+    assert (tmp_path / 'hook-refused.vm1').exists()
+    rc, err, _ = run_hook(['vm1', 'release', 'end', '-'], GPU_VM, gate.daemon.endpoint)
+    assert (rc, err) == (0, '')
+    assert [r['op'] for r in gate.requests()] == ['gate']
+    assert not (tmp_path / 'hook-refused.vm1').exists()
+    # Another domain's refusal says nothing about vm1.
+    assert run_hook(['vm2', 'prepare', 'begin', '-'], GPU_VM, gate.daemon.endpoint)[0] == 1
+    gate.answers['gate'] = {'allowed': True, 'reasons': []}
+    assert run_hook(['vm1', 'prepare', 'begin', '-'], GPU_VM, gate.daemon.endpoint)[0] == 0
+    assert run_hook(['vm1', 'release', 'end', '-'], GPU_VM, gate.daemon.endpoint)[0] == 0
+    assert [r['op'] for r in gate.requests()] == ['gate', 'gate', 'gate', 'released']
+    # A refusal, then a start let through: the release is a real one.
+    gate.answers['gate'] = {'allowed': False, 'reasons': []}
+    assert run_hook(['vm3', 'prepare', 'begin', '-'], GPU_VM, gate.daemon.endpoint)[0] == 1
+    gate.answers['gate'] = {'allowed': True, 'reasons': []}
+    assert run_hook(['vm3', 'prepare', 'begin', '-'], GPU_VM, gate.daemon.endpoint)[0] == 0
+    assert run_hook(['vm3', 'release', 'end', '-'], GPU_VM, gate.daemon.endpoint)[0] == 0
+    assert [r['op'] for r in gate.requests()][-1] == 'released'
+
+
 # ---- release end: waiting until Placement shows the release (metrics.published_revision)
 
 def metrics(published, revision):
