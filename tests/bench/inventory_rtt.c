@@ -2,7 +2,10 @@
  * Inventory round trip against a running gpuwardend, beside a bare libzmq
  * ipc round trip of the same sizes (scripts/bench.d/inventory-rtt).
  *
- *   inventory_rtt N ECHO_DIR LABEL ENDPOINT [LABEL ENDPOINT ...]
+ *   inventory_rtt N ECHO_DIR LABEL READ_EP ADMIN_EP [LABEL READ_EP ADMIN_EP ...]
+ *   inventory_rtt --gate N SECONDS ECHO_DIR LABEL READ_EP ADMIN_EP
+ *
+ * (ADMIN_EP: for `published`, which only the admin endpoint serves.)
  *
  * For each daemon (its read endpoint), interleaved in blocks of 100:
  *   client  gw_client_inventory(): libgpuwarden's client, request encode,
@@ -14,7 +17,16 @@
  *           transport's floor)
  * N round trips each after 200 warm-up ones; p50 and p99 in microseconds,
  * and ratios to the echo. Prints Markdown table rows on stdout.
+ *
+ * --gate: the `gate` round trip (one GPU, as the libvirt hook sends it) and
+ * the echo of its sizes, interleaved, while another thread keeps a clean-up
+ * of another GPU running (`sanitize` again as soon as one ends; the
+ * daemon's hooks directory holds a hook that sleeps 2 s) and keeps an
+ * `audit` request that reads the whole log in flight on the read endpoint
+ * (the next one sent as each is answered).
  */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <gpuwarden/client.h>
 #include <jansson.h>
 #include <msgpack.h>
@@ -61,7 +73,7 @@ static double pct(double *v, size_t n, double p)
  * "id": id, "op": "inventory", "args": {}}. Ids start at 65536, so the
  * canonical encoding is uint 32 in every request and every reply (which
  * echoes the id), and their sizes never change. */
-static size_t request(char *buf, size_t cap, uint32_t id)
+static size_t request_op(char *buf, size_t cap, uint32_t id, const char *op, const char *gate_addr)
 {
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
@@ -75,15 +87,33 @@ static size_t request(char *buf, size_t cap, uint32_t id)
     msgpack_pack_str_with_body(&pk, "id", 2);
     msgpack_pack_uint32(&pk, id);
     msgpack_pack_str_with_body(&pk, "op", 2);
-    msgpack_pack_str_with_body(&pk, "inventory", 9);
+    msgpack_pack_str_with_body(&pk, op, strlen(op));
     msgpack_pack_str_with_body(&pk, "args", 4);
-    msgpack_pack_map(&pk, 0);
+    if (gate_addr && !strcmp(op, "audit")) {
+        msgpack_pack_map(&pk, 1);
+        msgpack_pack_str_with_body(&pk, "device", 6);
+        msgpack_pack_str_with_body(&pk, gate_addr, strlen(gate_addr));
+    } else if (gate_addr) {
+        msgpack_pack_map(&pk, 2);
+        msgpack_pack_str_with_body(&pk, "addresses", 9);
+        msgpack_pack_array(&pk, 1);
+        msgpack_pack_str_with_body(&pk, gate_addr, strlen(gate_addr));
+        msgpack_pack_str_with_body(&pk, "domain", 6);
+        msgpack_pack_str_with_body(&pk, "instance-0001", 13);
+    } else {
+        msgpack_pack_map(&pk, 0);
+    }
     if (sb.size > cap)
         die("request too large");
     memcpy(buf, sb.data, sb.size);
     size_t n = sb.size;
     msgpack_sbuffer_destroy(&sb);
     return n;
+}
+
+static size_t request(char *buf, size_t cap, uint32_t id)
+{
+    return request_op(buf, cap, id, "inventory", NULL);
 }
 
 static void *dealer(void *ctx, const char *endpoint)
@@ -153,13 +183,19 @@ static void wait_settled(gw_client *c)
     die("the daemon's clean-ups did not finish in 30 s");
 }
 
-static void bench(size_t n, const char *echo_dir, const char *label, const char *endpoint)
+static gw_client *client(const char *endpoint)
 {
     gw_client_options o = GW_CLIENT_OPTIONS_INIT;
     o.endpoint = endpoint;
     gw_client *c = NULL;
     if (gw_client_new(&c, &o) < 0)
         die(gw_error_message());
+    return c;
+}
+
+static void bench(size_t n, const char *echo_dir, const char *label, const char *endpoint, const char *admin_ep)
+{
+    gw_client *c = client(endpoint), *admin = client(admin_ep);
     wait_settled(c);
 
     /* Confirm the generation as the shim would: sanitized GPUs become
@@ -169,9 +205,10 @@ static void bench(size_t n, const char *echo_dir, const char *label, const char 
         die(gw_error_message());
     uint64_t gen = (uint64_t)json_integer_value(json_object_get(inv, "generation"));
     json_decref(inv);
-    if (gw_client_published(c, gen, &pub) < 0)
+    if (gw_client_published(admin, gen, &pub) < 0)
         die(gw_error_message());
     json_decref(pub);
+    gw_client_free(admin);
     if (gw_client_inventory(c, &inv) < 0)
         die(gw_error_message());
     size_t n_deps = json_array_size(json_object_get(inv, "deployables"));
@@ -260,17 +297,195 @@ static void bench(size_t n, const char *echo_dir, const char *label, const char 
     gw_client_free(c);
 }
 
+/* ---- --gate ---- */
+
+typedef struct load {
+    const char *read_ep, *admin_ep, *target;
+    atomic_bool stop;
+    atomic_bool cleaning;               /* a clean-up of the target runs now */
+    atomic_uint audits_out;             /* audit requests sent, not answered */
+    atomic_ulong cleanups, audits;
+} load;
+
+static bool device_cleaning(gw_client *c, const char *address)
+{
+    json_t *dev = NULL;
+    if (gw_client_device(c, address, &dev) < 0)
+        return false;
+    bool r = json_is_true(json_object_get(dev, "cleaning"));
+    json_decref(dev);
+    return r;
+}
+
+/* Keeps a clean-up of the target running and an audit in flight. */
+static void *load_main(void *arg)
+{
+    load *l = arg;
+    gw_client *admin = client(l->admin_ep);
+    void *ctx = zmq_ctx_new();
+    void *aud = dealer(ctx, l->read_ep);
+    char req[256], *reply = malloc(8 << 20);
+    uint32_t id = 0x20000;
+    /* For a device with no record: the whole log is read (the slow case). */
+    size_t n = request_op(req, sizeof req, id, "audit", "0000:ff:1f.7");
+    zmq_send(aud, "", 0, ZMQ_SNDMORE);
+    zmq_send(aud, req, n, 0);
+    atomic_fetch_add(&l->audits_out, 1);
+    double next_check = 0;
+    while (!atomic_load(&l->stop)) {
+        zmq_pollitem_t it = { aud, 0, ZMQ_POLLIN, 0 };
+        zmq_poll(&it, 1, 20);
+        while (it.revents && zmq_recv(aud, reply, 8 << 20, ZMQ_DONTWAIT) >= 0) {
+            if (zmq_recv(aud, reply, 8 << 20, 0) < 0)
+                die("audit reply");
+            atomic_fetch_sub(&l->audits_out, 1);
+            atomic_fetch_add(&l->audits, 1);
+            zmq_send(aud, "", 0, ZMQ_SNDMORE);
+            zmq_send(aud, req, n, 0);
+            atomic_fetch_add(&l->audits_out, 1);
+        }
+        if (now_us() >= next_check) {
+            next_check = now_us() + 100000;
+            bool running = device_cleaning(admin, l->target);
+            if (!running) {
+                json_t *r = NULL;
+                if (gw_client_sanitize(admin, l->target, &r) == 0) {
+                    atomic_fetch_add(&l->cleanups, 1);
+                    running = true;
+                }
+                json_decref(r);
+            }
+            atomic_store(&l->cleaning, running);
+        }
+    }
+    free(reply);
+    zmq_close(aud);
+    zmq_ctx_term(ctx);
+    gw_client_free(admin);
+    return NULL;
+}
+
+static void gate_bench(size_t n, double span, const char *echo_dir, const char *label, const char *read_ep,
+                       const char *admin_ep)
+{
+    gw_client *c = client(read_ep), *admin = client(admin_ep);
+    wait_settled(c);
+    json_t *inv = NULL, *pub = NULL, *devs = NULL;
+    if (gw_client_inventory(c, &inv) < 0)
+        die(gw_error_message());
+    if (gw_client_published(admin, (uint64_t)json_integer_value(json_object_get(inv, "generation")), &pub) < 0)
+        die(gw_error_message());
+    json_decref(inv);
+    json_decref(pub);
+    if (gw_client_devices(c, NULL, &devs) < 0)
+        die(gw_error_message());
+    json_t *arr = json_object_get(devs, "devices");
+    size_t nd = json_array_size(arr);
+    if (nd < 2)
+        die("--gate needs two GPUs");
+    /* The gated GPU and the one kept cleaning: first and last, in different
+     * IOMMU groups on every test host (a clean-up holds its whole group). */
+    char gated[32], target[32];
+    snprintf(gated, sizeof gated, "%s", json_string_value(json_object_get(json_array_get(arr, 0), "address")));
+    snprintf(target, sizeof target, "%s",
+             json_string_value(json_object_get(json_array_get(arr, nd - 1), "address")));
+    json_decref(devs);
+
+    void *ctx = zmq_ctx_new();
+    void *raw = dealer(ctx, read_ep);
+    char req[512], *reply = malloc(1 << 20);
+    uint32_t id = 0x10000;
+    size_t req_n = request_op(req, sizeof req, id, "gate", gated);
+    size_t reply_n = roundtrip(raw, req, req_n, reply, 1 << 20);
+    char echo_ep[4096];
+    snprintf(echo_ep, sizeof echo_ep, "ipc://%s/echo-gate-%s.sock", echo_dir, label);
+    pid_t pid = fork();
+    if (pid < 0)
+        die("fork");
+    if (pid == 0)
+        echo_server(echo_ep, reply_n);
+    void *echo = dealer(ctx, echo_ep);
+
+    load l = { .read_ep = read_ep, .admin_ep = admin_ep, .target = target };
+    pthread_t th;
+    pthread_create(&th, NULL, load_main, &l);
+    while (!atomic_load(&l.cleaning))
+        usleep(10000);
+    double *t_gate = calloc(n, sizeof(double)), *t_echo = calloc(n, sizeof(double));
+    size_t loaded = 0;
+    for (size_t w = 0; w < WARMUP; w++) {
+        request_op(req, sizeof req, ++id, "gate", gated);
+        roundtrip(raw, req, req_n, reply, 1 << 20);
+        roundtrip(echo, req, req_n, reply, 1 << 20);
+    }
+    double t_start = now_us();
+    for (size_t done = 0; done < n; done += BLOCK) {
+        size_t end = done + BLOCK < n ? done + BLOCK : n;
+        for (size_t k = done; k < end; k++) {
+            request_op(req, sizeof req, ++id, "gate", gated);
+            bool busy = atomic_load(&l.cleaning) && atomic_load(&l.audits_out) > 0;
+            double t0 = now_us();
+            size_t got = roundtrip(raw, req, req_n, reply, 1 << 20);
+            t_gate[k] = now_us() - t0;
+            loaded += busy;
+            if (got != reply_n)
+                die("the gate's reply changed size");
+        }
+        for (size_t k = done; k < end; k++) {
+            double t0 = now_us();
+            roundtrip(echo, req, req_n, reply, 1 << 20);
+            t_echo[k] = now_us() - t0;
+        }
+        /* Blocks spread over `span` seconds: the samples cover several
+         * clean-ups and audits, as a hook's gates come, one now and then. */
+        double due = t_start + (double)end / (double)n * span * 1e6;
+        while (now_us() < due)
+            usleep(1000);
+    }
+    double secs = (now_us() - t_start) / 1e6;
+    atomic_store(&l.stop, true);
+    pthread_join(th, NULL);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    double g50 = pct(t_gate, n, 0.50), g99 = pct(t_gate, n, 0.99);
+    double e50 = pct(t_echo, n, 0.50), e99 = pct(t_echo, n, 0.99);
+    printf("| %s | %s (cleaning %s) | %zu B / %zu B | %.0f / %.0f | %.0f / %.0f | %.1fx / %.1fx | %.0f%% | %lu / %lu "
+           "in %.1f s |\n",
+           label, gated, target, req_n, reply_n, g50, g99, e50, e99, g50 / e50, g99 / e99, 100.0 * loaded / n,
+           (unsigned long)atomic_load(&l.cleanups), (unsigned long)atomic_load(&l.audits), secs);
+    fflush(stdout);
+    free(t_gate);
+    free(t_echo);
+    free(reply);
+    zmq_close(raw);
+    zmq_close(echo);
+    zmq_ctx_term(ctx);
+    gw_client_free(admin);
+    gw_client_free(c);
+}
+
 int main(int argc, char **argv)
 {
-    if (argc < 5 || (argc - 3) % 2)
-        die("usage: inventory_rtt N ECHO_DIR LABEL ENDPOINT [LABEL ENDPOINT ...]");
+    if (argc == 8 && !strcmp(argv[1], "--gate")) {
+        size_t n = strtoul(argv[2], NULL, 10);
+        double span = strtod(argv[3], NULL);
+        if (n < BLOCK)
+            die("N must be at least 100");
+        printf("| host | gated GPU (GPU kept cleaning) | request / reply | gate p50 / p99 (µs) | "
+               "bare echo p50 / p99 (µs) | gate / echo | samples under load | clean-ups / audits answered |\n");
+        printf("|---|---|---|---|---|---|---|---|\n");
+        gate_bench(n, span, argv[4], argv[5], argv[6], argv[7]);
+        return 0;
+    }
+    if (argc < 6 || (argc - 3) % 3)
+        die("usage: inventory_rtt N ECHO_DIR LABEL READ_EP ADMIN_EP [...] | --gate N SECONDS ECHO_DIR LABEL READ_EP ADMIN_EP");
     size_t n = strtoul(argv[1], NULL, 10);
     if (n < BLOCK)
         die("N must be at least 100");
     printf("| host | inventory | request / reply | gw_client_inventory p50 / p99 (µs) | raw DEALER p50 / p99 (µs) | "
            "bare echo p50 / p99 (µs) | client / echo | raw / echo |\n");
     printf("|---|---|---|---|---|---|---|---|\n");
-    for (int a = 3; a + 1 < argc; a += 2)
-        bench(n, argv[2], argv[a], argv[a + 1]);
+    for (int a = 3; a + 2 < argc; a += 3)
+        bench(n, argv[2], argv[a], argv[a + 1], argv[a + 2]);
     return 0;
 }
