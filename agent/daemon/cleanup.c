@@ -402,20 +402,19 @@ bool gwd_cleanup_fini(gwd *d)
     return true;
 }
 
-static void start(gwd *d, const gw_device *dev)
+/* The clean-up of `dev` after its `cleanup_started` (r: how that went):
+ * queued on the pool, or the wait that keeps a failing one from being
+ * retried on every turn. */
+static void start(gwd *d, const gw_device *dev, int r)
 {
     const char *address = dev->identity.address;
-    gw_apply_options o = GW_APPLY_OPTIONS_INIT;
-    o.actor = "system";
-    o.if_seq = dev->seq;
-    int r = gw_registry_apply(d->reg, address, GW_EVENT_CLEANUP_STARTED, &o, NULL);
     if (r < 0) {
         if (r != -ESTALE && r != -EBUSY) {
             /* Nothing changed, so nothing wakes the loop for it: the wait
              * keeps a failing checkpoint from being retried every turn. */
             int64_t wait = retry_later(d, address, dev->seq);
             gw_log(GW_LOG_ERR, "%s: cannot start clean-up, next try in %lld s: %s", address,
-                   (long long)(wait / 1000), gw_error_message());
+                   (long long)(wait / 1000), strerror(-r));
         }
         return;
     }
@@ -456,6 +455,17 @@ static bool group_busy(gwd *d, const char *address)
     return false;
 }
 
+/* Whether a and b are in one IOMMU group. Caller holds d->lock. */
+static bool same_group(gwd *d, const char *a, const char *b)
+{
+    const gw_gpu *ga = gwd_fleet_gpu(d, a), *gb = gwd_fleet_gpu(d, b);
+    return ga && gb && ga->iommu_group && gb->iommu_group && !strcmp(ga->iommu_group, gb->iommu_group);
+}
+
+/* Every eligible device's `cleanup_started` goes to disk together
+ * (gw_registry_apply_many: one checkpoint write per 32), then each is
+ * queued: a first start on 64 GPUs wrote 64 checkpoints here, one after
+ * the other on the request thread, before READY. */
 void gwd_cleanup_kick(gwd *d)
 {
     pthread_mutex_lock(&d->lock);
@@ -467,6 +477,8 @@ void gwd_cleanup_kick(gwd *d)
     size_t n = 0;
     if (gw_registry_list(d->reg, &list, &n) < 0)
         return;
+    const gw_device **go = gw_xcalloc(n + 1, sizeof *go);
+    size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         const gw_device *dev = list[i];
         if (!gw_device_needs_cleanup(dev) || gw_cleanup_pool_busy(d->pool, dev->identity.address))
@@ -475,6 +487,9 @@ void gwd_cleanup_kick(gwd *d)
         bool eligible = gwd_fleet_is_managed(d, dev->identity.address) &&
                         !gwd_attachment_domains(d, dev->identity.address) &&
                         !group_busy(d, dev->identity.address);
+        /* Nor with one chosen just now: it is not busy in the pool yet. */
+        for (size_t j = 0; eligible && j < k; j++)
+            eligible = !same_group(d, go[j]->identity.address, dev->identity.address);
         if (eligible) {
             const char *holder = group_holder(d, dev->identity.address, list, n);
             if (holder)
@@ -483,7 +498,23 @@ void gwd_cleanup_kick(gwd *d)
         }
         pthread_mutex_unlock(&d->lock);
         if (eligible)
-            start(d, dev);
+            go[k++] = dev;
     }
+    gw_apply_item *items = gw_xcalloc(k + 1, sizeof *items);
+    gw_apply_options *opts = gw_xcalloc(k + 1, sizeof *opts);
+    for (size_t j = 0; j < k; j++) {
+        opts[j] = (gw_apply_options)GW_APPLY_OPTIONS_INIT;
+        opts[j].actor = "system";
+        opts[j].if_seq = go[j]->seq;
+        items[j] = (gw_apply_item){ .address = go[j]->identity.address, .event = GW_EVENT_CLEANUP_STARTED,
+                                    .opts = &opts[j] };
+    }
+    if (k)
+        gw_registry_apply_many(d->reg, items, k);
+    for (size_t j = 0; j < k; j++)
+        start(d, go[j], items[j].result);
+    free(opts);
+    free(items);
+    free(go);
     gw_device_list_free(list, n);
 }

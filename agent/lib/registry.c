@@ -468,15 +468,9 @@ static int check_writable(const gw_registry *reg)
     return 0;
 }
 
-GW_EXTERN int gw_registry_apply(gw_registry *reg, const char *address, gw_event event,
-                                const gw_apply_options *opts, uint64_t *seq)
+/* The checks gw_registry_apply() makes before it takes the lock. */
+static int check_apply(const char *address, gw_event event, const gw_apply_options *opts)
 {
-    static const gw_apply_options defaults = GW_APPLY_OPTIONS_INIT;
-    int r = check_writable(reg);
-    if (r < 0)
-        return r;
-    if (!opts)
-        opts = &defaults;
     if (opts->version < 1)
         return gw_error_set(-EINVAL, "gw_registry_apply: options version %u (initialise them "
                             "with GW_APPLY_OPTIONS_INIT)", opts->version);
@@ -490,22 +484,86 @@ GW_EXTERN int gw_registry_apply(gw_registry *reg, const char *address, gw_event 
                             address, gw_event_name(event));
     if (reason_required(event) && (!opts->reason || !opts->reason[0]))
         return gw_error_set(-EINVAL, "%s: %s needs a reason", address, gw_event_name(event));
-    if ((r = check_cleanup(address, opts->cleanup)) < 0)
-        return r;
+    return check_cleanup(address, opts->cleanup);
+}
 
-    writer_lock(reg);
+/* Caller holds both locks. */
+static int apply_one_locked(gw_registry *reg, const char *address, gw_event event, const gw_apply_options *opts,
+                            uint64_t *seq)
+{
     ssize_t idx = find_current(reg, address);
     if (idx < 0)
-        r = gw_error_set(-ENOENT, "%s: no such device", address);
-    else if (opts->if_seq && reg->recs[idx]->seq != opts->if_seq)
-        r = gw_error_set(-ESTALE, "%s: changed since transition %" PRIu64 " (now at %" PRIu64 ")",
-                         address, opts->if_seq, reg->recs[idx]->seq);
-    else {
-        change c = { event, opts->actor, opts->reason, opts->evidence, opts->cleanup };
-        r = apply_locked(reg, (size_t)idx, &c, seq);
-    }
+        return gw_error_set(-ENOENT, "%s: no such device", address);
+    if (opts->if_seq && reg->recs[idx]->seq != opts->if_seq)
+        return gw_error_set(-ESTALE, "%s: changed since transition %" PRIu64 " (now at %" PRIu64 ")",
+                            address, opts->if_seq, reg->recs[idx]->seq);
+    change c = { event, opts->actor, opts->reason, opts->evidence, opts->cleanup };
+    return apply_locked(reg, (size_t)idx, &c, seq);
+}
+
+GW_EXTERN int gw_registry_apply(gw_registry *reg, const char *address, gw_event event,
+                                const gw_apply_options *opts, uint64_t *seq)
+{
+    static const gw_apply_options defaults = GW_APPLY_OPTIONS_INIT;
+    int r = check_writable(reg);
+    if (r < 0)
+        return r;
+    if (!opts)
+        opts = &defaults;
+    if ((r = check_apply(address, event, opts)) < 0)
+        return r;
+    writer_lock(reg);
+    r = apply_one_locked(reg, address, event, opts, seq);
     writer_unlock(reg);
     return r;
+}
+
+GW_EXTERN int gw_registry_apply_many(gw_registry *reg, gw_apply_item *items, size_t n)
+{
+    static const gw_apply_options defaults = GW_APPLY_OPTIONS_INIT;
+    int r = check_writable(reg);
+    if (r < 0)
+        return r;
+    if (n && !items)
+        return gw_error_set(-EINVAL, "gw_registry_apply_many: NULL items");
+    writer_lock(reg);
+    struct batch b;
+    batch_begin(reg, &b);
+    size_t done = 0, unwritten = 0;     /* items[unwritten..] applied in memory, not yet on disk */
+    int failed = 0;
+    for (size_t i = 0; i < n; i++) {
+        gw_apply_item *it = &items[i];
+        const gw_apply_options *o = it->opts ? it->opts : &defaults;
+        it->seq = 0;
+        if (failed) {
+            it->result = failed;
+            continue;
+        }
+        size_t held = b.nt;
+        it->result = check_apply(it->address, it->event, o);
+        if (it->result == 0)
+            it->result = apply_one_locked(reg, it->address, it->event, o, &it->seq);
+        /* A transition that filled the batch wrote it: on disk now, or
+         * undone with the rest of the batch when the write failed (a
+         * refusal before the transition leaves the batch as it was). */
+        bool flushed = held + 1 == JOURNAL_MAX && b.nt == 0;
+        if (flushed && it->result == 0)
+            unwritten = i + 1;
+        else if (flushed)
+            failed = it->result;
+        if (failed)
+            for (size_t j = unwritten; j <= i; j++)
+                items[j].result = failed;
+    }
+    int f = batch_end(reg);
+    if (f < 0 && !failed)
+        for (size_t j = unwritten; j < n; j++)
+            if (items[j].result == 0)
+                items[j].result = f;
+    writer_unlock(reg);
+    for (size_t i = 0; i < n; i++)
+        done += items[i].result == 0;
+    return f < 0 ? f : failed ? failed : (int)done;
 }
 
 static int observe_locked(gw_registry *reg, const gw_identity *id, const char *actor)

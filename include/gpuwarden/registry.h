@@ -237,6 +237,27 @@ typedef struct gw_apply_options {
 GW_EXTERN int gw_registry_apply(gw_registry *reg, const char *address, gw_event event,
                                 const gw_apply_options *opts, uint64_t *seq);
 
+/* One transition of gw_registry_apply_many(): in address, event, opts
+ * (NULL: the defaults); out result (0 or -errno, as gw_registry_apply()
+ * returns it) and seq (its sequence number when applied). */
+typedef struct gw_apply_item {
+    const char *address;
+    gw_event event;
+    const gw_apply_options *opts;
+    int result;
+    uint64_t seq;
+} gw_apply_item;
+
+/*
+ * gw_registry_apply() for each of the n items, in order, persisted together:
+ * one checkpoint write per 32 transitions (the checkpoint's journal holds
+ * them until the audit log does), each announced only once written. An item
+ * the table refuses is skipped with its error. Returns the number applied,
+ * or -errno when a write failed (the items it held, and every one after it,
+ * are not applied: their result says why).
+ */
+GW_EXTERN int gw_registry_apply_many(gw_registry *reg, gw_apply_item *items, size_t n);
+
 /*
  * A scan saw `id` on the bus. Unknown identity: a new record (GW_EVENT_FOUND);
  * first, if another device is on the bus at that address in the records, it

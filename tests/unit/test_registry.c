@@ -713,6 +713,68 @@ static void facts_and_text(void **state)
     rm_tree(dir);
 }
 
+/* A scan, a batch of pins and a batch of transitions: each persisted in one
+ * checkpoint write per 32 transitions (the journal's size), everything in
+ * the audit log and on disk, each item's refusal its own. */
+static void batched_writes(void **state)
+{
+    char *dir = tmp_state_dir("reg");
+    gw_registry *reg = open_dir(dir);
+    enum { N = 40 };
+    gw_identity ids[N];
+    char addr[N][GW_ADDR_LEN];
+    for (int i = 0; i < N; i++) {
+        ids[i] = test_identity(0x10 + i, 0);
+        memcpy(addr[i], ids[i].address, GW_ADDR_LEN);
+    }
+    assert_int_equal(gw_registry_sync(reg, ids, N, "scan"), N);
+    assert_int_equal(gw_registry_checkpoint_writes(reg), 2);
+
+    gw_fact_pin pins[2 * N];
+    for (int i = 0; i < N; i++) {
+        pins[2 * i] = (gw_fact_pin){ addr[i], "pci.class", "0300" };
+        pins[2 * i + 1] = (gw_fact_pin){ addr[i], "pci.revision", "161" };
+    }
+    uint64_t v = gw_registry_version(reg);
+    assert_int_equal(gw_registry_set_facts(reg, pins, 2 * N), 0);
+    assert_int_equal(gw_registry_checkpoint_writes(reg), 3);
+    assert_true(gw_registry_version(reg) > v);
+    assert_int_equal(gw_registry_set_facts(reg, pins, 2 * N), 0);     /* nothing changes: no write */
+    assert_int_equal(gw_registry_checkpoint_writes(reg), 3);
+    gw_fact_pin unknown = { "0000:ee:00.0", "pci.class", "0300" };
+    assert_int_equal(gw_registry_set_facts(reg, &unknown, 1), -ENOENT);
+
+    gw_apply_item items[N + 2];
+    for (int i = 0; i < N; i++)
+        items[i] = (gw_apply_item){ .address = addr[i], .event = GW_EVENT_CLEANUP_STARTED };
+    items[N] = (gw_apply_item){ .address = addr[0], .event = GW_EVENT_CLEANUP_STARTED };   /* cleaning already */
+    items[N + 1] = (gw_apply_item){ .address = "0000:ee:00.0", .event = GW_EVENT_CLEANUP_STARTED };
+    assert_int_equal(gw_registry_apply_many(reg, items, N + 2), N);
+    assert_int_equal(gw_registry_checkpoint_writes(reg), 5);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(items[i].result, 0);
+        expect(reg, addr[i], GW_STATE_DISCOVERED, GW_FLAG_DIRTY | GW_FLAG_CLEANING, items[i].seq);
+    }
+    assert_true(items[N].result < 0);
+    assert_int_equal(items[N + 1].result, -ENOENT);
+    gw_registry_free(reg);
+
+    gw_audit *log = audit_all(dir);
+    assert_int_equal(gw_audit_count(log), 2 * N);
+    gw_audit_free(log);
+    gw_registry_options o = GW_REGISTRY_OPTIONS_INIT;
+    o.state_dir = dir;
+    o.read_only = true;
+    assert_int_equal(gw_registry_open(&reg, &o), 0);
+    gw_device *dev = NULL;
+    assert_int_equal(gw_registry_get(reg, addr[N - 1], &dev), 0);
+    assert_string_equal(gw_device_fact(dev, "pci.revision"), "161");
+    assert_true(dev->flags & GW_FLAG_CLEANING);
+    gw_device_free(dev);
+    gw_registry_free(reg);
+    rm_tree(dir);
+}
+
 static void in_memory_registry(void **state)
 {
     gw_registry *reg = NULL;
@@ -742,6 +804,7 @@ int main(void)
         cmocka_unit_test(audit_repaired_from_checkpoint),
         cmocka_unit_test(threads_share_one_registry),
         cmocka_unit_test(facts_and_text),
+        cmocka_unit_test(batched_writes),
         cmocka_unit_test(in_memory_registry),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
