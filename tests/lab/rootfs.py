@@ -166,7 +166,10 @@ class Stage:
         self.root = pathlib.Path(path)
         if self.root.exists():
             shutil.rmtree(self.root)
-        subprocess.run(["cp", "-al", str(base), str(self.root)], check=True)
+        # Hard links need one file system: a /tmp on tmpfs gets a full copy.
+        if subprocess.run(["cp", "-al", str(base), str(self.root)], capture_output=True).returncode != 0:
+            shutil.rmtree(self.root, ignore_errors=True)
+            subprocess.run(["cp", "-a", str(base), str(self.root)], check=True)
 
     def write(self, p, data, mode=0o644):
         dst = self.resolve(pathlib.PurePosixPath(str(p)).parent) / pathlib.PurePosixPath(str(p)).name
