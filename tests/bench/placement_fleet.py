@@ -646,7 +646,7 @@ def table(args, results, machine):
     w = lines.append
     w(f'### {args.hosts} hosts x {GPUS} GPUs '
       f'({args.hosts * GPUS} GPUs)\n')
-    w(f'Command: `scripts/bench placement-fleet --hosts {args.hosts}`. '
+    w(f'Command: `scripts/bench placement-fleet {" ".join(args.argv)}`. '
       f'Machine: {machine}.\n')
     w('| model | providers | registration (conductor-shaped, '
       f'{args.register_clients} clients) |')
@@ -731,6 +731,7 @@ def parse_args(argv=None):
                     '"N:random": also randomize_allocation_candidates)')
     ap.add_argument('--json', help='also write the raw results here')
     a = ap.parse_args(argv)
+    a.argv = list(sys.argv[1:] if argv is None else argv)
     a.models = [m for m in a.models.split(',') if m]
     assert all(m in MODELS for m in a.models), a.models
     a.configs = [x for x in a.configs.split(',') if x]
