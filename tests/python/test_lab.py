@@ -291,6 +291,29 @@ def test_full_cleanup_with_flr_and_rom(daemon, server):
     lab.record_stat("cleanup_ms_gpu0", s["cleanup"]["duration_ms"])
 
 
+def test_doctor_in_the_guest(daemon, server):
+    """gpuwarden doctor on the guest's own / (real sysfs, proc and daemon):
+    each answer against what the guest's kernel shows."""
+    g = server.g
+    rc, out = g.run(f"{G}/gpuwarden doctor -f json")
+    checks = {c["name"]: c for c in json.loads(out)["checks"]}
+    assert checks["iommu"]["status"] == "ok" and "intel_iommu=on" in checks["iommu"]["detail"]
+    assert checks["vfio-pci"]["status"] == "ok"
+    managed = [d["address"] for d in server.devices().values()]
+    held = [a for a in managed
+            if g.run(f"d=$(readlink /sys/bus/pci/devices/{a}/driver); echo ${{d##*/}}")[1].strip()
+            not in ("vfio-pci", "")]
+    assert checks["gpu-drivers"]["status"] == ("fail" if held else "ok"), (held, checks["gpu-drivers"])
+    assert f"{len(managed)} managed GPUs (the daemon's GPUs)" in checks["gpu-drivers"]["detail"]
+    assert checks["libvirt-hook"]["status"] == "fail"          # no libvirt in the guest
+    assert checks["libvirt-hook-loaded"]["status"] == "skip"
+    apparmor = g.run("cat /sys/module/apparmor/parameters/enabled")[1].strip() == "Y"
+    assert checks["vfio-access"]["status"] == ("warn" if apparmor else "ok"), checks["vfio-access"]
+    assert checks["fabric-manager"]["status"] == "skip"
+    assert checks["daemon"]["status"] == "ok" and checks["state-dir"]["status"] == "ok"
+    assert rc == 1
+
+
 def test_no_reset_method_is_quarantined_at_reset(daemon, server):
     s = server.show("gpu6")
     assert s["state"] == "quarantined"
