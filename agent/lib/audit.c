@@ -401,14 +401,13 @@ static int segment_add(segment **v, size_t *n, const char *path, bool required)
 static int read_forward(gw_audit *log, segment *s, const gw_audit_filter *filter, uint64_t *seen)
 {
     int fd = dup(s->fd);
-    FILE *f = fd < 0 ? NULL : fdopen(fd, "re");
+    _cleanup_fclose_ FILE *f = fd < 0 ? NULL : fdopen(fd, "re");
     if (!f) {
         int e = errno;
         if (fd >= 0)
             close(fd);
         return gw_error_set(-e, "%s: %s", s->path, strerror(e));
     }
-    _cleanup_fclose_ FILE *fc = f;
     _cleanup_free_ char *line = NULL;
     size_t cap = 0;
     ssize_t len;
