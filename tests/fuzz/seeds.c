@@ -15,7 +15,8 @@
  *                    (clean-up, publication, attach, quarantine, a clean-up
  *                    left running, a GPU gone);
  *   config           packaging/gpuwarden.conf, and one with [model] sections
- *                    for each fixture host's GPU models.
+ *                    for each fixture host's GPU models;
+ *   curve_allowlist  two keys, a comment and blank lines.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -452,6 +453,14 @@ int main(int argc, char **argv)
     char *conf = read_all(path, &len);
     put("config", "packaging_gpuwarden.conf", conf, len);
     free(conf);
+
+    /* Two listed keys (the Z85 test vectors of ZeroMQ's RFC 32), a comment
+     * and blank lines, as an operator writes the file. */
+    static const char curve[] = "# who may use the tcp admin endpoint\n"
+                                "\n"
+                                "ops-1 Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID\n"
+                                "\tcyborg@cmp1   rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7\n";
+    put("curve_allowlist", "two-keys", curve, sizeof curve - 1);
 
     printf("gw-fuzz-seeds: %u seed(s) in %s\n", written, out_dir);
     return 0;
