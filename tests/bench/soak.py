@@ -343,6 +343,12 @@ def main():
               f"{after[0] / 1024 if after else 0:.1f} MiB, peak {max(kb for _, kb in rss) / 1024:.1f} MiB, "
               f"end {rss[-1][1] / 1024:.1f} MiB; growth after warm-up {growth:+.0f} KiB "
               f"(last quarter's mean minus first quarter's, {len(after)} samples)")
+    if rss:
+        per_min = collections.OrderedDict()
+        for t, kb in rss:
+            per_min.setdefault(int(t // 60), []).append(kb)
+        print("- RSS by minute (mean, MiB): " +
+              ", ".join(f"{m}: {statistics.mean(v) / 1024:.1f}" for m, v in per_min.items()))
     print(f"- exit: {rc} on SIGTERM; sanitizer reports: {len(reports)} file(s), "
           f"{len(report_text.strip())} bytes")
     print(f"- errors outside the expected refusals: {len(stats.errors)}")
