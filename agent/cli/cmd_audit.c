@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* gpuwarden audit: the lifecycle audit log, read straight from the state
  * directory (the daemon need not run), or asked of the daemon (op `audit`,
  * which serves the same records through gw_audit_read()). */

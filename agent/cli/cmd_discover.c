@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* gpuwarden discover: every GPU of a host with topology, NUMA node,
  * isolation verdicts and P2P clique, as a table or as JSON. */
 #include <gpuwarden/host.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* gpuwarden doctor: is this host ready to pass GPUs through safely? One
  * check per thing that must hold, each with what it saw and, when it is not
  * fine, the fix. Reads files only (every path under --host-root, so the

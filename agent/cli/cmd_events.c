@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* gpuwarden events: the daemon's event stream (transitions and clean-ups). */
 #include <errno.h>
 #include <gpuwarden/client.h>

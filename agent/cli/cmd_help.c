@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* gpuwarden help [COMMAND] | help --man | complete: the top-level help, the
  * gpuwarden(1) page and the bash completion, all three printed from the
  * command table and the option tables the parser uses (options.h), so they

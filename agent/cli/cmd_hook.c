@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * gpuwarden hook qemu NAME OP SUBOP [EXTRA]: the libvirt qemu hook.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* gpuwarden inventory: the Placement inventory the Cyborg shim reports. */
 #include <errno.h>
 #include <gpuwarden/client.h>

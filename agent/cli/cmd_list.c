@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* gpuwarden list: every GPU the daemon manages, with its lifecycle state. */
 #include <gpuwarden/client.h>
 #include <gpuwarden/lifecycle.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* gpuwarden metrics: the daemon's counters and histograms in Prometheus'
  * text format, as JSON, or written for node_exporter's textfile collector
  * (docs/metrics.md). */

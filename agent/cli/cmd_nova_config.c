@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* gpuwarden nova-config: the [pci] device_spec and alias entries that make
  * Nova itself pass the managed GPUs through (report_in_placement, one-time
  * use), with the product, P2P clique and NUMA traits gpuwarden reports to

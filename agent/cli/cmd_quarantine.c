@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* gpuwarden quarantine ADDR --reason TEXT: take a GPU out of service. */
 #include <gpuwarden/client.h>
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* gpuwarden release ADDR [--reason TEXT]: return a quarantined GPU to service. */
 #include <gpuwarden/client.h>
 #include <stdio.h>

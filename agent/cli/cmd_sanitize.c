@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* gpuwarden sanitize ADDR: start a clean-up of one GPU now. */
 #include <gpuwarden/client.h>
 #include <stdio.h>

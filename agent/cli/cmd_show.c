@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* gpuwarden show ADDR: one GPU in full, with its last clean-up step by step. */
 #include <gpuwarden/client.h>
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* gpuwarden snapshot: copy a host's PCI-relevant sysfs into a host tree, for
  * bug reports and for replaying with `gpuwarden discover --host-root`. */
 #include <gpuwarden/host.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* gpuwarden xml: libvirt <hostdev> elements for GPUs, with user aliases, and
  * the <qemu:override> block that gives QEMU each GPU's P2P clique. */
 #include <ctype.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The operator CLI: one file per command (cmd_<name>.c), each exporting one
  * entry point registered in main.c's table. */
 #ifndef GW_CLI_COMMANDS_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The commands acting on one device (device_command.h). */
 #include "device_command.h"
 

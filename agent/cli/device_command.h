@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The commands acting on one device (quarantine, release, sanitize): one
  * parser, one request, the device printed afterwards. */
 #ifndef GW_CLI_DEVICE_COMMAND_H

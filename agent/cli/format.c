@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* json, yaml and value output, and -c columns (format.h). */
 #include "format.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The output formats every command that prints data offers (-f): its own
  * table, or json, value (bare values, as the openstack CLI's -f value) and
  * yaml, all three made from the same JSON the daemon (or the library) gave;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* gpuwarden: the operator CLI. Dispatches to one command module per verb. */
 #include <gpuwarden/common.h>
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The one option parser of the CLI, and --help from the same tables
  * (options.h). */
 #include "options.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The CLI's option tables and the one parser every command uses.
  *
  * A command declares only its own options (a cli_opt table) and which of the

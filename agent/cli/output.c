@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Tables and JSON for the CLI (output.h). */
 #include "output.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Output helpers shared by the CLI commands: aligned tables, JSON, and the
  * text forms of protocol values (times, flags, device rows). */
 #ifndef GW_CLI_OUTPUT_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Prometheus text exposition of the `metrics` op (prometheus.h).
  *
  * Naming follows Prometheus' conventions: the gpuwarden_ prefix, base units

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The `metrics` op's result in the Prometheus text exposition format,
  * version 0.0.4 (docs/metrics.md lists every metric). The only place that
  * names and renders gpuwarden's metrics: `gpuwarden metrics` prints it, and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Waiting until Placement shows an inventory revision (publish_wait.h). */
 #include "publish_wait.h"
 

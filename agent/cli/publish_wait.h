@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Waiting until Placement shows an inventory revision: after the hook's
  * `release end` and after `gpuwarden quarantine`, both of which take a GPU
  * out of Placement's offer (docs/libvirt.md, docs/cli.md). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Talking to gpuwardend from the CLI (remote.h). */
 #include "remote.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* What the commands that talk to gpuwardend share: the common options
  * (--endpoint, --timeout, -f, --help), connecting, PCI address arguments,
  * and turning a failed request into a message and an exit code. */

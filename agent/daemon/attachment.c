@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Which VMs hold which GPU. The libvirt watcher reports the set of domains
  * referencing each managed GPU (and which of them run); this module keeps
  * that view and turns changes into lifecycle events: referenced -> attach

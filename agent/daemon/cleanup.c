@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The clean-up path. Reads top to bottom:
  *   kick (main thread): every device waiting for a clean-up, managed, on the
  *     bus, held by no VM and in an IOMMU group of which no VM holds another

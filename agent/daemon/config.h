@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* gpuwardend configuration: one table of options read from the config file
  * (/etc/gpuwarden/gpuwarden.conf, INI) and overridable by a flag each. */
 #ifndef GWD_CONFIG_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* gpuwardend's shared context.
  *
  * Threads: the main thread owns every ZeroMQ socket (they are not

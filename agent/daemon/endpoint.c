@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Binding the daemon's ZeroMQ endpoints with the right exposure, and bounding
  * what any one client can make the daemon hold.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Binding the daemon's ZeroMQ endpoints with the right exposure (ipc socket
  * files get their mode and group, tcp endpoints require CURVE), and the
  * bounds on what a client can make the daemon hold (endpoint.c, "the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Events on the PUB socket (PROTOCOL.md §9): one per persisted transition
  * (from the registry's callback, which runs after the checkpoint and the
  * audit line are written) and one per finished clean-up (cleanup.c). */

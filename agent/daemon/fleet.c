@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The fleet: which GPUs this daemon manages, from a host scan, kept in step
  * with the registry. A GPU is managed when the clean-up policy lets the daemon
  * write to it (gw_sanitize_is_managed): gpuwarden never offers a GPU it could

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* gpuwardend: the per-host daemon. main() reads top to bottom: configuration,
  * policy, state (refusing a corrupt checkpoint), endpoints, the first scan,
  * the clean-up pool, the libvirt watcher, readiness, the serving loop, and an

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* gpuwardend(8) and gpuwarden.conf(5), printed from the option tables that
  * --help, --print-config and the parser use (config.c), so that the pages
  * the build installs (`gpuwardend --print-man 8|5`) cannot drift from what

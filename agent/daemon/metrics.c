@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The daemon's histograms and counters for the `metrics` op (metrics.h). */
 #include "metrics.h"
 

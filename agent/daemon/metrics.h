@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* What the `metrics` op reports beyond the counters the daemon keeps
  * elsewhere: histograms of clean-up and request durations, failures by
  * clean-up step, quarantines by cause, events by kind and the libvirt

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The ops of PROTOCOL.md §8. Each builds its result as an ordered JSON value
  * (jansson keeps insertion order, which is the spec's key order) that
  * server.c packs canonically. Nothing here waits for a clean-up or for

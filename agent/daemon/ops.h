@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 #ifndef GWD_OPS_H
 #define GWD_OPS_H
 

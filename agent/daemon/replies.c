@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The reply cache: the encoded results of the read ops that clients poll
  * (inventory, devices, device), reused while the state they show has not
  * changed, so that an unchanged state costs one encode, not one per request.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The request path, top to bottom: receive [routing id][empty][body] from a
  * ROUTER socket; decode and validate the body (proto codec: size, structure,
  * limits, version, op, access, arguments - the first failure is the answer);

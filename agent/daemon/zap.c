@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Who may use a tcp:// endpoint: the ZAP handler (ZeroMQ RFC 27).
  *
  * CURVE proves that a client holds the secret half of the public key it

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The ZAP handler that decides which CURVE clients a tcp:// endpoint serves
  * (zap.c): the admin endpoint only the keys of [daemon] curve_allowlist, the
  * read and events endpoints any key; each accepted key's name comes back on

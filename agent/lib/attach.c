@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The attachment-source interface: dispatch through the vtable and the small
  * list helpers every source shares. */
 #include <gpuwarden/attach.h>

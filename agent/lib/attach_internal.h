@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Internals of the attachment modules (attach*.c), shared with their tests. */
 #ifndef GW_ATTACH_INTERNAL_H
 #define GW_ATTACH_INTERNAL_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The process-wide libvirt event loop thread. libvirt has one default event
  * implementation per process; every watcher shares this one thread, which
  * runs only while somebody holds a reference. */

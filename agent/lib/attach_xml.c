@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Domain XML -> the PCI host addresses it passes through (libxml2 + XPath). */
 #include <gpuwarden/attach.h>
 #include <libxml/parser.h>

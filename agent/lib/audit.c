@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The audit log: one JSON object per line per transition, appended by the
  * registry, read back (filtered) for operators.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Clean-ups off the request path: a fixed set of worker threads takes
  * requests from a queue, one device at a time per worker. Submitting and
  * asking never wait for a clean-up: they only take the pool lock, which no

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The request client: one DEALER socket, one request in flight, a deadline
  * per call, a fresh socket after a timeout (so a late reply can never be
  * taken for the next call's), replies matched by id. */

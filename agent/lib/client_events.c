@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The event subscriber: a SUB socket on everything, with seq gap and daemon
  * restart detection (PROTOCOL.md §9). */
 #include <inttypes.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Shared by the request client and the event subscriber: endpoint and CURVE
  * option checks, and opening a configured ZeroMQ socket. */
 #ifndef GW_CLIENT_INTERNAL_H

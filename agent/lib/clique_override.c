@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The operator's clique override file (NVLink partitions).
  *
  * Parsed by hand rather than with inih: the format is one "id = list" line

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* gw_host_scan(): enumerate <root>/sys/bus/pci/devices, read every function
  * (pcifunc.c), place it in the tree (topology.c) and build the GPU records
  * with their sysfs attributes (sysfs_attrs.c) and isolation verdict

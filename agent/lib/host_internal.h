@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The discovery scan's internal state, shared by host.c (the scan and the
  * public accessors), topology.c (paths, verdicts, cliques) and host_json.c. */
 #ifndef GW_HOST_INTERNAL_H

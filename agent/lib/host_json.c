@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* gw_host_to_json(): the schema of `gpuwarden discover --json`
  * (docs/discover-json.md). Keys keep this order. */
 #include <gpuwarden/host.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The gw_hostops object: a reference-counted backend vtable with checked
  * entry points, so that no backend ever sees a path that leaves its root. */
 #include <gpuwarden/hostops.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The simulated host backend (see hostops_sim.h): reads fall through to a
  * test tree unless the overlay has something newer; writes act like the
  * kernel's attribute handlers on the overlay, plus injected faults. The

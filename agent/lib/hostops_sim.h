@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The simulated host backend: a read-only test tree plus an in-memory
  * overlay, implementing the same vtable as the sysfs backend, that models
  * what the kernel does after a write and lets a test inject faults. It is

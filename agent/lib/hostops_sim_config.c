@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Config space writes in the simulated backend: they land in the overlay's
  * copy of the device's config (taken from the tree at the first write), byte
  * by byte with the register semantics the clean-up depends on. The error

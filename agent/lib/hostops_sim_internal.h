@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The simulated backend's state, shared by its two halves: hostops_sim.c
  * (the overlay, writes, injected faults, the vtable) and hostops_sim_model.c
  * (the kernel's behaviour the clean-up depends on beyond plain attributes:

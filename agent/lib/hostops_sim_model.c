@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* What the simulated backend models of the kernel beyond plain attributes
  * (the behaviour measured on Linux 6.1, see hostops_sim.h):
  *   - VFIO holders: processes with /dev/vfio/<group> open, seen through

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The simulated backend's VFIO (vtable version 3), modelled on what the lab
  * measured on Linux 6.1 and what drivers/vfio/pci/vfio_pci_core.c does:
  *   - a device opens through a group the clean-up holds; a function outside

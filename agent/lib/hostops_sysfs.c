@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The real host backend: files under a host root, config space through the
  * device's sysfs config file, device nodes (dev/vfio/<group>) held by an
  * open descriptor. On a live host the root is "/"; in tests it is a copied

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* VFIO device access on a real kernel (the sysfs backend's vtable version 3):
  * what QEMU does to get at a device, reduced to what the clean-up needs -
  * a container, the held group attached to it, the device fd, its regions,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* VFIO device access for the sysfs backend (hostops_vfio.c): the vtable's
  * version-3 operations on a real kernel, through <linux/vfio.h>. The group
  * node is the one the backend's hold() opened, never a second open: Linux 6.1

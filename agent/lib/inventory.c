@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Building the inventory: grouping GPUs into deployables (per GPU or per
  * clique), their traits, reservation and attach handles, and carrying over
  * deployables that hold an attached GPU. */

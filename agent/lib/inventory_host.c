@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* gw_inventory_new_from_host(): the inventory input from a discovery scan. */
 #include <gpuwarden/inventory.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Internals shared by inventory.c, inventory_json.c, traits.c and
  * clique_override.c. */
 #ifndef GW_INVENTORY_INTERNAL_H

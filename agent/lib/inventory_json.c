@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The inventory as JSON (the protocol's `inventory` op, `gpuwarden inventory
  * -f json`), its generation number, and reading it back. */
 #include <gpuwarden/inventory.h>

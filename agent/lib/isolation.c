@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* gw_iso_judge(): the isolation verdict from a gw_iso_view, and nothing
  * else. Three parts, each with evidence in words:
  *

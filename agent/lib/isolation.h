@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The one isolation verdict: can a VM be given this GPU without it reaching
  * anything else? Discovery (host.c, from the libpci scan) and the clean-up's
  * isolation step (from a live re-read through the host backend) each fill a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* gw_iso_view_read(): the isolation view of a GPU, read live through a host
  * backend for the clean-up's isolation step. It reads what discovery's scan
  * reads (pcifunc.c, topology.c) and treats gaps the same way, so that one

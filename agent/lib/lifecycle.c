@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The lifecycle transition table: the only place that decides what an event
  * does to a device. Pure; the registry applies it to records. */
 #include <gpuwarden/lifecycle.h>

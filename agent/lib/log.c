@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Logging (util.h): stderr lines with syslog priority prefixes, or, when
  * stderr is the journal's stream, native journal entries with structured
  * fields (GPU_ADDRESS=, STEP=) that `journalctl GPU_ADDRESS=...` selects. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libpci set up on a host root, with libpci's fatal errors turned into
  * return codes.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* One PCI function as read during a scan: identity from sysfs (libpci,
  * kernel's view), header and capabilities from config space (libpci's
  * capability walker over the bytes read once), and the driver / iommu_group /

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Vendor and device names from a pci.ids file, the answers libpci 3.9's
  * pci_lookup_name() gives (PCI_LOOKUP_NO_NUMBERS, hwdb off), without its
  * cost: libpci reads the 36,000-line file through zlib's gzgets() a line at

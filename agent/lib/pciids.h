@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 #pragma once
 /* pci.ids names as libpci's pci_lookup_name() gives them, read faster
  * (pciids.c says how, and when libpci must be asked instead). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The protocol codec (proto/PROTOCOL.md): validating decoders for requests,
  * replies and events, canonical encoders, typed argument extraction, and the

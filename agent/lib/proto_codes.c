@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Protocol error codes: wire names and errno values (PROTOCOL.md §6). */
 #include <gpuwarden/proto.h>
 #include <string.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The JSON form of protocol values (proto/vectors/README.md) and the small
  * canonical packing helpers. The client hands results out in this form, and
  * the vector tests rebuild every golden message from its JSON twin with it. */

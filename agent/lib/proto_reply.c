@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Replies and events: canonical encoders (the daemon's side) and validating
  * decoders (the clients' side). */
 #include <string.h>

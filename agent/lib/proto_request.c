@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Requests: the op table, the envelope checks in the order of PROTOCOL.md §4,
  * and typed argument extraction with precise invalid_argument messages. */
 #include <inttypes.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A non-allocating walk over untrusted msgpack bytes that enforces the
  * protocol's limits (PROTOCOL.md §7) before anything is unpacked, and names
  * the offending field ("args.addresses[3]") when it refuses. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Device records and transitions: snapshots, copies and their JSON forms
  * (the checkpoint's device objects and the audit log's lines). */
 #include <inttypes.h>

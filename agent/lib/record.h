@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Internal: device records and transitions in memory and as JSON, shared by
  * the registry, the checkpoint store and the audit log. */
 #ifndef GW_RECORD_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The device registry: applies the lifecycle table to records, persisting
  * every change (checkpoint, then audit log) before it is announced. */
 #include <fcntl.h>

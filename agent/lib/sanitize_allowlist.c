@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The operator's ROM allowlist file: "ID SHA256" lines. */
 #include <ctype.h>
 #include <string.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The reset step's secondary bus reset, through VFIO's hot reset (the
  * backend's vtable version 3). Why VFIO and not the kernel's `reset` with its
  * `bus` method: the kernel offers `bus` only for a device alone on its bus,

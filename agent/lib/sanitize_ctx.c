@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The per-run context: what steps share, their evidence and the pins, and
  * the one guarded path by which a step writes to the host. */
 #include <stdarg.h>

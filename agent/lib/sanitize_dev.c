@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Facts about a PCI function, read through the host backend: config space
  * and its capabilities, driver, topology, IOMMU group, AER counters, BARs,
  * and whether the policy lets the clean-up write to it. */

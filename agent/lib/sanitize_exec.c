@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Running a program on this machine for the clean-up (sanitize_exec.c): the
  * hooks step and the driver scrub's commands. Not through the host backend:
  * these are programs, not sysfs operations.

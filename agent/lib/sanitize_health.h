@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The health step's two halves: sanitize_step_health.c (the step: identity,
  * link, BAR registers) and sanitize_health_errors.c (the error registers the
  * device keeps: PCI Status, PCIe Device Status, AER status, the kernel's AER

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Health, the error registers: what the device itself recorded, read live
  * from config space, so that a check can fail on a host where nothing else
  * would tell (firmware-first AER: the kernel's aer_dev_* counters stay 0).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Who holds a function through VFIO: the processes with its IOMMU group's
  * /dev/vfio/<group> (or its VFIO device cdev) open, found the way lsof
  * would, from proc/<pid>/fd links read through the host backend. A running

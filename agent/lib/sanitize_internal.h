@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Internals of the clean-up pipeline: the per-run context that steps work on,
  * the step interface, the policy copy, and device helpers that read and write
  * only through the host backend. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The pipeline: steps in order, each on a thread of its own with a timeout.
  *
  * Why a thread per step: a sysfs write can block in the kernel (a reset

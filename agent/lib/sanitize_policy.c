@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Names of verdicts and steps, the policy copy and its defaults. */
 #include <string.h>
 

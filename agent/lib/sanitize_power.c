@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Runtime power during a clean-up. vfio-pci lets an idle device suspend at
  * once (Linux 6.1: D3hot, runtime "suspended", as soon as it binds), so
  * without care the clean-up would reset and check a device in D3hot, while

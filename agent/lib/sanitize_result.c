@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The clean-up result: start, end, per-step verdict/evidence/duration, the
  * overall verdict and quarantine reason, the pins; and its JSON form. */
 #include <jansson.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The clean-up result's layout, for the pipeline that fills it. */
 #ifndef GW_SANITIZE_RESULT_H
 #define GW_SANITIZE_RESULT_H

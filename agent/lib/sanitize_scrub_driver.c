@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Scrub method "driver": some GPUs can only be cleared by their vendor's own
  * driver (memory behind no BAR we could zero, engines only the driver
  * knows). So the GPU function goes to that host driver for a while: off

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Step bind: every function of the slot and every other member of the IOMMU
  * group on vfio-pci, the way libvirt does it: driver_override, unbind from
  * the current driver, drivers_probe. Bridges are never rebound, and nothing

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Step firmware: read the VBIOS through sysfs `rom` (write "1" to enable,
  * read, write exactly "0\n" to disable: any other write, "0" without the
  * newline included, enables it), SHA-256 it, and compare with the operator's

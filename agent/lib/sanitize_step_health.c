@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Step health, after the reset, from live config space (never from what
  * sysfs cached at enumeration, which no reset changes):
  *   - vendor/device not all-ones and the same as before the reset;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Step hooks: the operator's executables in the hooks directory, in name
  * order (run-parts rules: names of [A-Za-z0-9_-] only), each with the device
  * address and the evidence so far in its environment and a timeout. Nonzero

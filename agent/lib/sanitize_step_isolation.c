@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Step isolation: the isolation verdict (isolation.c) on a live re-read of
  * the GPU's IOMMU group, upstream path and ATS through the host backend
  * (isolation_read.c): the same judgement `gpuwarden discover` makes on its

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Step not_in_use: nothing uses the GPU, the other functions of its slot or
  * the rest of its IOMMU group. Two views, both needed: the attachment source
  * (libvirt, gpuwarden/attach.h) knows which domains reference the device,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Step reset: FLR through the kernel's sysfs `reset` when `reset_method`
  * offers it, a secondary bus reset through VFIO hot reset when it does not
  * (sanitize_bus_reset.c), or what the GPU's model asks for (flr, bus, or

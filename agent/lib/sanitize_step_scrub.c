@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Step scrub: clear the memory a tenant leaves in the device, where the GPU's
  * model says it is (gw_model_policy: a BAR of one of the slot's functions).
  * Neither FLR nor a bus reset clears a GPU's memory, so the next tenant could

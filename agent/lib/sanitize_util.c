@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Small owned containers used by the clean-up: pin lists, address lists,
  * growable strings. */
 #include <stdarg.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* gw_host_snapshot(): copy the PCI-relevant part of a host's sysfs into a
  * host tree that gw_host_scan() reads exactly like the original.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The checkpoint file: versioned, checksummed, replaced atomically.
  *
  *   GWCHECKPOINT <version> <body length> <sha256 of the body, lower-case hex>\n

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A growable list of owned strings (errors, reset methods, members). */
 #ifndef GW_STRV_H
 #define GW_STRV_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Readers for the per-device sysfs attributes that libpci does not cover,
  * in the kernel's formats (drivers/pci/pci-sysfs.c, pcie/aer.c). Each takes
  * the host root and the device directory relative to it

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The PCI tree around each GPU: the upstream path with port types and ACS,
  * the IOMMU group's members, and P2P cliques. The isolation verdict on
  * these facts is isolation.c's (gw_iso_judge). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Placement trait names: validation and the names gpuwarden generates. */
 #include <gpuwarden/inventory.h>
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Internal helpers shared by the library's modules: ownership cleanups, the
  * per-thread error message, logging and small sysfs file readers. */
 #ifndef GW_UTIL_H

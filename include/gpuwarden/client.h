@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * gpuwarden/client.h - talking to gpuwardend: requests with timeouts, and the
  * event stream (proto/PROTOCOL.md is the wire protocol).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * gpuwarden/host.h - discovery: every GPU on a host with its PCIe topology,
  * NUMA placement, isolation verdicts and P2P clique.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * gpuwarden/hostops.h - host backends: every operation the clean-up performs
  * on a host (reading an attribute, writing driver_override, reading config

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * gpuwarden/inventory.h - the Placement inventory that Cyborg publishes.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * gpuwarden/lifecycle.h - the GPU lifecycle: states, flags, events and the
  * one transition table (docs/lifecycle.md draws it in full).

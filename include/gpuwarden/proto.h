@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * gpuwarden/proto.h - constants of the wire protocol between gpuwardend and
  * its clients (proto/PROTOCOL.md is the full specification).

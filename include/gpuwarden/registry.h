@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * gpuwarden/registry.h - every GPU's lifecycle record, persisted crash-safe
  * and audited.

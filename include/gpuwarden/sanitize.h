@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * gpuwarden/sanitize.h - the clean-up ("sanitize") pipeline that runs on a
  * GPU between tenants, with evidence, per-step timeouts and a verdict.

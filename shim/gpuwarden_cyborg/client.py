@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A strict client for gpuwardend's protocol (proto/PROTOCOL.md §1, §4).
 
 As the spec asks of long-lived clients: a DEALER socket with ZMQ_LINGER 0,

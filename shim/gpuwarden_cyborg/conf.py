@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The ``[gpuwarden]`` options of cyborg.conf.
 
 Registered the way Cyborg registers its own groups (cyborg/conf/agent.py): an

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Known defects of the Cyborg this driver runs in, and what the driver
 refuses because of them.
 

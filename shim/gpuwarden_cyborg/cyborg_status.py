@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Cyborg's own view of this host's devices: which ones an operator
 disabled.
 

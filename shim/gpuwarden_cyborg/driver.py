@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """gpuwarden's Cyborg accelerator driver.
 
 Enable with ``[agent] enabled_drivers = gpuwarden`` in cyborg.conf. The

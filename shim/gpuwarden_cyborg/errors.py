@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Exceptions raised by the gpuwarden driver.
 
 discover() raises one of these instead of returning an empty or partial

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Following gpuwardend's event stream (proto/PROTOCOL.md §9) in a thread,
 for the two Placement writers: the Cyborg driver (driver.py) and the Nova
 reconciler (gpuwarden_nova).

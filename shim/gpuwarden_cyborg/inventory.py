@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The ``inventory`` op's result (PROTOCOL.md §8), checked field by field.
 
 Everything is validated before a single Cyborg object is built: one bad

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Cyborg's own driver objects from a checked :class:`Inventory`.
 
 Cyborg's tree is Device -> ControlPathID -> Deployables -> AttachHandles;

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Message encoding and envelope checks for gpuwardend's protocol 1.0
 (proto/PROTOCOL.md).
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """What Placement may offer of each deployable's provider, from the daemon.
 
 The promise: **Placement never offers a GPU that gpuwardend does not call

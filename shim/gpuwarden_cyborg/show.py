@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Print what the gpuwarden driver would hand to Cyborg, object by object.
 
     python -m gpuwarden_cyborg.show [--endpoint ipc:///run/gpuwarden/read.sock]

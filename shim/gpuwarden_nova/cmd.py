@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """gpuwarden-nova-reconciler: the service (packaging/systemd/
 gpuwarden-nova-reconciler.service).
 

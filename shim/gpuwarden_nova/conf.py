@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Options of gpuwarden-nova-reconciler (/etc/gpuwarden/nova-reconciler.conf).
 
 Registered on the service's own ConfigOpts, never on oslo.config's global

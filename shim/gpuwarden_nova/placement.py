@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The few Placement calls the reconciler makes, over a keystoneauth
 Adapter (as every OpenStack service talks to Placement).
 

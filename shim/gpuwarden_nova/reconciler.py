@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Keep Nova's GPU providers reserved until gpuwardend calls the GPU clean.
 
 Nova (2025.2 and later) reports each PCI device of ``[pci] device_spec`` as a

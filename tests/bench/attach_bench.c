@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Benchmark for the libvirt attachment watcher (scripts/bench.d/attach).
  * Uses only the public API and libvirt's test driver (test:///default, one

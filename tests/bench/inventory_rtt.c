@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Inventory round trip against a running gpuwardend, beside a bare libzmq
  * ipc round trip of the same sizes (scripts/bench.d/inventory-rtt).

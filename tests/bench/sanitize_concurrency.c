@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Benchmark: 8 GPUs cleaned at once on the worker pool, with and without one
  * device whose reset write blocks for 2 s (simulated backend over a fixture
  * tree). Measures the other devices' clean-up latency (submit -> result) and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The audit log loaders (agent/lib/audit.c, record.c): gw_audit_read_file()
  * as `gpuwarden audit` and the daemon's audit op read it, with and without a
  * filter, and gw_audit_log_open() as the daemon opens it at start-up (it

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The checkpoint loader (agent/lib/store.c, record.c, the load and
  * recovery of registry.c): what gpuwardend reads from its state directory
  * at start-up, through gw_registry_open() as the daemon calls it.

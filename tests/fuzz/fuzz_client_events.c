@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The client's event path (agent/lib/client_events.c, proto_reply.c):
  * gw_events_next() subscribed to a fake daemon's PUB socket (an XPUB, to
  * know when the subscription is in) over a real ZeroMQ ipc socket. The frame

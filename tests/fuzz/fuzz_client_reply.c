@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The client's reply path (agent/lib/client.c, proto_reply.c, proto_json.c):
  * gw_client_call() against a fake daemon that answers whatever the fuzzer
  * wrote, over a real ZeroMQ ipc socket. That is the only way in to what the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The operator's clique override file (agent/lib/clique_override.c), parsed
  * from text and from a file as the daemon loads it, then checked against a
  * host's GPUs.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Shared by the fuzz targets (tests/fuzz, docs/fuzzing.md): the libFuzzer
  * entry points, and a scratch directory for the targets whose code under
  * test reads files (checkpoint, audit log, allowlist, config). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The daemon's config file parser (agent/daemon/config.c on inih, with the
  * library's [model vvvv:dddd] policy keys, sanitize_policy.c): the daemon is
  * not a library, so this target compiles agent/daemon/config.c itself and

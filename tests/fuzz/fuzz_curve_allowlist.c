@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The CURVE allow-list (agent/daemon/config.c, [daemon] curve_allowlist):
  * "<name> <Z85 public key>" lines, read at start-up and at every SIGHUP.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Domain XML to the PCI host addresses it passes through
  * (agent/lib/attach_xml.c, libxml2 underneath): what the libvirt hook and
  * the daemon's libvirt watcher hand over for every VM that starts or stops.

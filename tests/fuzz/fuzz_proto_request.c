@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The daemon's request decoder (agent/lib/proto_request.c, proto_scan.c):
  * every request body the daemon reads off either endpoint goes through
  * gw_proto_request_decode() with its per-op argument checks, and its error

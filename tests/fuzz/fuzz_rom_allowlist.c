@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The operator's ROM allowlist file (agent/lib/sanitize_allowlist.c): "ID
  * SHA256" lines, read by the daemon at start-up and on reload.
  *

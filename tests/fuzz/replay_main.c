@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The driver of the fuzz targets when they are built without libFuzzer (gcc,
  * the release and ASan builds): each argument is an input file or a directory
  * of them, run once each. It is how the seed corpora and every finding kept

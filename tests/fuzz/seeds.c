@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* gw-fuzz-seeds SOURCE_DIR OUT_DIR: writes the seed corpus of every fuzz
  * target to OUT_DIR/<target>/, made at build time from the repository's own
  * data, so that no binary corpus is kept in git and the seeds follow the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* lab-mmio: read or write one register of a PCI BAR through the kernel's
  * sysfs resource<N> mmap, for the QEMU lab's guest. The lab uses it to leave
  * state in a device before a clean-up and to look for it afterwards.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A small sysfs-shaped host tree written by a test, in the kernel's formats,
  * for cases the shared fixtures under tests/fixtures/hosts do not cover
  * (synthetic topologies, one broken attribute at a time). Header-only: each

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Hand-built inventory inputs mirroring real hosts' topology (lspci dumps in
  * shared/data/lspci), and field-by-field assertions for the inventory tests.
  * X299 and SM8 are the test hosts x299-3xa6000 and sm4029-8xrtx5000:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Helpers shared by the lifecycle/registry tests: temporary state
  * directories, identities, a deterministic PRNG. Header-only (static). */
 #ifndef GW_TEST_LIFECYCLE_HELPERS_H

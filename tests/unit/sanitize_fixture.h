@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Test host trees for the clean-up tests: a scratch tree in the kernel's
  * sysfs formats (config space with real capability chains, driver and
  * iommu_group links, link/AER/resource attributes, a ROM image), written to

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The per-test world the clean-up tests on the simulated backend share: the
  * fixture host tree, the simulated backend over it, an in-memory attachment
  * source, a policy that manages NVIDIA (10de) and an empty hooks directory

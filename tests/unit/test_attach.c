@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The libvirt attachment watcher against libvirt's test driver, and the
  * domain XML parser. */
 #include <setjmp.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* `gpuwarden xml`: exact output on a synthetic host with cliques, and the
  * output inside a full domain validates (virt-xml-validate) and is accepted
  * by libvirt's test driver. */

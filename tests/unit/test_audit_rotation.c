@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The audit log's rotation (registry options version 2) and reading across
  * its segments: which segments exist after many records, that the records
  * kept are contiguous and in order, reading the newest N backwards gives the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* `gpuwarden audit`: the built CLI run on a state directory written by the
  * registry; exact records in JSON and in the table, filters, exit codes. */
 #include <setjmp.h>

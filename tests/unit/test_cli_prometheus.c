@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The CLI's Prometheus rendering (agent/cli/prometheus.c) on crafted
  * `metrics` results: what a real daemon never sends (label values that need
  * escaping, an older daemon's result without the newer fields, bounds that

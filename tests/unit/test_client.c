@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The client API against a small in-test server: ROUTER sockets on real ipc
  * socket files (a read and an admin endpoint) and a CURVE tcp endpoint, run
  * by a thread that decodes requests with the codec and answers with the

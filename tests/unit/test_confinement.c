@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Confinement to the host root (issue 15 item 8): paths under --host-root
  * resolve inside it (util.h, openat2 RESOLVE_IN_ROOT, and the by-hand walk
  * that stands in for it on kernels without openat2), and a malicious copy of

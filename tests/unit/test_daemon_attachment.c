@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* gpuwardend's attachment view, its gate and its promotions while the libvirt
  * watcher loses its connection, against libvirt's test driver, in-process.
  *

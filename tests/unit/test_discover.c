@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Discovery on every test host under tests/fixtures/hosts (built from real
  * lspci dumps by tests/fixtures/build_hosts.py): exact values for each GPU
  * and the host, as one canonical line per GPU so that a mismatch shows the

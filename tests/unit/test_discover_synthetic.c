@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Discovery on small synthetic trees written by the test (hosttree.h):
  * every field of one GPU, ACS flag semantics, cliques, and each kind of
  * broken sysfs, one at a time. The real-host fixtures are in test_discover.c. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* gpuwardend's endpoint guard (agent/daemon/endpoint.c), compiled into this
  * test: the ZMTP reading that drops a peer whose message has too many frames
  * or bytes (fed byte by byte and in one piece alike), the bound on all

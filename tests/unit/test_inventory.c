@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The inventory on inputs no test host has: vendors other than NVIDIA and
  * Intel (AMD, Matrox), an HGX without PCIe cliques, cliques mixing products
  * and nodes, odd addresses and names, no GPUs. The real hosts, both models

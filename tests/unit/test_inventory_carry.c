@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A deployable that holds an attached GPU is never dropped or regrouped:
  * Cyborg would delete its provider, which Placement refuses while the VM's
  * allocation is on it, and every later report would fail. */

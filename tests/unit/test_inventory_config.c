@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Trait names, inventory options and the clique override file. */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The inventory of every real test host (tests/fixtures/hosts, built from
  * lspci dumps of real machines), read by gw_host_scan() through libpci and
  * built by gw_inventory_new_from_host(), in both models, asserted field by

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The inventory's JSON (protocol op `inventory`, `gpuwarden inventory -f
  * json`), its generation number, and reading it back. */
 #include <setjmp.h>

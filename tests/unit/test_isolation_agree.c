@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Discovery and the clean-up give one isolation verdict: on every fixture
  * host (tests/fixtures/hosts, built from real lspci dumps, broken ones
  * included), each GPU's "isolation" object of `gpuwarden discover --json`

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* gw_iso_judge(), the one isolation verdict, on views built by hand: a
  * healthy GPU, ACS missing or off on the path, a foreign device in the group
  * on a host driver, a companion function (the GPU's own HDA) on a host

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Crash test: a child process applies random transitions to a persisted
  * registry and is SIGKILLed at a random moment, again and again on the same
  * state directory. After every kill:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Property test: random events (operator commands, clean-up results, VM
  * attach/detach, scans with unplugged and swapped cards) over several
  * devices. Whatever happens, no device becomes sanitized or allocatable

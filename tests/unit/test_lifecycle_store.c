@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The checkpoint: every flipped byte, every truncation, a wrong version and
  * an empty file are refused with the file's path and nothing is discarded;
  * --reset-state moves the file aside. */

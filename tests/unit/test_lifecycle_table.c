@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The whole (condition, event) table: every legal transition with its exact
  * next condition, every rejection with its exact error, written out here
  * independently of agent/lib/lifecycle.c. */

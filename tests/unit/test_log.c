@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The journal side of gw_log (agent/lib/log.c): the structured fields of a
  * line, and when stderr counts as the journal's stream. The daemon's
  * entries reaching a journal socket are tests/python/test_daemon_journal.py. */

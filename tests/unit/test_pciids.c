@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* pciids.c answers every vendor and device name exactly as libpci's
  * pci_lookup_name() does, on the system's pci.ids and on files that libpci
  * reads in its own ways (where pciids.c must hand over to libpci). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The protocol codec against bad input: every argument of every op with every
  * wrong type, every limit at and just past its boundary, garbage, truncation,
  * hostile keys, replies and events a broken daemon could send, the JSON

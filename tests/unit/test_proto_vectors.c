@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Every golden vector (proto/vectors) through msgpack-c and the codec: bytes
  * round-trip byte for byte, the JSON twin encodes to the same bytes through
  * the JSON bridge, the codec's own encoders reproduce requests, replies and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The registry: records, identities, persistence round trips, recovery,
  * locking, the callback's ordering guarantee and the audit log. */
 #include <setjmp.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Health from live config space (issue 13, "health that can fail on real
  * hardware"), on the simulated backend: each test sets a register the way a
  * device keeps it and fails if the step stops reading it live.

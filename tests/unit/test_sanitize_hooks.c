@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The hooks step's trust and containment (issue 15 item 5): the directory and
  * every hook owned by the policy's hooks_owner_uid (root by default) and
  * writable by no one else, or nothing runs and the step fails naming path,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The clean-up on the test hosts built from real lspci dumps
  * (tests/fixtures/hosts, see its README.md for every device's facts): the
  * real backend on a copy of x299-3xa6000 writes exactly the expected bytes;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* What the QEMU kernel lab taught (docs/kernel-lab.md), on the simulated
  * backend: the fast tests must see the same kernel the lab sees.
  *  - vfio-pci refuses a device without an IOMMU group: drivers_probe says

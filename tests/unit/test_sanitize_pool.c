@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Clean-ups on the worker pool: a hung step blocks neither other devices'
  * clean-ups nor requests (submit, busy queries), a device is never cleaned
  * twice at once, and an abandoned step keeps its device busy until it

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A clean-up's result recorded with the device in the lifecycle registry:
  * pins become facts, the steps become the device's last clean-up, and the
  * verdict moves the device (passed -> sanitized, failed -> quarantined with

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Issue 13 on the simulated backend: the scrub step (a BAR zeroed through
  * VFIO and read back, the verdict from the read-back), the reset step's
  * escalation to a secondary bus reset through VFIO hot reset and its refusal

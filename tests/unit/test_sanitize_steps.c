@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The clean-up pipeline on the simulated backend: one test for each step's
  * pass and fail (issue 4's acceptance list), each checking the verdict, the
  * failing step, the evidence and what was written. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The clean-up on the REAL sysfs backend over a test host: every file of the
  * tree is snapshotted before and after, and exactly the expected files differ,
  * with exactly the expected bytes. On a plain tree there is no kernel behind
