@@ -221,11 +221,12 @@ static void journal_push(gw_registry *reg, const gw_transition *t)
  */
 static int batch_flush(gw_registry *reg);
 
-/* In a batch: the change is made in memory only, kept to be persisted and
- * announced by batch_flush(), which runs when the batch holds JOURNAL_MAX. */
-static int batch_commit(gw_registry *reg, size_t idx, gw_device *cand, const gw_transition *t)
+
+/* Put cand in slot idx (idx == reg->n appends) and count a change for the
+ * readers' caches; the record it replaces is the caller's, NULL on append. */
+static gw_device *put_record(gw_registry *reg, size_t idx, gw_device *cand)
 {
-    struct batch *b = reg->batch;
+    gw_device *old = NULL;
     if (idx == reg->n) {
         if (reg->n == reg->cap) {
             reg->cap = reg->cap ? 2 * reg->cap : 16;
@@ -233,11 +234,23 @@ static int batch_commit(gw_registry *reg, size_t idx, gw_device *cand, const gw_
         }
         reg->recs[reg->n++] = cand;
     } else {
-        b->dropped = gw_xrealloc(b->dropped, b->n_dropped + 1, sizeof *b->dropped);
-        b->dropped[b->n_dropped++] = reg->recs[idx];
+        old = reg->recs[idx];
         reg->recs[idx] = cand;
     }
     atomic_fetch_add(&reg->version, 1);
+    return old;
+}
+/* In a batch: the change is made in memory only, kept to be persisted and
+ * announced by batch_flush(), which runs when the batch holds JOURNAL_MAX. */
+static int batch_commit(gw_registry *reg, size_t idx, gw_device *cand, const gw_transition *t)
+{
+    struct batch *b = reg->batch;
+    gw_device *old = put_record(reg, idx, cand);
+    if (old) {
+        /* kept until the batch is written: a failed write puts it back */
+        b->dropped = gw_xrealloc(b->dropped, b->n_dropped + 1, sizeof *b->dropped);
+        b->dropped[b->n_dropped++] = old;
+    }
     reg->seq = t->seq;
     gw_transition_copy(&b->ts[b->nt], t);
     b->after[b->nt++] = gw_device_copy(cand);
@@ -336,17 +349,7 @@ static int commit(gw_registry *reg, size_t idx, gw_device *cand, const gw_transi
             return r;
         }
     }
-    if (idx == reg->n) {
-        if (reg->n == reg->cap) {
-            reg->cap = reg->cap ? 2 * reg->cap : 16;
-            reg->recs = gw_xrealloc(reg->recs, reg->cap, sizeof *reg->recs);
-        }
-        reg->recs[reg->n++] = cand;
-    } else {
-        gw_device_free(reg->recs[idx]);
-        reg->recs[idx] = cand;
-    }
-    atomic_fetch_add(&reg->version, 1);
+    gw_device_free(put_record(reg, idx, cand));
     if (t) {
         reg->seq = t->seq;
         journal_push(reg, t);
