@@ -64,6 +64,7 @@ MIX = [
     ("attached", 5, "admin"), ("released", 5, "admin"),
     ("admin_on_read", 1, "read"),
 ]
+ENDPOINT_OF = {op: endpoint for op, _, endpoint in MIX}
 ADMIN_ON_READ = ("quarantine", "release", "sanitize", "attached", "released")
 
 
@@ -93,8 +94,7 @@ class Client(threading.Thread):
         self.seq = 0
         self.domains = []          # domains this client told the daemon about
         self.generation = 1       # the last generation this client saw in an inventory
-        ops, weights = zip(*[(m[0], m[1]) for m in MIX])
-        self.ops, self.weights = ops, weights
+        self.ops, self.weights = zip(*[(op, weight) for op, weight, _ in MIX])
 
     def socket(self, endpoint):
         s = self.d.ctx.socket(zmq.DEALER)
@@ -136,9 +136,7 @@ class Client(threading.Thread):
         a = r.choice(self.addrs)
         if op in ("device", "sanitize"):
             return {"address": a}
-        if op in ("quarantine",):
-            return {"address": a, "reason": f"soak {self.n}"}
-        if op == "release":
+        if op in ("quarantine", "release"):
             return {"address": a, "reason": f"soak {self.n}"}
         if op == "maintenance":
             return {"address": a, "on": r.random() < 0.5, "reason": f"soak maintenance {self.n}"}
@@ -162,7 +160,7 @@ class Client(threading.Thread):
 
     def one(self):
         op = self.rng.choices(self.ops, self.weights)[0]
-        endpoint = dict((m[0], m[2]) for m in MIX)[op]
+        endpoint = ENDPOINT_OF[op]
         if op == "admin_on_read":
             real = self.rng.choice(ADMIN_ON_READ)
             sock, label = self.read, "admin-op-on-read"
