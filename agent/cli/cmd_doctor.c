@@ -45,8 +45,7 @@ typedef struct doctor_check {
 typedef struct doctor {
     const char *root;           /* "" for "/", else the host root without a trailing '/' */
     const char *shown_root;     /* as given, for messages */
-    const char *endpoint;
-    int timeout_ms;
+    const char *endpoint;       /* for messages: the one the client options name */
     const char *state_dir;      /* NULL: <root>/var/lib/gpuwarden */
     char **addresses;           /* --address, NULL-terminated */
     size_t n_addresses;
@@ -693,11 +692,16 @@ static const doctor_step steps[] = {
 
 /* ---- gathering, output, main ---- */
 
-static void ask_daemon(doctor *d)
+/* Asked as every other command asks: the same endpoint, timeout and, for a
+ * tcp:// endpoint, CURVE keys. */
+static void ask_daemon(doctor *d, const cli_remote *r)
 {
-    gw_client_options o = GW_CLIENT_OPTIONS_INIT;
-    o.endpoint = d->endpoint;
-    o.timeout_ms = d->timeout_ms;
+    gw_client_options o;
+    char keys[3][41];
+    if (cli_remote_client_options(r, &o, keys) != GW_EXIT_OK) {
+        d->daemon_error = strdup("bad CURVE key file (see above)");
+        return;
+    }
     gw_client *client = NULL;
     if (gw_client_new(&client, &o) < 0) {
         d->daemon_error = strdup(gw_error_message());
@@ -751,7 +755,7 @@ static int doctor_run(doctor *d, const cli_remote *r)
         d->host = NULL;
         d->scan_error = strdup(gw_error_message());
     }
-    ask_daemon(d);
+    ask_daemon(d, r);
     doctor_check checks[N_STEPS] = { 0 };
     bool ready = true;
     for (size_t i = 0; i < N_STEPS; i++) {
@@ -823,7 +827,6 @@ int cmd_doctor(int argc, char **argv)
         return code < 0 ? GW_EXIT_OK : code;
     }
     d.endpoint = cli_remote_endpoint(&r);
-    d.timeout_ms = r.timeout_ms;
     /* "/x/" and "/x" name the same tree; "/" reads the live host. */
     char root[PATH_MAX];
     snprintf(root, sizeof root, "%s", d.shown_root);

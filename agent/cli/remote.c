@@ -173,13 +173,21 @@ static int curve_keys(const cli_remote *r, gw_client_options *opts, char keys[3]
     return 0;
 }
 
+int cli_remote_client_options(const cli_remote *r, gw_client_options *opts, char keys[3][41])
+{
+    *opts = (gw_client_options)GW_CLIENT_OPTIONS_INIT;
+    opts->endpoint = cli_remote_endpoint(r);
+    opts->timeout_ms = r->timeout_ms;
+    if (!strncmp(opts->endpoint, "tcp://", 6) && curve_keys(r, opts, keys) < 0)
+        return GW_EXIT_USAGE;
+    return GW_EXIT_OK;
+}
+
 int cli_remote_connect(cli_remote *r, gw_client **out)
 {
-    gw_client_options opts = GW_CLIENT_OPTIONS_INIT;
-    opts.endpoint = cli_remote_endpoint(r);
-    opts.timeout_ms = r->timeout_ms;
+    gw_client_options opts;
     char keys[3][41];
-    if (!strncmp(opts.endpoint, "tcp://", 6) && curve_keys(r, &opts, keys) < 0)
+    if (cli_remote_client_options(r, &opts, keys) != GW_EXIT_OK)
         return GW_EXIT_USAGE;
     int code = cli_remote_probe(r, opts.endpoint);
     if (code != GW_EXIT_OK)

@@ -70,6 +70,10 @@ const char *cli_remote_endpoint(const cli_remote *r);
  * daemon that is not running, or a socket we lack the rights for, is said at
  * once instead of after the timeout. 0, or an exit code (message printed). */
 int cli_remote_probe(const cli_remote *r, const char *endpoint);
+/* The client options of r: its endpoint, timeout and, for tcp://, the CURVE
+ * keys (kept in `keys`, which must outlive opts). 0, or GW_EXIT_USAGE after a
+ * bad key file (message printed). */
+int cli_remote_client_options(const cli_remote *r, gw_client_options *opts, char keys[3][41]);
 /* Create the client: 0 and *out, or an exit code (message printed). */
 int cli_remote_connect(cli_remote *r, gw_client **out);
 /* A call on c failed: print why and return the exit code. */

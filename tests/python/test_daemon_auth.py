@@ -337,6 +337,30 @@ def test_cli_over_tcp_with_its_key_files(tcp_daemon, keys, tmp_path):
     assert p.returncode == 2 and f"server key {bad}: expected one CURVE key, 40 Z85 characters" in p.stderr, p.stderr
 
 
+def test_doctor_asks_a_tcp_daemon_with_the_same_key_files(tcp_daemon, keys, tmp_path):
+    """`doctor` reaches the daemon as every other command does: over CURVE with --server-key,
+    --public-key and --secret-key; an unlisted key pair gets no answer, said in its daemon check."""
+    d = tcp_daemon
+    server = tmp_path / "server.key"
+    server.write_text(d.server_public.decode() + "\n")
+    for name in ("alice", "stranger"):
+        (tmp_path / f"{name}.key").write_text(keys[name][0].decode() + "\n")
+        (tmp_path / f"{name}.key_secret").write_text(keys[name][1].decode() + "\n")
+
+    def daemon_check(name):
+        argv = [str(build_dir() / "gpuwarden"), "doctor", "-f", "json", "--timeout", "1",
+                "--host-root", str(d.host), "--endpoint", d.admin, "--server-key", str(server),
+                "--public-key", str(tmp_path / f"{name}.key"), "--secret-key", str(tmp_path / f"{name}.key_secret")]
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        assert p.returncode in (0, 1), (p.returncode, p.stderr)
+        return {c["name"]: c for c in json.loads(p.stdout)["checks"]}["daemon"]
+
+    ok = daemon_check("alice")
+    assert ok["status"] == "ok" and f"answers at {d.admin} (3 GPUs)" in ok["detail"], ok
+    refused = daemon_check("stranger")
+    assert refused["status"] == "fail" and f"does not answer at {d.admin}" in refused["detail"], refused
+
+
 def test_shim_client_over_tcp_with_key_files(tcp_daemon, keys, tmp_path):
     """The Cyborg driver's and the Nova reconciler's client: CURVE key files from [gpuwarden]."""
     from gpuwarden_cyborg import client as gw_client
