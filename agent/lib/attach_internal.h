@@ -4,7 +4,8 @@
 #define GW_ATTACH_INTERNAL_H
 
 #include <gpuwarden/attach.h>
-#include <libvirt/libvirt.h>
+
+#include "libvirt_dl.h"     /* libvirt's types; its functions through sym_ pointers */
 
 /* Same domain:bus:device (both canonical addresses). */
 bool gw_attach_same_slot(const char *a, const char *b);
@@ -19,7 +20,7 @@ bool gw_attach_list_equal(char *const *a, char *const *b);
  * The process-wide libvirt event loop: virEventRegisterDefaultImpl() once,
  * and one thread running virEventRunDefaultImpl() while anybody holds a
  * reference. Acquire before opening a connection that registers callbacks;
- * release after closing it.
+ * release after closing it. Loads libvirt first (gw_libvirt_dlopen()).
  */
 int gw_virt_loop_acquire(void);
 void gw_virt_loop_release(void);

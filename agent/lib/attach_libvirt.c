@@ -18,8 +18,6 @@
  * (sync_changed).
  */
 #include <gpuwarden/attach.h>
-#include <libvirt/libvirt.h>
-#include <libvirt/virterror.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -183,12 +181,12 @@ static void callback_released(void *opaque)
 
 static int merge_xml(lv_source *s, virDomainPtr d, unsigned int flags, dom_entry *e)
 {
-    _cleanup_free_ char *xml = virDomainGetXMLDesc(d, flags);
+    _cleanup_free_ char *xml = sym_virDomainGetXMLDesc(d, flags);
     if (!xml) {
-        if (virGetLastErrorCode() == VIR_ERR_NO_DOMAIN)
+        if (sym_virGetLastErrorCode() == VIR_ERR_NO_DOMAIN)
             return -ENOENT;     /* vanished meanwhile: not an error */
         return gw_error_set(-EIO, "libvirt %s: domain %s: cannot read its XML: %s",
-                            s->uri, e->name, virGetLastErrorMessage());
+                            s->uri, e->name, sym_virGetLastErrorMessage());
     }
     char **addrs;
     int r = gw_domain_xml_pci_sources(xml, strlen(xml), &addrs, NULL);
@@ -211,24 +209,24 @@ static int merge_xml(lv_source *s, virDomainPtr d, unsigned int flags, dom_entry
 static int read_domain(lv_source *s, virDomainPtr d, dom_entry *e)
 {
     *e = (dom_entry){ 0 };
-    if (virDomainGetUUIDString(d, e->uuid) < 0)
+    if (sym_virDomainGetUUIDString(d, e->uuid) < 0)
         return gw_error_set(-EIO, "libvirt %s: cannot read a domain's UUID: %s", s->uri,
-                            virGetLastErrorMessage());
-    const char *name = virDomainGetName(d);
+                            sym_virGetLastErrorMessage());
+    const char *name = sym_virDomainGetName(d);
     e->name = gw_xstrdup(name ? name : e->uuid);
     e->addrs = gw_attach_list_empty();
-    int active = virDomainIsActive(d);
+    int active = sym_virDomainIsActive(d);
     if (active < 0) {
-        int code = virGetLastErrorCode();
+        int code = sym_virGetLastErrorCode();
         dom_entry_clear(e);
         if (code == VIR_ERR_NO_DOMAIN)
             return -ENOENT;     /* vanished meanwhile: not an error */
         return gw_error_set(-EIO, "libvirt %s: domain %s: cannot tell whether it runs: %s", s->uri,
-                            name ? name : e->uuid, virGetLastErrorMessage());
+                            name ? name : e->uuid, sym_virGetLastErrorMessage());
     }
     e->active = active == 1;
     int r = merge_xml(s, d, 0, e);
-    if (r == 0 && e->active && virDomainIsPersistent(d) == 1)
+    if (r == 0 && e->active && sym_virDomainIsPersistent(d) == 1)
         r = merge_xml(s, d, VIR_DOMAIN_XML_INACTIVE, e);
     if (r < 0)
         dom_entry_clear(e);
@@ -239,10 +237,10 @@ static int read_domain(lv_source *s, virDomainPtr d, dom_entry *e)
 static int read_all_domains(lv_source *s, virConnectPtr c, dom_map *out)
 {
     virDomainPtr *doms = NULL;
-    int n = virConnectListAllDomains(c, &doms, 0);
+    int n = sym_virConnectListAllDomains(c, &doms, 0);
     if (n < 0)
         return gw_error_set(-EIO, "libvirt %s: cannot list domains: %s", s->uri,
-                            virGetLastErrorMessage());
+                            sym_virGetLastErrorMessage());
     dom_map m = { 0 };
     int r = 0;
     for (int i = 0; i < n; i++) {
@@ -254,7 +252,7 @@ static int read_all_domains(lv_source *s, virConnectPtr c, dom_map *out)
             else if (rr != -ENOENT)     /* vanished meanwhile: fine */
                 r = rr;
         }
-        virDomainFree(doms[i]);
+        sym_virDomainFree(doms[i]);
     }
     free(doms);
     if (r < 0) {
@@ -413,18 +411,18 @@ static void forget_reports(lv_source *s)
 /* Re-read one domain after an event. */
 static int refresh_domain(lv_source *s, virConnectPtr c, const char *uuid)
 {
-    virDomainPtr d = virDomainLookupByUUIDString(c, uuid);
+    virDomainPtr d = sym_virDomainLookupByUUIDString(c, uuid);
     if (!d) {
-        if (virGetLastErrorCode() == VIR_ERR_NO_DOMAIN) {
+        if (sym_virGetLastErrorCode() == VIR_ERR_NO_DOMAIN) {
             dom_map_remove(&s->map, uuid);
             return 0;
         }
         return gw_error_set(-EIO, "libvirt %s: domain %s: lookup failed: %s", s->uri, uuid,
-                            virGetLastErrorMessage());
+                            sym_virGetLastErrorMessage());
     }
     dom_entry e;
     int r = read_domain(s, d, &e);
-    virDomainFree(d);
+    sym_virDomainFree(d);
     if (r == -ENOENT) {
         dom_map_remove(&s->map, uuid);
         return 0;
@@ -440,7 +438,7 @@ static int refresh_domain(lv_source *s, virConnectPtr c, const char *uuid)
 static void enqueue(lv_source *s, virDomainPtr dom)
 {
     pending *p = gw_xcalloc(1, sizeof *p);
-    if (virDomainGetUUIDString(dom, p->uuid) < 0) {
+    if (sym_virDomainGetUUIDString(dom, p->uuid) < 0) {
         free(p);
         pthread_mutex_lock(&s->lock);
         s->reconcile_requested = true;      /* cannot tell which: read them all */
@@ -462,7 +460,7 @@ static void enqueue(lv_source *s, virDomainPtr dom)
 
 static int on_lifecycle(virConnectPtr c, virDomainPtr dom, int event, int detail, void *opaque)
 {
-    gw_log(GW_LOG_DEBUG, "libvirt: domain %s: lifecycle event %d/%d", virDomainGetName(dom), event,
+    gw_log(GW_LOG_DEBUG, "libvirt: domain %s: lifecycle event %d/%d", sym_virDomainGetName(dom), event,
            detail);
     enqueue(opaque, dom);
     return 0;
@@ -470,7 +468,7 @@ static int on_lifecycle(virConnectPtr c, virDomainPtr dom, int event, int detail
 
 static void on_device(virConnectPtr c, virDomainPtr dom, const char *alias, void *opaque)
 {
-    gw_log(GW_LOG_DEBUG, "libvirt: domain %s: device %s added or removed", virDomainGetName(dom),
+    gw_log(GW_LOG_DEBUG, "libvirt: domain %s: device %s added or removed", sym_virDomainGetName(dom),
            alias);
     enqueue(opaque, dom);
 }
@@ -496,23 +494,23 @@ static void disconnect(lv_source *s)
     if (!c)
         return;
     for (int i = 0; i < EV_COUNT; i++) {
-        if (s->event_ids[i] >= 0 && virConnectDomainEventDeregisterAny(c, s->event_ids[i]) < 0)
+        if (s->event_ids[i] >= 0 && sym_virConnectDomainEventDeregisterAny(c, s->event_ids[i]) < 0)
             gw_log(GW_LOG_DEBUG, "libvirt %s: deregistering an event: %s", s->uri,
-                   virGetLastErrorMessage());
+                   sym_virGetLastErrorMessage());
         s->event_ids[i] = -1;
     }
-    virConnectUnregisterCloseCallback(c, on_close);
-    virConnectClose(c);
+    sym_virConnectUnregisterCloseCallback(c, on_close);
+    sym_virConnectClose(c);
 }
 
 static int register_event(lv_source *s, virConnectPtr c, int slot, int id, virConnectDomainEventGenericCallback cb)
 {
     atomic_fetch_add(&s->refs, 1);
-    int r = virConnectDomainEventRegisterAny(c, NULL, id, cb, s, callback_released);
+    int r = sym_virConnectDomainEventRegisterAny(c, NULL, id, cb, s, callback_released);
     if (r < 0) {
         source_unref(s);    /* libvirt did not keep it */
         return gw_error_set(-EIO, "libvirt %s: cannot register for domain events: %s", s->uri,
-                            virGetLastErrorMessage());
+                            sym_virGetLastErrorMessage());
     }
     s->event_ids[slot] = r;
     return 0;
@@ -520,17 +518,17 @@ static int register_event(lv_source *s, virConnectPtr c, int slot, int id, virCo
 
 static int connect_libvirt(lv_source *s)
 {
-    virConnectPtr c = s->read_write ? virConnectOpen(s->uri) : virConnectOpenReadOnly(s->uri);
+    virConnectPtr c = s->read_write ? sym_virConnectOpen(s->uri) : sym_virConnectOpenReadOnly(s->uri);
     if (!c)
         return gw_error_set(-ENOTCONN, "libvirt %s: cannot connect: %s", s->uri,
-                            virGetLastErrorMessage());
+                            sym_virGetLastErrorMessage());
     pthread_mutex_lock(&s->lock);
     s->lost = false;
     s->conn = c;
     pthread_mutex_unlock(&s->lock);
-    if (virConnectRegisterCloseCallback(c, on_close, s, NULL) < 0)
+    if (sym_virConnectRegisterCloseCallback(c, on_close, s, NULL) < 0)
         gw_log(GW_LOG_WARNING, "libvirt %s: no close callback (%s): a lost connection is seen at the next reconcile",
-               s->uri, virGetLastErrorMessage());
+               s->uri, sym_virGetLastErrorMessage());
     if (s->no_events)
         return 0;
     int r;
@@ -589,7 +587,7 @@ static bool connection_dead(lv_source *s)
     pthread_mutex_lock(&s->lock);
     virConnectPtr c = s->conn;
     pthread_mutex_unlock(&s->lock);
-    return !c || virConnectIsAlive(c) != 1;
+    return !c || sym_virConnectIsAlive(c) != 1;
 }
 
 /* The backoff between reconnect attempts: until deadline, stopped, or asked
@@ -726,7 +724,7 @@ static virConnectPtr ref_connection(lv_source *s)
 {
     pthread_mutex_lock(&s->lock);
     virConnectPtr c = s->conn;
-    if (c && virConnectRef(c) < 0)
+    if (c && sym_virConnectRef(c) < 0)
         c = NULL;
     pthread_mutex_unlock(&s->lock);
     return c;
@@ -741,7 +739,7 @@ static int lv_query(gw_attach_source *src, const char *address, char ***out)
                             address);
     dom_map m = { 0 };
     int r = read_all_domains(s, c, &m);
-    virConnectClose(c);
+    sym_virConnectClose(c);
     if (r < 0)
         return r;
     *out = names_for(&m, address, false, NULL);
@@ -807,6 +805,9 @@ GW_EXTERN int gw_attach_libvirt_new(gw_attach_source **out, const gw_attach_libv
     *out = NULL;
     int r = check_options(opts);
     if (r < 0)
+        return r;
+    /* libvirt is loaded here, not at process start (libvirt_dl.h). */
+    if ((r = gw_libvirt_dlopen()) < 0)
         return r;
     gw_attach_libvirt_options o = GW_ATTACH_LIBVIRT_OPTIONS_INIT;
     if (opts && opts->version == 1)

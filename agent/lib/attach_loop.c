@@ -6,8 +6,6 @@
 #include <stdatomic.h>
 #include <string.h>
 
-#include <libvirt/virterror.h>
-
 #include "attach_internal.h"
 #include "util.h"
 
@@ -28,8 +26,8 @@ static void virt_error_to_log(void *userdata, virErrorPtr err)
 static void *loop_main(void *arg)
 {
     while (!atomic_load(&loop_quit)) {
-        if (virEventRunDefaultImpl() < 0) {
-            gw_log(GW_LOG_ERR, "libvirt event loop: %s", virGetLastErrorMessage());
+        if (sym_virEventRunDefaultImpl() < 0) {
+            gw_log(GW_LOG_ERR, "libvirt event loop: %s", sym_virGetLastErrorMessage());
             usleep(100 * 1000);     /* never spin on a persistent failure */
         }
     }
@@ -39,20 +37,22 @@ static void *loop_main(void *arg)
 /* Fires once, right after being added: its only job is to wake poll(). */
 static void wake_once(int timer, void *opaque)
 {
-    virEventRemoveTimeout(timer);
+    sym_virEventRemoveTimeout(timer);
 }
 
 int gw_virt_loop_acquire(void)
 {
+    int r = gw_libvirt_dlopen();
+    if (r < 0)
+        return r;
     pthread_mutex_lock(&loop_lock);
-    int r = 0;
     if (!impl_registered) {
-        if (virInitialize() < 0 || virEventRegisterDefaultImpl() < 0) {
+        if (sym_virInitialize() < 0 || sym_virEventRegisterDefaultImpl() < 0) {
             r = gw_error_set(-EIO, "libvirt: cannot register the default event loop: %s",
-                             virGetLastErrorMessage());
+                             sym_virGetLastErrorMessage());
             goto out;
         }
-        virSetErrorFunc(NULL, virt_error_to_log);
+        sym_virSetErrorFunc(NULL, virt_error_to_log);
         impl_registered = true;
     }
     if (loop_users == 0) {
@@ -75,9 +75,9 @@ void gw_virt_loop_release(void)
     if (loop_users > 0 && --loop_users == 0) {
         atomic_store(&loop_quit, true);
         /* Adding a timeout interrupts the poll the loop sleeps in. */
-        if (virEventAddTimeout(0, wake_once, NULL, NULL) < 0)
+        if (sym_virEventAddTimeout(0, wake_once, NULL, NULL) < 0)
             gw_log(GW_LOG_ERR, "libvirt event loop: cannot wake it to stop: %s",
-                   virGetLastErrorMessage());
+                   sym_virGetLastErrorMessage());
         pthread_join(loop_thread, NULL);
     }
     pthread_mutex_unlock(&loop_lock);

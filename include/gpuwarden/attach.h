@@ -185,8 +185,11 @@ typedef struct gw_attach_libvirt_options {
  * libvirtd. Options of version 1 (without `state_changed`) and 2 (without
  * `sync_changed`) are accepted.
  * Fails only for bad options (-EINVAL: unknown version, a watched
- * address that is not canonical, a URI that is empty) or when the event loop
- * or thread cannot be started (-ENOMEM, -EAGAIN, -EIO).
+ * address that is not canonical, a URI that is empty), when libvirt cannot
+ * be loaded (-EOPNOTSUPP: libvirt.so.0 is not installed; -ELIBBAD: it lacks
+ * a function gpuwarden calls; libgpuwarden loads it here, on first use, not
+ * at process start) or when the event loop or thread cannot be started
+ * (-ENOMEM, -EAGAIN, -EIO).
  */
 GW_EXTERN int gw_attach_libvirt_new(gw_attach_source **out, const gw_attach_libvirt_options *opts);
 
