@@ -248,6 +248,58 @@ def test_debian_dev_package_depends_on_every_dev_package_its_pc_file_requires():
         assert pkg in depends, f"{m}.pc comes from {pkg}, which libgpuwarden-dev does not depend on"
 
 
+def _dlopen_notes(path):
+    """The .note.dlopen metadata of an ELF file (https://systemd.io/ELF_DLOPEN_METADATA/):
+    every FDO note of type 0x407c0c0a, its JSON descriptor decoded."""
+    import json
+    import struct
+    import tempfile
+    _need("objcopy")
+    with tempfile.NamedTemporaryFile() as f:
+        subprocess.run(["objcopy", "-O", "binary", "--only-section=.note.dlopen", str(path), f.name], check=True)
+        data = pathlib.Path(f.name).read_bytes()
+    out, at = [], 0
+    while at + 12 <= len(data):
+        namesz, descsz, kind = struct.unpack_from("<III", data, at)
+        at += 12
+        name = data[at:at + namesz]
+        at += (namesz + 3) & ~3
+        desc = data[at:at + descsz]
+        at += (descsz + 3) & ~3
+        assert name == b"FDO\0" and kind == 0x407C0C0A, (name, hex(kind))
+        assert desc.endswith(b"\0"), desc
+        out += json.loads(desc[:-1])
+    return out
+
+
+def test_debian_packages_depend_on_what_the_library_dlopens():
+    """dh_shlibdeps sees only DT_NEEDED. libvirt is dlopen()ed on first use
+    (agent/lib/libvirt_dl.h), named in the library's .note.dlopen instead:
+    the package of each such soname is a dependency of gpuwarden (whose
+    daemon watches libvirt) and a recommendation of libgpuwarden0, with a
+    version, and the library does not link it."""
+    _need("readelf", "dpkg-query")
+    lib = build_dir() / "libgpuwarden.so"
+    needed = subprocess.run(["readelf", "-d", str(lib)], capture_output=True, text=True, check=True).stdout
+    notes = _dlopen_notes(lib)
+    assert [n["feature"] for n in notes] == ["libvirt"], notes
+    _, binaries = _control()
+    fields = {b["Package"]: b for b in binaries}
+
+    def names(field):
+        return {d.strip().split()[0]: d.strip() for d in field.replace("\n", " ").split(",") if d.strip()}
+    for note in notes:
+        assert note["priority"] == "recommended" and note["description"], note
+        for soname in note["soname"]:
+            assert f"[{soname}]" not in needed, f"{lib} links {soname}"
+            owner = subprocess.run(["dpkg-query", "-S", f"*/{soname}"], capture_output=True, text=True,
+                                   check=True).stdout
+            pkg = owner.split(":")[0]
+            assert "(>= " in names(fields["gpuwarden"]["Depends"]).get(pkg, ""), f"gpuwarden: no versioned {pkg}"
+            assert "(>= " in names(fields["libgpuwarden0"]["Recommends"]).get(pkg, ""), \
+                f"libgpuwarden0: no versioned {pkg} in Recommends"
+
+
 def test_debian_rules_hands_dpkg_buildflags_hardening_to_the_build():
     env = _rules_env("CFLAGS", "CPPFLAGS", "LDFLAGS", "DEB_BUILD_MAINT_OPTIONS")
     assert env["DEB_BUILD_MAINT_OPTIONS"] == "hardening=+all"
