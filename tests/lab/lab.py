@@ -392,12 +392,14 @@ class Guest:
 
     @classmethod
     def boot(cls, topo, tmp, initramfs, name="guest", iommu=True, timeout=120, extra_cmdline="", disk=None,
-             smp=1):
+             smp=1, init="/lab/init"):
         """Boot from `initramfs`, or, with `disk` (a raw ext4 image holding
         /lab/init, tests/lab/rootfs.py), from that disk on an NVMe
-        controller: the kernel has NVMe and ext4 built in."""
+        controller: the kernel has NVMe and ext4 built in. `init=None` boots
+        the disk's own /sbin/init (systemd, whose lab-cmd.service serves the
+        command channel)."""
         g = cls(tmp)
-        g._start(topo, initramfs, iommu, extra_cmdline, disk, smp)
+        g._start(topo, initramfs, iommu, extra_cmdline, disk, smp, init)
         t0 = time.monotonic()
         try:
             g._wait_ready(timeout)
@@ -407,7 +409,7 @@ class Guest:
         cls.BOOTS.append((name, time.monotonic() - t0))
         return g
 
-    def _start(self, topo, initramfs, iommu, extra_cmdline, disk=None, smp=1):
+    def _start(self, topo, initramfs, iommu, extra_cmdline, disk=None, smp=1, init="/lab/init"):
         vmlinuz, _ = kernel()
         self.cmd_path = self.tmp / "cmd.sock"
         self.qmp_path = self.tmp / "qmp.sock"
@@ -427,7 +429,7 @@ class Guest:
         if disk:
             boot = ["-drive", f"file={disk},format=raw,if=none,id=labroot,cache=unsafe",
                     "-device", "nvme,drive=labroot,serial=labroot"]
-            cmdline += " root=/dev/nvme0n1 rootfstype=ext4 rw init=/lab/init"
+            cmdline += " root=/dev/nvme0n1 rootfstype=ext4 rw" + (f" init={init}" if init else "")
         else:
             boot = ["-initrd", str(initramfs)]
         cmdline += (" " + extra_cmdline) if extra_cmdline else ""

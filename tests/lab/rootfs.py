@@ -111,9 +111,24 @@ def runtime_packages(build_dir):
     return sorted(pkgs)
 
 
-def base_rootfs(build_dir, log=print):
-    """The cached base root file system (a directory), made when missing."""
-    pkgs = sorted(set(PACKAGES) | set(runtime_packages(build_dir)))
+# The "operator host" variant (tests/python/test_lab_operator.py): systemd as
+# PID 1, libvirt's units and AppArmor profiles (libvirt-daemon-system), the
+# AppArmor tools that load them, and qemu-img for the domains' disks.
+OPERATOR_PACKAGES = ["systemd-sysv", "dbus", "apparmor", "libvirt-daemon-system", "qemu-utils",
+                     # polkitd (libvirt-daemon-system) depends on default-logind | logind: virtual
+                     # packages, which debootstrap does not resolve; libpam-systemd provides both.
+                     "libpam-systemd",
+                     # Priority important, on every real host: its rules make /dev/vfio/vfio 0666.
+                     # Without it the node is the kernel's 0600 and QEMU (libvirt-qemu) cannot
+                     # open the container: "failed to open /dev/vfio/vfio: Permission denied".
+                     "udev"]
+
+
+def base_rootfs(build_dir, log=print, extra=()):
+    """The cached base root file system (a directory), made when missing;
+    `extra` packages (and what they depend on) on top of PACKAGES make a
+    variant, cached under its own key."""
+    pkgs = sorted(set(PACKAGES) | set(runtime_packages(build_dir)) | set(extra))
     key = hashlib.sha256(f"{RECIPE} {SUITE} {' '.join(pkgs)}".encode()).hexdigest()[:16]
     base = CACHE / f"rootfs-{key}"
     if (base / ".complete").exists():
@@ -134,11 +149,13 @@ def base_rootfs(build_dir, log=print):
         raise RuntimeError(f"debootstrap failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
     _umount_below(work)
     # libvirtd looks its built-in user up before it reads qemu.conf (which
-    # makes it root here); Debian's libvirt-daemon-system would create it.
-    for argv in (["groupadd", "--system", "kvm"], ["groupadd", "--system", "libvirt-qemu"],
-                 ["useradd", "--system", "--gid", "libvirt-qemu", "--groups", "kvm", "--home-dir",
-                  "/var/lib/libvirt", "--shell", "/usr/sbin/nologin", "libvirt-qemu"]):
-        subprocess.run(["chroot", str(work)] + argv, check=True, capture_output=True)
+    # makes it root here); Debian's libvirt-daemon-system creates it, where
+    # the variant has that package.
+    if subprocess.run(["chroot", str(work), "getent", "passwd", "libvirt-qemu"], capture_output=True).returncode:
+        for argv in (["groupadd", "--system", "kvm"], ["groupadd", "--system", "libvirt-qemu"],
+                     ["useradd", "--system", "--gid", "libvirt-qemu", "--groups", "kvm", "--home-dir",
+                      "/var/lib/libvirt", "--shell", "/usr/sbin/nologin", "libvirt-qemu"]):
+            subprocess.run(["chroot", str(work)] + argv, check=True, capture_output=True)
     for deb in (work / "var/cache/apt/archives").glob("*.deb"):
         deb.unlink()
     (work / ".packages").write_text("\n".join(pkgs) + "\n")
@@ -181,6 +198,13 @@ class Stage:
 
     def read(self, p):
         return self.resolve(p).read_text()
+
+    def symlink(self, p, target):
+        dst = self.resolve(pathlib.PurePosixPath(str(p)).parent) / pathlib.PurePosixPath(str(p)).name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if dst.exists() or dst.is_symlink():
+            dst.unlink()
+        os.symlink(target, dst)
 
     def resolve(self, p):
         """Path of guest path `p` in the stage, following the stage's own
@@ -238,9 +262,14 @@ def install_project(build_dir, dest):
                    capture_output=True)
 
 
-def build_disk(out, base, build_dir, release, workdir, files=None, size="3G"):
+def build_disk(out, base, build_dir, release, workdir, files=None, size="3G", links=None, systemd=False):
     """The guest's root disk: the base, the project installed, the lab's init
-    and vfio modules, `files` ({guest path: (bytes, mode)}) on top."""
+    and vfio modules, `files` ({guest path: (bytes, mode)}) and `links`
+    ({guest path: target}) on top. With `systemd` (a base with systemd-sysv,
+    booted with init=None) the guest is set up as an operator's host: the
+    vfio modules in /lib/modules with their modules.dep, loaded by
+    systemd-modules-load; the services come from their units; no lab qemu.conf
+    (the caller's `files` say what the guest needs)."""
     workdir = pathlib.Path(workdir)
     st = Stage(base, workdir / "stage")
     dest = workdir / "destdir"
@@ -249,22 +278,27 @@ def build_disk(out, base, build_dir, release, workdir, files=None, size="3G"):
     install_project(build_dir, dest)
     st.overlay(dest)
     st.write("lab/init", (lab.HERE / "init.sh").read_bytes(), 0o755)
-    st.write("lab/boot.sh", (lab.HERE / "boot-libvirt.sh").read_bytes(), 0o755)
-    st.write("lab/svc", (lab.HERE / "lab-svc.sh").read_bytes(), 0o755)
-    listed = []
-    for m in lab.module_closure(release, lab.VFIO_MODULES):
-        data, name = m.read_bytes(), m.name
-        if name.endswith(".xz"):
-            data, name = lzma.decompress(data), name[:-3]
-        st.write(f"lab/modules/{name}", data)
-        listed.append(f"/lab/modules/{name}")
-    st.write("lab/modules.txt", "\n".join(listed) + "\n")
-    st.write("lab/virtio-modules.txt", "")
-    st.write("etc/libvirt/qemu.conf", QEMU_CONF)
+    if systemd:
+        _install_modules(st, release, lab.VFIO_MODULES)
+    else:
+        st.write("lab/boot.sh", (lab.HERE / "boot-libvirt.sh").read_bytes(), 0o755)
+        st.write("lab/svc", (lab.HERE / "lab-svc.sh").read_bytes(), 0o755)
+        listed = []
+        for m in lab.module_closure(release, lab.VFIO_MODULES):
+            data, name = m.read_bytes(), m.name
+            if name.endswith(".xz"):
+                data, name = lzma.decompress(data), name[:-3]
+            st.write(f"lab/modules/{name}", data)
+            listed.append(f"/lab/modules/{name}")
+        st.write("lab/modules.txt", "\n".join(listed) + "\n")
+        st.write("lab/virtio-modules.txt", "")
+        st.write("etc/libvirt/qemu.conf", QEMU_CONF)
     st.write("etc/libvirt/libvirtd.conf", LIBVIRTD_CONF)
     st.write("etc/hostname", "lab\n")
     for p, (data, mode) in (files or {}).items():
         st.write(p, data, mode)
+    for p, target in (links or {}).items():
+        st.symlink(p, target)
     out = pathlib.Path(out)
     if out.exists():
         out.unlink()
@@ -273,6 +307,21 @@ def build_disk(out, base, build_dir, release, workdir, files=None, size="3G"):
                     str(out)], check=True, capture_output=True)
     shutil.rmtree(st.root)
     return out
+
+
+def _install_modules(st, release, names):
+    """The modules `names` need, at their own paths under /lib/modules, with
+    a modules.dep made by the host's depmod for the stage (-b: it writes only
+    there), and listed in /etc/modules-load.d as an operator lists vfio-pci."""
+    src = pathlib.Path(f"/lib/modules/{release}")
+    for m in lab.module_closure(release, names):
+        st.write(f"lib/modules/{release}/{m.relative_to(src)}", m.read_bytes())
+    for f in ("modules.order", "modules.builtin", "modules.builtin.modinfo"):
+        if (src / f).exists():
+            st.write(f"lib/modules/{release}/{f}", (src / f).read_bytes())
+    depmod = shutil.which("depmod") or "/usr/sbin/depmod"
+    subprocess.run([depmod, "-b", str(st.root), release], check=True, capture_output=True)
+    st.write("etc/modules-load.d/gpuwarden-lab.conf", "\n".join(names) + "\n")
 
 
 def stage_installed(build_dir, workdir):
