@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "audit_internal.h"
 #include "record.h"
 #include "util.h"
 
@@ -58,7 +59,7 @@ int gw_audit_log_append(int fd, const char *path, const gw_transition *t, bool s
     return 0;
 }
 
-static int pread_all(int fd, const char *path, char *buf, size_t len, off_t off)
+int gw_audit_pread(int fd, const char *path, char *buf, size_t len, off_t off)
 {
     size_t got = 0;
     while (got < len) {
@@ -154,7 +155,7 @@ static uint64_t segment_last_seq(const char *path)
         return 0;
     size_t chunk = (uint64_t)st.st_size < TAIL_CHUNK ? (size_t)st.st_size : TAIL_CHUNK;
     _cleanup_free_ char *buf = gw_xcalloc(chunk + 1, 1);
-    if (pread_all(fd, path, buf, chunk, st.st_size - (off_t)chunk) < 0)
+    if (gw_audit_pread(fd, path, buf, chunk, st.st_size - (off_t)chunk) < 0)
         return 0;
     size_t keep = chunk;
     while (keep > 0 && buf[keep - 1] != '\n')
@@ -184,7 +185,7 @@ int gw_audit_log_open(const char *dir, int *out_fd, uint64_t *last_seq)
         size_t chunk = (uint64_t)size < TAIL_CHUNK ? (size_t)size : TAIL_CHUNK;
         off_t off = size - (off_t)chunk;
         _cleanup_free_ char *buf = gw_xcalloc(chunk + 1, 1);
-        int r = pread_all(fd, path, buf, chunk, off);
+        int r = gw_audit_pread(fd, path, buf, chunk, off);
         if (r < 0)
             return r;
         size_t keep = chunk;
@@ -352,13 +353,9 @@ static int parse_line(const char *line, const char *ctx, gw_transition *t)
     return r;
 }
 
-typedef struct segment {
-    int fd;
-    char *path;
-    off_t size;
-} segment;
+typedef gw_audit_segment segment;
 
-static void segments_free(segment *s, size_t n)
+void gw_audit_segments_free(segment *s, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         if (s[i].fd >= 0)
@@ -393,13 +390,12 @@ static int segment_add(segment **v, size_t *n, const char *path, bool required)
         }
     }
     *v = gw_xrealloc(*v, *n + 1, sizeof **v);
-    (*v)[(*n)++] = (segment){ fd, gw_xstrdup(path), st.st_size };
+    (*v)[(*n)++] = (segment){ fd, gw_xstrdup(path), st.st_size, st.st_dev, st.st_ino };
     return 0;
 }
 
-/* Every line of a segment, oldest first, into `log`; records at or below
- * *seen (the same records under a segment's next name) are skipped. */
-static int read_forward(gw_audit *log, segment *s, const gw_audit_filter *filter, uint64_t *seen)
+/* Every line of a segment, oldest first, through gw_audit_cursor_line(). */
+static int read_forward(segment *s, gw_audit_cursor *c)
 {
     int fd = dup(s->fd);
     _cleanup_fclose_ FILE *f = fd < 0 ? NULL : fdopen(fd, "re");
@@ -412,26 +408,15 @@ static int read_forward(gw_audit *log, segment *s, const gw_audit_filter *filter
     _cleanup_free_ char *line = NULL;
     size_t cap = 0;
     ssize_t len;
-    unsigned long lineno = 0;
+    off_t off = 0;
     while ((len = getline(&line, &cap, f)) > 0) {
-        lineno++;
         if (line[len - 1] != '\n')
             break;      /* still being written */
         line[len - 1] = '\0';
-        if (!may_match(line, filter))
-            continue;
-        char ctx[PATH_MAX + 32];
-        snprintf(ctx, sizeof ctx, "%s:%lu", s->path, lineno);
-        gw_transition t;
-        int r = parse_line(line, ctx, &t);
+        int r = gw_audit_cursor_line(c, s, line, off);
         if (r < 0)
             return r;
-        if (t.seq <= *seen || !matches(&t, filter)) {
-            gw_transition_clear(&t);
-            continue;
-        }
-        *seen = t.seq;
-        push(log, &t);
+        off += len;
     }
     if (ferror(f))
         return gw_error_set(-EIO, "read %s: %s", s->path, strerror(errno));
@@ -455,33 +440,49 @@ static unsigned long line_of(segment *s, off_t off)
     return line;
 }
 
-typedef struct back_state {
-    gw_audit *log;              /* newest first while reading */
-    const gw_audit_filter *filter;
-    uint64_t below;             /* only records with a smaller seq (older): 0 = none read yet */
-} back_state;
-
-/* One line met reading backwards. Returns 1 to stop, 0 to go on, <0 on a
- * damaged line. */
-static int back_line(segment *s, char *line, off_t off, back_state *b)
+/* The line of s found at byte `off`. A damaged one's error names its file
+ * and line number, counted only then (the index hands lines over out of
+ * order, and a read backwards has not counted them). */
+static int parse_at(segment *s, const char *line, off_t off, gw_transition *t)
 {
-    const gw_audit_filter *f = b->filter;
-    if (!may_match(line, f))
+    if (parse_line(line, s->path, t) == 0)
         return 0;
     char ctx[PATH_MAX + 32];
-    snprintf(ctx, sizeof ctx, "%s", s->path);
+    snprintf(ctx, sizeof ctx, "%s:%lu", s->path, line_of(s, off));
+    return parse_line(line, ctx, t);
+}
+
+/* Forwards: a record at or below the last one taken is the same record under
+ * a segment's next name. */
+static int forward_line(gw_audit_cursor *c, segment *s, const char *line, off_t off)
+{
     gw_transition t;
-    int r = parse_line(line, ctx, &t);
-    if (r < 0) {
-        /* Named by its line, as a forward read names it. */
-        snprintf(ctx, sizeof ctx, "%s:%lu", s->path, line_of(s, off));
-        return parse_line(line, ctx, &t);
+    int r = parse_at(s, line, off, &t);
+    if (r < 0)
+        return r;
+    if (t.seq <= c->mark || !matches(&t, c->filter)) {
+        gw_transition_clear(&t);
+        return 0;
     }
-    if (b->below && t.seq >= b->below) {
+    c->mark = t.seq;
+    push(c->log, &t);
+    return 0;
+}
+
+/* Backwards: newest first, stopping once `last` are taken (and one more
+ * match says older ones exist) or the records get older than since_seq. */
+static int back_line(gw_audit_cursor *c, segment *s, const char *line, off_t off)
+{
+    const gw_audit_filter *f = c->filter;
+    gw_transition t;
+    int r = parse_at(s, line, off, &t);
+    if (r < 0)
+        return r;
+    if (c->mark && t.seq >= c->mark) {
         gw_transition_clear(&t);     /* read already, under the segment's next name */
         return 0;
     }
-    b->below = t.seq;
+    c->mark = t.seq;
     if (f && t.seq <= f->since_seq) {
         gw_transition_clear(&t);     /* every older record is older still */
         return 1;
@@ -490,19 +491,52 @@ static int back_line(segment *s, char *line, off_t off, back_state *b)
         gw_transition_clear(&t);
         return 0;
     }
-    if (b->log->n == f->last) {
+    if (c->log->n == f->last) {
         /* One more match than asked for: older matching records exist. */
         gw_transition_clear(&t);
-        b->log->truncated = true;
+        c->log->truncated = true;
         return 1;
     }
-    push(b->log, &t);
+    push(c->log, &t);
     return 0;
 }
 
-/* The segment's complete lines, newest first, through back_line(). The
- * last line without its newline is being written: not a record yet. */
-static int read_backward(segment *s, back_state *b)
+int gw_audit_cursor_line(gw_audit_cursor *c, segment *s, const char *line, off_t off)
+{
+    if (!may_match(line, c->filter))
+        return 0;
+    return c->backward ? back_line(c, s, line, off) : forward_line(c, s, line, off);
+}
+
+void gw_audit_cursor_init(gw_audit_cursor *c, const gw_audit_filter *filter)
+{
+    memset(c, 0, sizeof *c);
+    c->log = gw_xcalloc(1, sizeof *c->log);
+    c->filter = filter;
+    c->backward = filter && filter->last;
+}
+
+gw_audit *gw_audit_cursor_finish(gw_audit_cursor *c, int r)
+{
+    gw_audit *log = c->log;
+    c->log = NULL;
+    if (r < 0) {
+        gw_audit_free(log);
+        return NULL;
+    }
+    /* Collected newest first backwards: the caller gets them oldest first. */
+    for (size_t i = 0, j = log->n; c->backward && i + 1 < j--; i++) {
+        gw_transition tmp = log->items[i];
+        log->items[i] = log->items[j];
+        log->items[j] = tmp;
+    }
+    return log;
+}
+
+/* The segment's complete lines, newest first, through
+ * gw_audit_cursor_line(). The last line without its newline is being
+ * written: not a record yet. */
+static int read_backward(segment *s, gw_audit_cursor *c)
 {
     _cleanup_free_ char *win = NULL;
     size_t wlen = 0, wcap = 0;      /* win[0..wlen) is the file's bytes [pos, pos + wlen) */
@@ -515,7 +549,7 @@ static int read_backward(segment *s, back_state *b)
             win = gw_xrealloc(win, wcap, 1);
         }
         memmove(win + n, win, wlen);
-        int r = pread_all(s->fd, s->path, win, n, pos - (off_t)n);
+        int r = gw_audit_pread(s->fd, s->path, win, n, pos - (off_t)n);
         if (r < 0)
             return r;
         pos -= (off_t)n;
@@ -539,7 +573,7 @@ static int read_backward(segment *s, back_state *b)
             if (start == 0 && pos > 0)
                 break;
             win[end - 1] = '\0';
-            r = back_line(s, win + start, pos + (off_t)start, b);
+            r = gw_audit_cursor_line(c, s, win + start, pos + (off_t)start);
             if (r != 0)
                 return r < 0 ? r : 1;
             end = start;
@@ -549,7 +583,7 @@ static int read_backward(segment *s, back_state *b)
     return 0;
 }
 
-static int check_filter(const gw_audit_filter *filter)
+int gw_audit_filter_check(const gw_audit_filter *filter)
 {
     if (filter && filter->version < 1)
         return gw_error_set(-EINVAL, "audit filter version %u (initialise it with "
@@ -563,57 +597,39 @@ static int check_filter(const gw_audit_filter *filter)
 /* segs: newest first. */
 static int read_segments(gw_audit **out, segment *segs, size_t n, const gw_audit_filter *filter)
 {
-    gw_audit *log = gw_xcalloc(1, sizeof *log);
+    gw_audit_cursor c;
+    gw_audit_cursor_init(&c, filter);
     int r = 0;
-    if (filter && filter->last) {
-        back_state b = { log, filter, 0 };
+    if (c.backward) {
         for (size_t i = 0; i < n && r == 0; i++)
-            r = read_backward(&segs[i], &b);
+            r = read_backward(&segs[i], &c);
         if (r > 0)
             r = 0;
-        /* Collected newest first: the caller gets them oldest first. */
-        for (size_t i = 0, j = log->n; i + 1 < j--; i++) {
-            gw_transition tmp = log->items[i];
-            log->items[i] = log->items[j];
-            log->items[j] = tmp;
-        }
     } else {
-        uint64_t seen = 0;
         for (size_t i = n; i-- > 0 && r == 0;)
-            r = read_forward(log, &segs[i], filter, &seen);
+            r = read_forward(&segs[i], &c);
     }
-    if (r < 0) {
-        gw_audit_free(log);
-        return r;
-    }
-    *out = log;
-    return 0;
+    *out = gw_audit_cursor_finish(&c, r);
+    return r;
 }
 
 GW_EXTERN int gw_audit_read_file(gw_audit **out, const char *path, const gw_audit_filter *filter)
 {
     if (!out || !path)
         return gw_error_set(-EINVAL, "gw_audit_read_file: NULL argument");
-    int r = check_filter(filter);
+    int r = gw_audit_filter_check(filter);
     if (r < 0)
         return r;
     segment *segs = NULL;
     size_t n = 0;
     if ((r = segment_add(&segs, &n, path, true)) == 0)
         r = read_segments(out, segs, n, filter);
-    segments_free(segs, n);
+    gw_audit_segments_free(segs, n);
     return r;
 }
 
-GW_EXTERN int gw_audit_read(gw_audit **out, const char *state_dir, const gw_audit_filter *filter)
+int gw_audit_segments_open(const char *state_dir, segment **out, size_t *count)
 {
-    if (!out)
-        return gw_error_set(-EINVAL, "gw_audit_read: NULL argument");
-    if (!state_dir)
-        return gw_error_set(-EINVAL, "gw_audit_read: no state directory");
-    int r = check_filter(filter);
-    if (r < 0)
-        return r;
     segment *segs = NULL;
     size_t n = 0;
     _cleanup_free_ unsigned *nums = NULL;
@@ -621,7 +637,7 @@ GW_EXTERN int gw_audit_read(gw_audit **out, const char *state_dir, const gw_audi
     _cleanup_free_ char *current = segment_path(state_dir, 0);
     /* audit.log before listing the rotated ones: a rotation in between
      * shows the same file again as audit.log.1, which is skipped. */
-    r = segment_add(&segs, &n, current, false);
+    int r = segment_add(&segs, &n, current, false);
     if (r == 0)
         r = list_rotated(state_dir, &nums, &nn);
     for (size_t i = 0; i < nn && r == 0; i++) {
@@ -630,9 +646,29 @@ GW_EXTERN int gw_audit_read(gw_audit **out, const char *state_dir, const gw_audi
     }
     if (r == 0 && n == 0)
         r = gw_error_set(-ENOENT, "%s: %s", current, strerror(ENOENT));
-    if (r == 0)
+    if (r < 0) {
+        gw_audit_segments_free(segs, n);
+        return r;
+    }
+    *out = segs;
+    *count = n;
+    return 0;
+}
+
+GW_EXTERN int gw_audit_read(gw_audit **out, const char *state_dir, const gw_audit_filter *filter)
+{
+    if (!out)
+        return gw_error_set(-EINVAL, "gw_audit_read: NULL argument");
+    if (!state_dir)
+        return gw_error_set(-EINVAL, "gw_audit_read: no state directory");
+    int r = gw_audit_filter_check(filter);
+    if (r < 0)
+        return r;
+    segment *segs = NULL;
+    size_t n = 0;
+    if ((r = gw_audit_segments_open(state_dir, &segs, &n)) == 0)
         r = read_segments(out, segs, n, filter);
-    segments_free(segs, n);
+    gw_audit_segments_free(segs, n);
     return r;
 }
 
