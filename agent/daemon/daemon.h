@@ -80,6 +80,10 @@ typedef struct gwd {
     gw_attach_source *attach;           /* NULL: libvirt disabled */
     gw_attach_source *hint_source;      /* without libvirt: the hook hints' view */
     struct gwd_slow *slow;              /* the worker for slow requests (server.c); NULL: none */
+    /* The audit log's index (agent/lib/audit_index.c): `audit` for one
+     * device reads only that device's lines. Built by the worker at its
+     * start, used by it alone. NULL: read the files whole. */
+    struct gw_audit_index *audit_index;
     struct gwd_zap *zap;                /* the CURVE clients' ZAP handler (zap.c); NULL: no tcp endpoint */
     /* Clean-up runs reported (done) whose last step has not yet returned
      * (freed): a step abandoned after its timeout may still ask the
@@ -127,6 +131,12 @@ typedef struct gwd {
     _Atomic uint64_t view_version;
     struct gwd_replies *replies;        /* main thread only (replies.c) */
 
+    /* Something the clean-up kick looks at changed (a transition, a
+     * finished clean-up, an attachment report): the loop kicks on its next
+     * turn. A wake-up that only brings replies (gwd_wake_replies) does not
+     * set it, so an `audit` answered costs the loop no registry listing. */
+    atomic_bool kick_due;
+
     /* A clean-up passed since the main loop last looked: it checks whether
      * the new sanitized GPUs can be promoted at once (gwd_promote_confirmed). */
     atomic_bool promote_due;
@@ -145,6 +155,8 @@ typedef void (*gwd_event_builder)(void *pk, uint64_t seq, void *userdata);
 void gwd_event_publish(gwd *d, const char *kind, const char *address, gwd_event_builder build, void *userdata);
 /* Wake the main loop (which then starts pending clean-ups). Any thread. */
 void gwd_wake(gwd *d);
+/* Wake it only to send the replies the request worker finished. */
+void gwd_wake_replies(gwd *d);
 
 /* Say that what the read replies show changed (see view_version); caller
  * holds d->lock and has made the change. */

@@ -37,11 +37,18 @@ static int64_t mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-void gwd_wake(gwd *d)
+void gwd_wake_replies(gwd *d)
 {
     uint64_t one = 1;
     if (write(d->wake_fd, &one, sizeof one) < 0 && errno != EAGAIN)
         gw_log(GW_LOG_WARNING, "wake-up: %s", strerror(errno));
+}
+
+void gwd_wake(gwd *d)
+{
+    /* Before the write: the loop that reads the wake-up sees the flag. */
+    atomic_store(&d->kick_due, true);
+    gwd_wake_replies(d);
 }
 
 void gwd_event_publish(gwd *d, const char *kind, const char *address, gwd_event_builder build, void *userdata)
@@ -374,11 +381,12 @@ static void serve(gwd *d)
             next_rescan = rescan_after(d);
         }
         /* Every transition, finished clean-up and attachment report wakes
-         * the loop, so clean-ups start on a wake-up; a timeout is a retry
-         * wait that ended. Requests alone never pay for the registry
-         * listing. */
+         * the loop with kick_due set, so clean-ups start on a wake-up; a
+         * timeout is a retry wait that ended. Requests alone, and the
+         * worker's replies (an `audit` answered), never pay for the
+         * registry listing. */
         bool retry_due = gwd_cleanup_retry_due(d);     /* always: it moves the retry timer on */
-        if (items[3].revents || ready == 0 || retry_due)
+        if (atomic_exchange(&d->kick_due, false) || ready == 0 || retry_due)
             gwd_cleanup_kick(d);
         /* done() set it before the wake-up that brought us here. */
         if (atomic_exchange(&d->promote_due, false))

@@ -11,6 +11,7 @@
 
 #include <gpuwarden/audit.h>
 
+#include "audit_internal.h"
 #include "daemon.h"
 #include "ops.h"
 #include "proto_codec.h"
@@ -677,9 +678,12 @@ static size_t audit_record_bytes(const gw_transition *t)
            strlen(t->evidence ? t->evidence : "");
 }
 
-/* Runs on the request worker (server.c), not the request thread: it may read
- * megabytes. It touches only the registry's state directory (the registry's
- * own copy: a reload replaces d->cfg under it) and the files there. */
+/* Runs on the request worker (server.c), not the request thread. For one
+ * device it reads that device's lines only, through the index of the log
+ * the worker keeps (agent/lib/audit_index.c): nothing for a device with no
+ * record. Without a device it reads the newest `limit` records backwards.
+ * It touches only the registry's state directory (the registry's own copy:
+ * a reload replaces d->cfg under it) and the files there. */
 static int op_audit(gwd *d, const gw_proto_request *req, bool admin, json_t **out, gw_proto_error *err)
 {
     gw_audit_filter f = GW_AUDIT_FILTER_INIT;
@@ -688,7 +692,8 @@ static int op_audit(gwd *d, const gw_proto_request *req, bool admin, json_t **ou
     f.last = (size_t)req->args.limit;
     gw_audit *log = NULL;
     json_t *records = json_array();
-    int r = gw_audit_read(&log, gw_registry_state_dir(d->reg), &f);
+    const char *dir = gw_registry_state_dir(d->reg);
+    int r = d->audit_index ? gw_audit_index_read(d->audit_index, &log, dir, &f) : gw_audit_read(&log, dir, &f);
     if (r == -ENOENT) {
         *out = json_pack("{s:o,s:b}", "records", records, "truncated", 0);
         return 0;

@@ -23,12 +23,14 @@
 #include <msgpack.h>
 #include <pthread.h>
 #include <pwd.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
 #include <zmq.h>
 
+#include "audit_internal.h"
 #include "daemon.h"
 #include "ops.h"
 #include "proto_codec.h"
@@ -40,8 +42,8 @@
 /* Slow requests waiting for the worker or for their reply to be sent; one
  * more is answered `busy` at once. */
 #define SLOW_QUEUE_MAX 128
-/* The worker's nice value relative to the daemon. */
-#define SLOW_NICE 10
+/* The worker's nice value where SCHED_IDLE is refused. */
+#define SLOW_NICE 19
 
 typedef struct slow_job {
     struct slow_job *next;
@@ -71,6 +73,32 @@ static void send_reply(void *sock, const void *rid, size_t rid_len, const msgpac
     zmq_send(sock, rid, rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT);
     zmq_send(sock, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT);
     zmq_send(sock, body->data, body->size, ZMQ_DONTWAIT);
+}
+
+static void free_body(void *data, void *hint)
+{
+    (void)hint;
+    free(data);
+}
+
+/* send_reply() for a body this thread is done with (a worker's reply): its
+ * buffer goes to libzmq as it is instead of being copied, and is freed
+ * where libzmq is done with it (on its I/O thread). An `audit` reply is up to
+ * ~1 MiB: the copy, and freeing what the worker allocated, cost the request
+ * thread more than the `gate`s it serves meanwhile. */
+static void send_reply_owned(void *sock, const void *rid, size_t rid_len, msgpack_sbuffer *body)
+{
+    zmq_msg_t m;
+    size_t size = body->size;
+    char *data = msgpack_sbuffer_release(body);
+    if (!data || zmq_msg_init_data(&m, data, size, free_body, NULL) < 0) {
+        free(data);
+        return;
+    }
+    zmq_send(sock, rid, rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    zmq_send(sock, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    if (zmq_msg_send(&m, sock, ZMQ_DONTWAIT) < 0)
+        zmq_msg_close(&m);
 }
 
 static void pack_error(msgpack_sbuffer *sb, bool has_id, uint64_t id, const gw_proto_error *err)
@@ -124,13 +152,52 @@ static int run(gwd *d, const gw_proto_request *req, bool admin, msgpack_sbuffer 
 
 /* ---- the worker ---------------------------------------------------------- */
 
+/* The worker runs on a CPU only when nothing else there wants it
+ * (SCHED_IDLE), so a busy host gives the request thread, and the clean-ups,
+ * the CPU first; at nice 10 it still had a weight of a tenth of the request
+ * thread's, which on a 2-CPU host is a CPU taken now and then. It shares the
+ * malloc arena with the request thread (main.c: one arena), so the request
+ * thread may wait for it to leave malloc: measured with strace under the
+ * gate benchmark, its lock waits stay below 0.25 ms. SCHED_IDLE is not
+ * realtime: the unit's RestrictRealtime=yes refuses only SCHED_FIFO,
+ * SCHED_RR and SCHED_DEADLINE, and sched_setscheduler is in its
+ * @system-service filter (@resources). Where it is refused anyway, nice 19.
+ * Linux: a thread's policy and nice value are its own; failing both leaves
+ * it at the daemon's, no worse than before. */
+static void background_priority(void)
+{
+    struct sched_param sp = { .sched_priority = 0 };
+    int e = pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
+    if (e == 0)
+        return;
+    if (setpriority(PRIO_PROCESS, (id_t)gettid(), SLOW_NICE) < 0)
+        gw_log(GW_LOG_WARNING, "request worker: neither SCHED_IDLE (%s) nor nice %d (%s): it runs at the "
+                               "request thread's priority", strerror(e), SLOW_NICE, strerror(errno));
+    else
+        gw_log(GW_LOG_INFO, "request worker: SCHED_IDLE refused (%s); nice %d instead", strerror(e), SLOW_NICE);
+}
+
+/* The audit log's index, built before the first request (a log of ~144 MiB,
+ * eight full segments, is read once here rather than by the first `audit`). A
+ * failure leaves the index to the first read, which reports it. */
+static void index_audit_log(gwd *d)
+{
+    uint64_t t0 = gwd_mono_us(), bytes = 0;
+    if (gw_audit_index_update(d->audit_index, gw_registry_state_dir(d->reg)) < 0) {
+        gw_log(GW_LOG_WARNING, "audit index: %s (the first `audit` tries again)", gw_error_message());
+        return;
+    }
+    gw_audit_index_stats(d->audit_index, &bytes, NULL);
+    gw_log(GW_LOG_INFO, "audit index: %llu byte(s) of the audit log indexed in %llu ms", (unsigned long long)bytes,
+           (unsigned long long)((gwd_mono_us() - t0) / 1000));
+}
+
 static void *slow_main(void *arg)
 {
     gwd *d = arg;
     struct gwd_slow *s = d->slow;
-    /* Linux: a thread's nice value is its own. Failing leaves it at the
-     * daemon's, which is no worse than before. */
-    setpriority(PRIO_PROCESS, (id_t)gettid(), SLOW_NICE);
+    background_priority();
+    index_audit_log(d);
     pthread_mutex_lock(&s->lock);
     for (;;) {
         while (!s->todo && !s->stop)
@@ -153,7 +220,12 @@ static void *slow_main(void *arg)
         else
             s->done = j;
         s->done_tail = j;
-        gwd_wake(d);
+        /* The wake-up with the lock released: the loop it wakes takes the
+         * lock at once, and this thread, which yields to it (and to any
+         * other), would hold it meanwhile. */
+        pthread_mutex_unlock(&s->lock);
+        gwd_wake_replies(d);
+        pthread_mutex_lock(&s->lock);
     }
     pthread_mutex_unlock(&s->lock);
     return NULL;
@@ -165,6 +237,7 @@ int gwd_server_start(gwd *d)
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->work, NULL);
     d->slow = s;
+    d->audit_index = gw_audit_index_new();
     int e = pthread_create(&s->thread, NULL, slow_main, d);
     if (e) {
         gw_log(GW_LOG_ERR, "request worker: %s", strerror(e));
@@ -172,6 +245,8 @@ int gwd_server_start(gwd *d)
         pthread_mutex_destroy(&s->lock);
         free(s);
         d->slow = NULL;
+        gw_audit_index_free(d->audit_index);
+        d->audit_index = NULL;
         return -e;
     }
     return 0;
@@ -207,6 +282,8 @@ void gwd_server_stop(gwd *d)
     pthread_mutex_destroy(&s->lock);
     free(s);
     d->slow = NULL;
+    gw_audit_index_free(d->audit_index);
+    d->audit_index = NULL;
 }
 
 void gwd_serve_deferred(gwd *d)
@@ -228,7 +305,7 @@ void gwd_serve_deferred(gwd *d)
             count_error(d, j->code);
         /* Its latency includes the wait for the worker: what the client saw. */
         gwd_metrics_request(&d->metrics, j->op, gwd_mono_us() - j->t0_us);
-        send_reply(j->sock, j->rid, j->rid_len, &j->reply);
+        send_reply_owned(j->sock, j->rid, j->rid_len, &j->reply);
         msgpack_sbuffer_destroy(&j->reply);
         free(j);
         j = next;
