@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The reply cache: the encoded results of the read ops that clients poll
- * (inventory, devices, device), reused while the state they show has not
+ * (inventory, devices, device) and of an allowing `gate`, reused while the state they show has not
  * changed, so that an unchanged state costs one encode, not one per request.
  *
  * Why: an `inventory` on 64 GPUs rebuilt the inventory from a copy of every
@@ -34,8 +34,8 @@
 #include "proto_codec.h"
 #include "util.h"
 
-/* Entries kept: one inventory, the device list per filter, and the device
- * views of a host's GPUs; the oldest goes when full. */
+/* Entries kept: one inventory, the device list per filter, the device
+ * views of a host's GPUs and its gates; the oldest goes when full. */
 #define REPLIES_MAX 160
 
 typedef struct entry {
@@ -44,6 +44,7 @@ typedef struct entry {
     char address[GW_ADDR_LEN];  /* device */
     uint64_t registry, view;
     uint64_t revision, published_rev;   /* inventory */
+    char *gate;                 /* gate: its arguments (gate_args) */
     void *bytes;
     size_t len;
     uint64_t used;              /* for eviction */
@@ -56,12 +57,33 @@ struct gwd_replies {
     uint64_t hits, misses;
 };
 
-static bool cacheable(gw_proto_op op)
+/* A gate's arguments as one string, "<address>,...<US><domain>" (addresses
+ * are PCI addresses, so the separators cannot occur in them and the domain,
+ * last, may hold anything); false when they do not fit, and then it is not
+ * kept. */
+static bool gate_args(const gw_proto_request *req, char *buf, size_t cap)
 {
-    return op == GW_OP_INVENTORY || op == GW_OP_DEVICES || op == GW_OP_DEVICE;
+    size_t at = 0;
+    for (size_t i = 0; i < req->args.n_addresses; i++) {
+        int n = snprintf(buf + at, cap - at, "%s,", req->args.addresses[i]);
+        if (n < 0 || (size_t)n >= cap - at)
+            return false;
+        at += (size_t)n;
+    }
+    int n = snprintf(buf + at, cap - at, "\x1f%s", req->args.domain ? req->args.domain : "");
+    return n >= 0 && (size_t)n < cap - at;
 }
 
-static bool same_args(const entry *e, const gw_proto_request *req)
+/* `gate` too: the libvirt hook's question before every VM start, asked
+ * while a host is busiest (VMs coming and going, clean-ups running); its
+ * answer changes only with the records and the attachment view. */
+static bool cacheable(gw_proto_op op)
+{
+    return op == GW_OP_INVENTORY || op == GW_OP_DEVICES || op == GW_OP_DEVICE || op == GW_OP_GATE;
+}
+
+/* gate: the request's arguments (gate_args), or NULL when they cannot be kept. */
+static bool same_args(const entry *e, const gw_proto_request *req, const char *gate)
 {
     if (e->op != req->op)
         return false;
@@ -70,18 +92,22 @@ static bool same_args(const entry *e, const gw_proto_request *req)
         return e->state == (req->args.has_state ? (int)req->args.state : -1);
     case GW_OP_DEVICE:
         return req->args.address && !strcmp(e->address, req->args.address);
+    case GW_OP_GATE:
+        return gate && e->gate && !strcmp(e->gate, gate);
     default:
         return true;
     }
 }
 
-static entry *find(struct gwd_replies *c, const gw_proto_request *req)
+static entry *find(struct gwd_replies *c, const gw_proto_request *req, const char *gate)
 {
     for (size_t i = 0; i < c->n; i++)
-        if (same_args(&c->e[i], req))
+        if (same_args(&c->e[i], req, gate))
             return &c->e[i];
     return NULL;
 }
+
+#define GATE_ARGS_MAX 1024
 
 /* The inventory's bookkeeping, which its result carries. Main thread. */
 static void revisions(gwd *d, uint64_t *revision, uint64_t *published)
@@ -98,10 +124,15 @@ bool gwd_replies_lookup(gwd *d, const gw_proto_request *req, gwd_reply_key *key,
     key->cacheable = cacheable(req->op);
     if (!key->cacheable)
         return false;
+    char gate[GATE_ARGS_MAX];
+    if (req->op == GW_OP_GATE && !gate_args(req, gate, sizeof gate)) {
+        key->cacheable = false;
+        return false;
+    }
     key->registry = gw_registry_version(d->reg);
     key->view = atomic_load(&d->view_version);
     struct gwd_replies *c = d->replies;
-    entry *e = c ? find(c, req) : NULL;
+    entry *e = c ? find(c, req, gate) : NULL;
     if (!e || e->registry != key->registry || e->view != key->view)
         goto miss;
     if (req->op == GW_OP_INVENTORY) {
@@ -125,9 +156,13 @@ miss:
 }
 
 /* Whether a result may be kept: not a device whose clean-up runs (its
- * duration is the clock's). */
+ * duration is the clock's); a gate only when it allows (a refusal for an
+ * unknown attachment also asks the watcher to reconnect, which a reply from
+ * here would skip). */
 static bool steady(const gw_proto_request *req, const json_t *result)
 {
+    if (req->op == GW_OP_GATE)
+        return json_is_true(json_object_get(result, "allowed"));
     if (req->op != GW_OP_DEVICE)
         return true;
     const char *r = json_string_value(json_object_get(json_object_get(result, "cleanup"), "result"));
@@ -139,10 +174,13 @@ void gwd_replies_store(gwd *d, const gw_proto_request *req, const gwd_reply_key 
 {
     if (!key->cacheable || !steady(req, result))
         return;
+    char gate[GATE_ARGS_MAX];
+    if (req->op == GW_OP_GATE && !gate_args(req, gate, sizeof gate))
+        return;
     if (!d->replies)
         d->replies = gw_xcalloc(1, sizeof *d->replies);
     struct gwd_replies *c = d->replies;
-    entry *e = find(c, req);
+    entry *e = find(c, req, gate);
     if (!e && c->n < REPLIES_MAX) {
         e = &c->e[c->n++];
     } else if (!e) {
@@ -152,8 +190,11 @@ void gwd_replies_store(gwd *d, const gw_proto_request *req, const gwd_reply_key 
                 e = &c->e[i];
     }
     free(e->bytes);
+    free(e->gate);
     memset(e, 0, sizeof *e);
     e->op = req->op;
+    if (req->op == GW_OP_GATE)
+        e->gate = gw_xstrdup(gate);
     e->state = req->op == GW_OP_DEVICES && req->args.has_state ? (int)req->args.state : -1;
     if (req->op == GW_OP_DEVICE)
         snprintf(e->address, sizeof e->address, "%s", req->args.address);
@@ -178,8 +219,10 @@ void gwd_replies_free(gwd *d)
     struct gwd_replies *c = d->replies;
     if (!c)
         return;
-    for (size_t i = 0; i < c->n; i++)
+    for (size_t i = 0; i < c->n; i++) {
         free(c->e[i].bytes);
+        free(c->e[i].gate);
+    }
     free(c);
     d->replies = NULL;
 }
