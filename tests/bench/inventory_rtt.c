@@ -23,8 +23,9 @@
  * the echo of its sizes, interleaved, while another thread keeps a clean-up
  * of another GPU running (`sanitize` again as soon as one ends; the
  * daemon's hooks directory holds a hook that sleeps 2 s) and keeps an
- * `audit` request that reads the whole log in flight on the read endpoint
- * (the next one sent as each is answered).
+ * `audit` request in flight on the read endpoint (the next one sent as each
+ * is answered; alternately for a device with no record and for one with
+ * 2,500). A gate is sent only while both are in flight.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -325,12 +326,18 @@ static void *load_main(void *arg)
     gw_client *admin = client(l->admin_ep);
     void *ctx = zmq_ctx_new();
     void *aud = dealer(ctx, l->read_ep);
-    char req[256], *reply = malloc(8 << 20);
+    char req[2][256], *reply = malloc(8 << 20);
     uint32_t id = 0x20000;
-    /* For a device with no record: the whole log is read (the slow case). */
-    size_t n = request_op(req, sizeof req, id, "audit", "0000:ff:1f.7");
+    /* Alternately: for a device with no record (the whole log was read for
+     * it before the daemon indexed the log; now nothing is), and for one of
+     * the log's devices with 2,500 records (the newest 100 are read and sent
+     * back, ~30 KB: the costliest `audit` now, at the default limit). */
+    size_t n[2] = { request_op(req[0], sizeof req[0], id, "audit", "0000:ff:1f.7"),
+                    request_op(req[1], sizeof req[1], id, "audit", "0000:f1:00.0") };
+    unsigned next = 0;
     zmq_send(aud, "", 0, ZMQ_SNDMORE);
-    zmq_send(aud, req, n, 0);
+    zmq_send(aud, req[next], n[next], 0);
+    next ^= 1;
     atomic_fetch_add(&l->audits_out, 1);
     double next_check = 0;
     while (!atomic_load(&l->stop)) {
@@ -342,7 +349,8 @@ static void *load_main(void *arg)
             atomic_fetch_sub(&l->audits_out, 1);
             atomic_fetch_add(&l->audits, 1);
             zmq_send(aud, "", 0, ZMQ_SNDMORE);
-            zmq_send(aud, req, n, 0);
+            zmq_send(aud, req[next], n[next], 0);
+            next ^= 1;
             atomic_fetch_add(&l->audits_out, 1);
         }
         if (now_us() >= next_check) {
@@ -364,6 +372,11 @@ static void *load_main(void *arg)
     zmq_ctx_term(ctx);
     gw_client_free(admin);
     return NULL;
+}
+
+static bool under_load(load *l)
+{
+    return atomic_load(&l->cleaning) && atomic_load(&l->audits_out) > 0;
 }
 
 static void gate_bench(size_t n, double span, const char *echo_dir, const char *label, const char *read_ep,
@@ -424,7 +437,13 @@ static void gate_bench(size_t n, double span, const char *echo_dir, const char *
         size_t end = done + BLOCK < n ? done + BLOCK : n;
         for (size_t k = done; k < end; k++) {
             request_op(req, sizeof req, ++id, "gate", gated);
-            bool busy = atomic_load(&l.cleaning) && atomic_load(&l.audits_out) > 0;
+            /* A sample is taken only under load: an audit answered in
+             * microseconds leaves moments with none in flight (between its
+             * reply and the next request), and a gate sent then would
+             * measure an idle daemon. */
+            for (int spin = 0; spin < 20000 && !under_load(&l); spin++)
+                usleep(20);
+            bool busy = under_load(&l);
             double t0 = now_us();
             size_t got = roundtrip(raw, req, req_n, reply, 1 << 20);
             t_gate[k] = now_us() - t0;
