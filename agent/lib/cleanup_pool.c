@@ -33,6 +33,10 @@ typedef struct pool_core {
     size_t n_busy;
     size_t running;
     bool shutdown;
+    /* gw_cleanup_pool_free() has begun: a step abandoned earlier that
+     * returns from now on calls no callback (its caller may be gone). */
+    bool detached;
+    unsigned int in_freed;      /* `freed` callbacks running now */
     gw_hostops *ops;
     gw_attach_source *attach;
     gw_spolicy *policy;
@@ -87,16 +91,28 @@ typedef struct release_ctx {
     char address[GW_ADDR_LEN];
 } release_ctx;
 
-/* The run context's last reference is gone: no thread touches the device. */
+/* The run context's last reference is gone: no thread touches the device.
+ * A step abandoned after its timeout gets here whenever the kernel lets it
+ * return, possibly while or after the pool is freed: the callback runs only
+ * before gw_cleanup_pool_free() begins, and the free waits for one that is
+ * running, so the caller's userdata is never used after the free returns. */
 static void on_run_released(void *data)
 {
     release_ctx *rc = data;
-    pthread_mutex_lock(&rc->core->lock);
-    busy_remove_locked(rc->core, rc->address);
-    pthread_mutex_unlock(&rc->core->lock);
-    if (rc->core->freed)
-        rc->core->freed(rc->address, rc->core->userdata);
-    core_unref(rc->core);
+    pool_core *k = rc->core;
+    pthread_mutex_lock(&k->lock);
+    busy_remove_locked(k, rc->address);
+    bool call = k->freed && !k->detached;
+    k->in_freed += call;
+    pthread_mutex_unlock(&k->lock);
+    if (call) {
+        k->freed(rc->address, k->userdata);
+        pthread_mutex_lock(&k->lock);
+        k->in_freed--;
+        pthread_cond_broadcast(&k->idle);
+        pthread_mutex_unlock(&k->lock);
+    }
+    core_unref(k);
     free(rc);
 }
 
@@ -282,6 +298,9 @@ GW_EXTERN void gw_cleanup_pool_free(gw_cleanup_pool *p)
     pool_core *k = p->core;
     pthread_mutex_lock(&k->lock);
     k->shutdown = true;
+    k->detached = true;
+    while (k->in_freed)
+        pthread_cond_wait(&k->idle, &k->lock);
     for (queued *q = k->head, *next; q; q = next) {
         next = q->next;
         busy_remove_locked(k, q->address);

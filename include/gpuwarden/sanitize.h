@@ -397,7 +397,10 @@ GW_EXTERN size_t gw_cleanup_pool_pending(gw_cleanup_pool *pool);
 GW_EXTERN int gw_cleanup_pool_wait_idle(gw_cleanup_pool *pool, unsigned int timeout_ms);
 /* Drop queued clean-ups (their callbacks are not called), wait for running
  * ones to end, free the pool. A step abandoned after its timeout keeps what
- * it needs alive by reference and releases it when it finally returns. */
+ * it needs alive by reference and releases it when it finally returns, but
+ * calls no callback once the free has begun; a `freed` callback running when
+ * it begins is waited for. So no callback runs after this returns, and
+ * `userdata` may be freed then. Not to be called from a callback. */
 GW_EXTERN void gw_cleanup_pool_free(gw_cleanup_pool *pool);
 
 #ifdef __cplusplus

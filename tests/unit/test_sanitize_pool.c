@@ -277,7 +277,11 @@ static void free_drops_queued_work(void **state)
         req.address = a;
         assert_int_equal(gw_cleanup_pool_submit(pool, &req), 0);
     }
-    usleep(50000);
+    /* Until the worker has taken the first one (its first write is
+     * logged; the reset then blocks 300 ms): a fixed sleep lost that race
+     * on a loaded machine, and the free then dropped every request. */
+    for (double t0 = now_s(); gw_sim_write_count(sim) == 0 && now_s() - t0 < 10;)
+        usleep(1000);
     assert_true(gw_cleanup_pool_pending(pool) >= 2);
     gw_cleanup_pool_free(pool);     /* waits for the running one only */
     pool = NULL;
