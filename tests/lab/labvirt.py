@@ -3,6 +3,7 @@ lab's own init; tests/python/test_lab_operator.py, systemd as PID 1): the
 topology, the inner domains' XML, and Host, the booted guest seen as a
 libvirt host with gpuwarden installed."""
 import json
+import re
 import time
 
 import lab
@@ -49,6 +50,35 @@ def domain_xml(name, address):
 """
 
 
+def slow_hook(d):
+    """An operator's clean-up hook that holds the clean-up while
+    <d>/lab-slow-<address> exists, and says when it is running (how a test
+    makes a clean-up last long enough to race it, as a slow hook would)."""
+    return f"""#!/bin/sh
+touch {d}/lab-hook-$GW_DEVICE
+while [ -e {d}/lab-slow-$GW_DEVICE ]; do sleep 0.2; done
+exit 0
+"""
+
+
+def operator_conf(installed):
+    """The packaged gpuwarden.conf with the operator's edit: manage the
+    virtio-gpus (vendor 1af4)."""
+    conf = (installed / "etc/gpuwarden/gpuwarden.conf").read_text()
+    conf, n = re.subn(r"(?m)^vendors = .*$", "vendors = 1af4", conf)
+    assert n == 1, "the packaged gpuwarden.conf has no [manage] vendors line"
+    return conf
+
+
+def settle(host, timeout):
+    """The first clean-ups of the topology's GPUs done: three sanitized, gpu2
+    (the ROM the kernel refuses) quarantined."""
+    for q in ("gpu0", "gpu1", "gpu3"):
+        host.wait_state(q, "sanitized", timeout=timeout)
+    host.wait_state("gpu2", "quarantined", timeout=timeout)
+    return host
+
+
 def topology(tmp, memory_mb=1536):
     t = lab.Topology(memory_mb=memory_mb)
     rom = lab.valid_rom(tmp / "valid.rom")
@@ -78,6 +108,9 @@ class Host:
     # The daemon's log: the lab's service script writes it to /run/gwd.log;
     # under systemd it is in the journal (Host.gwd_log is replaced).
     gwd_log = "cat /run/gwd.log"
+    # Where slow_hook()'s marks are (a hook writes there: inside the unit's
+    # sandbox, /run/gpuwarden is the only writable place under /run).
+    slow_dir = "/run"
 
     def logs(self):
         return self.g.run(f"{self.gwd_log} | tail -25; tail -10 /var/log/libvirt/libvirtd.log")[1]
@@ -141,12 +174,12 @@ class Host:
         return self.sh(f"basename $(readlink /sys/bus/pci/devices/{self.addr[qid]}/driver)").strip()
 
     def slow(self, qid, on):
-        a = self.addr[qid]
-        self.sh(f"touch /run/lab-slow-{a}; rm -f /run/lab-hook-{a}" if on else f"rm -f /run/lab-slow-{a}")
+        a, d = self.addr[qid], self.slow_dir
+        self.sh(f"touch {d}/lab-slow-{a}; rm -f {d}/lab-hook-{a}" if on else f"rm -f {d}/lab-slow-{a}")
 
     def wait_hook_running(self, qid, timeout=60):
-        a = self.addr[qid]
-        self.wait(lambda: self.g.run(f"test -e /run/lab-hook-{a}")[0] == 0, f"the clean-up of {qid} in its hook",
+        a, d = self.addr[qid], self.slow_dir
+        self.wait(lambda: self.g.run(f"test -e {d}/lab-hook-{a}")[0] == 0, f"the clean-up of {qid} in its hook",
                   timeout)
 
 

@@ -33,15 +33,9 @@ sys.path.insert(0, str(TOP / "tests" / "lab"))
 import lab  # noqa: E402
 import rootfs  # noqa: E402
 from gwdaemon import build_dir  # noqa: E402
-from labvirt import Host, cleaned_only_by_a_cleanup, events, topology, unavailable  # noqa: E402
+from labvirt import (Host, cleaned_only_by_a_cleanup, events, operator_conf, settle, slow_hook, topology,  # noqa: E402
+                     unavailable)
 
-# An operator's clean-up hook that holds the clean-up while /run/lab-slow-<address>
-# exists, and says when it is running.
-SLOW_HOOK = """#!/bin/sh
-touch /run/lab-hook-$GW_DEVICE
-while [ -e /run/lab-slow-$GW_DEVICE ]; do sleep 0.2; done
-exit 0
-"""
 
 
 WHY_NOT = unavailable()
@@ -61,14 +55,11 @@ def host(tmp_path_factory):
     lab.record_stat("libvirt_rootfs_seconds", time.monotonic() - t0)
     _, release = lab.kernel()
     installed = rootfs.stage_installed(bd, tmp)
-    conf = (installed / "etc/gpuwarden/gpuwarden.conf").read_text()
-    # The operator's edits: manage the virtio-gpus (1af4).
-    conf, n = re.subn(r"(?m)^vendors = .*$", "vendors = 1af4", conf)
-    assert n == 1, "the packaged gpuwarden.conf has no [manage] vendors line"
+    conf = operator_conf(installed)
     t1 = time.monotonic()
     disk = rootfs.build_disk(tmp / "root.img", base, bd, release, tmp, files={
         "etc/gpuwarden/gpuwarden.conf": (conf, 0o644),
-        "etc/gpuwarden/sanitize.d/50-lab-slow": (SLOW_HOOK, 0o755),
+        "etc/gpuwarden/sanitize.d/50-lab-slow": (slow_hook(Host.slow_dir), 0o755),
     })
     lab.record_stat("libvirt_disk_seconds", time.monotonic() - t1)
     with lab.Guest.boot(topology(tmp), tmp, None, disk=disk, smp=1, timeout=600, name="libvirt") as g:
@@ -80,10 +71,7 @@ def host(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def settled(host):
-    for q in ("gpu0", "gpu1", "gpu3"):
-        host.wait_state(q, "sanitized", timeout=120)
-    host.wait_state("gpu2", "quarantined", timeout=120)
-    return host
+    return settle(host, timeout=120)
 
 
 # ---------------------------------------------------------------- the installed chain

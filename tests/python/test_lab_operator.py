@@ -1,0 +1,483 @@
+"""The operator's host in the kernel lab: the whole chain with systemd as PID
+1, libvirtd confined by its AppArmor profile with libvirt's default security
+driver (apparmor) and cgroups, and gpuwardend inside the packaged unit's
+sandbox (issue 19).
+
+One boot of Debian's kernel (TCG, q35, emulated Intel IOMMU) from a variant of
+the lab's bookworm root file system (tests/lab/rootfs.py, OPERATOR_PACKAGES:
+systemd-sysv, dbus, apparmor, libvirt-daemon-system with its units and
+profiles, qemu-utils, libpam-systemd, udev), the project installed as packaging installs it and the
+unit enabled as deb-systemd-helper enables it (the multi-user.target.wants
+link). The lab's command channel is served by a unit of the lab's own
+(lab-cmd.service, running tests/lab/init.sh), ordered after libvirtd and
+gpuwardend. The operator's edits: [manage] vendors = 1af4.
+
+The tests run in sequence in that one guest; each leaves its GPUs clean for
+the next. Where the lab cannot run they are skipped with "KERNEL LAB NOT RUN"
+in the summary; under CI=true the module fails instead.
+"""
+import os
+import pathlib
+import re
+import shutil
+import sys
+import time
+
+import pytest
+
+TOP = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(TOP / "tests" / "lab"))
+import lab  # noqa: E402
+import rootfs  # noqa: E402
+from gwdaemon import build_dir  # noqa: E402
+from labvirt import (Host, cleaned_only_by_a_cleanup, events, hostdev_xml, operator_conf, settle,  # noqa: E402
+                     slow_hook, topology, unavailable)
+
+WHY_NOT = unavailable() or (None if shutil.which("depmod") or os.path.exists("/usr/sbin/depmod")
+                            else "depmod not found (Debian package kmod)")
+if WHY_NOT and os.environ.get("CI") == "true":
+    raise RuntimeError(f"the kernel lab (operator guest) must run in CI, but cannot: {WHY_NOT}")
+pytestmark = pytest.mark.skipif(bool(WHY_NOT), reason=f"KERNEL LAB NOT RUN: {WHY_NOT}")
+
+# The lab's own unit: the command channel, as root and unconfined (the host's
+# hand in the guest), once the services are up (or have failed: After=
+# without Requires=, so that a test can see the failure).
+LAB_CMD_UNIT = """[Unit]
+Description=gpuwarden kernel lab: command channel on ttyS1 (tests/lab/init.sh)
+After=libvirtd.service gpuwardend.service apparmor.service
+
+[Service]
+ExecStart=/lab/init
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+# What TCG inside TCG needs from libvirt's qemu driver here: nothing beyond
+# Debian's defaults (user libvirt-qemu, the apparmor and DAC drivers, cgroups
+# through systemd, a mount namespace, virtlogd).
+QEMU_CONF = """# the kernel lab's operator guest: Debian's defaults (tests/python/test_lab_operator.py)
+"""
+
+CAPS = {"CAP_CHOWN": 0, "CAP_DAC_OVERRIDE": 1, "CAP_SYS_PTRACE": 19, "CAP_SYS_ADMIN": 21}
+
+
+def operator_disk(tmp, bd):
+    """The root disk of the operator's host; returns (disk, installed tree)."""
+    base = rootfs.base_rootfs(bd, extra=rootfs.OPERATOR_PACKAGES)
+    _, release = lab.kernel()
+    installed = rootfs.stage_installed(bd, tmp)
+    conf = operator_conf(installed)
+    wants = "etc/systemd/system/multi-user.target.wants"
+    disk = rootfs.build_disk(tmp / "root.img", base, bd, release, tmp, systemd=True, size="4G", files={
+        "etc/gpuwarden/gpuwarden.conf": (conf, 0o644),
+        "etc/gpuwarden/sanitize.d/50-lab-slow": (slow_hook(OperatorHost.slow_dir), 0o755),
+        "etc/libvirt/qemu.conf": (QEMU_CONF, 0o600),
+        "etc/systemd/system/lab-cmd.service": (LAB_CMD_UNIT, 0o644),
+    }, links={
+        # deb-systemd-helper enable gpuwardend.service ([Install] WantedBy=multi-user.target)
+        f"{wants}/gpuwardend.service": "/lib/systemd/system/gpuwardend.service",
+        f"{wants}/lab-cmd.service": "/etc/systemd/system/lab-cmd.service",
+        # timers and scrubs that have nothing to do with the lab
+        "etc/systemd/system/apt-daily.timer": "/dev/null",
+        "etc/systemd/system/apt-daily-upgrade.timer": "/dev/null",
+        "etc/systemd/system/e2scrub_reap.service": "/dev/null",
+        "etc/systemd/system/e2scrub_all.timer": "/dev/null",
+        "etc/systemd/system/fstrim.timer": "/dev/null",
+        "etc/systemd/system/logrotate.timer": "/dev/null",
+        "etc/systemd/system/man-db.timer": "/dev/null",
+        "etc/systemd/system/libvirt-guests.service": "/dev/null",
+        "etc/systemd/system/cron.service": "/dev/null",
+    })
+    return disk, installed
+
+
+class OperatorHost(Host):
+    gwd_log = "journalctl -q -o cat --no-pager -u gpuwardend"
+    slow_dir = "/run/gpuwarden"
+
+    def unit_pid(self, unit):
+        return int(self.sh(f"systemctl show -p MainPID --value {unit}").strip())
+
+    def label(self, pid):
+        return self.sh(f"cat /proc/{pid}/attr/current").strip().rstrip("\0")
+
+    def denials(self):
+        """AppArmor's refusals in the kernel log (no auditd: printk)."""
+        return [x for x in self.sh("dmesg").splitlines() if 'apparmor="DENIED"' in x]
+
+    def hostdev_file(self, qid):
+        path = f"/tmp/hostdev-{qid}.xml"
+        self.sh(f"cat > {path} <<'EOF'\n{hostdev_xml(self.addr[qid])}\nEOF")
+        return path
+
+    def vfio_held(self, pid):
+        """The /dev/vfio/N group nodes process `pid` holds."""
+        out = self.sh(f"ls -l /proc/{pid}/fd")
+        return sorted(set(re.findall(r"-> /dev/vfio/(\d+)$", out, re.M)), key=int)
+
+    def group(self, qid):
+        return str(self.show(qid)["iommu_group"])
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("lab-operator")
+    t0 = time.monotonic()
+    bd = build_dir()
+    disk, installed = operator_disk(tmp, bd)
+    lab.record_stat("operator_disk_seconds", time.monotonic() - t0)
+    with lab.Guest.boot(topology(tmp, memory_mb=2048), tmp, None, disk=disk, init=None, smp=1, timeout=900,
+                        name="operator") as g:
+        h = OperatorHost(g, tmp)
+        h.installed = installed
+        yield h
+    lab.record_stat("operator_lab_seconds", time.monotonic() - t0)
+
+
+@pytest.fixture(scope="module")
+def settled(host):
+    return settle(host, timeout=300)
+
+
+def step(show, name):
+    for s in show["steps"]:
+        if s["name"] == name:
+            return s
+    raise AssertionError(f"no step {name}: {show['steps']}")
+
+
+def proc_status(h, pid):
+    return dict(line.split(":\t", 1) for line in h.sh(f"cat /proc/{pid}/status").splitlines() if ":\t" in line)
+
+
+def mounts(h, pid):
+    """{mount point: per-mount options} of a process (/proc/PID/mountinfo)."""
+    out = {}
+    for line in h.sh(f"cat /proc/{pid}/mountinfo").splitlines():
+        f = line.split()
+        out[f[4]] = f[5].split(",")
+    return out
+
+
+# ---------------------------------------------------------------- the host as installed
+
+def test_units_run_confined(settled):
+    """gpuwardend runs from the packaged unit with its whole sandbox, as the
+    kernel sees it; libvirtd from its own unit, confined by its AppArmor
+    profile, with libvirt's apparmor security driver."""
+    h = settled
+    assert h.sh("cat /proc/1/comm").strip() == "systemd"
+    assert h.sh("systemctl is-enabled gpuwardend.service").strip() == "enabled"
+    assert h.sh("systemctl is-active gpuwardend.service libvirtd.service apparmor.service").split() == \
+        ["active"] * 3
+    assert h.sh("cat /sys/module/apparmor/parameters/enabled").strip() == "Y"
+    pid = h.unit_pid("gpuwardend.service")
+    st = proc_status(h, pid)
+    assert st["Seccomp"].strip() == "2", st                    # SystemCallFilter=: a seccomp filter
+    assert st["NoNewPrivs"].strip() == "1", st
+    want = sum(1 << b for b in CAPS.values())
+    assert int(st["CapBnd"], 16) == want, st                  # CapabilityBoundingSet=
+    assert int(st["CapEff"], 16) == want, st
+    assert h.sh(f"cat /proc/{pid}/cgroup").strip() == "0::/system.slice/gpuwardend.service"
+    assert h.label(pid) == "unconfined"                        # no AppArmor profile of its own
+    # ProtectSystem=strict + ReadWritePaths=, ProtectKernelTunables=, PrivateTmp=
+    m = mounts(h, pid)
+    assert "ro" in m["/"], m["/"]
+    for rw in ("/sys/bus/pci", "/sys/devices", "/run/gpuwarden", "/var/lib/gpuwarden"):
+        assert "rw" in m.get(rw, []), (rw, m)
+    for ro in ("/sys", "/proc/sys", "/usr", "/etc"):
+        assert ro not in m or "ro" in m[ro], (ro, m)
+    assert "/tmp" in m and "/var/tmp" in m
+    # /run too (ReadOnlyPaths=/run: ProtectSystem=strict leaves it writable),
+    # but for the unit's RuntimeDirectory: tried in the unit's mount namespace.
+    assert "ro" in m["/run"], m["/run"]
+    out = h.sh(f"nsenter -t {pid} -m sh -c 'for d in /run /run/libvirt /etc /usr/lib; do touch $d/lab-probe 2>&1; done; "
+               f"touch /run/gpuwarden/lab-probe && rm /run/gpuwarden/lab-probe && echo rw-ok'")
+    assert out.count("Read-only file system") == 4 and out.strip().endswith("rw-ok"), out
+    # PrivateNetwork=: a network namespace of its own, only lo in it
+    assert h.sh(f"readlink /proc/{pid}/ns/net") != h.sh("readlink /proc/1/ns/net")
+    assert h.sh(f"nsenter -t {pid} -n cat /proc/net/dev | sed -n '3,$p' | cut -d: -f1").split() == ["lo"]
+    # DevicePolicy=closed + DeviceAllow=: the unit's device program, tried
+    # by a shell moved into the unit's cgroup: /dev/vfio yes, the disk no.
+    out = h.sh("sh -c 'echo $$ > /sys/fs/cgroup/system.slice/gpuwardend.service/cgroup.procs; "
+               "exec 3</dev/vfio/vfio && echo vfio-ok; head -c1 /dev/nvme0n1 >/dev/null 2>&1 || echo disk-refused'")
+    assert out.split() == ["vfio-ok", "disk-refused"], out
+    # libvirtd: its own unit, its AppArmor profile, the apparmor driver.
+    lpid = h.unit_pid("libvirtd.service")
+    assert h.label(lpid) == "libvirtd (enforce)"
+    assert h.sh(f"cat /proc/{lpid}/cgroup").strip() == "0::/system.slice/libvirtd.service"
+    caps = h.virsh("capabilities")[1]
+    assert "<model>apparmor</model>" in caps, caps
+    # The unit came up on its own: no restart, no sandbox denial in its log.
+    assert h.sh("systemctl show -p NRestarts --value gpuwardend").strip() == "0"
+    log = h.sh(h.gwd_log)
+    assert "libvirt qemu:///system: every domain read" in log, log[-3000:]
+    for bad in ("Operation not permitted", "Read-only file system", "Permission denied"):
+        assert bad not in log, log[-3000:]
+
+
+# ---------------------------------------------------------------- the chain, confined
+
+def test_the_chain_under_the_sandbox_and_apparmor(settled):
+    """virsh create on a sanitized GPU: QEMU confined by its own libvirt-<uuid>
+    profile, as libvirt-qemu, in machine.slice, holding /dev/vfio/N; a
+    quarantined GPU refused through the confined libvirtd with the daemon's
+    reason; virsh destroy: the clean-up runs inside the unit's sandbox (the
+    sysfs writes, the /dev/vfio opens, /proc/PID/fd) and passes, and only
+    then is the GPU clean."""
+    h = settled
+    a, q = h.addr["gpu0"], h.addr["gpu2"]
+    gpid = h.unit_pid("gpuwardend.service")
+    since = h.last_seq("gpu0")
+    h.virsh(f"create {h.define('vm-a', 'gpu0')}")
+    pid = h.qemu_pid("vm-a")
+    assert h.sh("systemctl is-active virtlogd.service").strip() == "active"     # QEMU's stdio
+    uuid = h.virsh("domuuid vm-a")[1].strip()
+    assert h.label(pid) == f"libvirt-{uuid} (enforce)"
+    assert re.match(r"0::/machine\.slice/machine-qemu.*vm.*a\.scope/", h.sh(f"cat /proc/{pid}/cgroup")), \
+        h.sh(f"cat /proc/{pid}/cgroup")
+    assert proc_status(h, pid)["Uid"].split()[0] == h.sh("id -u libvirt-qemu").strip()
+    assert h.vfio_held(pid) == [h.group("gpu0")]
+    assert h.driver("gpu0") == "vfio-pci"
+    d = h.wait(lambda: (x := h.devices()[a])["state"] == "attached" and x, "gpu0 attached")
+    assert d["domain"] == "vm-a", d
+
+    # The quarantined GPU: refused by the hook, run by the confined libvirtd.
+    since_q = h.last_seq("gpu2")
+    rc, out = h.virsh(f"create {h.define('vm-q', 'gpu2')}", check=False)
+    assert rc != 0 and "Hook script execution failed" in out, out
+    assert f"gpuwarden: refusing to start domain 'vm-q': {q} quarantined: firmware:" in out, out
+    assert h.audit("gpu2", since_q) == []
+    assert "vm-q" not in h.virsh("list --all --name")[1].split()
+
+    h.virsh("destroy vm-a")
+    h.wait_state("gpu0", "sanitized")
+    recs = h.audit("gpu0", since)
+    assert events(recs) == ["attach_seen", "detach_seen", "cleanup_started", "cleanup_passed"], recs
+    cleaned_only_by_a_cleanup(recs)
+    s = h.show("gpu0")
+    for name in ("not_in_use", "bind", "reset", "health", "isolation", "firmware"):
+        assert step(s, name)["verdict"] == "pass", step(s, name)
+    # what the sandbox had to allow, step by step
+    assert "processes looked at" in step(s, "not_in_use")["evidence"]              # /proc/PID/fd
+    assert f"holding /dev/vfio/{h.group('gpu0')} open across the reset" in step(s, "reset")["evidence"]
+    assert "reset by FLR" in step(s, "reset")["evidence"]                           # sysfs reset
+    assert "matches the pin" in step(s, "firmware")["evidence"]                     # sysfs rom
+    assert "power/control" in step(s, "bind")["evidence"]                           # sysfs power
+    # the same daemon, never restarted, nothing refused by the sandbox
+    assert h.unit_pid("gpuwardend.service") == gpid
+    assert h.sh("systemctl show -p NRestarts --value gpuwardend").strip() == "0"
+    log = h.sh(h.gwd_log)
+    for bad in ("Operation not permitted", "Read-only file system", "Permission denied"):
+        assert bad not in log, log[-3000:]
+    assert h.denials() == []
+
+
+# ---------------------------------------------------------------- snapshots, then the GPU again
+
+def disk_domain_xml(name, disk, hostdevs=(), native_hotplug=False):
+    """A q35 domain with a qcow2 disk (what a snapshot needs), spare PCIe
+    root ports for hot-plugged hostdevs and the given <hostdev>s. With
+    native_hotplug, QEMU's ACPI hot-plug of the q35 root ports is off (PCIe
+    native hot-plug): an empty port is powered off, and a device hot-plugged
+    into it is unplugged at once, with no round trip to a guest OS, which
+    these domains do not have."""
+    ns = " xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'" if native_hotplug else ""
+    cmdline = ("<qemu:commandline><qemu:arg value='-global'/>"
+               "<qemu:arg value='ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off'/></qemu:commandline>"
+               if native_hotplug else "")
+    ports = "\n    ".join(["<controller type='pci' model='pcie-root-port'/>"] * 4)
+    return f"""<domain type='qemu'{ns}>
+  <name>{name}</name>
+  <memory unit='MiB'>64</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='q35'>hvm</type></os>
+  <features><tcg><tb-cache unit='MiB'>8</tb-cache></tcg></features>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source file='{disk}'/>
+      <target dev='sda' bus='sata'/>
+    </disk>
+    <controller type='usb' model='none'/>
+    <controller type='pci' index='0' model='pcie-root'/>
+    {ports}
+    {"".join(hostdevs)}
+    <memballoon model='none'/>
+  </devices>
+  {cmdline}
+</domain>
+"""
+
+
+def make_domain(h, name, hostdevs=(), native_hotplug=False):
+    disk = f"/var/lib/libvirt/images/{name}.qcow2"
+    h.sh(f"qemu-img create -q -f qcow2 {disk} 16M")
+    xml = disk_domain_xml(name, disk, [hostdev_xml(h.addr[q]) for q in hostdevs], native_hotplug)
+    h.sh(f"cat > /tmp/{name}.xml <<'EOF'\n{xml}EOF")
+    return f"/tmp/{name}.xml"
+
+
+def profile_files(h, domain):
+    uuid = h.virsh(f"domuuid {domain}")[1].strip()
+    return h.sh(f"cat /etc/apparmor.d/libvirt/libvirt-{uuid}.files")
+
+
+def test_snapshot_then_start_again_under_apparmor(settled):
+    """The seed's trap, cold: a persistent domain with a qcow2 disk and the
+    GPU. An internal snapshot of the shut-off domain is taken (qemu-img, no
+    QEMU running); one of the running domain is refused by QEMU (a VFIO
+    device blocks migration, which savevm is); an external disk-only
+    snapshot of the running domain is taken (QEMU switches to the overlay,
+    libvirt adds it to the domain's AppArmor profile). The domain then stops
+    and starts again on its GPU: QEMU, confined by the regenerated profile,
+    holds /dev/vfio/N again. No AppArmor denial. The daemon: the GPU stays
+    attached to the defined domain throughout (no clean-up, as for every
+    stopped persistent domain), and undefine cleans it."""
+    h = settled
+    a = h.addr["gpu1"]
+    since = h.last_seq("gpu1")
+    h.virsh(f"define {make_domain(h, 'vm-s', ['gpu1'])}")
+    h.virsh("snapshot-create-as vm-s int-off")
+    h.virsh("start vm-s")
+    pid = h.qemu_pid("vm-s")
+    uuid = h.virsh("domuuid vm-s")[1].strip()
+    assert h.label(pid) == f"libvirt-{uuid} (enforce)"
+    assert h.vfio_held(pid) == [h.group("gpu1")]
+    rc, out = h.virsh("snapshot-create-as vm-s int-run", check=False)
+    assert rc != 0 and "cannot migrate domain: VFIO device doesn't support migration" in out, out
+    h.virsh("snapshot-create-as vm-s ext1 --disk-only --atomic")
+    assert h.virsh("domblklist vm-s")[1].split() == ["sda", "/var/lib/libvirt/images/vm-s.ext1"]
+    files = profile_files(h, "vm-s")
+    # libvirt 9.0's virt-aa-helper grants every group node, not the one of
+    # this GPU: a profile written again keeps it.
+    assert '"/var/lib/libvirt/images/vm-s.ext1" rwk' in files and '"/dev/vfio/[0-9]*" rw' in files, files
+    assert h.vfio_held(pid) == [h.group("gpu1")]
+    assert "/var/lib/libvirt/images/vm-s.ext1" in h.sh(f"ls -l /proc/{pid}/fd")
+
+    h.virsh("destroy vm-s")
+    assert h.devices()[a]["state"] == "attached"
+    h.virsh("start vm-s")
+    pid = h.qemu_pid("vm-s")
+    assert h.label(pid) == f"libvirt-{uuid} (enforce)"
+    assert h.vfio_held(pid) == [h.group("gpu1")]
+    assert "/var/lib/libvirt/images/vm-s.ext1" in h.sh(f"ls -l /proc/{pid}/fd")
+    assert sorted(h.virsh("snapshot-list vm-s --name")[1].split()) == ["ext1", "int-off"]
+    assert h.denials() == []
+    d = h.devices()[a]
+    assert d["state"] == "attached" and d["domain"] == "vm-s", d
+    assert events(h.audit("gpu1", since)) == ["attach_seen"], h.audit("gpu1", since)
+
+    h.virsh("destroy vm-s")
+    h.virsh("undefine vm-s --snapshots-metadata")
+    h.wait_state("gpu1", "sanitized")
+    recs = h.audit("gpu1", since)
+    assert events(recs) == ["attach_seen", "detach_seen", "cleanup_started", "cleanup_passed"], recs
+    cleaned_only_by_a_cleanup(recs)
+
+
+def test_hot_plug_after_a_snapshot_and_again(settled):
+    """The seed's trap, hot: a running domain with a disk and no GPU takes an
+    external snapshot, then the GPU is hot-plugged (attach-device: libvirt
+    writes /dev/vfio/N into the profile it already rewrote for the overlay),
+    hot-unplugged and hot-plugged again. QEMU, confined, holds the group
+    after each plug and lets it go after the unplug. A hot-plug runs no qemu
+    hook: the daemon learns it from the watcher (libvirt's device-added
+    event: attach_seen); the unplug is a release seen by the watcher
+    (device-removed: detach_seen) and a clean-up runs and passes."""
+    h = settled
+    a = h.addr["gpu0"]
+    since = h.last_seq("gpu0")
+    h.virsh(f"create {make_domain(h, 'vm-h', native_hotplug=True)}")
+    pid = h.qemu_pid("vm-h")
+    h.virsh("snapshot-create-as vm-h ext1 --disk-only --atomic --no-metadata")
+    assert h.vfio_held(pid) == []
+    hd = h.hostdev_file("gpu0")
+    for i in range(2):
+        h.virsh(f"attach-device vm-h {hd} --live")
+        assert h.vfio_held(pid) == [h.group("gpu0")]
+        assert h.label(pid).startswith("libvirt-")
+        d = h.wait(lambda: (x := h.devices()[a])["state"] == "attached" and x, "gpu0 attached by the hot-plug")
+        assert d["domain"] == "vm-h", d
+        h.virsh(f"detach-device vm-h {hd} --live")
+        h.wait(lambda: h.vfio_held(pid) == [], "QEMU letting go of the group")
+        assert "<hostdev" not in h.virsh("dumpxml vm-h")[1]
+        h.wait_state("gpu0", "sanitized")
+    assert h.denials() == []
+    recs = h.audit("gpu0", since)
+    assert events(recs) == ["attach_seen", "detach_seen", "cleanup_started", "cleanup_passed"] * 2, recs
+    cleaned_only_by_a_cleanup(recs)
+    assert all("vm-h" in r["reason"] for r in recs if r["event"] == "attach_seen"), recs
+    h.virsh("destroy vm-h")
+
+
+def test_hot_plug_is_not_gated(settled):
+    """What a hot-plug does to the promise. libvirt runs no qemu hook for
+    attach-device, so nothing asks the daemon: a quarantined GPU is
+    hot-plugged into a running domain and QEMU holds it; a GPU whose
+    clean-up is still running is hot-plugged too. The daemon only sees it
+    afterwards (the watcher): the quarantined GPU stays quarantined (never
+    offered) with the domain named; the clean-up that was running does not
+    count (no cleanup_passed: the GPU is attached and dirty, and is cleaned
+    again after the unplug). So the daemon never calls such a GPU clean,
+    but the VM got a GPU that was not (or not completely) cleaned: the gate
+    covers starts only (docs/libvirt.md, "Hot-plug")."""
+    h = settled
+    aq, a3 = h.addr["gpu2"], h.addr["gpu3"]
+    h.virsh(f"create {make_domain(h, 'vm-g', native_hotplug=True)}")
+    pid = h.qemu_pid("vm-g")
+    since_q, since3 = h.last_seq("gpu2"), h.last_seq("gpu3")
+
+    # The quarantined GPU.
+    hq = h.hostdev_file("gpu2")
+    h.virsh(f"attach-device vm-g {hq} --live")
+    assert h.vfio_held(pid) == [h.group("gpu2")]
+    d = h.wait(lambda: (x := h.devices()[aq])["domain"] == "vm-g" and x, "the watcher seeing the hot-plug")
+    assert d["state"] == "quarantined", d
+    assert h.audit("gpu2", since_q) == []
+    h.virsh(f"detach-device vm-g {hq} --live")
+    h.wait(lambda: h.vfio_held(pid) == [], "QEMU letting go of gpu2")
+    h.wait(lambda: h.devices()[aq]["domain"] in (None, "", "-"), "the watcher seeing the unplug")
+    assert h.devices()[aq]["state"] == "quarantined"
+
+    # A GPU in the middle of its clean-up (held in the operator's hook,
+    # after the reset and the checks).
+    h3 = h.hostdev_file("gpu3")
+    h.virsh(f"attach-device vm-g {h3} --live")
+    h.wait(lambda: h.devices()[a3]["state"] == "attached", "gpu3 attached")
+    h.slow("gpu3", True)
+    try:
+        h.virsh(f"detach-device vm-g {h3} --live")
+        h.wait_hook_running("gpu3")
+        assert h.devices()[a3]["cleaning"]
+        h.virsh(f"attach-device vm-g {h3} --live")
+        assert h.vfio_held(pid) == [h.group("gpu3")]
+        d = h.wait(lambda: (x := h.devices()[a3])["state"] == "attached" and x, "the hot-plug during the clean-up")
+    finally:
+        h.slow("gpu3", False)
+    h.wait(lambda: not h.devices()[a3]["cleaning"], "the clean-up's end")
+    time.sleep(2)
+    d = h.devices()[a3]
+    assert d["state"] == "attached" and d["dirty"] and d["domain"] == "vm-g", d
+    recs = h.audit("gpu3", since3)
+    ev = events(recs)
+    assert ev == ["attach_seen", "detach_seen", "cleanup_started", "attach_seen"], recs
+    assert f"{a3}: clean-up: pass" in h.sh(h.gwd_log)        # it passed, and did not count
+    # ... as the GPU's: the daemon took its verdict as the domain's
+    # ("attach.clean", cleanup.c settle_attached(), meant for a domain
+    # defined while a clean-up runs): the gate would let vm-g start on it as
+    # on a clean GPU, although its QEMU held the device during the clean-up's
+    # last step. Any other domain is refused.
+    assert h.gate("gpu3", "vm-g")[0] == 0
+    rc, out = h.gate("gpu3", "vm-other")
+    assert rc == 1 and f"{a3} attached to domain 'vm-g'" in out, out
+    # The unplug, then the clean-up that counts.
+    h.virsh(f"detach-device vm-g {h3} --live")
+    h.wait_state("gpu3", "sanitized")
+    recs = h.audit("gpu3", since3)
+    assert events(recs)[-3:] == ["detach_seen", "cleanup_started", "cleanup_passed"], recs
+    cleaned_only_by_a_cleanup(recs)
+    h.virsh("destroy vm-g")
+    assert h.denials() == []
