@@ -332,8 +332,9 @@ def test_snapshot_then_start_again_under_apparmor(settled):
     """The seed's trap, cold: a persistent domain with a qcow2 disk and the
     GPU. An internal snapshot of the shut-off domain is taken (qemu-img, no
     QEMU running); one of the running domain is refused by QEMU (a VFIO
-    device blocks migration, which savevm is); an external disk-only
-    snapshot of the running domain is taken (QEMU switches to the overlay,
+    device blocks migration, which savevm is), and so is an external one
+    with the memory state; an external disk-only snapshot of the running
+    domain is taken (QEMU switches to the overlay,
     libvirt adds it to the domain's AppArmor profile). The domain then stops
     and starts again on its GPU: QEMU, confined by the regenerated profile,
     holds /dev/vfio/N again. No AppArmor denial. The daemon: the GPU stays
@@ -352,6 +353,11 @@ def test_snapshot_then_start_again_under_apparmor(settled):
     rc, out = h.virsh("snapshot-create-as vm-s int-run", check=False)
     assert rc != 0 and "cannot migrate domain: VFIO device doesn't support migration" in out, out
     h.virsh("snapshot-create-as vm-s ext1 --disk-only --atomic")
+    # an external snapshot with the memory state saves it as a migration does
+    rc, out = h.virsh("snapshot-create-as vm-s ext-mem --memspec file=/var/lib/libvirt/images/vm-s.mem "
+                      "--diskspec sda,file=/var/lib/libvirt/images/vm-s.ext-mem", check=False)
+    assert rc != 0 and "VFIO device doesn't support migration" in out, out
+    assert h.virsh("domstate vm-s")[1].strip() == "running"
     assert h.virsh("domblklist vm-s")[1].split() == ["sda", "/var/lib/libvirt/images/vm-s.ext1"]
     files = profile_files(h, "vm-s")
     # libvirt 9.0's virt-aa-helper grants every group node, not the one of
