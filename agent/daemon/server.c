@@ -12,18 +12,18 @@
  * way. Such an op is decoded and checked here, then handed to one worker
  * thread with the routing id of its sender; the worker runs it and packs the
  * reply, and this thread sends it (ZeroMQ sockets are not thread-safe) when
- * the worker wakes the loop. Why a worker and not an index in memory: the
- * log is read by the CLI from the same files and rotates under the registry;
- * a reply read from the files needs no second copy to keep consistent, and
- * reading the newest N backwards (audit.c) keeps each reply's cost near N.
- * The worker runs at a lower priority, so on a busy host the request thread
- * wins the CPU. Replies are matched by id (PROTOCOL.md §1), so a reply
+ * the worker wakes the loop. The worker keeps an index of the log
+ * (agent/lib/audit_index.c: which lines are whose), so an `audit` for one
+ * device reads only its lines, and the index follows the files (the CLI
+ * reads them too, and they rotate under the registry) instead of holding a
+ * second copy of the records. It still reads and parses what it returns,
+ * which is why it stays off this thread. The worker runs at a lower
+ * priority, so on a busy host the request thread wins the CPU. Replies are matched by id (PROTOCOL.md §1), so a reply
  * overtaken by a faster one is in order. */
 #include <errno.h>
 #include <msgpack.h>
 #include <pthread.h>
 #include <pwd.h>
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -42,8 +42,8 @@
 /* Slow requests waiting for the worker or for their reply to be sent; one
  * more is answered `busy` at once. */
 #define SLOW_QUEUE_MAX 128
-/* The worker's nice value where SCHED_IDLE is refused. */
-#define SLOW_NICE 19
+/* The worker's nice value relative to the daemon. */
+#define SLOW_NICE 10
 
 typedef struct slow_job {
     struct slow_job *next;
@@ -152,29 +152,21 @@ static int run(gwd *d, const gw_proto_request *req, bool admin, msgpack_sbuffer 
 
 /* ---- the worker ---------------------------------------------------------- */
 
-/* The worker runs on a CPU only when nothing else there wants it
- * (SCHED_IDLE), so a busy host gives the request thread, and the clean-ups,
- * the CPU first; at nice 10 it still had a weight of a tenth of the request
- * thread's, which on a 2-CPU host is a CPU taken now and then. It shares the
- * malloc arena with the request thread (main.c: one arena), so the request
- * thread may wait for it to leave malloc: measured with strace under the
- * gate benchmark, its lock waits stay below 0.25 ms. SCHED_IDLE is not
- * realtime: the unit's RestrictRealtime=yes refuses only SCHED_FIFO,
- * SCHED_RR and SCHED_DEADLINE, and sched_setscheduler is in its
- * @system-service filter (@resources). Where it is refused anyway, nice 19.
- * Linux: a thread's policy and nice value are its own; failing both leaves
- * it at the daemon's, no worse than before. */
+/* The worker runs at nice 10: a busy host gives the request thread the CPU
+ * first, yet the worker is never far from it. Not SCHED_IDLE, measured
+ * worse (docs/BENCHMARKS.md, the gate run): the `gate` p50 was 3.0-4.1x the
+ * echo with the worker at SCHED_IDLE against 0.8-1.8x at nice 10, in
+ * alternating runs on a loaded 2-CPU host. The worker shares the malloc
+ * arena (main.c: one arena) and its queue's lock with the request thread,
+ * and at SCHED_IDLE's weight (3, against 1024) a worker preempted while it
+ * holds either keeps the request thread waiting until a CPU is idle.
+ * Linux: a thread's nice value is its own. Failing leaves it at the
+ * daemon's, which is no worse than before. */
 static void background_priority(void)
 {
-    struct sched_param sp = { .sched_priority = 0 };
-    int e = pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
-    if (e == 0)
-        return;
     if (setpriority(PRIO_PROCESS, (id_t)gettid(), SLOW_NICE) < 0)
-        gw_log(GW_LOG_WARNING, "request worker: neither SCHED_IDLE (%s) nor nice %d (%s): it runs at the "
-                               "request thread's priority", strerror(e), SLOW_NICE, strerror(errno));
-    else
-        gw_log(GW_LOG_INFO, "request worker: SCHED_IDLE refused (%s); nice %d instead", strerror(e), SLOW_NICE);
+        gw_log(GW_LOG_WARNING, "request worker: nice %d: %s; it runs at the request thread's priority", SLOW_NICE,
+               strerror(errno));
 }
 
 /* The audit log's index, built before the first request (a log of ~144 MiB,
