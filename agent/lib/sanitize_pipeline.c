@@ -11,6 +11,7 @@
  * state lives in this process. */
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "sanitize_internal.h"
 #include "sanitize_result.h"
@@ -161,6 +162,57 @@ static char *gone_since(gw_sctx *c, bool health_done)
     return NULL;
 }
 
+/* Whether another process opened the device's VFIO nodes during the step
+ * that just ended: evidence, or NULL. not_in_use checked at the start, and
+ * the reset holds the group nodes across its own writes, but between and
+ * after them nothing stops a process from opening /dev/vfio/N: libvirt runs
+ * no hook for a hot-plug (`virsh attach-device`), so a running domain can
+ * take a GPU in the middle of its clean-up. The clean-up then does not
+ * count (in use: the GPU stays dirty, and the domain that took it is told
+ * it is not clean); seen in the kernel lab's operator guest. This process's
+ * own holds (another clean-up worker's reset) are not a tenant's. */
+static char *opened_since(gw_sctx *c)
+{
+    gw_addrlist fns = { 0 }, bridges = { 0 };
+    _cleanup_free_ char *group = NULL;
+    if (gw_dev_targets(c->ops, c->address, &fns, &bridges, &group) < 0) {
+        gw_addrlist_clear(&fns);
+        gw_addrlist_clear(&bridges);
+        return NULL;    /* gone_since() or the next step says what is wrong */
+    }
+    gw_vfio_scan s;
+    char *why = NULL;
+    if (gw_vfio_holders(c->ops, &fns, &s) < 0) {
+        why = gw_strdup_printf("cannot tell whether a process opened the device's VFIO nodes during this step (%s); "
+                               "counted as in use", gw_error_message());
+    } else {
+        gw_strbuf who = { 0 };
+        for (size_t i = 0; i < s.n_holders; i++) {
+            bool named = s.holders[i].pid == (long)getpid();   /* or once already (two descriptors) */
+            for (size_t j = 0; j < i && !named; j++)
+                named = s.holders[j].pid == s.holders[i].pid && s.holders[j].node == s.holders[i].node;
+            if (!named)
+                gw_strbuf_append(&who, "%s%s (%s) by pid %ld (%s)", who.len ? ", " : "",
+                                 s.nodes[s.holders[i].node].what, s.nodes[s.holders[i].node].path, s.holders[i].pid,
+                                 s.holders[i].comm ? s.holders[i].comm : "?");
+        }
+        if (who.len)
+            why = gw_strdup_printf("opened during this step: %s: a process took the device while its clean-up "
+                                   "ran (a hot-plug, which no libvirt hook gates); this clean-up does not count",
+                                   gw_strbuf_str(&who));
+        gw_strbuf_clear(&who);
+    }
+    gw_vfio_scan_clear(&s);
+    gw_addrlist_clear(&fns);
+    gw_addrlist_clear(&bridges);
+    if (why) {
+        pthread_mutex_lock(&c->lock);
+        c->in_use = true;
+        pthread_mutex_unlock(&c->lock);
+    }
+    return why;
+}
+
 /* The end of the run: power/control back to what bind found, on a thread
  * like a step (a sysfs write may block). Its evidence goes after the last
  * step's, so that the result says what state the device was left in. */
@@ -202,6 +254,8 @@ gw_sanitize_result *gw_pipeline_run(gw_sctx *c)
         gw_verdict v = run_step(c, def, timeout, &evidence);
         health_done = health_done || def->id == GW_STEP_HEALTH;
         _cleanup_free_ char *gone = v == GW_VERDICT_FAIL ? NULL : gone_since(c, health_done);
+        if (!gone && v != GW_VERDICT_FAIL && def->id != GW_STEP_NOT_IN_USE)
+            gone = opened_since(c);
         if (gone) {
             char *both = gw_strdup_printf("%s%s%s", evidence, *evidence ? "; " : "", gone);
             free(evidence);

@@ -215,15 +215,33 @@ static void vfio_holder_appearing_during_bind_stops_the_reset(void **state)
 {
     (void)state;
     world_open();
-    /* not_in_use saw nobody; QEMU opens the group while bind runs. */
+    /* not_in_use saw nobody; QEMU opens the group while bind runs: seen
+     * as bind ends (every step after not_in_use is followed by a look at
+     * who holds the group), before the reset writes anything. */
     gw_sim_after_write_hold(W.sim, DEV(HDA, "driver_override"), "10", 777, "qemu-kvm");
     run();
-    assert_fails_at(GW_STEP_RESET, "0000:03:00.0: IOMMU group 10 (/dev/vfio/10) is open by pid 777 (qemu-kvm): "
-                                   "in use; not reset");
+    assert_fails_at(GW_STEP_BIND, "opened during this step: IOMMU group 10 (/dev/vfio/10) by pid 777 (qemu-kvm): "
+                                  "a process took the device while its clean-up ran");
     assert_true(gw_sanitize_result_in_use(W.res));
     assert_int_equal(gw_sim_count_writes(W.sim, "/reset"), 0);
     /* What the clean-up changed for itself went back all the same. */
     assert_write(gw_sim_write_count(W.sim) - 1, DEV(GPU, "power/control"), "auto", 4, 0);
+}
+
+static void vfio_holder_appearing_after_health_voids_the_cleanup(void **state)
+{
+    (void)state;
+    world_open();
+    /* A hot-plug (no libvirt hook runs for one) takes the GPU while the
+     * firmware step reads its ROM, after reset, scrub and health passed: the
+     * clean-up must not count, and not quarantine either (in use). */
+    gw_sim_after_write_hold(W.sim, DEV(GPU, "rom"), "10", 888, "qemu-system-x86");
+    run();
+    assert_fails_at(GW_STEP_FIRMWARE, "opened during this step: IOMMU group 10 (/dev/vfio/10) by pid 888 "
+                                      "(qemu-system-x86): a process took the device while its clean-up ran (a "
+                                      "hot-plug, which no libvirt hook gates); this clean-up does not count");
+    assert_true(gw_sanitize_result_in_use(W.res));
+    assert_int_equal(gw_sim_count_writes(W.sim, "/reset"), 1);
 }
 
 static void vfio_holder_racing_the_reset_is_stopped_by_the_kernel(void **state)
@@ -1204,6 +1222,7 @@ int main(void)
         T(attachment_error_counts_as_in_use),
         T(vfio_holder_is_named_and_nothing_is_written),
         T(vfio_holder_appearing_during_bind_stops_the_reset),
+        T(vfio_holder_appearing_after_health_voids_the_cleanup),
         T(vfio_holder_racing_the_reset_is_stopped_by_the_kernel),
         T(reset_holds_the_group_open_across_the_write),
         T(bind_suspends_and_the_cleanup_holds_d0_then_restores),
