@@ -344,6 +344,42 @@ static void detach_seen(gwd *d, const char *address)
     gw_registry_set_fact(d->reg, address, "attach.clean", NULL);
 }
 
+/* A running domain holds a quarantined GPU: its last clean-up failed, so
+ * what the previous tenant left may still be on it. No start the hook gates
+ * gets there (the gate refuses a quarantined GPU), but libvirt runs no hook
+ * for a hot-plug (`virsh attach-device`, docs/libvirt.md, "Hot-plug"), and a
+ * QEMU may have been started by hand. The daemon cannot take the device
+ * back; it says so at error priority, once for as long as a domain runs on
+ * it, naming the domain and the quarantine's reason, so that the operator
+ * can. */
+static void alarm_if_quarantined(gwd *d, const char *address)
+{
+    pthread_mutex_lock(&d->lock);
+    gwd_attachment *a = find(d, address);
+    _cleanup_free_ char *domain = NULL;
+    for (char *const *dm = a ? a->running : NULL; dm && *dm && !domain; dm++)
+        if (strv_has(a->domains, *dm))
+            domain = gw_xstrdup(*dm);
+    bool unsaid = a && domain && !a->alarmed;
+    if (a && !domain)
+        a->alarmed = false;     /* said again when a domain runs on it again */
+    pthread_mutex_unlock(&d->lock);
+    gw_device *dev = NULL;
+    if (!unsaid || gw_registry_get(d->reg, address, &dev) < 0)
+        return;
+    if (dev->state == GW_STATE_QUARANTINED) {
+        gw_log_gpu(GW_LOG_ERR, address, NULL,
+                   "%s: quarantined (%s), and yet domain '%s' runs with it: a GPU whose clean-up did not pass is in "
+                   "a VM (a hot-plug, or a QEMU no hook gated); detach it, then release and clean it",
+                   address, dev->quarantine_reason ? dev->quarantine_reason : "no reason recorded", domain);
+        pthread_mutex_lock(&d->lock);
+        if ((a = find(d, address)))
+            a->alarmed = true;
+        pthread_mutex_unlock(&d->lock);
+    }
+    gw_device_free(dev);
+}
+
 /* `watcher`: the report is the watcher's (the GPU's attachment is known from
  * now on), not the hook's hints without libvirt. */
 static void update(gwd *d, const char *address, const char *const *domains, size_t n, const char *const *running,
@@ -364,6 +400,7 @@ static void update(gwd *d, const char *address, const char *const *domains, size
         attach_seen(d, address, domains[0], NULL, NULL);
     else
         detach_seen(d, address);
+    alarm_if_quarantined(d, address);
     announce_stopped(d, address);
     gwd_wake(d);
 }

@@ -44,6 +44,7 @@ typedef struct gwd_attachment {
     char **said_running, **said_stopped;
     bool stopped;       /* announced: referenced, but by no running domain (reserved in the inventory) */
     bool reported;      /* the watcher has reported this GPU since it became managed */
+    bool alarmed;       /* said: a running domain holds it while it is quarantined */
 } gwd_attachment;
 
 /* A GPU whose last clean-up found it in use (or could not be started) waits

@@ -656,3 +656,33 @@ def test_sanitized_gpu_waits_when_the_content_changed_after_the_confirmation(hol
     assert d.devices()[1]["state"] == "sanitized"
     inv = d.result("inventory")
     assert inv["revision"] == inv["published_revision"] + 1
+
+
+def test_a_running_domain_on_a_quarantined_gpu_is_said_at_error_priority(daemon):
+    """No hook gates a hot-plug (docs/libvirt.md, "Hot-plug"): when the daemon learns that a
+    domain runs with a quarantined GPU, it cannot take the device back, but it says so once, at
+    error priority, with the domain and the quarantine's reason; again after the domain let go."""
+    d = daemon
+    gpu = GPUS[0]
+    d.result("quarantine", {"address": gpu, "reason": "fan noise"})
+    line = (f"{gpu}: quarantined (fan noise), and yet domain 'vm-hot' runs with it: a GPU whose clean-up "
+            f"did not pass is in a VM")
+
+    def said():
+        return d.log.read_text().count(line)
+
+    d.result("attached", {"domain": "vm-hot", "addresses": [gpu]})
+    deadline = time.time() + 10
+    while said() == 0 and time.time() < deadline:
+        time.sleep(0.05)
+    assert said() == 1, d.log.read_text()[-2000:]
+    assert d.result("device", {"address": gpu})["state"] == "quarantined"
+    d.result("attached", {"domain": "vm-hot", "addresses": [gpu]})     # the same report again: not said again
+    time.sleep(0.3)
+    assert said() == 1
+    d.result("released", {"domain": "vm-hot", "addresses": [gpu]})
+    d.result("attached", {"domain": "vm-hot", "addresses": [gpu]})
+    deadline = time.time() + 10
+    while said() < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    assert said() == 2, d.log.read_text()[-2000:]
