@@ -447,6 +447,10 @@ def test_hot_plug_is_not_gated(settled):
     d = h.wait(lambda: (x := h.devices()[aq])["domain"] == "vm-g" and x, "the watcher seeing the hot-plug", timeout=SLOW)
     assert d["state"] == "quarantined", d
     assert h.audit("gpu2", since_q) == []
+    # ... and says so at error priority, naming the domain (it cannot take the device back).
+    h.wait(lambda: f"{aq}: quarantined (" in h.sh(h.gwd_log), "the daemon's alarm", timeout=SLOW)
+    alarm = [line for line in h.sh(h.gwd_log).splitlines() if f"{aq}: quarantined (" in line]
+    assert "and yet domain 'vm-g' runs with it" in alarm[-1], alarm
     h.virsh(f"detach-device vm-g {hq} --live")
     h.wait(lambda: h.vfio_held(pid) == [], "QEMU letting go of gpu2", timeout=SLOW)
     h.wait(lambda: h.devices()[aq]["domain"] in (None, "", "-"), "the watcher seeing the unplug", timeout=SLOW)
