@@ -33,9 +33,6 @@ typedef struct pool_core {
     size_t n_busy;
     size_t running;
     bool shutdown;
-    /* gw_cleanup_pool_free() has begun: a step abandoned earlier that
-     * returns from now on calls no callback (its caller may be gone). */
-    bool detached;
     unsigned int in_freed;      /* `freed` callbacks running now */
     gw_hostops *ops;
     gw_attach_source *attach;
@@ -93,17 +90,18 @@ typedef struct release_ctx {
 
 /* The run context's last reference is gone: no thread touches the device.
  * A step abandoned after its timeout gets here whenever the kernel lets it
- * return, possibly while or after the pool is freed: the callback runs only
- * before gw_cleanup_pool_free() begins, and the free waits for one that is
- * running, so the caller's userdata is never used after the free returns. */
+ * return, possibly after the pool was freed: the callback still runs (the
+ * caller counts on it to know when what the step may use can go), and
+ * gw_cleanup_pool_wait_idle() waits for it, so that "idle" means the caller
+ * has been told about every device. */
 static void on_run_released(void *data)
 {
     release_ctx *rc = data;
     pool_core *k = rc->core;
     pthread_mutex_lock(&k->lock);
-    busy_remove_locked(k, rc->address);
-    bool call = k->freed && !k->detached;
+    bool call = k->freed != NULL;
     k->in_freed += call;
+    busy_remove_locked(k, rc->address);
     pthread_mutex_unlock(&k->lock);
     if (call) {
         k->freed(rc->address, k->userdata);
@@ -277,11 +275,11 @@ GW_EXTERN int gw_cleanup_pool_wait_idle(gw_cleanup_pool *p, unsigned int timeout
     }
     int rc = 0;
     pthread_mutex_lock(&k->lock);
-    while (k->n_busy || k->running) {
+    while (k->n_busy || k->running || k->in_freed) {
         if (!timeout_ms) {
             pthread_cond_wait(&k->idle, &k->lock);
         } else if (pthread_cond_timedwait(&k->idle, &k->lock, &dl) == ETIMEDOUT) {
-            if (k->n_busy || k->running)
+            if (k->n_busy || k->running || k->in_freed)
                 rc = gw_error_set(-ETIMEDOUT, "clean-up pool: %zu device(s) still busy after %u ms", k->n_busy,
                                   timeout_ms);
             break;
@@ -298,9 +296,6 @@ GW_EXTERN void gw_cleanup_pool_free(gw_cleanup_pool *p)
     pool_core *k = p->core;
     pthread_mutex_lock(&k->lock);
     k->shutdown = true;
-    k->detached = true;
-    while (k->in_freed)
-        pthread_cond_wait(&k->idle, &k->lock);
     for (queued *q = k->head, *next; q; q = next) {
         next = q->next;
         busy_remove_locked(k, q->address);

@@ -392,15 +392,16 @@ GW_EXTERN int gw_cleanup_pool_submit(gw_cleanup_pool *pool, const gw_sanitize_re
 GW_EXTERN bool gw_cleanup_pool_busy(gw_cleanup_pool *pool, const char *address);
 /* Clean-ups queued or running. */
 GW_EXTERN size_t gw_cleanup_pool_pending(gw_cleanup_pool *pool);
-/* Wait until nothing is queued, running or abandoned; -ETIMEDOUT after
- * timeout_ms (0 = wait forever). */
+/* Wait until nothing is queued, running or abandoned, and every `freed`
+ * callback for them has returned; -ETIMEDOUT after timeout_ms (0 = wait
+ * forever). */
 GW_EXTERN int gw_cleanup_pool_wait_idle(gw_cleanup_pool *pool, unsigned int timeout_ms);
 /* Drop queued clean-ups (their callbacks are not called), wait for running
  * ones to end, free the pool. A step abandoned after its timeout keeps what
- * it needs alive by reference and releases it when it finally returns, but
- * calls no callback once the free has begun; a `freed` callback running when
- * it begins is waited for. So no callback runs after this returns, and
- * `userdata` may be freed then. Not to be called from a callback. */
+ * it needs alive by reference and releases it when it finally returns; its
+ * `freed` callback then still runs, after this has returned: `userdata` must
+ * outlive it (count done() against freed() to know when), and the callback
+ * must not use the freed pool. */
 GW_EXTERN void gw_cleanup_pool_free(gw_cleanup_pool *pool);
 
 #ifdef __cplusplus

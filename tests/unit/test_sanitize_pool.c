@@ -217,11 +217,11 @@ static void abandoned_step_keeps_device_busy_until_it_returns(void **state)
     assert_true(now_s() - t0 >= 1.2);
     assert_false(gw_cleanup_pool_busy(pool, "0000:03:00.0"));
     /* Told once the write returned, and not busy any more by then: a caller
-     * waiting on this device (a group sibling) can start. The callback runs
-     * on the worker after the device stopped being busy, so wait_idle() may
-     * return just before it: wait for it. Copy under the lock, assert
-     * outside it (a failed assertion must not leave F.lock held for the
-     * next test's callback). */
+     * waiting on this device (a group sibling) can start. wait_idle() waits
+     * for the callback too (it once returned just before it, and the next
+     * test's pool was freed under the callback); the loop below is a bound,
+     * not a wait. Copy under the lock, assert outside it (a failed assertion
+     * must not leave F.lock held for the next test's callback). */
     int n = 0, busy_inside = 0;
     double at = 0;
     for (double t1 = now_s(); now_s() - t1 < 10; usleep(5000)) {
