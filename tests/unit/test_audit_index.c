@@ -17,6 +17,7 @@
 #include <gpuwarden/registry.h>
 
 #include "audit_internal.h"
+#include "audit_helpers.h"
 #include "lifecycle_helpers.h"
 #include "util.h"
 
@@ -27,26 +28,12 @@ static const char *const A = "0000:3b:00.0", *const B = "0000:5e:00.0", *const N
 
 static gw_registry *open_reg(const char *dir)
 {
-    gw_registry_options o = GW_REGISTRY_OPTIONS_INIT;
-    o.state_dir = dir;
-    o.audit_segment_bytes = SEGMENT;
-    o.audit_segments = KEEP;
-    gw_registry *reg = NULL;
-    assert_int_equal(gw_registry_open(&reg, &o), 0);
-    return reg;
+    return audit_reg_open(dir, SEGMENT, KEEP);
 }
 
-/* `pairs` quarantine + release of `address`: two records each. */
 static void churn(gw_registry *reg, const char *address, int pairs)
 {
-    gw_apply_options a = GW_APPLY_OPTIONS_INIT;
-    a.actor = "operator:test(0)";
-    for (int i = 0; i < pairs; i++) {
-        a.reason = "index test";
-        assert_int_equal(gw_registry_apply(reg, address, GW_EVENT_QUARANTINE, &a, NULL), 0);
-        a.reason = NULL;
-        assert_int_equal(gw_registry_apply(reg, address, GW_EVENT_RELEASE, &a, NULL), 0);
-    }
+    audit_churn(reg, address, pairs, "index test");
 }
 
 /* The index's answer and the files' answer for `f`: the same records, in

@@ -19,6 +19,7 @@
 #include <gpuwarden/audit.h>
 #include <gpuwarden/registry.h>
 
+#include "audit_helpers.h"
 #include "lifecycle_helpers.h"
 #include "util.h"
 
@@ -27,34 +28,16 @@
 
 static const char *const A = "0000:3b:00.0", *const B = "0000:5e:00.0";
 
-static gw_registry *open_reg(const char *dir, uint64_t bytes, unsigned keep)
-{
-    gw_registry_options o = GW_REGISTRY_OPTIONS_INIT;
-    o.state_dir = dir;
-    o.audit_segment_bytes = bytes;
-    o.audit_segments = keep;
-    gw_registry *reg = NULL;
-    assert_int_equal(gw_registry_open(&reg, &o), 0);
-    return reg;
-}
 
-/* `pairs` quarantine + release of `address`: two records each. */
 static void churn(gw_registry *reg, const char *address, int pairs)
 {
-    gw_apply_options a = GW_APPLY_OPTIONS_INIT;
-    a.actor = "operator:test(0)";
-    for (int i = 0; i < pairs; i++) {
-        a.reason = "rotation test";
-        assert_int_equal(gw_registry_apply(reg, address, GW_EVENT_QUARANTINE, &a, NULL), 0);
-        a.reason = NULL;
-        assert_int_equal(gw_registry_apply(reg, address, GW_EVENT_RELEASE, &a, NULL), 0);
-    }
+    audit_churn(reg, address, pairs, "rotation test");
 }
 
 static gw_registry *fresh(char **dir, uint64_t bytes, unsigned keep)
 {
     *dir = tmp_state_dir("rot");
-    gw_registry *reg = open_reg(*dir, bytes, keep);
+    gw_registry *reg = audit_reg_open(*dir, bytes, keep);
     gw_identity ids[2] = { test_identity(0x3b, 0), test_identity(0x5e, 0) };
     assert_int_equal(gw_registry_sync(reg, ids, 2, NULL), 2);
     return reg;
@@ -158,7 +141,7 @@ static void reopen_after_rotation_and_torn_rotation(void **state)
         seq = gw_registry_seq(reg);
     } while (size_of(dir, "audit.log") != 0);
     gw_registry_free(reg);
-    reg = open_reg(dir, SEGMENT, KEEP);
+    reg = audit_reg_open(dir, SEGMENT, KEEP);
     assert_int_equal(size_of(dir, "audit.log"), 0);     /* nothing appended again */
     churn(reg, A, 1);
     gw_registry_free(reg);
@@ -170,7 +153,7 @@ static void reopen_after_rotation_and_torn_rotation(void **state)
     char *older = gw_strdup_printf("%s/audit.log.2", dir);
     assert_int_equal(rename(shifted, older), 0);
     assert_int_equal(rename(cur, shifted), 0);
-    reg = open_reg(dir, SEGMENT, KEEP);
+    reg = audit_reg_open(dir, SEGMENT, KEEP);
     assert_int_equal(size_of(dir, "audit.log"), 0);
     churn(reg, B, 1);
     assert_int_equal(gw_registry_seq(reg), seq + 4);
@@ -192,7 +175,7 @@ static void stale_segments_and_options(void **state)
     churn(reg, A, 150);
     gw_registry_free(reg);
     assert_true(size_of(dir, "audit.log.6") > 0);
-    reg = open_reg(dir, SEGMENT, 2);
+    reg = audit_reg_open(dir, SEGMENT, 2);
     churn(reg, A, 30);
     assert_true(size_of(dir, "audit.log.2") > 0);
     for (int i = 3; i <= 8; i++) {
