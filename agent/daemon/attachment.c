@@ -349,9 +349,9 @@ static void detach_seen(gwd *d, const char *address)
  * gets there (the gate refuses a quarantined GPU), but libvirt runs no hook
  * for a hot-plug (`virsh attach-device`, docs/libvirt.md, "Hot-plug"), and a
  * QEMU may have been started by hand. The daemon cannot take the device
- * back; it says so at error priority, once for as long as a domain runs on
- * it, naming the domain and the quarantine's reason, so that the operator
- * can. */
+ * back; it says so at error priority, naming the domain and the quarantine's
+ * reason, so that the operator can. Checked once when a domain starts to run
+ * on the GPU (not on every report while it runs: that reads the record). */
 static void alarm_if_quarantined(gwd *d, const char *address)
 {
     pthread_mutex_lock(&d->lock);
@@ -360,23 +360,18 @@ static void alarm_if_quarantined(gwd *d, const char *address)
     for (char *const *dm = a ? a->running : NULL; dm && *dm && !domain; dm++)
         if (strv_has(a->domains, *dm))
             domain = gw_xstrdup(*dm);
-    bool unsaid = a && domain && !a->alarmed;
-    if (a && !domain)
-        a->alarmed = false;     /* said again when a domain runs on it again */
+    bool check = a && domain && !a->hold_checked;
+    if (a)
+        a->hold_checked = domain != NULL;
     pthread_mutex_unlock(&d->lock);
     gw_device *dev = NULL;
-    if (!unsaid || gw_registry_get(d->reg, address, &dev) < 0)
+    if (!check || gw_registry_get(d->reg, address, &dev) < 0)
         return;
-    if (dev->state == GW_STATE_QUARANTINED) {
+    if (dev->state == GW_STATE_QUARANTINED)
         gw_log_gpu(GW_LOG_ERR, address, NULL,
                    "%s: quarantined (%s), and yet domain '%s' runs with it: a GPU whose clean-up did not pass is in "
                    "a VM (a hot-plug, or a QEMU no hook gated); detach it, then release and clean it",
                    address, dev->quarantine_reason ? dev->quarantine_reason : "no reason recorded", domain);
-        pthread_mutex_lock(&d->lock);
-        if ((a = find(d, address)))
-            a->alarmed = true;
-        pthread_mutex_unlock(&d->lock);
-    }
     gw_device_free(dev);
 }
 

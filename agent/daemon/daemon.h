@@ -44,7 +44,7 @@ typedef struct gwd_attachment {
     char **said_running, **said_stopped;
     bool stopped;       /* announced: referenced, but by no running domain (reserved in the inventory) */
     bool reported;      /* the watcher has reported this GPU since it became managed */
-    bool alarmed;       /* said: a running domain holds it while it is quarantined */
+    bool hold_checked;  /* since a domain runs on it: checked once whether it is quarantined */
 } gwd_attachment;
 
 /* A GPU whose last clean-up found it in use (or could not be started) waits
@@ -169,9 +169,11 @@ static inline void gwd_view_changed(gwd *d)
 /* replies.c: the encoded results of the read ops (inventory, devices,
  * device), reused while the state they show is unchanged. Main thread. */
 struct gw_proto_request;
+#define GWD_GATE_ARGS_MAX 1024
 typedef struct gwd_reply_key {
     bool cacheable;
     uint64_t registry, view;            /* the versions sampled before the op ran */
+    char gate[GWD_GATE_ARGS_MAX];       /* gate: its arguments as one string (replies.c) */
 } gwd_reply_key;
 /* Sample the key of `req` and, on a hit, pack the whole reply (its envelope
  * with req's id, then the cached result) into sb: true. */

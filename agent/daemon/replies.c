@@ -107,8 +107,6 @@ static entry *find(struct gwd_replies *c, const gw_proto_request *req, const cha
     return NULL;
 }
 
-#define GATE_ARGS_MAX 1024
-
 /* The inventory's bookkeeping, which its result carries. Main thread. */
 static void revisions(gwd *d, uint64_t *revision, uint64_t *published)
 {
@@ -121,18 +119,19 @@ static void revisions(gwd *d, uint64_t *revision, uint64_t *published)
 bool gwd_replies_lookup(gwd *d, const gw_proto_request *req, gwd_reply_key *key, void *sbv)
 {
     msgpack_sbuffer *sb = sbv;
+    key->gate[0] = '\0';
+    key->registry = key->view = 0;
     key->cacheable = cacheable(req->op);
     if (!key->cacheable)
         return false;
-    char gate[GATE_ARGS_MAX];
-    if (req->op == GW_OP_GATE && !gate_args(req, gate, sizeof gate)) {
+    if (req->op == GW_OP_GATE && !gate_args(req, key->gate, sizeof key->gate)) {
         key->cacheable = false;
         return false;
     }
     key->registry = gw_registry_version(d->reg);
     key->view = atomic_load(&d->view_version);
     struct gwd_replies *c = d->replies;
-    entry *e = c ? find(c, req, gate) : NULL;
+    entry *e = c ? find(c, req, key->gate) : NULL;
     if (!e || e->registry != key->registry || e->view != key->view)
         goto miss;
     if (req->op == GW_OP_INVENTORY) {
@@ -174,13 +173,10 @@ void gwd_replies_store(gwd *d, const gw_proto_request *req, const gwd_reply_key 
 {
     if (!key->cacheable || !steady(req, result))
         return;
-    char gate[GATE_ARGS_MAX];
-    if (req->op == GW_OP_GATE && !gate_args(req, gate, sizeof gate))
-        return;
     if (!d->replies)
         d->replies = gw_xcalloc(1, sizeof *d->replies);
     struct gwd_replies *c = d->replies;
-    entry *e = find(c, req, gate);
+    entry *e = find(c, req, key->gate);
     if (!e && c->n < REPLIES_MAX) {
         e = &c->e[c->n++];
     } else if (!e) {
@@ -194,7 +190,7 @@ void gwd_replies_store(gwd *d, const gw_proto_request *req, const gwd_reply_key 
     memset(e, 0, sizeof *e);
     e->op = req->op;
     if (req->op == GW_OP_GATE)
-        e->gate = gw_xstrdup(gate);
+        e->gate = gw_xstrdup(key->gate);
     e->state = req->op == GW_OP_DEVICES && req->args.has_state ? (int)req->args.state : -1;
     if (req->op == GW_OP_DEVICE)
         snprintf(e->address, sizeof e->address, "%s", req->args.address);

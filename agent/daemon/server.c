@@ -68,10 +68,16 @@ struct gwd_slow {
     bool stop;
 };
 
-static void send_reply(void *sock, const void *rid, size_t rid_len, const msgpack_sbuffer *body)
+/* [routing id][empty], the frames before a reply's body. */
+static void send_envelope(void *sock, const void *rid, size_t rid_len)
 {
     zmq_send(sock, rid, rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT);
     zmq_send(sock, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+}
+
+static void send_reply(void *sock, const void *rid, size_t rid_len, const msgpack_sbuffer *body)
+{
+    send_envelope(sock, rid, rid_len);
     zmq_send(sock, body->data, body->size, ZMQ_DONTWAIT);
 }
 
@@ -95,8 +101,7 @@ static void send_reply_owned(void *sock, const void *rid, size_t rid_len, msgpac
         free(data);
         return;
     }
-    zmq_send(sock, rid, rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-    zmq_send(sock, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    send_envelope(sock, rid, rid_len);
     if (zmq_msg_send(&m, sock, ZMQ_DONTWAIT) < 0)
         zmq_msg_close(&m);
 }
@@ -121,7 +126,7 @@ static int run(gwd *d, const gw_proto_request *req, bool admin, msgpack_sbuffer 
 {
     /* A read whose state has not changed since its last reply: that reply's
      * result again, under this request's id (replies.c). */
-    gwd_reply_key key = { 0 };
+    gwd_reply_key key;      /* set by the lookup (not zeroed: 1 KiB on every request) */
     if (gwd_replies_lookup(d, req, &key, sb))
         return 0;
     json_t *result = NULL;
@@ -406,16 +411,17 @@ static void peer_of(gwd *d, bool admin, zmq_msg_t *m, gw_proto_request *req)
         snprintf(req->peer, sizeof req->peer, "uid=%lu pid=%ld", uid, pid);
 }
 
-/* Decode and answer one body (the message `msg`) into sb. Returns false when
- * the request went to the worker (which answers later). */
-static bool answer(gwd *d, void *sock, zmq_msg_t *routing, bool admin, const void *body, size_t len,
-                   msgpack_sbuffer *sb, zmq_msg_t *msg)
+/* Decode and answer one body (the message `msg`, whose metadata names its
+ * sender) into sb. Returns false when the request went to the worker (which
+ * answers later). */
+static bool answer(gwd *d, void *sock, zmq_msg_t *routing, bool admin, zmq_msg_t *msg, msgpack_sbuffer *sb)
 {
     uint64_t t0 = gwd_mono_us();
     gw_proto_request req;
     gw_proto_error err;
     memset(&err, 0, sizeof err);
-    if (gw_proto_request_decode(&req, body, len, admin ? GW_ENDPOINT_ADMIN : GW_ENDPOINT_READ, &err) < 0) {
+    if (gw_proto_request_decode(&req, zmq_msg_data(msg), zmq_msg_size(msg), admin ? GW_ENDPOINT_ADMIN : GW_ENDPOINT_READ,
+                                &err) < 0) {
         pack_error(sb, req.has_id, req.id, &err);
         count_error(d, err.code);
         gw_proto_request_done(&req);
@@ -483,7 +489,7 @@ static bool serve_one(gwd *d, void *sock, bool admin)
         pack_error(&sb, false, 0, &err);
         count_error(d, err.code);
     } else {
-        reply = answer(d, sock, &f[0], admin, zmq_msg_data(&f[2]), zmq_msg_size(&f[2]), &sb, &f[2]);
+        reply = answer(d, sock, &f[0], admin, &f[2], &sb);
     }
     if (reply)
         send_reply(sock, zmq_msg_data(&f[0]), zmq_msg_size(&f[0]), &sb);

@@ -176,16 +176,17 @@ static int index_tail(gw_audit_index *ix, ix_seg *x, gw_audit_segment *s)
     return 0;
 }
 
-/* Whether x still describes s's file (see the top of the file); keeps its
- * first bytes for the next time. */
-static int same_file(ix_seg *x, gw_audit_segment *s, bool *same)
+/* Start x afresh unless it still describes s's file (see the top of the
+ * file); either way keep the file's first bytes for the next time. */
+static int check_file(ix_seg *x, gw_audit_segment *s)
 {
     unsigned char head[HEAD_BYTES];
     size_t n = s->size < (off_t)sizeof head ? (size_t)s->size : sizeof head;
     int r = gw_audit_pread(s->fd, s->path, (char *)head, n, 0);
     if (r < 0)
         return r;
-    *same = x->indexed <= s->size && x->head_len <= n && !memcmp(x->head, head, x->head_len);
+    if (x->indexed > s->size || x->head_len > n || memcmp(x->head, head, x->head_len))
+        seg_clear(x);
     memcpy(x->head, head, n);
     x->head_len = n;
     return 0;
@@ -214,16 +215,7 @@ static int sync_index(gw_audit_index *ix, gw_audit_segment *segs, size_t n)
             x->dev = segs[i].dev;
             x->ino = segs[i].ino;
         }
-        bool same = false;
-        int r = same_file(x, &segs[i], &same);
-        if (r == 0 && !same) {
-            unsigned char head[HEAD_BYTES];
-            size_t head_len = x->head_len;
-            memcpy(head, x->head, head_len);
-            seg_clear(x);
-            memcpy(x->head, head, head_len);
-            x->head_len = head_len;
-        }
+        int r = check_file(x, &segs[i]);
         if (r == 0)
             r = index_tail(ix, x, &segs[i]);
         if (r < 0) {

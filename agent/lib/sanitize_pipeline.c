@@ -170,19 +170,13 @@ static char *gone_since(gw_sctx *c, bool health_done)
  * take a GPU in the middle of its clean-up. The clean-up then does not
  * count (in use: the GPU stays dirty, and the domain that took it is told
  * it is not clean); seen in the kernel lab's operator guest. This process's
- * own holds (another clean-up worker's reset) are not a tenant's. */
-static char *opened_since(gw_sctx *c)
+ * own holds (another clean-up worker's reset) are not a tenant's. `fns`:
+ * the device's functions, listed once for the run. */
+static char *opened_since(gw_sctx *c, const gw_addrlist *fns)
 {
-    gw_addrlist fns = { 0 }, bridges = { 0 };
-    _cleanup_free_ char *group = NULL;
-    if (gw_dev_targets(c->ops, c->address, &fns, &bridges, &group) < 0) {
-        gw_addrlist_clear(&fns);
-        gw_addrlist_clear(&bridges);
-        return NULL;    /* gone_since() or the next step says what is wrong */
-    }
     gw_vfio_scan s;
     char *why = NULL;
-    if (gw_vfio_holders(c->ops, &fns, &s) < 0) {
+    if (gw_vfio_holders(c->ops, fns, &s) < 0) {
         why = gw_strdup_printf("cannot tell whether a process opened the device's VFIO nodes during this step (%s); "
                                "counted as in use", gw_error_message());
     } else {
@@ -203,8 +197,6 @@ static char *opened_since(gw_sctx *c)
         gw_strbuf_clear(&who);
     }
     gw_vfio_scan_clear(&s);
-    gw_addrlist_clear(&fns);
-    gw_addrlist_clear(&bridges);
     if (why) {
         pthread_mutex_lock(&c->lock);
         c->in_use = true;
@@ -243,6 +235,12 @@ gw_sanitize_result *gw_pipeline_run(gw_sctx *c)
         c->id_before = id;
         c->id_known = true;
     }
+    /* For opened_since(): which functions' VFIO nodes to watch. When they
+     * cannot be listed, not_in_use fails the run before it is needed. */
+    gw_addrlist fns = { 0 }, bridges = { 0 };
+    _cleanup_free_ char *group = NULL;
+    bool watch = gw_dev_targets(c->ops, c->address, &fns, &bridges, &group) == 0;
+    gw_addrlist_clear(&bridges);
     gw_sanitize_result *r = gw_result_new(c->address);
     r->start_ms = wall_ms();
     bool health_done = false;
@@ -254,8 +252,8 @@ gw_sanitize_result *gw_pipeline_run(gw_sctx *c)
         gw_verdict v = run_step(c, def, timeout, &evidence);
         health_done = health_done || def->id == GW_STEP_HEALTH;
         _cleanup_free_ char *gone = v == GW_VERDICT_FAIL ? NULL : gone_since(c, health_done);
-        if (!gone && v != GW_VERDICT_FAIL && def->id != GW_STEP_NOT_IN_USE)
-            gone = opened_since(c);
+        if (!gone && watch && v != GW_VERDICT_FAIL && def->id != GW_STEP_NOT_IN_USE)
+            gone = opened_since(c, &fns);
         if (gone) {
             char *both = gw_strdup_printf("%s%s%s", evidence, *evidence ? "; " : "", gone);
             free(evidence);
@@ -275,6 +273,7 @@ gw_sanitize_result *gw_pipeline_run(gw_sctx *c)
         if (v == GW_VERDICT_FAIL)
             break;
     }
+    gw_addrlist_clear(&fns);
     pthread_mutex_lock(&c->lock);
     gw_kvlist_copy(&r->pins, c->pins.v, c->pins.n);
     r->in_use = r->verdict == GW_VERDICT_FAIL && c->in_use;

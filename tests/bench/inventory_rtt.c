@@ -163,6 +163,20 @@ static void echo_server(const char *endpoint, size_t reply_size)
     }
 }
 
+/* An echo server in a child process on ipc://<dir>/echo-<tag>.sock,
+ * answering reply_size bytes, and a DEALER connected to it; *pid: the child. */
+static void *start_echo(void *ctx, const char *dir, const char *tag, size_t reply_size, pid_t *pid)
+{
+    char ep[4096];
+    snprintf(ep, sizeof ep, "ipc://%s/echo-%s.sock", dir, tag);
+    *pid = fork();
+    if (*pid < 0)
+        die("fork");
+    if (*pid == 0)
+        echo_server(ep, reply_size);
+    return dealer(ctx, ep);
+}
+
 /* Wait until every GPU's clean-up is over, so the inventory stops changing. */
 static void wait_settled(gw_client *c)
 {
@@ -229,14 +243,8 @@ static void bench(size_t n, const char *echo_dir, const char *label, const char 
     size_t req_n = request(req, sizeof req, 0x10000);
     size_t reply_n = roundtrip(raw, req, req_n, reply, 8 << 20);
 
-    char echo_ep[4096];
-    snprintf(echo_ep, sizeof echo_ep, "ipc://%s/echo-%s.sock", echo_dir, label);
-    pid_t pid = fork();
-    if (pid < 0)
-        die("fork");
-    if (pid == 0)
-        echo_server(echo_ep, reply_n);
-    void *echo = dealer(ctx, echo_ep);
+    pid_t pid;
+    void *echo = start_echo(ctx, echo_dir, label, reply_n, &pid);
 
     double *t_client = calloc(n, sizeof(double)), *t_raw = calloc(n, sizeof(double)),
            *t_echo = calloc(n, sizeof(double));
@@ -411,14 +419,10 @@ static void gate_bench(size_t n, double span, const char *echo_dir, const char *
     uint32_t id = 0x10000;
     size_t req_n = request_op(req, sizeof req, id, "gate", gated);
     size_t reply_n = roundtrip(raw, req, req_n, reply, 1 << 20);
-    char echo_ep[4096];
-    snprintf(echo_ep, sizeof echo_ep, "ipc://%s/echo-gate-%s.sock", echo_dir, label);
-    pid_t pid = fork();
-    if (pid < 0)
-        die("fork");
-    if (pid == 0)
-        echo_server(echo_ep, reply_n);
-    void *echo = dealer(ctx, echo_ep);
+    char tag[256];
+    snprintf(tag, sizeof tag, "gate-%s", label);
+    pid_t pid;
+    void *echo = start_echo(ctx, echo_dir, tag, reply_n, &pid);
 
     load l = { .read_ep = read_ep, .admin_ep = admin_ep, .target = target };
     pthread_t th;
