@@ -58,9 +58,12 @@ class Daemon:
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"gpuwardend exited {self.proc.returncode}:\n{self.log.read_text()}")
-            if os.path.exists(self.admin[6:]):
+            # Up once its ipc endpoint answers: the admin one, unless that is tcp://
+            # (CURVE: the probe would need a key), then the read one.
+            probe = self.admin if self.admin.startswith("ipc://") else self.read
+            if os.path.exists(probe[6:]):
                 try:
-                    self.call("hello", timeout=1000)
+                    self.call("hello", endpoint=probe, timeout=1000)
                     break
                 except TimeoutError:
                     pass

@@ -72,24 +72,6 @@ class TcpAdminDaemon(Daemon):
         self.extra = ["--curve-secret-key", self.server_secret.decode(),
                       "--curve-allowlist", str(allowlist)] + list(extra)
 
-    def start(self, wait_clean=True):
-        self._logf = open(self.log, "ab")
-        self.proc = subprocess.Popen(self.argv(), stdout=self._logf, stderr=subprocess.STDOUT)
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"gpuwardend exited {self.proc.returncode}:\n{self.log.read_text()}")
-            if os.path.exists(self.read[6:]):
-                try:
-                    self.call("hello", endpoint=self.read, timeout=1000)
-                    break
-                except TimeoutError:
-                    pass
-            time.sleep(0.05)
-        if wait_clean:
-            self.wait(lambda devs: all(not d["cleaning"] and d["state"] != "discovered" for d in devs))
-        return self
-
     def devices(self):
         """On the read endpoint: the admin one needs a key."""
         return self.result("devices", endpoint=self.read)["devices"]
