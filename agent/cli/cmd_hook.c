@@ -25,19 +25,25 @@
 
 typedef struct hook_opts {
     const char *endpoint;           /* NULL = the client's default (admin endpoint) */
+    const char *gate_endpoint;      /* NULL = see gate_endpoint() */
     const char *host_root;          /* for the sysfs class check */
     bool allow_when_down;
     unsigned int timeout_ms;
     unsigned int publish_wait_ms;   /* after `release end`; 0: do not wait */
 } hook_opts;
 
-enum { OPT_ON_DAEMON_DOWN = 1, OPT_TIMEOUT_MS, OPT_HOST_ROOT, OPT_PUBLISH_WAIT };
+enum { OPT_ON_DAEMON_DOWN = 1, OPT_TIMEOUT_MS, OPT_HOST_ROOT, OPT_PUBLISH_WAIT, OPT_GATE_ENDPOINT };
 
 static const cli_opt hook_options[] = {
     { "on-daemon-down", 0, "P", OPT_ON_DAEMON_DOWN,
       "when the daemon cannot be asked and the domain passes a GPU\nthrough: refuse (default) or allow the start\n"
       "(env GPUWARDEN_HOOK_ON_DAEMON_DOWN)", "refuse allow", 0 },
     { "timeout-ms", 0, "N", OPT_TIMEOUT_MS, "per request (env GPUWARDEN_HOOK_TIMEOUT_MS; default 5000)", NULL, 0 },
+    { "gate-endpoint", 0, "EP", OPT_GATE_ENDPOINT,
+      "where `prepare begin` asks `gate` (env GPUWARDEN_GATE_ENDPOINT;\n"
+      "default: the --endpoint when one is given, else the\n"
+      "daemon's gate endpoint " GW_PROTO_GATE_ENDPOINT "\n"
+      "when its socket exists, else the admin endpoint)", NULL, 0 },
     { "publish-wait", 0, "SECONDS", OPT_PUBLISH_WAIT,
       "on `release end`, wait at most this long (polling the\n"
       "daemon's `metrics` every 50 ms) until the Cyborg shim has\n"
@@ -184,10 +190,25 @@ static void verdict_add(verdict *v, const char *address, const char *reason)
     v->reasons = s;
 }
 
-static int open_client(const hook_opts *o, gw_client **c)
+/* Where `gate` is asked. The daemon serves it on a thread of its own at
+ * the gate endpoint, where nothing another client sends can queue ahead of
+ * a VM's start (docs/daemon.md, "The gate endpoint"); the admin endpoint
+ * serves it too, for a daemon with none (gate_endpoint empty) and for a
+ * hook pointed elsewhere with --endpoint. */
+static const char *gate_endpoint(const hook_opts *o)
+{
+    if (o->gate_endpoint)
+        return o->gate_endpoint;
+    if (o->endpoint)
+        return o->endpoint;
+    return access(GW_PROTO_GATE_ENDPOINT + strlen("ipc://"), F_OK) == 0 ? GW_PROTO_GATE_ENDPOINT
+                                                                         : GW_PROTO_ADMIN_ENDPOINT;
+}
+
+static int open_client_at(const hook_opts *o, const char *endpoint, gw_client **c)
 {
     gw_client_options co = GW_CLIENT_OPTIONS_INIT;
-    co.endpoint = o->endpoint ? o->endpoint : GW_PROTO_ADMIN_ENDPOINT;
+    co.endpoint = endpoint;
     co.timeout_ms = (int)o->timeout_ms;
     co.actor = "libvirt qemu hook";
     return gw_client_new(c, &co);
@@ -200,7 +221,7 @@ static int ask_gate(const hook_opts *o, const char *domain, char **addrs, size_t
 {
     gw_client *c;
     *down = false;
-    int r = open_client(o, &c);
+    int r = open_client_at(o, gate_endpoint(o), &c);
     if (r < 0)
         return r;
     v->allowed = true;
@@ -251,7 +272,7 @@ static int send_hint(const hook_opts *o, const char *op, const char *domain, cha
                      release_mark *mark)
 {
     gw_client *c;
-    int r = open_client(o, &c);
+    int r = open_client_at(o, o->endpoint ? o->endpoint : GW_PROTO_ADMIN_ENDPOINT, &c);
     if (r < 0)
         return r;
     for (size_t at = 0; at < n && r >= 0; at += BATCH) {
@@ -506,6 +527,9 @@ static int hook_option(void *ctx, int id, const char *arg)
     case OPT_HOST_ROOT:
         o->host_root = arg;
         return GW_EXIT_OK;
+    case OPT_GATE_ENDPOINT:
+        o->gate_endpoint = arg;
+        return GW_EXIT_OK;
     case OPT_PUBLISH_WAIT:
         if (cli_parse_publish_wait(arg, &o->publish_wait_ms) == 0)
             return GW_EXIT_OK;
@@ -519,7 +543,8 @@ static int hook_option(void *ctx, int id, const char *arg)
 
 int cmd_hook(int argc, char **argv)
 {
-    hook_opts o = { .endpoint = getenv("GPUWARDEN_ENDPOINT"), .host_root = "/",
+    hook_opts o = { .endpoint = getenv("GPUWARDEN_ENDPOINT"), .gate_endpoint = getenv("GPUWARDEN_GATE_ENDPOINT"),
+                    .host_root = "/",
                     .allow_when_down = false, .timeout_ms = 5000, .publish_wait_ms = CLI_PUBLISH_WAIT_DEFAULT_MS };
     const char *env;
     if ((env = getenv("GPUWARDEN_HOOK_ON_DAEMON_DOWN")) && parse_policy(env, &o.allow_when_down) < 0) {

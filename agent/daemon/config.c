@@ -54,6 +54,9 @@ static const opt_def opts[] = {
         "ZeroMQ endpoint serving read-only ops (ipc: mode 0660)"),
     STR("daemon", "events_endpoint", "events-endpoint", events_endpoint, "ipc:///run/gpuwarden/events.sock",
         "ZeroMQ PUB endpoint for transitions and clean-up results"),
+    STR("daemon", "gate_endpoint", "gate-endpoint", gate_endpoint, "ipc:///run/gpuwarden/gate.sock",
+        "ipc:// endpoint serving only the libvirt hook's gate (and hello) on a thread of its own (mode 0660, "
+        "group read_group); empty: none, the hook asks the admin endpoint"),
     STR("daemon", "read_group", "read-group", read_group, "", "group owning the read socket (e.g. cyborg)"),
     STR("daemon", "admin_group", "admin-group", admin_group, "root",
         "group owning the ipc admin socket; only root and this group's members (SO_PEERCRED) may connect"),
@@ -575,6 +578,9 @@ int gwd_config_validate(const gwd_config *cfg)
     else if (cfg->in_use_retry_s < 1 || cfg->in_use_retry_s > 600)
         fprintf(stderr, "gpuwardend: [cleanup] in_use_retry_s must be 1..600 (the longest wait), not %ld\n",
                 (long)cfg->in_use_retry_s);
+    else if (cfg->gate_endpoint[0] && strncmp(cfg->gate_endpoint, "ipc://", 6))
+        fprintf(stderr, "gpuwardend: [daemon] gate_endpoint must be an ipc:// endpoint or empty, not '%s': the "
+                        "libvirt hook that asks it runs on this host\n", cfg->gate_endpoint);
     else if (validate_manage(cfg) < 0 || validate_curve(cfg) < 0)
         return -EINVAL;
     else

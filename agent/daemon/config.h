@@ -24,6 +24,7 @@ typedef struct gwd_config {
     char *admin_endpoint;
     char *read_endpoint;
     char *events_endpoint;
+    char *gate_endpoint;        /* ipc:// or "": the hook's gate, served on its own thread (gate.c) */
     char *read_group;           /* group owning the read socket (0660) */
     char *admin_group;          /* group owning the admin socket (0660); root and its members may connect */
     char *curve_secret_key;     /* Z85; required for tcp:// endpoints */

@@ -25,6 +25,7 @@
 
 #include "config.h"
 #include "metrics.h"
+#include "proto_codec.h"
 
 typedef struct gwd_event {
     struct gwd_event *next;
@@ -130,7 +131,8 @@ typedef struct gwd {
      * (replies.c): a reply is reused only while neither has moved since it
      * was made. Read without the lock. */
     _Atomic uint64_t view_version;
-    struct gwd_replies *replies;        /* main thread only (replies.c) */
+    struct gwd_replies *replies;        /* the main loop's (replies.c) */
+    struct gwd_gate *gate;              /* the gate endpoint's thread (gate.c); NULL: none */
 
     /* Something the clean-up kick looks at changed (a transition, a
      * finished clean-up, an attachment report): the loop kicks on its next
@@ -142,9 +144,10 @@ typedef struct gwd {
      * the new sanitized GPUs can be promoted at once (gwd_promote_confirmed). */
     atomic_bool promote_due;
 
-    /* metrics (main thread, except the clean-up counters) */
-    uint64_t requests[16];
-    uint64_t errors[16];
+    /* metrics: requests per op and error replies per code, counted by the
+     * thread that answered (the main loop, the gate endpoint's) */
+    atomic_uint_fast64_t requests[16];
+    atomic_uint_fast64_t errors[16];
     atomic_uint_fast64_t cleanups_passed, cleanups_failed;
     gwd_metrics metrics;                /* any thread: its own lock (metrics.h) */
 } gwd;
@@ -167,25 +170,30 @@ static inline void gwd_view_changed(gwd *d)
 }
 
 /* replies.c: the encoded results of the read ops (inventory, devices,
- * device), reused while the state they show is unchanged. Main thread. */
-struct gw_proto_request;
+ * device, an allowing gate), reused while the state they show is unchanged.
+ * A cache belongs to the one thread that serves with it (the main loop's,
+ * the gate endpoint's); none for the worker's ops, which are not kept. */
+struct gwd_replies;
 #define GWD_GATE_ARGS_MAX 1024
 typedef struct gwd_reply_key {
     bool cacheable;
     uint64_t registry, view;            /* the versions sampled before the op ran */
     char gate[GWD_GATE_ARGS_MAX];       /* gate: its arguments as one string (replies.c) */
 } gwd_reply_key;
-/* Sample the key of `req` and, on a hit, pack the whole reply (its envelope
- * with req's id, then the cached result) into sb: true. */
-bool gwd_replies_lookup(gwd *d, const struct gw_proto_request *req, gwd_reply_key *key, void *sb);
+struct gwd_replies *gwd_replies_new(void);
+/* Sample the key of `req` and, on a hit in `cache` (NULL: none), pack the
+ * whole reply (its envelope with req's id, then the cached result) into sb:
+ * true. */
+bool gwd_replies_lookup(gwd *d, struct gwd_replies *cache, const gw_proto_request *req, gwd_reply_key *key,
+                        void *sb);
 /* Keep the encoded result (`bytes`, the msgpack of `result`) of a reply
  * whose key lookup() sampled; a result that changes with the clock (a
  * running clean-up's duration) is not kept. */
-void gwd_replies_store(gwd *d, const struct gw_proto_request *req, const gwd_reply_key *key,
-                       const struct json_t *result, const void *bytes, size_t len);
+void gwd_replies_store(gwd *d, struct gwd_replies *cache, const gw_proto_request *req,
+                       const gwd_reply_key *key, const struct json_t *result, const void *bytes, size_t len);
 /* Replies served from the cache, and read requests that were not. */
-void gwd_replies_stats(gwd *d, uint64_t *hits, uint64_t *misses);
-void gwd_replies_free(gwd *d);
+void gwd_replies_stats(const struct gwd_replies *cache, uint64_t *hits, uint64_t *misses);
+void gwd_replies_free(struct gwd_replies *cache);
 
 /* fleet.c: the host scan and the registry. */
 int gwd_fleet_scan(gwd *d);                         /* scan + registry sync; main thread */
@@ -243,13 +251,22 @@ bool gwd_cleanup_retry_due(gwd *d);
 void gwd_events_on_transition(const gw_transition *t, const gw_device *after, void *userdata);
 
 /* server.c */
-void gwd_serve(gwd *d, void *sock, bool admin);
+/* Answer what waits on `sock` (at most a batch), which serves endpoint `ep`,
+ * with the serving thread's reply cache. */
+void gwd_serve(gwd *d, struct gwd_replies *cache, void *sock, gw_proto_endpoint ep);
 /* The worker that runs slow requests (audit) off the request thread: started
  * once the endpoints are bound, stopped before they close. */
 int gwd_server_start(gwd *d);
 void gwd_server_stop(gwd *d);
 /* Send the replies the worker has finished; main thread, every loop turn. */
 void gwd_serve_deferred(gwd *d);
+
+/* gate.c: the gate endpoint, served on a thread of its own. Started once
+ * the other endpoints are bound (after gwd_endpoint_limits(), with the
+ * connections it allows each endpoint); nothing when gate_endpoint is empty.
+ * Stopped before the registry and the attachment view it reads go. */
+int gwd_gate_start(gwd *d, long max_connections);
+void gwd_gate_stop(gwd *d);
 
 /* ops.c: the inventory (also used by server for metrics). Caller holds d->lock. */
 int gwd_inventory_build(gwd *d, gw_inventory **out);

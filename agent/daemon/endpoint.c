@@ -81,7 +81,7 @@
 #define FD_CEILING (1u << 20)
 /* A refusal is logged at most this often per endpoint (with a count). */
 #define REFUSAL_LOG_MS 10000
-#define GUARD_ENDPOINTS 4
+#define GUARD_ENDPOINTS 8
 
 enum { Z_GREETING, Z_HEADER, Z_SIZE, Z_BODY, Z_OPAQUE };
 
@@ -99,7 +99,7 @@ typedef struct guard_conn {
 } guard_conn;
 
 typedef struct guard_ep {
-    char name[16];              /* "admin", "read", "events" */
+    char name[16];              /* "admin", "read", "events", "gate" */
     sa_family_t family;
     char path[sizeof ((struct sockaddr_un *)0)->sun_path];  /* AF_UNIX: bound name (abstract: leading NUL) */
     size_t path_len;

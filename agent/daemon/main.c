@@ -320,7 +320,9 @@ static int bind_endpoints(gwd *d)
                                      false, key, max, conns);
     d->pub_sock = gwd_endpoint_bind(d->zctx, ZMQ_PUB, "events", d->cfg.events_endpoint, 0660, d->cfg.read_group,
                                     false, key, max, conns);
-    return d->admin_sock && d->read_sock && d->pub_sock ? 0 : -EIO;
+    if (!d->admin_sock || !d->read_sock || !d->pub_sock)
+        return -EIO;
+    return gwd_gate_start(d, conns);
 }
 
 static int64_t rescan_after(const gwd *d)
@@ -365,9 +367,9 @@ static void serve(gwd *d)
         if (items[2].revents && handle_signals(d))
             next_rescan = rescan_after(d);     /* the interval may have changed, 0 included */
         if (items[0].revents)
-            gwd_serve(d, d->admin_sock, true);
+            gwd_serve(d, d->replies, d->admin_sock, GW_ENDPOINT_ADMIN);
         if (items[1].revents)
-            gwd_serve(d, d->read_sock, false);
+            gwd_serve(d, d->replies, d->read_sock, GW_ENDPOINT_READ);
         if (items[3].revents) {
             uint64_t n;
             if (read(d->wake_fd, &n, sizeof n) < 0 && errno != EAGAIN)
@@ -449,6 +451,7 @@ int main(int argc, char **argv)
     if (open_host(&d) < 0 || open_state(&d) < 0)
         goto out;
     d.zctx = zmq_ctx_new();
+    d.replies = gwd_replies_new();
     if (bind_endpoints(&d) < 0 || gwd_server_start(&d) < 0)
         goto out;
     if (gwd_fleet_scan(&d) < 0)
@@ -464,8 +467,9 @@ int main(int argc, char **argv)
         goto out;
     gwd_cleanup_kick(&d);
     publish_queued(&d);
-    gw_log(GW_LOG_NOTICE, "gpuwardend %s serving host %s (%s backend); admin %s, read %s, events %s", gw_version(),
-           d.cfg.host_root, d.cfg.host_backend, d.cfg.admin_endpoint, d.cfg.read_endpoint, d.cfg.events_endpoint);
+    gw_log(GW_LOG_NOTICE, "gpuwardend %s serving host %s (%s backend); admin %s, read %s, events %s, gate %s",
+           gw_version(), d.cfg.host_root, d.cfg.host_backend, d.cfg.admin_endpoint, d.cfg.read_endpoint,
+           d.cfg.events_endpoint, d.cfg.gate_endpoint[0] ? d.cfg.gate_endpoint : "none");
     /* What the start cost: the checkpoint writes (each a write, fsync and
      * rename) and the time to READY (scripts/bench.d/startup). */
     gw_log(GW_LOG_NOTICE, "start-up: %llu checkpoint write(s), ready %lld ms after start",
@@ -474,11 +478,12 @@ int main(int argc, char **argv)
     serve(&d);
     sd_notify(0, "STOPPING=1");
     uint64_t hits, misses;
-    gwd_replies_stats(&d, &hits, &misses);
+    gwd_replies_stats(d.replies, &hits, &misses);
     gw_log(GW_LOG_INFO, "reply cache: %llu read(s) answered from it, %llu encoded", (unsigned long long)hits,
            (unsigned long long)misses);
     rc = 0;
 out:;
+    gwd_gate_stop(&d);          /* its gates read the registry and the attachment view */
     gwd_server_stop(&d);        /* its requests read the registry's directory */
     /* The pool first: its clean-ups still ask the attachment source. Steps
      * that outlive it keep the source, the hint view and the wake-up
@@ -499,11 +504,12 @@ out:;
         zmq_ctx_term(d.zctx);
     /* A socket file left behind looks like a daemon that does not answer;
      * gone, clients are told at once that nothing is there. */
-    const char *endpoints[] = { d.cfg.admin_endpoint, d.cfg.read_endpoint, d.cfg.events_endpoint };
-    for (size_t i = 0; i < 3; i++)
+    const char *endpoints[] = { d.cfg.admin_endpoint, d.cfg.read_endpoint, d.cfg.events_endpoint,
+                                d.cfg.gate_endpoint };
+    for (size_t i = 0; i < 4; i++)
         if (endpoints[i] && !strncmp(endpoints[i], "ipc://", 6) && (d.admin_sock || d.read_sock || d.pub_sock))
             unlink(endpoints[i] + 6);
-    gwd_replies_free(&d);
+    gwd_replies_free(d.replies);
     gw_inventory_free(d.inventory);
     gw_host_free(d.host);
     gwd_strv_free(d.managed);

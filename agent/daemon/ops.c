@@ -316,7 +316,7 @@ static json_t *inventory_object(gwd *d, const gw_inventory *inv)
 
 /* ---- ops ---- */
 
-static int op_hello(gwd *d, const gw_proto_request *req, bool admin, json_t **out, gw_proto_error *err)
+static int op_hello(gwd *d, const gw_proto_request *req, gw_proto_endpoint ep, json_t **out, gw_proto_error *err)
 {
     json_t *o = json_object();
     json_t *versions = json_array();
@@ -324,7 +324,7 @@ static int op_hello(gwd *d, const gw_proto_request *req, bool admin, json_t **ou
     json_object_set_new(o, "versions", versions);
     json_object_set_new(o, "daemon", json_string(gw_version()));
     json_object_set_new(o, "host", json_string(d->host_name));
-    json_object_set_new(o, "endpoint", json_string(admin ? "admin" : "read"));
+    json_object_set_new(o, "endpoint", json_string(gw_proto_endpoint_name(ep)));
     json_t *caps = json_array();
     json_array_append_new(caps, json_string("events"));
     if (d->attach)
@@ -338,7 +338,7 @@ static int op_hello(gwd *d, const gw_proto_request *req, bool admin, json_t **ou
     json_object_set_new(o, "capabilities", caps);
     json_t *ops = json_array();
     for (int op = 0; op < GW_OP_COUNT; op++)
-        if (admin || gw_proto_op_is_read((gw_proto_op)op))
+        if (gw_proto_op_served((gw_proto_op)op, ep))
             json_array_append_new(ops, json_string(gw_proto_op_name((gw_proto_op)op)));
     json_object_set_new(o, "ops", ops);
     /* Last: added after the rest, and read by name. */
@@ -347,7 +347,7 @@ static int op_hello(gwd *d, const gw_proto_request *req, bool admin, json_t **ou
     return 0;
 }
 
-static int op_inventory(gwd *d, const gw_proto_request *req, bool admin, json_t **out, gw_proto_error *err)
+static int op_inventory(gwd *d, const gw_proto_request *req, gw_proto_endpoint ep, json_t **out, gw_proto_error *err)
 {
     pthread_mutex_lock(&d->lock);
     gw_inventory *inv = NULL;
@@ -395,7 +395,7 @@ static json_t *promote_sanitized(gwd *d, gw_inventory **inv, const char *reason)
 /* Promote the sanitized GPUs of `generation` when it is still the current
  * one: the shim has just pushed exactly this content to Placement, so those
  * GPUs exist there (reserved) and may now be offered. */
-static int op_published(gwd *d, const gw_proto_request *req, bool admin, json_t **out, gw_proto_error *err)
+static int op_published(gwd *d, const gw_proto_request *req, gw_proto_endpoint ep, json_t **out, gw_proto_error *err)
 {
     uint64_t g = req->args.generation;
     pthread_mutex_lock(&d->lock);
@@ -476,7 +476,7 @@ void gwd_promote_confirmed(gwd *d)
     pthread_mutex_unlock(&d->lock);
 }
 
-static int op_devices(gwd *d, const gw_proto_request *req, bool admin, json_t **out, gw_proto_error *err)
+static int op_devices(gwd *d, const gw_proto_request *req, gw_proto_endpoint ep, json_t **out, gw_proto_error *err)
 {
     gw_device **list = NULL;
     size_t n = 0;
@@ -520,7 +520,7 @@ static json_t *device_with_cleanup(gwd *d, const gw_device *dev)
     return o;
 }
 
-static int op_device(gwd *d, const gw_proto_request *req, bool admin, json_t **out, gw_proto_error *err)
+static int op_device(gwd *d, const gw_proto_request *req, gw_proto_endpoint ep, json_t **out, gw_proto_error *err)
 {
     gw_device *dev = NULL;
     int r = gw_registry_get(d->reg, req->args.address, &dev);
@@ -536,10 +536,10 @@ static int op_device(gwd *d, const gw_proto_request *req, bool admin, json_t **o
  * (ipc: SO_PEERCRED) or the CURVE allow-list (tcp: the key's name) says
  * (server.c), never the request's `actor`, which the client writes itself:
  * "operator:uid=0(root) pid=42(admin endpoint)". */
-static char *operator_actor(const gw_proto_request *req, bool admin)
+static char *operator_actor(const gw_proto_request *req, gw_proto_endpoint ep)
 {
     return gw_strdup_printf("operator:%s(%s endpoint)", req->peer[0] ? req->peer : "unknown",
-                            admin ? "admin" : "read");
+                            gw_proto_endpoint_name(ep));
 }
 
 /* What the client said about itself (the request's `actor`), recorded beside
@@ -566,10 +566,10 @@ static int device_after(gwd *d, const char *address, json_t **out, gw_proto_erro
 }
 
 /* Apply an operator event and answer with the device. */
-static int operator_event(gwd *d, const gw_proto_request *req, bool admin, gw_event event, const char *reason,
+static int operator_event(gwd *d, const gw_proto_request *req, gw_proto_endpoint ep, gw_event event, const char *reason,
                           json_t **out, gw_proto_error *err)
 {
-    _cleanup_free_ char *actor = operator_actor(req, admin);
+    _cleanup_free_ char *actor = operator_actor(req, ep);
     _cleanup_free_ char *claimed = claimed_actor(req);
     gw_apply_options o = GW_APPLY_OPTIONS_INIT;
     o.actor = actor;
@@ -581,22 +581,22 @@ static int operator_event(gwd *d, const gw_proto_request *req, bool admin, gw_ev
     return device_after(d, req->args.address, out, err);
 }
 
-static int op_quarantine(gwd *d, const gw_proto_request *req, bool admin, json_t **out, gw_proto_error *err)
+static int op_quarantine(gwd *d, const gw_proto_request *req, gw_proto_endpoint ep, json_t **out, gw_proto_error *err)
 {
-    return operator_event(d, req, admin, GW_EVENT_QUARANTINE, req->args.reason, out, err);
+    return operator_event(d, req, ep, GW_EVENT_QUARANTINE, req->args.reason, out, err);
 }
 
-static int op_release(gwd *d, const gw_proto_request *req, bool admin, json_t **out, gw_proto_error *err)
+static int op_release(gwd *d, const gw_proto_request *req, gw_proto_endpoint ep, json_t **out, gw_proto_error *err)
 {
-    return operator_event(d, req, admin, GW_EVENT_RELEASE,
+    return operator_event(d, req, ep, GW_EVENT_RELEASE,
                           req->args.reason ? req->args.reason : "released by the operator", out, err);
 }
 
-static int op_sanitize(gwd *d, const gw_proto_request *req, bool admin, json_t **out, gw_proto_error *err)
+static int op_sanitize(gwd *d, const gw_proto_request *req, gw_proto_endpoint ep, json_t **out, gw_proto_error *err)
 {
     if (gw_cleanup_pool_busy(d->pool, req->args.address))
         return gw_proto_errorf(err, GW_PROTO_BUSY, "args.address", "%s: a clean-up is running", req->args.address);
-    return operator_event(d, req, admin, GW_EVENT_SANITIZE, "clean-up requested by the operator", out, err);
+    return operator_event(d, req, ep, GW_EVENT_SANITIZE, "clean-up requested by the operator", out, err);
 }
 
 /* The actor of every maintenance transition, whoever connects: a fixed
@@ -608,7 +608,7 @@ static int op_sanitize(gwd *d, const gw_proto_request *req, bool admin, json_t *
 /* Cyborg's disable/enable (PROTOCOL.md §8 maintenance), an admin op: `on`
  * takes a GPU out of service, and `off` only ends a cyborg hold through
  * release, i.e. discovered + dirty and a clean-up. */
-static int op_maintenance(gwd *d, const gw_proto_request *req, bool admin, json_t **out, gw_proto_error *err)
+static int op_maintenance(gwd *d, const gw_proto_request *req, gw_proto_endpoint ep, json_t **out, gw_proto_error *err)
 {
     const char *address = req->args.address;
     /* Who connected (the kernel's word) goes into the evidence, with what
@@ -616,8 +616,8 @@ static int op_maintenance(gwd *d, const gw_proto_request *req, bool admin, json_
     const char *peer = req->peer[0] ? req->peer : "unknown";
     _cleanup_free_ char *evidence =
         req->actor ? gw_strdup_printf("maintenance on the %s endpoint by %s, client actor '%s'",
-                                      admin ? "admin" : "read", peer, req->actor)
-                   : gw_strdup_printf("maintenance on the %s endpoint by %s", admin ? "admin" : "read", peer);
+                                      gw_proto_endpoint_name(ep), peer, req->actor)
+                   : gw_strdup_printf("maintenance on the %s endpoint by %s", gw_proto_endpoint_name(ep), peer);
     gw_apply_options o = GW_APPLY_OPTIONS_INIT;
     o.actor = CYBORG_ACTOR;
     o.reason = req->args.reason;
@@ -684,7 +684,7 @@ static size_t audit_record_bytes(const gw_transition *t)
  * record. Without a device it reads the newest `limit` records backwards.
  * It touches only the registry's state directory (the registry's own copy:
  * a reload replaces d->cfg under it) and the files there. */
-static int op_audit(gwd *d, const gw_proto_request *req, bool admin, json_t **out, gw_proto_error *err)
+static int op_audit(gwd *d, const gw_proto_request *req, gw_proto_endpoint ep, json_t **out, gw_proto_error *err)
 {
     gw_audit_filter f = GW_AUDIT_FILTER_INIT;
     f.address = req->args.device;
@@ -747,7 +747,7 @@ static json_t *managed_among(gwd *d, const gw_proto_request *req)
     return a;
 }
 
-static int op_attached(gwd *d, const gw_proto_request *req, bool admin, json_t **out, gw_proto_error *err)
+static int op_attached(gwd *d, const gw_proto_request *req, gw_proto_endpoint ep, json_t **out, gw_proto_error *err)
 {
     pthread_mutex_lock(&d->lock);
     json_t *gpus = managed_among(d, req);
@@ -789,7 +789,7 @@ static int op_attached(gwd *d, const gw_proto_request *req, bool admin, json_t *
  * attached to it. Either way the domain no longer runs, so its GPUs are
  * reserved from now on (attachment.c, "Stopped domains"), before the
  * revision below is taken. Without libvirt the hint itself is the report. */
-static int op_released(gwd *d, const gw_proto_request *req, bool admin, json_t **out, gw_proto_error *err)
+static int op_released(gwd *d, const gw_proto_request *req, gw_proto_endpoint ep, json_t **out, gw_proto_error *err)
 {
     pthread_mutex_lock(&d->lock);
     json_t *gpus = managed_among(d, req);
@@ -868,7 +868,7 @@ static char *gate_refusal(gwd *d, const gw_device *dev, const char *domain)
     return gw_xstrdup("unknown state");
 }
 
-static int op_gate(gwd *d, const gw_proto_request *req, bool admin, json_t **out, gw_proto_error *err)
+static int op_gate(gwd *d, const gw_proto_request *req, gw_proto_endpoint ep, json_t **out, gw_proto_error *err)
 {
     pthread_mutex_lock(&d->lock);
     json_t *gpus = managed_among(d, req);
@@ -896,7 +896,7 @@ static int op_gate(gwd *d, const gw_proto_request *req, bool admin, json_t **out
     return 0;
 }
 
-static int op_metrics(gwd *d, const gw_proto_request *req, bool admin, json_t **out, gw_proto_error *err)
+static int op_metrics(gwd *d, const gw_proto_request *req, gw_proto_endpoint ep, json_t **out, gw_proto_error *err)
 {
     gw_device **list = NULL;
     size_t n = 0;
@@ -953,7 +953,7 @@ static int op_metrics(gwd *d, const gw_proto_request *req, bool admin, json_t **
     return 0;
 }
 
-typedef int (*op_fn)(gwd *, const gw_proto_request *, bool, json_t **, gw_proto_error *);
+typedef int (*op_fn)(gwd *, const gw_proto_request *, gw_proto_endpoint, json_t **, gw_proto_error *);
 
 static const op_fn ops[GW_OP_COUNT] = {
     [GW_OP_HELLO] = op_hello,           [GW_OP_INVENTORY] = op_inventory, [GW_OP_PUBLISHED] = op_published,
@@ -963,8 +963,8 @@ static const op_fn ops[GW_OP_COUNT] = {
     [GW_OP_METRICS] = op_metrics,       [GW_OP_MAINTENANCE] = op_maintenance,
 };
 
-int gwd_op_run(gwd *d, const gw_proto_request *req, bool admin, json_t **result, gw_proto_error *err)
+int gwd_op_run(gwd *d, const gw_proto_request *req, gw_proto_endpoint ep, json_t **result, gw_proto_error *err)
 {
     *result = NULL;
-    return ops[req->op](d, req, admin, result, err);
+    return ops[req->op](d, req, ep, result, err);
 }

@@ -9,6 +9,6 @@
 
 /* Run a decoded, validated request. 0 with *result (a new reference), or -1
  * with *err filled. */
-int gwd_op_run(gwd *d, const gw_proto_request *req, bool admin, json_t **result, gw_proto_error *err);
+int gwd_op_run(gwd *d, const gw_proto_request *req, gw_proto_endpoint ep, json_t **result, gw_proto_error *err);
 
 #endif

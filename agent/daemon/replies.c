@@ -107,7 +107,7 @@ static entry *find(struct gwd_replies *c, const gw_proto_request *req, const cha
     return NULL;
 }
 
-/* The inventory's bookkeeping, which its result carries. Main thread. */
+/* The inventory's bookkeeping, which its result carries. */
 static void revisions(gwd *d, uint64_t *revision, uint64_t *published)
 {
     pthread_mutex_lock(&d->lock);
@@ -116,12 +116,17 @@ static void revisions(gwd *d, uint64_t *revision, uint64_t *published)
     pthread_mutex_unlock(&d->lock);
 }
 
-bool gwd_replies_lookup(gwd *d, const gw_proto_request *req, gwd_reply_key *key, void *sbv)
+struct gwd_replies *gwd_replies_new(void)
+{
+    return gw_xcalloc(1, sizeof(struct gwd_replies));
+}
+
+bool gwd_replies_lookup(gwd *d, struct gwd_replies *c, const gw_proto_request *req, gwd_reply_key *key, void *sbv)
 {
     msgpack_sbuffer *sb = sbv;
     key->gate[0] = '\0';
     key->registry = key->view = 0;
-    key->cacheable = cacheable(req->op);
+    key->cacheable = c && cacheable(req->op);
     if (!key->cacheable)
         return false;
     if (req->op == GW_OP_GATE && !gate_args(req, key->gate, sizeof key->gate)) {
@@ -130,8 +135,7 @@ bool gwd_replies_lookup(gwd *d, const gw_proto_request *req, gwd_reply_key *key,
     }
     key->registry = gw_registry_version(d->reg);
     key->view = atomic_load(&d->view_version);
-    struct gwd_replies *c = d->replies;
-    entry *e = c ? find(c, req, key->gate) : NULL;
+    entry *e = find(c, req, key->gate);
     if (!e || e->registry != key->registry || e->view != key->view)
         goto miss;
     if (req->op == GW_OP_INVENTORY) {
@@ -149,8 +153,7 @@ bool gwd_replies_lookup(gwd *d, const gw_proto_request *req, gwd_reply_key *key,
     msgpack_sbuffer_write(sb, e->bytes, e->len);
     return true;
 miss:
-    if (c)
-        c->misses++;
+    c->misses++;
     return false;
 }
 
@@ -168,14 +171,11 @@ static bool steady(const gw_proto_request *req, const json_t *result)
     return !r || strcmp(r, "running");
 }
 
-void gwd_replies_store(gwd *d, const gw_proto_request *req, const gwd_reply_key *key, const json_t *result,
-                       const void *bytes, size_t len)
+void gwd_replies_store(gwd *d, struct gwd_replies *c, const gw_proto_request *req, const gwd_reply_key *key,
+                       const json_t *result, const void *bytes, size_t len)
 {
-    if (!key->cacheable || !steady(req, result))
+    if (!c || !key->cacheable || !steady(req, result))
         return;
-    if (!d->replies)
-        d->replies = gw_xcalloc(1, sizeof *d->replies);
-    struct gwd_replies *c = d->replies;
     entry *e = find(c, req, key->gate);
     if (!e && c->n < REPLIES_MAX) {
         e = &c->e[c->n++];
@@ -204,15 +204,14 @@ void gwd_replies_store(gwd *d, const gw_proto_request *req, const gwd_reply_key 
     e->used = ++c->tick;
 }
 
-void gwd_replies_stats(gwd *d, uint64_t *hits, uint64_t *misses)
+void gwd_replies_stats(const struct gwd_replies *c, uint64_t *hits, uint64_t *misses)
 {
-    *hits = d->replies ? d->replies->hits : 0;
-    *misses = d->replies ? d->replies->misses : 0;
+    *hits = c ? c->hits : 0;
+    *misses = c ? c->misses : 0;
 }
 
-void gwd_replies_free(gwd *d)
+void gwd_replies_free(struct gwd_replies *c)
 {
-    struct gwd_replies *c = d->replies;
     if (!c)
         return;
     for (size_t i = 0; i < c->n; i++) {
@@ -220,5 +219,4 @@ void gwd_replies_free(gwd *d)
         free(c->e[i].gate);
     }
     free(c);
-    d->replies = NULL;
 }

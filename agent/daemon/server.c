@@ -50,7 +50,7 @@ typedef struct slow_job {
     void *sock;                         /* where the reply goes (only the main thread sends) */
     unsigned char rid[256];             /* the sender's routing id (ZeroMQ: at most 255 bytes) */
     size_t rid_len;
-    bool admin;
+    gw_proto_endpoint ep;
     gw_proto_op op;                     /* req's, kept after the worker is done with req */
     uint64_t t0_us;                     /* when it was received (gwd_mono_us), for its latency */
     gw_proto_request req;               /* moved here, owned */
@@ -121,19 +121,21 @@ static void count_error(gwd *d, int code)
 }
 
 /* Run a decoded request and pack its reply into sb; returns the error code
- * of the reply (0 = ok). Either thread; counts nothing. */
-static int run(gwd *d, const gw_proto_request *req, bool admin, msgpack_sbuffer *sb)
+ * of the reply (0 = ok). Any serving thread, with its own reply cache (NULL:
+ * none); counts nothing. */
+static int run(gwd *d, struct gwd_replies *cache, const gw_proto_request *req, gw_proto_endpoint ep,
+               msgpack_sbuffer *sb)
 {
     /* A read whose state has not changed since its last reply: that reply's
      * result again, under this request's id (replies.c). */
     gwd_reply_key key;      /* set by the lookup (not zeroed: 1 KiB on every request) */
-    if (gwd_replies_lookup(d, req, &key, sb))
+    if (gwd_replies_lookup(d, cache, req, &key, sb))
         return 0;
     json_t *result = NULL;
     gw_proto_error err;
     memset(&err, 0, sizeof err);
     gw_error_clear();
-    if (gwd_op_run(d, req, admin, &result, &err) < 0) {
+    if (gwd_op_run(d, req, ep, &result, &err) < 0) {
         gw_log(GW_LOG_INFO, "%s: %s: %s", gw_proto_op_name(req->op), gw_proto_code_name(err.code), err.message);
         pack_error(sb, req->has_id, req->id, &err);
         return err.code;
@@ -149,7 +151,7 @@ static int run(gwd *d, const gw_proto_request *req, bool admin, msgpack_sbuffer 
         pack_error(sb, req->has_id, req->id, &err);
         code = err.code;
     } else {
-        gwd_replies_store(d, req, &key, result, sb->data + head, sb->size - head);
+        gwd_replies_store(d, cache, req, &key, result, sb->data + head, sb->size - head);
     }
     json_decref(result);
     return code;
@@ -207,7 +209,7 @@ static void *slow_main(void *arg)
             s->todo_tail = NULL;
         pthread_mutex_unlock(&s->lock);
 
-        j->code = run(d, &j->req, j->admin, &j->reply);
+        j->code = run(d, NULL, &j->req, j->ep, &j->reply);
         gw_proto_request_done(&j->req);
         j->next = NULL;
 
@@ -311,7 +313,8 @@ void gwd_serve_deferred(gwd *d)
 
 /* Hand a decoded request to the worker; *req is moved (its owner is the job)
  * on success. -EBUSY when the queue is full. */
-static int defer(gwd *d, void *sock, zmq_msg_t *routing, bool admin, gw_proto_request *req, uint64_t t0_us)
+static int defer(gwd *d, void *sock, zmq_msg_t *routing, gw_proto_endpoint ep, gw_proto_request *req,
+                 uint64_t t0_us)
 {
     struct gwd_slow *s = d->slow;
     size_t rid_len = zmq_msg_size(routing);
@@ -328,7 +331,7 @@ static int defer(gwd *d, void *sock, zmq_msg_t *routing, bool admin, gw_proto_re
     j->sock = sock;
     memcpy(j->rid, zmq_msg_data(routing), rid_len);
     j->rid_len = rid_len;
-    j->admin = admin;
+    j->ep = ep;
     j->op = req->op;
     j->t0_us = t0_us;
     j->req = *req;
@@ -368,9 +371,11 @@ static bool slow_op(gw_proto_op op)
  * connection as soon as this one closes: a request still queued from a
  * client that has gone would then be recorded as the next client's.
  */
-static void peer_of(gwd *d, bool admin, zmq_msg_t *m, gw_proto_request *req)
+static void peer_of(gwd *d, gw_proto_endpoint ep, zmq_msg_t *m, gw_proto_request *req)
 {
-    const char *endpoint = admin ? d->cfg.admin_endpoint : d->cfg.read_endpoint;
+    const char *endpoint = ep == GW_ENDPOINT_ADMIN ? d->cfg.admin_endpoint
+                         : ep == GW_ENDPOINT_READ  ? d->cfg.read_endpoint
+                                                   : d->cfg.gate_endpoint;
     snprintf(req->peer, sizeof req->peer, "unknown");
     if (!strncmp(endpoint, "tcp://", 6)) {
         const char *user = zmq_msg_gets(m, "User-Id");
@@ -414,14 +419,14 @@ static void peer_of(gwd *d, bool admin, zmq_msg_t *m, gw_proto_request *req)
 /* Decode and answer one body (the message `msg`, whose metadata names its
  * sender) into sb. Returns false when the request went to the worker (which
  * answers later). */
-static bool answer(gwd *d, void *sock, zmq_msg_t *routing, bool admin, zmq_msg_t *msg, msgpack_sbuffer *sb)
+static bool answer(gwd *d, struct gwd_replies *cache, void *sock, zmq_msg_t *routing, gw_proto_endpoint ep,
+                   zmq_msg_t *msg, msgpack_sbuffer *sb)
 {
     uint64_t t0 = gwd_mono_us();
     gw_proto_request req;
     gw_proto_error err;
     memset(&err, 0, sizeof err);
-    if (gw_proto_request_decode(&req, zmq_msg_data(msg), zmq_msg_size(msg), admin ? GW_ENDPOINT_ADMIN : GW_ENDPOINT_READ,
-                                &err) < 0) {
+    if (gw_proto_request_decode(&req, zmq_msg_data(msg), zmq_msg_size(msg), ep, &err) < 0) {
         pack_error(sb, req.has_id, req.id, &err);
         count_error(d, err.code);
         gw_proto_request_done(&req);
@@ -430,9 +435,12 @@ static bool answer(gwd *d, void *sock, zmq_msg_t *routing, bool admin, zmq_msg_t
     d->requests[req.op]++;
     /* Only the ops that record who asked: a user name look-up is not free. */
     if (!gw_proto_op_is_read(req.op))
-        peer_of(d, admin, msg, &req);
+        peer_of(d, ep, msg, &req);
+    /* Only the main loop's endpoints serve a slow op (the gate endpoint
+     * refuses it in the decoder), and only that loop sends the worker's
+     * replies. */
     if (slow_op(req.op) && d->slow) {
-        int r = defer(d, sock, routing, admin, &req, t0);
+        int r = defer(d, sock, routing, ep, &req, t0);
         if (r == 0)
             return false;
         gw_proto_errorf(&err, GW_PROTO_BUSY, NULL, "%d slow requests (audit) are waiting already; try again",
@@ -443,7 +451,7 @@ static bool answer(gwd *d, void *sock, zmq_msg_t *routing, bool admin, zmq_msg_t
         gw_proto_request_done(&req);
         return true;
     }
-    int code = run(d, &req, admin, sb);
+    int code = run(d, cache, &req, ep, sb);
     if (code)
         count_error(d, code);
     /* Requests that never decoded have no op: they count in `errors` only. */
@@ -455,7 +463,7 @@ static bool answer(gwd *d, void *sock, zmq_msg_t *routing, bool admin, zmq_msg_t
 /* One message off the socket. Returns false when there was none. A request
  * must be exactly [routing id][empty][body]; any other shape is answered
  * `malformed` after every frame of it has been read off. */
-static bool serve_one(gwd *d, void *sock, bool admin)
+static bool serve_one(gwd *d, struct gwd_replies *cache, void *sock, gw_proto_endpoint ep)
 {
     zmq_msg_t f[3];
     size_t kept = 0, frames = 0;
@@ -489,7 +497,7 @@ static bool serve_one(gwd *d, void *sock, bool admin)
         pack_error(&sb, false, 0, &err);
         count_error(d, err.code);
     } else {
-        reply = answer(d, sock, &f[0], admin, &f[2], &sb);
+        reply = answer(d, cache, sock, &f[0], ep, &f[2], &sb);
     }
     if (reply)
         send_reply(sock, zmq_msg_data(&f[0]), zmq_msg_size(&f[0]), &sb);
@@ -499,8 +507,8 @@ static bool serve_one(gwd *d, void *sock, bool admin)
     return true;
 }
 
-void gwd_serve(gwd *d, void *sock, bool admin)
+void gwd_serve(gwd *d, struct gwd_replies *cache, void *sock, gw_proto_endpoint ep)
 {
-    for (int i = 0; i < BATCH && serve_one(d, sock, admin); i++)
+    for (int i = 0; i < BATCH && serve_one(d, cache, sock, ep); i++)
         ;
 }

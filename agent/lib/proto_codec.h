@@ -75,7 +75,15 @@ typedef enum gw_proto_op {
 typedef enum gw_proto_endpoint {
     GW_ENDPOINT_READ,
     GW_ENDPOINT_ADMIN,
+    /* The libvirt hook's: `hello` and `gate` only (PROTOCOL.md §2). */
+    GW_ENDPOINT_GATE,
 } gw_proto_endpoint;
+
+/* "read", "admin", "gate". */
+const char *gw_proto_endpoint_name(gw_proto_endpoint ep);
+/* Whether endpoint `ep` serves `op` (PROTOCOL.md §2); one source for the
+ * decoder's `forbidden` and the ops `hello` lists. */
+bool gw_proto_op_served(gw_proto_op op, gw_proto_endpoint ep);
 
 const char *gw_proto_op_name(gw_proto_op op);
 /* -1 when unknown. */

@@ -93,6 +93,36 @@ bool gw_proto_op_is_read(gw_proto_op op)
     return (unsigned)op < GW_OP_COUNT && ops[op].read;
 }
 
+const char *gw_proto_endpoint_name(gw_proto_endpoint ep)
+{
+    switch (ep) {
+    case GW_ENDPOINT_READ:
+        return "read";
+    case GW_ENDPOINT_ADMIN:
+        return "admin";
+    case GW_ENDPOINT_GATE:
+        return "gate";
+    }
+    return "invalid";
+}
+
+bool gw_proto_op_served(gw_proto_op op, gw_proto_endpoint ep)
+{
+    if ((unsigned)op >= GW_OP_COUNT)
+        return false;
+    switch (ep) {
+    case GW_ENDPOINT_ADMIN:
+        return true;
+    case GW_ENDPOINT_READ:
+        return ops[op].read;
+    case GW_ENDPOINT_GATE:
+        /* The VM-start question and the handshake: nothing that could
+         * queue behind a slow op on the thread that serves it. */
+        return op == GW_OP_HELLO || op == GW_OP_GATE;
+    }
+    return false;
+}
+
 /* User text inside an error message: printable ASCII, at most 64 bytes. */
 static const char *quoted(char *buf, size_t size, const char *s, size_t n)
 {
@@ -271,9 +301,9 @@ static int check_op(gw_proto_request *req, const msgpack_object *op, gw_proto_en
         return gw_proto_errorf(err, GW_PROTO_UNKNOWN_OP, "op", "op: unknown op '%s'",
                                quoted(q, sizeof q, op->via.str.ptr, op->via.str.size));
     req->op = (gw_proto_op)o;
-    if (ep == GW_ENDPOINT_READ && !ops[o].read)
-        return gw_proto_errorf(err, GW_PROTO_FORBIDDEN, "op", "op: '%s' is not served on the read endpoint",
-                               ops[o].name);
+    if (!gw_proto_op_served(req->op, ep))
+        return gw_proto_errorf(err, GW_PROTO_FORBIDDEN, "op", "op: '%s' is not served on the %s endpoint",
+                               ops[o].name, gw_proto_endpoint_name(ep));
     return 0;
 }
 

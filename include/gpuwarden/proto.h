@@ -26,6 +26,8 @@ extern "C" {
 /* Default endpoints of gpuwardend (PROTOCOL.md §1). */
 #define GW_PROTO_READ_ENDPOINT "ipc:///run/gpuwarden/read.sock"
 #define GW_PROTO_ADMIN_ENDPOINT "ipc:///run/gpuwarden/admin.sock"
+/* The libvirt hook's `gate`, served on a thread of its own (PROTOCOL.md §2). */
+#define GW_PROTO_GATE_ENDPOINT "ipc:///run/gpuwarden/gate.sock"
 #define GW_PROTO_EVENTS_ENDPOINT "ipc:///run/gpuwarden/events.sock"
 
 /* Limits (PROTOCOL.md §7). Requests, as the daemon decodes them: */

@@ -31,6 +31,7 @@ class Daemon:
         self.admin = f"ipc://{self.tmp}/admin.sock"
         self.read = f"ipc://{self.tmp}/read.sock"
         self.events = f"ipc://{self.tmp}/events.sock"
+        self.gate = f"ipc://{self.tmp}/gate.sock"
         self.extra = list(extra)
         self.proc = None
         self.log = self.tmp / "gpuwardend.log"
@@ -47,7 +48,7 @@ class Daemon:
                 "--host-root", str(self.host), "--host-backend", "simulated",
                 "--state-dir", str(self.state_dir),
                 "--admin-endpoint", self.admin, "--read-endpoint", self.read,
-                "--events-endpoint", self.events, "--libvirt-uri", "",
+                "--events-endpoint", self.events, "--gate-endpoint", self.gate, "--libvirt-uri", "",
                 "--hooks-dir", str(self.tmp / "hooks.d"), "--host-name", "cmp1",
                 "--rescan-interval", "0"] + self.extra
 
