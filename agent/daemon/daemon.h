@@ -152,15 +152,26 @@ typedef struct gwd {
     gwd_metrics metrics;                /* any thread: its own lock (metrics.h) */
 } gwd;
 
+/* loop.c: the main loop and the services the rest of the daemon calls back
+ * into. */
 /* Queue an event for the PUB socket; callable from any thread. `seq` is
  * assigned here, so publication order is sequence order. The builder packs the
  * body given the seq. */
 typedef void (*gwd_event_builder)(void *pk, uint64_t seq, void *userdata);
 void gwd_event_publish(gwd *d, const char *kind, const char *address, gwd_event_builder build, void *userdata);
+/* Send the queued events on the PUB socket (dropped when it is not bound);
+ * main thread: every loop turn, and at start-up and shutdown. */
+void gwd_events_flush(gwd *d);
 /* Wake the main loop (which then starts pending clean-ups). Any thread. */
 void gwd_wake(gwd *d);
 /* Wake it only to send the replies the request worker finished. */
 void gwd_wake_replies(gwd *d);
+/* Serve until d->stopping (a SIGTERM or SIGINT on d->signal_fd) or a poll
+ * error; SIGHUP reloads the configuration in between. Main thread. */
+void gwd_loop_run(gwd *d);
+/* Wall-clock and monotonic milliseconds. */
+int64_t gwd_now_ms(void);
+int64_t gwd_mono_ms(void);
 
 /* Say that what the read replies show changed (see view_version); caller
  * holds d->lock and has made the change. */
@@ -274,11 +285,12 @@ int gwd_inventory_build(gwd *d, gw_inventory **out);
  * inventory revision already (see ops.c). Main thread; takes d->lock. */
 void gwd_promote_confirmed(gwd *d);
 
-int64_t gwd_now_ms(void);
 /* Free a NULL-terminated string array (NULL accepted). */
 void gwd_strv_free(char **v);
 char **gwd_strv_copy(const char *const *v, size_t n);
 /* A copy of `v` (may be NULL) without the entries equal to `drop`; *n gets its length. */
 char **gwd_strv_without(char *const *v, const char *drop, size_t *n);
+/* Split "a, b,c" (commas, spaces, tabs) into a NULL-terminated list (loop.c). */
+char **gwd_split_list(const char *s);
 
 #endif

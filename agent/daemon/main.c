@@ -2,112 +2,25 @@
 /* gpuwardend: the per-host daemon. main() reads top to bottom: configuration,
  * policy, state (refusing a corrupt checkpoint), endpoints, the first scan,
  * the clean-up pool, the libvirt watcher, readiness, the serving loop, and an
- * orderly shutdown in which every transition is already on disk. */
+ * orderly shutdown in which every transition is already on disk. main() only
+ * starts and stops things: the loop, and the services the other files call
+ * back into (clocks, wake-ups, events, signals), are loop.c's. */
 #include <errno.h>
 #include <malloc.h>
-#include <msgpack.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <systemd/sd-daemon.h>
-#include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
 #include "daemon.h"
 #include "endpoint.h"
 #include "hostops_sim.h"
-#include "proto_codec.h"
 #include "util.h"
 #include "zap.h"
-
-int64_t gwd_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-void gwd_wake_replies(gwd *d)
-{
-    uint64_t one = 1;
-    if (write(d->wake_fd, &one, sizeof one) < 0 && errno != EAGAIN)
-        gw_log(GW_LOG_WARNING, "wake-up: %s", strerror(errno));
-}
-
-void gwd_wake(gwd *d)
-{
-    /* Before the write: the loop that reads the wake-up sees the flag. */
-    atomic_store(&d->kick_due, true);
-    gwd_wake_replies(d);
-}
-
-void gwd_event_publish(gwd *d, const char *kind, const char *address, gwd_event_builder build, void *userdata)
-{
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    gwd_event *ev = gw_xcalloc(1, sizeof *ev);
-    ev->topic = gw_proto_event_topic(kind, address);
-    /* The seq is taken and the event queued under one lock, so events leave
-     * in sequence order whichever thread made them. */
-    pthread_mutex_lock(&d->event_lock);
-    build(&pk, ++d->event_seq, userdata);
-    ev->body = sb.data;
-    ev->len = sb.size;
-    if (d->event_tail)
-        d->event_tail->next = ev;
-    else
-        d->event_head = ev;
-    d->event_tail = ev;
-    pthread_mutex_unlock(&d->event_lock);
-    gwd_metrics_event(&d->metrics, kind);
-    gwd_wake(d);
-}
-
-static void publish_queued(gwd *d)
-{
-    pthread_mutex_lock(&d->event_lock);
-    gwd_event *ev = d->event_head;
-    d->event_head = d->event_tail = NULL;
-    pthread_mutex_unlock(&d->event_lock);
-    while (ev) {
-        gwd_event *next = ev->next;
-        if (d->pub_sock) {
-            zmq_send(d->pub_sock, ev->topic, strlen(ev->topic), ZMQ_SNDMORE | ZMQ_DONTWAIT);
-            zmq_send(d->pub_sock, ev->body, ev->len, ZMQ_DONTWAIT);
-        }
-        free(ev->topic);
-        free(ev->body);
-        free(ev);
-        ev = next;
-    }
-}
-
-/* Split "a, b,c" into a NULL-terminated list. */
-static char **split_list(const char *s)
-{
-    size_t cap = 1;
-    for (const char *p = s; *p; p++)
-        cap += *p == ',';
-    char **v = gw_xcalloc(cap + 1, sizeof *v);
-    size_t n = 0;
-    _cleanup_free_ char *copy = gw_xstrdup(s);
-    char *save = NULL;
-    for (char *tok = strtok_r(copy, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save))
-        v[n++] = gw_xstrdup(tok);
-    return v;
-}
 
 static int setup_policy(gwd *d)
 {
@@ -123,7 +36,7 @@ static int setup_policy(gwd *d)
     p->hooks_owner_uid = (unsigned)d->cfg.hooks_owner_uid;
     p->isolation = strcmp(d->cfg.isolation_policy, "warn") ? GW_ISOLATION_FAIL : GW_ISOLATION_WARN;
 
-    char **vendors = split_list(d->cfg.manage_vendors);
+    char **vendors = gwd_split_list(d->cfg.manage_vendors);
     size_t nv = 0;
     for (char **v = vendors; *v; v++)
         nv++;
@@ -141,7 +54,7 @@ static int setup_policy(gwd *d)
     gwd_strv_free(vendors);
     p->manage_vendors = d->manage_vendors;
     p->n_manage_vendors = nv;
-    d->manage_addresses = split_list(d->cfg.manage_addresses);
+    d->manage_addresses = gwd_split_list(d->cfg.manage_addresses);
     for (char **a = d->manage_addresses; *a; a++) {
         if (!gw_is_bdf(*a)) {
             gw_log(GW_LOG_ERR, "[manage] addresses: '%s' is not a canonical PCI address", *a);
@@ -174,7 +87,7 @@ static int setup_policy(gwd *d)
     p->models = d->models;
     p->n_models = d->cfg.n_models;
 
-    d->extra_traits = split_list(d->cfg.extra_traits);
+    d->extra_traits = gwd_split_list(d->cfg.extra_traits);
     if (d->cfg.clique_override[0] && gw_clique_override_load(&d->clique_override, d->cfg.clique_override) < 0)
         /* The topology's cliques stay in force; the operator sees why. */
         gw_log(GW_LOG_ERR, "clique override %s not used: %s", d->cfg.clique_override, gw_error_message());
@@ -256,47 +169,6 @@ static int setup_signals(gwd *d)
     return d->signal_fd < 0 ? -errno : 0;
 }
 
-/* After a reload: every option a reload applies (config.c, `live`) takes
- * effect where it is used. The rescan interval is serve()'s; in_use_retry_s
- * is read afresh by each clean-up that ends. */
-static void reload_live(gwd *d)
-{
-    gw_log_set_level(gwd_log_level(d->cfg.log_level));
-    char **traits = split_list(d->cfg.extra_traits);
-    pthread_mutex_lock(&d->lock);
-    char **old = d->extra_traits;
-    d->extra_traits = traits;       /* the next inventory has them */
-    gwd_view_changed(d);
-    pthread_mutex_unlock(&d->lock);
-    gwd_strv_free(old);
-    gwd_attachment_reconfigure(d);
-    gwd_zap_reload(d);
-}
-
-/* Returns true when the configuration was reloaded. */
-static bool handle_signals(gwd *d)
-{
-    bool reloaded = false;
-    struct signalfd_siginfo si;
-    while (read(d->signal_fd, &si, sizeof si) == sizeof si) {
-        if (si.ssi_signo == SIGHUP) {
-            sd_notify(0, "RELOADING=1");
-            /* config.c logs each change: applied, or refused (restart). */
-            if (gwd_config_reload(&d->cfg) == 0) {
-                reload_live(d);
-                reloaded = true;
-            } else {
-                gw_log(GW_LOG_ERR, "configuration reload failed (nothing changed); the running configuration stays");
-            }
-            sd_notify(0, "READY=1");
-        } else {
-            gw_log(GW_LOG_NOTICE, "signal %u: shutting down", si.ssi_signo);
-            d->stopping = true;
-        }
-    }
-    return reloaded;
-}
-
 static int bind_endpoints(gwd *d)
 {
     const char *key = d->cfg.curve_secret_key;
@@ -325,79 +197,6 @@ static int bind_endpoints(gwd *d)
     return gwd_gate_start(d, conns);
 }
 
-static int64_t rescan_after(const gwd *d)
-{
-    return d->cfg.rescan_interval_s ? mono_ms() + d->cfg.rescan_interval_s * 1000 : INT64_MAX;
-}
-
-/* How long the loop may sleep: until the next configured timer (the rescan,
- * a GPU's wait after an in-use clean-up), or for ever (-1). Everything else
- * that needs the loop wakes it (a request, a signal, the eventfd: every
- * transition, finished clean-up, attachment report and slow reply). A fixed
- * 1 s timeout here woke an idle daemon 60 times a minute to list the
- * registry for a clean-up kick that had nothing to start. */
-static int poll_timeout(gwd *d, int64_t next_rescan)
-{
-    pthread_mutex_lock(&d->lock);
-    int64_t next = d->retry_wake_ms < next_rescan ? d->retry_wake_ms : next_rescan;
-    pthread_mutex_unlock(&d->lock);
-    if (next == INT64_MAX)
-        return -1;
-    int64_t left = next - mono_ms();
-    return left <= 0 ? 0 : left > 3600 * 1000 ? 3600 * 1000 : (int)left;
-}
-
-static void serve(gwd *d)
-{
-    int64_t next_rescan = rescan_after(d);
-    while (!d->stopping) {
-        zmq_pollitem_t items[] = {
-            { d->admin_sock, 0, ZMQ_POLLIN, 0 },
-            { d->read_sock, 0, ZMQ_POLLIN, 0 },
-            { NULL, d->signal_fd, ZMQ_POLLIN, 0 },
-            { NULL, d->wake_fd, ZMQ_POLLIN, 0 },
-        };
-        int ready = zmq_poll(items, 4, poll_timeout(d, next_rescan));
-        if (ready < 0) {
-            if (zmq_errno() == EINTR)
-                continue;
-            gw_log(GW_LOG_ERR, "zmq_poll: %s", zmq_strerror(zmq_errno()));
-            break;
-        }
-        if (items[2].revents && handle_signals(d))
-            next_rescan = rescan_after(d);     /* the interval may have changed, 0 included */
-        if (items[0].revents)
-            gwd_serve(d, d->replies, d->admin_sock, GW_ENDPOINT_ADMIN);
-        if (items[1].revents)
-            gwd_serve(d, d->replies, d->read_sock, GW_ENDPOINT_READ);
-        if (items[3].revents) {
-            uint64_t n;
-            if (read(d->wake_fd, &n, sizeof n) < 0 && errno != EAGAIN)
-                gw_log(GW_LOG_WARNING, "eventfd: %s", strerror(errno));
-        }
-        if (mono_ms() >= next_rescan) {
-            /* A GPU may have become managed (hot-plug, a rebind) or stopped
-             * being so: the watcher follows before anything acts on it. */
-            gwd_fleet_scan(d);
-            gwd_attachment_follow(d);
-            next_rescan = rescan_after(d);
-        }
-        /* Every transition, finished clean-up and attachment report wakes
-         * the loop with kick_due set, so clean-ups start on a wake-up; a
-         * timeout is a retry wait that ended. Requests alone, and the
-         * worker's replies (an `audit` answered), never pay for the
-         * registry listing. */
-        bool retry_due = gwd_cleanup_retry_due(d);     /* always: it moves the retry timer on */
-        if (atomic_exchange(&d->kick_due, false) || ready == 0 || retry_due)
-            gwd_cleanup_kick(d);
-        /* done() set it before the wake-up that brought us here. */
-        if (atomic_exchange(&d->promote_due, false))
-            gwd_promote_confirmed(d);
-        gwd_serve_deferred(d);
-        publish_queued(d);
-    }
-}
-
 /* Static, not main's local: a clean-up step that still runs when main
  * returns (gwd_cleanup_fini() gave up waiting for it) reaches the daemon
  * through it until the process is gone. */
@@ -416,7 +215,7 @@ int main(int argc, char **argv)
     d.signal_fd = -1;
     d.wake_fd = -1;
     d.boot_ms = gwd_now_ms();
-    int64_t start_ms = mono_ms();
+    int64_t start_ms = gwd_mono_ms();
     pthread_mutex_init(&d.event_lock, NULL);
     pthread_mutex_init(&d.lock, NULL);
     gwd_metrics_init(&d.metrics);
@@ -466,16 +265,16 @@ int main(int argc, char **argv)
     if (gwd_attachment_start(&d) < 0 || gwd_cleanup_init(&d) < 0)
         goto out;
     gwd_cleanup_kick(&d);
-    publish_queued(&d);
+    gwd_events_flush(&d);
     gw_log(GW_LOG_NOTICE, "gpuwardend %s serving host %s (%s backend); admin %s, read %s, events %s, gate %s",
            gw_version(), d.cfg.host_root, d.cfg.host_backend, d.cfg.admin_endpoint, d.cfg.read_endpoint,
            d.cfg.events_endpoint, d.cfg.gate_endpoint[0] ? d.cfg.gate_endpoint : "none");
     /* What the start cost: the checkpoint writes (each a write, fsync and
      * rename) and the time to READY (scripts/bench.d/startup). */
     gw_log(GW_LOG_NOTICE, "start-up: %llu checkpoint write(s), ready %lld ms after start",
-           (unsigned long long)gw_registry_checkpoint_writes(d.reg), (long long)(mono_ms() - start_ms));
+           (unsigned long long)gw_registry_checkpoint_writes(d.reg), (long long)(gwd_mono_ms() - start_ms));
     sd_notify(0, "READY=1\nSTATUS=serving");
-    serve(&d);
+    gwd_loop_run(&d);
     sd_notify(0, "STOPPING=1");
     uint64_t hits, misses;
     gwd_replies_stats(d.replies, &hits, &misses);
@@ -492,7 +291,7 @@ out:;
     bool steps_done = gwd_cleanup_fini(&d);
     if (steps_done)
         gwd_attachment_stop(&d);
-    publish_queued(&d);
+    gwd_events_flush(&d);
     if (d.admin_sock)
         zmq_close(d.admin_sock);
     if (d.read_sock)
