@@ -30,7 +30,7 @@ typedef struct opt_def {
     const char *def;
     const char *help;
     /* A reload applies it at once and in full (the daemon re-reads it where
-     * it is used: main.c, reload_live()). Every other option is fixed at the
+     * it is used: loop.c, reload_live()). Every other option is fixed at the
      * start: what it configured (the host backend, the sockets, the clean-up
      * pool and its policy, the inventory's shape) is built once, so a reload
      * that changes one refuses that change and keeps the running value. */

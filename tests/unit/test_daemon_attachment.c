@@ -2,8 +2,9 @@
 /* gpuwardend's attachment view, its gate and its promotions while the libvirt
  * watcher loses its connection, against libvirt's test driver, in-process.
  *
- * The daemon's own sources (all but main.c, whose three helpers are stubbed
- * below) are compiled into this test, so that it can do what no client of a
+ * The daemon's sources that make the gate's answer (the attachment view,
+ * the clean-ups, the ops; loop.c's three helpers are stubbed below, and no
+ * endpoint is served) are compiled into this test, so that it can do what no client of a
  * running daemon can: drop the watcher's connection while libvirt is
  * unreachable (gw_attach_libvirt_connection_lost() is what libvirt's close
  * callback does; a test:///FILE URI whose file is gone is a libvirtd that is
@@ -38,7 +39,7 @@
 #define GPU_67 "0000:67:00.0"
 #define WAIT_MS 10000
 
-/* ---- main.c's helpers --------------------------------------------------- */
+/* ---- loop.c's helpers --------------------------------------------------- */
 
 int64_t gwd_now_ms(void)
 {
