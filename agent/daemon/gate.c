@@ -2,16 +2,17 @@
 /* The gate endpoint: the libvirt hook's `gate`, asked before every VM start
  * that has a managed GPU, served on a thread and a ZeroMQ context of its own.
  *
- * Why not on the main loop: there a gate waits behind whatever else the loop
- * serves. Its cost was made small (the reply cache, the audit index, slow
- * ops on a worker), but a busy read endpoint still makes the loop's thread
- * and its libzmq I/O thread busy threads: with `audit` requests answered
- * back to back (1,300-1,750 a second), the kernel let the gate's reply wait
- * 4x longer on the run queue than an idle echo server's, and on a loaded
- * 2-CPU host the gate missed 2x the echo (docs/BENCHMARKS.md, the gate
- * run). Here nothing but gates reaches the thread or its I/O thread, so both
- * sleep between VM starts, and the scheduler lets them in as it does the
- * echo. Nothing the read or admin endpoint is sent can queue ahead of a gate.
+ * Why not on the main loop: there a gate waits behind whatever that loop is
+ * doing, and some of it is slow by nature: a host rescan (50-70 ms on a
+ * 558-function host, every rescan_interval_s), an inventory rebuilt after a
+ * change, a burst of other clients' requests. Measured with a rescan every
+ * second on hgx16, the worst gate on the read endpoint was 53-128 ms, on
+ * this endpoint 10-19 ms (docs/BENCHMARKS.md, the gate run). Here nothing
+ * but gates reaches the thread or its libzmq I/O thread, and the scan runs
+ * outside the daemon's lock, so a gate waits for no other request and no
+ * rescan. The price, measured: with a compiler on both CPUs, the p50 is
+ * 14-28 µs above the main loop's (which the other requests keep awake),
+ * both within 2x a bare echo.
  *
  * What it shares: the op itself (ops.c, op_gate: d->lock, the registry, the
  * attachment view; the same code as a gate on the other endpoints) and the
