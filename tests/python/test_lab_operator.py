@@ -277,6 +277,32 @@ def test_the_chain_under_the_sandbox_and_apparmor(settled):
     assert h.denials() == []
 
 
+def test_the_confined_hook_asks_the_gate_endpoint(settled):
+    """The packaged daemon serves the gate endpoint (docs/daemon.md), and the
+    hook, run with no options by the confined libvirtd, asks it there: with
+    the admin socket moved aside, so that no gate could be answered on it, a
+    start on a sanitized GPU still passes and a quarantined one is refused
+    with the daemon's reason. (The `started` hint, which goes to the admin
+    endpoint, is not delivered meanwhile; the libvirt watcher reports the
+    attachment anyway.)"""
+    h = settled
+    a, q = h.addr["gpu0"], h.addr["gpu2"]
+    assert h.sh("stat -c '%a %U:%G %F' /run/gpuwarden/gate.sock").strip() == "660 root:root socket"
+    h.sh("mv /run/gpuwarden/admin.sock /run/gpuwarden/admin.sock.aside")
+    try:
+        h.virsh(f"create {h.define('vm-g', 'gpu0')}")
+        assert h.vfio_held(h.qemu_pid("vm-g")) == [h.group("gpu0")]
+        rc, out = h.virsh(f"create {h.define('vm-gq', 'gpu2')}", check=False)
+        assert rc != 0 and f"gpuwarden: refusing to start domain 'vm-gq': {q} quarantined: firmware:" in out, out
+    finally:
+        h.sh("mv /run/gpuwarden/admin.sock.aside /run/gpuwarden/admin.sock")
+    d = h.wait(lambda: (x := h.devices()[a])["state"] == "attached" and x, "gpu0 attached", timeout=SLOW)
+    assert d["domain"] == "vm-g", d
+    h.virsh("destroy vm-g")
+    h.wait_state("gpu0", "sanitized", timeout=SLOW)
+    assert h.denials() == []
+
+
 # ---------------------------------------------------------------- snapshots, then the GPU again
 
 def disk_domain_xml(name, disk, hostdevs=(), native_hotplug=False):
