@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* gpuwardend's shared context.
  *
- * Threads: the main thread owns every ZeroMQ socket (they are not
- * thread-safe) and serves requests; clean-up workers (gw_cleanup_pool) and
- * the libvirt watcher thread report back through the registry (which
+ * Threads: the main thread owns the admin, read and events sockets (ZeroMQ
+ * sockets are not thread-safe) and serves requests; the gate endpoint's
+ * thread owns its socket and context and answers `hello` and `gate` only
+ * (gate.c); the request worker runs `audit` (server.c); clean-up workers
+ * (gw_cleanup_pool) and the libvirt watcher thread report back through the registry (which
  * serialises itself) and the event queue, then wake the main loop through an
  * eventfd. `lock` guards the fields marked (L): the host scan, the attachment
  * view, the inventory and the generations issued. The registry's transition
