@@ -190,6 +190,13 @@ static void verdict_add(verdict *v, const char *address, const char *reason)
     v->reasons = s;
 }
 
+/* Where every op but `gate` is asked: --endpoint / GPUWARDEN_ENDPOINT, else
+ * the admin endpoint. */
+static const char *admin_endpoint(const hook_opts *o)
+{
+    return o->endpoint ? o->endpoint : GW_PROTO_ADMIN_ENDPOINT;
+}
+
 /* Where `gate` is asked. The daemon serves it on a thread of its own at
  * the gate endpoint, where nothing another client sends can queue ahead of
  * a VM's start (docs/daemon.md, "The gate endpoint"); the admin endpoint
@@ -272,7 +279,7 @@ static int send_hint(const hook_opts *o, const char *op, const char *domain, cha
                      release_mark *mark)
 {
     gw_client *c;
-    int r = open_client_at(o, o->endpoint ? o->endpoint : GW_PROTO_ADMIN_ENDPOINT, &c);
+    int r = open_client_at(o, admin_endpoint(o), &c);
     if (r < 0)
         return r;
     for (size_t at = 0; at < n && r >= 0; at += BATCH) {
@@ -302,7 +309,7 @@ static int send_hint(const hook_opts *o, const char *op, const char *domain, cha
  */
 static void wait_published(const hook_opts *o, const char *domain, const release_mark *m)
 {
-    cli_publish_wait w = { .endpoint = o->endpoint ? o->endpoint : GW_PROTO_ADMIN_ENDPOINT,
+    cli_publish_wait w = { .endpoint = admin_endpoint(o),
                            .actor = "libvirt qemu hook", .timeout_ms = o->timeout_ms,
                            .wait_ms = o->publish_wait_ms, .revision = m->revision };
     switch (cli_wait_published(&w)) {
@@ -351,7 +358,7 @@ static void wait_published(const hook_opts *o, const char *domain, const release
  */
 static bool refused_mark_path(const hook_opts *o, const char *domain, char *out, size_t len)
 {
-    const char *ep = o->endpoint ? o->endpoint : GW_PROTO_ADMIN_ENDPOINT;
+    const char *ep = admin_endpoint(o);
     if (strncmp(ep, "ipc://", 6) || !*domain || strchr(domain, '/'))
         return false;
     const char *path = ep + 6;

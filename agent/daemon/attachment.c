@@ -36,6 +36,22 @@ void gwd_strv_free(char **v)
     free(v);
 }
 
+/* Split "a, b,c" into a NULL-terminated list: the policy's lists at the
+ * start (main.c), the extra traits again on a reload (loop.c). */
+char **gwd_split_list(const char *s)
+{
+    size_t cap = 1;
+    for (const char *p = s; *p; p++)
+        cap += *p == ',';
+    char **v = gw_xcalloc(cap + 1, sizeof *v);
+    size_t n = 0;
+    _cleanup_free_ char *copy = gw_xstrdup(s);
+    char *save = NULL;
+    for (char *tok = strtok_r(copy, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save))
+        v[n++] = gw_xstrdup(tok);
+    return v;
+}
+
 char **gwd_strv_copy(const char *const *v, size_t n)
 {
     char **c = gw_xcalloc(n + 1, sizeof *c);

@@ -133,13 +133,6 @@ static void settle_attached(gwd *d, const char *address, bool passed, const char
  * earlier abort had set. */
 #define RETRY_MAX_MS (600 * 1000)
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Caller holds d->lock. */
 static gwd_retry *retry_find(gwd *d, const char *address)
 {
@@ -179,7 +172,7 @@ static int64_t retry_later(gwd *d, const char *address, uint64_t seq)
     }
     e->group_wait = false;
     e->seq = seq;
-    e->not_before_ms = mono_ms() + e->delay_ms;
+    e->not_before_ms = gwd_mono_ms() + e->delay_ms;
     if (e->not_before_ms < d->retry_wake_ms)
         d->retry_wake_ms = e->not_before_ms;
     int64_t delay = e->delay_ms;
@@ -190,10 +183,10 @@ static int64_t retry_later(gwd *d, const char *address, uint64_t seq)
 bool gwd_cleanup_retry_due(gwd *d)
 {
     pthread_mutex_lock(&d->lock);
-    bool due = mono_ms() >= d->retry_wake_ms;
+    bool due = gwd_mono_ms() >= d->retry_wake_ms;
     if (due) {
         /* The next end among the others (the kick starts the due ones). */
-        int64_t now = mono_ms();
+        int64_t now = gwd_mono_ms();
         d->retry_wake_ms = INT64_MAX;
         for (size_t i = 0; i < d->n_retries; i++)
             if (d->retries[i].not_before_ms > now && d->retries[i].not_before_ms < d->retry_wake_ms)
@@ -216,7 +209,7 @@ static bool retry_waiting(gwd *d, const gw_device *dev)
         *e = d->retries[--d->n_retries];
         return false;
     }
-    return mono_ms() < e->not_before_ms;
+    return gwd_mono_ms() < e->not_before_ms;
 }
 
 /* The managed GPU other than `address` in its IOMMU group that a domain
@@ -386,9 +379,9 @@ bool gwd_cleanup_fini(gwd *d)
      * pool): it may still be in the attachment source's query, and its end
      * wakes the loop through d. Nothing it can reach is freed before it
      * returns. */
-    int64_t give_up = mono_ms() + SHUTDOWN_STEP_GRACE_MS;
+    int64_t give_up = gwd_mono_ms() + SHUTDOWN_STEP_GRACE_MS;
     int left;
-    while ((left = atomic_load(&d->runs_unreleased)) > 0 && mono_ms() < give_up) {
+    while ((left = atomic_load(&d->runs_unreleased)) > 0 && gwd_mono_ms() < give_up) {
         struct timespec ts = { 0, 20 * 1000000L };
         nanosleep(&ts, NULL);
     }

@@ -171,9 +171,8 @@ void gwd_wake_replies(gwd *d);
 /* Serve until d->stopping (a SIGTERM or SIGINT on d->signal_fd) or a poll
  * error; SIGHUP reloads the configuration in between. Main thread. */
 void gwd_loop_run(gwd *d);
-/* Wall-clock and monotonic milliseconds. */
+/* Wall-clock milliseconds (the monotonic clocks are metrics.h's). */
 int64_t gwd_now_ms(void);
-int64_t gwd_mono_ms(void);
 
 /* Say that what the read replies show changed (see view_version); caller
  * holds d->lock and has made the change. */
@@ -292,7 +291,7 @@ void gwd_strv_free(char **v);
 char **gwd_strv_copy(const char *const *v, size_t n);
 /* A copy of `v` (may be NULL) without the entries equal to `drop`; *n gets its length. */
 char **gwd_strv_without(char *const *v, const char *drop, size_t *n);
-/* Split "a, b,c" (commas, spaces, tabs) into a NULL-terminated list (loop.c). */
+/* Split "a, b,c" (commas, spaces, tabs) into a NULL-terminated list. */
 char **gwd_split_list(const char *s);
 
 #endif

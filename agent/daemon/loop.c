@@ -26,29 +26,6 @@ int64_t gwd_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-int64_t gwd_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Split "a, b,c" into a NULL-terminated list: the policy's lists at the
- * start (main.c), the extra traits again on a reload (below). */
-char **gwd_split_list(const char *s)
-{
-    size_t cap = 1;
-    for (const char *p = s; *p; p++)
-        cap += *p == ',';
-    char **v = gw_xcalloc(cap + 1, sizeof *v);
-    size_t n = 0;
-    _cleanup_free_ char *copy = gw_xstrdup(s);
-    char *save = NULL;
-    for (char *tok = strtok_r(copy, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save))
-        v[n++] = gw_xstrdup(tok);
-    return v;
-}
-
 void gwd_wake_replies(gwd *d)
 {
     uint64_t one = 1;

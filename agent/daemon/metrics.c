@@ -44,6 +44,11 @@ uint64_t gwd_mono_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+int64_t gwd_mono_ms(void)
+{
+    return (int64_t)(gwd_mono_us() / 1000u);
+}
+
 void gwd_metrics_init(gwd_metrics *m)
 {
     memset(m, 0, sizeof *m);

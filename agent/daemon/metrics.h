@@ -88,7 +88,9 @@ void gwd_metrics_libvirt_lost(gwd_metrics *m);
  * them, appended to `o`; `aborted` goes into `cleanups`. */
 void gwd_metrics_to_json(gwd_metrics *m, const gwd_watcher_state *w, json_t *o, json_t *cleanups);
 
-/* Monotonic microseconds, for durations. */
+/* Monotonic microseconds, for durations; and milliseconds, for the
+ * daemon's timers (retry waits, rescans, log rate limits). */
 uint64_t gwd_mono_us(void);
+int64_t gwd_mono_ms(void);
 
 #endif

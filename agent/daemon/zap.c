@@ -52,13 +52,6 @@ struct gwd_zap {
     int64_t last_log_ms;
 };
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Frames of one ZAP request: version, request id, domain, address, routing
  * id, mechanism, then the mechanism's credentials (CURVE: the 32-byte
  * public key). */
@@ -99,7 +92,7 @@ static void reply(void *sock, const zmq_msg_t *request_id, const char *code, con
 static void note_refusal(struct gwd_zap *z, const char *domain, const char *address, const char *why)
 {
     z->refused++;
-    int64_t now = mono_ms();
+    int64_t now = gwd_mono_ms();
     if (z->last_log_ms && now - z->last_log_ms < ZAP_LOG_MS)
         return;
     z->last_log_ms = now;
