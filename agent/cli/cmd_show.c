@@ -72,6 +72,12 @@ static int print_device(const json_t *d)
             const char *by = json_string_value(json_object_get(d, "quarantined_by"));
             if (by)
                 line("by", by);
+            /* Whether the kernel keeps VMs off it too (the daemon holds
+             * its group node); absent from older daemons. */
+            if (by && json_is_boolean(json_object_get(d, "fenced")))
+                line("fenced", json_is_true(json_object_get(d, "fenced"))
+                                   ? "yes: gpuwardend holds its IOMMU group open, no VM can open it"
+                                   : "no: see the daemon's log for why");
         } else if (json_is_integer(v) && json_integer_value(v) < 0) {
             line(keys[i], "-");   /* numa_node, clique: -1 = unknown, none */
         } else {

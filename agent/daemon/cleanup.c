@@ -416,6 +416,7 @@ static void start(gwd *d, const gw_device *dev, int r)
     req.address = address;
     req.pins = dev->facts;
     req.n_pins = dev->n_facts;
+    gwd_fence_yield(d, address);
     r = gw_cleanup_pool_submit(d->pool, &req);
     if (r < 0) {
         gw_log(GW_LOG_ERR, "%s: clean-up not queued: %s", address, gw_error_message());
@@ -462,6 +463,10 @@ static bool same_group(gwd *d, const char *a, const char *b)
  * the other on the request thread, before READY. */
 void gwd_cleanup_kick(gwd *d)
 {
+    /* Fences first: a GPU released from quarantine is let go before its
+     * clean-up, which holds the group itself, starts; one quarantined just
+     * now is fenced before the op that did it answers. */
+    gwd_fence_sync(d);
     pthread_mutex_lock(&d->lock);
     bool ready = gwd_attachment_ready(d);
     pthread_mutex_unlock(&d->lock);

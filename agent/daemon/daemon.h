@@ -112,6 +112,8 @@ typedef struct gwd {
     /* (L) The watcher is connected and has read every domain since: while
      * not, nothing is known of any GPU's attachment (attachment.c). */
     bool attach_current;
+    struct gwd_fence *fences;           /* (L) quarantined GPUs' groups held open (fence.c) */
+    size_t n_fences;
     gw_inventory *inventory;            /* (L) the last inventory built */
     uint64_t issued[GWD_ISSUED_MAX];    /* (L) generations served, ring */
     uint64_t issued_rev[GWD_ISSUED_MAX];/* (L) the revision at which each was last the current one */
@@ -253,11 +255,27 @@ int gwd_cleanup_init(gwd *d);
  * some still run: then the attachment source, the hint view and the wake-up
  * descriptor, which they may still use, must be left as they are. */
 bool gwd_cleanup_fini(gwd *d);
-/* Start a clean-up for every device that waits for one; main thread. */
+/* Sync the fences (fence.c), then start a clean-up for every device that
+ * waits for one; main thread. */
 void gwd_cleanup_kick(gwd *d);
 /* Whether a GPU's wait after an in-use clean-up has ended since the last
  * call: the loop then kicks, even while requests keep it from idling. */
 bool gwd_cleanup_retry_due(gwd *d);
+
+/* fence.c: the VFIO group node of every quarantined GPU held open, so that
+ * no VM can open the group (a hot-plug included). */
+/* Take the fences the quarantined GPUs want, lift those no longer wanted,
+ * and say why one cannot be taken. Main thread: the first thing every
+ * clean-up kick does; takes d->lock itself. */
+void gwd_fence_sync(gwd *d);
+/* A clean-up of `address` is about to start: lift the fences its bus reset
+ * could need. Main thread; takes d->lock itself. */
+void gwd_fence_yield(gwd *d, const char *address);
+/* Whether IOMMU group `group` is fenced; how many are. Caller holds d->lock. */
+bool gwd_fence_held(gwd *d, const char *group);
+size_t gwd_fence_count(gwd *d);
+/* Release every fence (shutdown). */
+void gwd_fence_fini(gwd *d);
 
 /* events.c */
 void gwd_events_on_transition(const gw_transition *t, const gw_device *after, void *userdata);

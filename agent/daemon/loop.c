@@ -174,20 +174,23 @@ void gwd_loop_run(gwd *d)
             if (read(d->wake_fd, &n, sizeof n) < 0 && errno != EAGAIN)
                 gw_log(GW_LOG_WARNING, "eventfd: %s", strerror(errno));
         }
+        bool rescanned = false;
         if (gwd_mono_ms() >= next_rescan) {
             /* A GPU may have become managed (hot-plug, a rebind) or stopped
              * being so: the watcher follows before anything acts on it. */
             gwd_fleet_scan(d);
             gwd_attachment_follow(d);
             next_rescan = rescan_after(d);
+            rescanned = true;
         }
         /* Every transition, finished clean-up and attachment report wakes
-         * the loop with kick_due set, so clean-ups start on a wake-up; a
-         * timeout is a retry wait that ended. Requests alone, and the
+         * the loop with kick_due set, so clean-ups start (and fences are
+         * taken) on a wake-up; a timeout is a retry wait that ended, a
+         * rescan may have bound a quarantined GPU's group to vfio-pci. Requests alone, and the
          * worker's replies (an `audit` answered), never pay for the
          * registry listing. */
         bool retry_due = gwd_cleanup_retry_due(d);     /* always: it moves the retry timer on */
-        if (atomic_exchange(&d->kick_due, false) || ready == 0 || retry_due)
+        if (atomic_exchange(&d->kick_due, false) || ready == 0 || retry_due || rescanned)
             gwd_cleanup_kick(d);
         /* done() set it before the wake-up that brought us here. */
         if (atomic_exchange(&d->promote_due, false))

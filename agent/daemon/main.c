@@ -291,6 +291,7 @@ out:;
     bool steps_done = gwd_cleanup_fini(&d);
     if (steps_done)
         gwd_attachment_stop(&d);
+    gwd_fence_fini(&d);
     gwd_events_flush(&d);
     if (d.admin_sock)
         zmq_close(d.admin_sock);

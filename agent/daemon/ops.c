@@ -125,6 +125,8 @@ static json_t *device_object(gwd *d, const gw_device *dev)
     json_object_set_new(o, "driver", str_or_null(g ? g->driver : NULL));
     json_object_set_new(o, "identity", id);
     json_object_set_new(o, "quarantined_by", quarantined_by(dev));
+    json_object_set_new(o, "fenced", json_boolean(g && gwd_fence_held(d, g->iommu_group) &&
+                                                  dev->state == GW_STATE_QUARANTINED));
     return o;
 }
 

@@ -46,8 +46,9 @@
  *                     Without holders and without a proc directory in the
  *                     tree, proc does not exist (as on every test tree).
  *   dev/vfio/<group>  hold() opens it like the kernel's group node: one open
- *                     at a time, -EBUSY while a holder (or an earlier hold)
- *                     has it; -ENOENT when no function of the group is on
+ *                     at a time, -EBUSY while a holder, an earlier hold or
+ *                     a process of the tree's proc (an fd linking to
+ *                     "/dev/vfio/<group>") has it; -ENOENT when no function of the group is on
  *                     vfio-pci (the kernel creates the node at that bind).
  *                     Other paths are not holdable (-ENOENT).
  *   VFIO devices      (vtable version 3, hostops_sim_vfio.c) opened through a

@@ -377,8 +377,39 @@ static bool group_on_vfio(gw_sim *s, const char *group)
     return found;
 }
 
+/* Whether a process of the tree's own proc/ (a test's stand-in for a QEMU:
+ * proc/<pid>/fd/<n> linking to /dev/vfio/<group>) has the group open. */
+static bool tree_holds(gw_sim *s, const char *group)
+{
+    _cleanup_free_ char *node = gw_strdup_printf("/dev/vfio/%s", group);
+    char **pids = NULL;
+    size_t n = 0;
+    if (gw_hostops_list(s->base, "proc", &pids, &n) < 0)
+        return false;
+    bool found = false;
+    for (size_t i = 0; i < n && !found; i++) {
+        _cleanup_free_ char *dir = gw_strdup_printf("proc/%s/fd", pids[i]);
+        char **fds = NULL;
+        size_t k = 0;
+        if (gw_hostops_list(s->base, dir, &fds, &k) < 0)
+            continue;
+        for (size_t j = 0; j < k && !found; j++) {
+            _cleanup_free_ char *p = gw_strdup_printf("%s/%s", dir, fds[j]);
+            _cleanup_free_ char *target = NULL;
+            found = gw_hostops_readlink(s->base, p, &target) == 0 && !strcmp(target, node);
+        }
+        gw_hostops_list_free(fds, k);
+    }
+    gw_hostops_list_free(pids, n);
+    return found;
+}
+
+/* The kernel allows one open of a group node at a time: a holder, a hold
+ * of our own, or a process of the tree has it. */
 static bool group_taken(gw_sim *s, const char *group)
 {
+    if (tree_holds(s, group))
+        return true;
     for (size_t i = 0; i < s->n_holders; i++)
         if (!strcmp(s->holders[i].group, group))
             return true;

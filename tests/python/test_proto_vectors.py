@@ -129,7 +129,7 @@ def test_error_replies_match_their_bad_request():
 
 ENVELOPE_REQ = ["v", "id", "op", "args", "actor"]
 DEVICE = ["address", "state", "dirty", "cleaning", "reason", "since", "domain", "present",
-          "numa_node", "clique", "iommu_group", "driver", "identity", "quarantined_by"]
+          "numa_node", "clique", "iommu_group", "driver", "identity", "quarantined_by", "fenced"]
 IDENTITY = ["vendor_id", "device_id", "subsystem_vendor_id", "subsystem_device_id", "revision",
             "class", "vendor_name", "device_name", "serial"]
 STEP = ["name", "verdict", "evidence", "duration_ms"]
@@ -196,6 +196,8 @@ def check_device(d):
     assert list(d["identity"]) == IDENTITY
     # nil exactly when not quarantined
     assert (d["quarantined_by"] is None) == (d["state"] != "quarantined")
+    # only a quarantined GPU's group is held
+    assert isinstance(d["fenced"], bool) and (not d["fenced"] or d["state"] == "quarantined")
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if n.startswith(("req_", "rep_", "ev_"))])

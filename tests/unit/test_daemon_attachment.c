@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* gpuwardend's attachment view, its gate and its promotions while the libvirt
- * watcher loses its connection, against libvirt's test driver, in-process.
+ * watcher loses its connection, against libvirt's test driver, in-process;
+ * and the fences of quarantined GPUs (fence.c) on the simulated backend,
+ * whose group nodes open once at a time, as the kernel's do.
  *
  * The daemon's sources that make the gate's answer (the attachment view,
  * the clean-ups, the ops; loop.c's three helpers are stubbed below, and no
@@ -25,6 +27,7 @@
 #include "../../agent/daemon/cleanup.c"
 #include "../../agent/daemon/config.c"
 #include "../../agent/daemon/events.c"
+#include "../../agent/daemon/fence.c"
 #include "../../agent/daemon/fleet.c"
 #include "../../agent/daemon/manpage.c"
 #include "../../agent/daemon/metrics.c"
@@ -72,6 +75,7 @@ void gwd_event_publish(gwd *d, const char *kind, const char *address, gwd_event_
 
 typedef struct world {
     gwd d;
+    gw_sim *sim;
     char dir[32];
     char *node, *state, *hooks;
     char *fixture;              /* the node file's text */
@@ -205,7 +209,7 @@ static char *audit_of(const char *address)
     return s;
 }
 
-static int setup(void **state)
+static int setup_host(const char *host, bool (*settled)(void))
 {
     memset(&W, 0, sizeof W);
     snprintf(W.dir, sizeof W.dir, "/tmp/gw-dattach-XXXXXX");
@@ -224,7 +228,7 @@ static int setup(void **state)
     pthread_mutex_init(&d->event_lock, NULL);
     pthread_mutex_init(&d->lock, NULL);
     gwd_metrics_init(&d->metrics);
-    char *root = gw_strdup_printf("%s/tests/fixtures/hosts/x299-3xa6000", GW_SOURCE_DIR);
+    char *root = gw_strdup_printf("%s/tests/fixtures/hosts/%s", GW_SOURCE_DIR, host);
     char *uri = gw_strdup_printf("test://%s", W.node);
     char *argv[] = { "gpuwardend", "--config", "/dev/null", "--host-root", root, "--host-backend", "simulated",
                      "--state-dir", W.state, "--hooks-dir", W.hooks, "--libvirt-uri", uri,
@@ -236,8 +240,7 @@ static int setup(void **state)
     d->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     d->policy = (gw_sanitize_policy)GW_SANITIZE_POLICY_INIT;
     d->policy.hooks_dir = d->cfg.hooks_dir;
-    gw_sim *sim;
-    assert_int_equal(gw_hostops_sim_new(&d->ops, &sim, d->cfg.host_root), 0);
+    assert_int_equal(gw_hostops_sim_new(&d->ops, &W.sim, d->cfg.host_root), 0);
     gw_registry_options ro = GW_REGISTRY_OPTIONS_INIT;
     ro.state_dir = W.state;
     assert_int_equal(gw_registry_open(&d->reg, &ro), 0);
@@ -245,9 +248,15 @@ static int setup(void **state)
     assert_int_equal(gwd_fleet_scan(d), 0);
     assert_int_equal(gwd_attachment_start(d), 0);
     assert_int_equal(gwd_cleanup_init(d), 0);
-    if (!pump(all_settled, WAIT_MS))
+    if (!pump(settled, WAIT_MS))
         fail_msg("the daemon did not settle: 0000:67:00.0 %s", gw_state_name(state_of(GPU_67)));
     return 0;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    return setup_host("x299-3xa6000", all_settled);
 }
 
 static int teardown(void **state)
@@ -255,6 +264,7 @@ static int teardown(void **state)
     gwd *d = &W.d;
     gwd_cleanup_fini(d);
     gwd_attachment_stop(d);
+    gwd_fence_fini(d);
     gw_inventory_free(d->inventory);
     gw_host_free(d->host);
     gwd_strv_free(d->managed);
@@ -342,10 +352,208 @@ static void vm_during_a_disconnection(void **state)
     assert_int_equal(state_of(GPU_67), GW_STATE_ALLOCATABLE);
 }
 
+/* ---- fences ---------------------------------------------------------------- */
+
+/* An operator's op on one GPU (quarantine, release): the device it answers
+ * with. */
+static json_t *operator_op(gw_proto_op op, const char *address, const char *reason)
+{
+    gw_proto_request req;
+    memset(&req, 0, sizeof req);
+    req.op = op;
+    req.major = 1;
+    req.args.address = address;
+    req.args.reason = reason;
+    gw_proto_error err;
+    memset(&err, 0, sizeof err);
+    json_t *out = NULL;
+    if (gwd_op_run(&W.d, &req, true, &out, &err) < 0)
+        fail_msg("%s %s: %s", gw_proto_op_name(op), address, err.message);
+    return out;
+}
+
+static bool device_fenced(const char *address)
+{
+    gw_proto_request req;
+    memset(&req, 0, sizeof req);
+    req.op = GW_OP_DEVICE;
+    req.major = 1;
+    req.args.address = address;
+    gw_proto_error err;
+    json_t *out = NULL;
+    assert_int_equal(gwd_op_run(&W.d, &req, true, &out, &err), 0);
+    bool fenced = json_is_true(json_object_get(out, "fenced"));
+    json_decref(out);
+    return fenced;
+}
+
+static char *group_node(const char *address)
+{
+    pthread_mutex_lock(&W.d.lock);
+    const gw_gpu *g = gwd_fleet_gpu(&W.d, address);
+    char *node = gw_strdup_printf("dev/vfio/%s", g->iommu_group);
+    pthread_mutex_unlock(&W.d.lock);
+    return node;
+}
+
+/* What QEMU's open of the group node gets from the kernel: 0 (it has the
+ * group now, released at once), or -EBUSY. */
+static int qemu_open(const char *node)
+{
+    void *h = NULL;
+    int r = gw_hostops_hold(W.d.ops, node, &h);
+    gw_hostops_release(W.d.ops, h);
+    return r;
+}
+
+/* Why the fence of the group of `address` is not held (the log's words), or
+ * NULL. */
+static const char *fence_why(const char *address)
+{
+    pthread_mutex_lock(&W.d.lock);
+    const gw_gpu *g = gwd_fleet_gpu(&W.d, address);
+    gwd_fence *f = fence_find(&W.d, g->iommu_group);
+    const char *why = f ? f->why : NULL;
+    pthread_mutex_unlock(&W.d.lock);
+    return why;
+}
+
+static bool gpu67_fenced(void)
+{
+    return device_fenced(GPU_67);
+}
+
+static bool gpu67_sanitized(void)
+{
+    return state_of(GPU_67) == GW_STATE_SANITIZED && !gw_cleanup_pool_busy(W.d.pool, GPU_67);
+}
+
+/*
+ * A quarantined GPU's group node is held by the daemon: a QEMU's open of it
+ * gets EBUSY (a hot-plug, which no hook gates). The release lifts the fence
+ * before the clean-up starts, and the clean-up, which holds the group itself
+ * across the reset, passes; the group opens again.
+ */
+static void a_quarantined_gpu_is_fenced(void **state)
+{
+    (void)state;
+    _cleanup_free_ char *node = group_node(GPU_67);
+    assert_int_equal(qemu_open(node), 0);
+    assert_false(device_fenced(GPU_67));
+    /* The reply to the quarantine shows the fence already. */
+    json_t *q = operator_op(GW_OP_QUARANTINE, GPU_67, "fan noise");
+    assert_true(json_is_true(json_object_get(q, "fenced")));
+    json_decref(q);
+    assert_int_equal(qemu_open(node), -EBUSY);
+    assert_null(fence_why(GPU_67));
+    /* The other GPUs' groups are not held. */
+    _cleanup_free_ char *other = group_node("0000:1a:00.0");
+    pthread_mutex_lock(&W.d.lock);
+    assert_int_equal(gwd_fence_count(&W.d), 1);
+    pthread_mutex_unlock(&W.d.lock);
+
+    q = operator_op(GW_OP_RELEASE, GPU_67, "fan replaced");
+    assert_false(json_is_true(json_object_get(q, "fenced")));
+    json_decref(q);
+    if (!pump(gpu67_sanitized, WAIT_MS)) {
+        _cleanup_free_ char *events = audit_of(GPU_67);
+        fail_msg("0000:67:00.0 not cleaned after the release: %s", events);
+    }
+    _cleanup_free_ char *events = audit_of(GPU_67);
+    assert_non_null(strstr(events, "quarantine release cleanup_started cleanup_passed"));
+    assert_false(device_fenced(GPU_67));
+    assert_int_equal(qemu_open(node), 0);
+    pthread_mutex_lock(&W.d.lock);
+    assert_int_equal(gwd_fence_count(&W.d), 0);
+    pthread_mutex_unlock(&W.d.lock);
+}
+
+/*
+ * A process holds the group when the GPU is quarantined (a QEMU that was
+ * given it before): no fence, and the reason names the process; once it lets
+ * go, the fence is taken.
+ */
+static void a_fence_waits_for_the_holder(void **state)
+{
+    (void)state;
+    _cleanup_free_ char *node = group_node(GPU_67);
+    const char *group = node + strlen("dev/vfio/");
+    gw_sim_hold_group(W.sim, group, 4242, "qemu-system-x86");
+    json_decref(operator_op(GW_OP_QUARANTINE, GPU_67, "fan noise"));
+    for (int i = 0; i < 5; i++)
+        gwd_cleanup_kick(&W.d);
+    assert_false(device_fenced(GPU_67));
+    const char *why = fence_why(GPU_67);
+    if (!why || !strstr(why, "is open already, by pid 4242 (qemu-system-x86)"))
+        fail_msg("why not fenced: %s", why ? why : "(nothing said)");
+    gw_sim_release_group(W.sim, group, 4242);
+    assert_true(pump(gpu67_fenced, WAIT_MS));
+    assert_int_equal(qemu_open(node), -EBUSY);
+}
+
+static bool acs_root_settled(void)
+{
+    pthread_mutex_lock(&W.d.lock);
+    bool ready = gwd_attachment_ready(&W.d);
+    pthread_mutex_unlock(&W.d.lock);
+    return ready && state_of("0000:68:00.0") == GW_STATE_ATTACHED && state_of("0000:1a:00.0") == GW_STATE_ATTACHED;
+}
+
+static int setup_acs_off_root(void **state)
+{
+    (void)state;
+    return setup_host("acs-off-root", acs_root_settled);
+}
+
+/*
+ * Two GPUs in one IOMMU group (acs-off-root: the root port without ACS
+ * takes both, with their HDA functions and the switch). One quarantined while
+ * the other is attached to a defined domain: no fence, it would keep that
+ * GPU from its domain, and the reason names it. Both quarantined: the group
+ * is fenced (the other GPU's HDA function belongs to a quarantined GPU's
+ * slot). One released: the fence is lifted.
+ */
+static void a_fence_spares_a_group_mate(void **state)
+{
+    (void)state;
+    const char *gpu68 = "0000:68:00.0";
+    _cleanup_free_ char *node = group_node(GPU_67);
+    json_decref(operator_op(GW_OP_QUARANTINE, GPU_67, "fan noise"));
+    for (int i = 0; i < 5; i++)
+        gwd_cleanup_kick(&W.d);
+    assert_false(device_fenced(GPU_67));
+    const char *why = fence_why(GPU_67);
+    if (!why || !strstr(why, "GPU 0000:68:00.0 is in the same IOMMU group 46 and is attached"))
+        fail_msg("why not fenced: %s", why ? why : "(nothing said)");
+
+    json_decref(operator_op(GW_OP_QUARANTINE, gpu68, "board swap"));
+    assert_true(pump(gpu67_fenced, WAIT_MS));
+    assert_true(device_fenced(gpu68));
+    assert_int_equal(qemu_open(node), -EBUSY);
+    /* vm-shutoff may not start on 0000:68:00.0 now: the gate says so, and
+     * the kernel would refuse its QEMU the group. */
+    char *g = gate("vm-shutoff", gpu68);
+    assert_non_null(g);
+    free(g);
+
+    /* Released, 0000:68:00.0 is dirty and still vm-shutoff's (no clean-up
+     * while a domain references it): the fence goes, the group opens. */
+    json_decref(operator_op(GW_OP_RELEASE, gpu68, "board swapped"));
+    gwd_fence_sync(&W.d);
+    assert_false(device_fenced(GPU_67));
+    assert_int_equal(qemu_open(node), 0);
+    why = fence_why(GPU_67);
+    if (!why || !strstr(why, "GPU 0000:68:00.0 is in the same IOMMU group 46 and is "))
+        fail_msg("why not fenced: %s", why ? why : "(nothing said)");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(vm_during_a_disconnection, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_quarantined_gpu_is_fenced, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_fence_waits_for_the_holder, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_fence_spares_a_group_mate, setup_acs_off_root, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
