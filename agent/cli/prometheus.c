@@ -218,6 +218,9 @@ int cli_prometheus_write(const json_t *m, FILE *f)
     scalar(f, m, "dirty", "gpuwarden_gpus_dirty", "gauge",
            "Managed GPUs used since their last passing clean-up.");
     scalar(f, m, "cleaning", "gpuwarden_gpus_cleaning", "gauge", "Managed GPUs whose clean-up runs now.");
+    scalar(f, m, "fenced", "gpuwarden_gpus_fenced", "gauge",
+           "Quarantined GPUs whose IOMMU group gpuwardend holds open, so that no VM can open it (a hot-plug "
+           "included); fewer than gpuwarden_gpus{state=\"quarantined\"}: some are not fenced (the log says why).");
     cleanups(f, m);
     const json_t *run = json_object_get(m, "cleanup_duration");
     if (json_is_object(run)) {

@@ -947,10 +947,13 @@ static int op_metrics(gwd *d, const gw_proto_request *req, gw_proto_endpoint ep,
     gwd_watcher_state w = { .enabled = d->attach != NULL,
                             .connected = d->attach && gw_attach_libvirt_connected(d->attach),
                             .current = d->attach && d->attach_current };
+    size_t fenced = gwd_fence_count(d);
     pthread_mutex_unlock(&d->lock);
     /* Histograms, failures by step, quarantines by cause, events by kind,
      * the watcher: added after the rest (PROTOCOL.md §8). */
     gwd_metrics_to_json(&d->metrics, &w, o, cleanups);
+    /* Quarantined GPUs whose group is held (fence.c); after the rest. */
+    json_object_set_new(o, "fenced", json_integer((json_int_t)fenced));
     *out = o;
     return 0;
 }

@@ -36,6 +36,7 @@ FAMILIES = {
     "gpuwarden_gpus": ("gauge", {"state"}),
     "gpuwarden_gpus_dirty": ("gauge", set()),
     "gpuwarden_gpus_cleaning": ("gauge", set()),
+    "gpuwarden_gpus_fenced": ("gauge", set()),
     "gpuwarden_cleanups": ("counter", {"result"}),
     "gpuwarden_cleanup_duration_seconds": ("histogram", set()),
     "gpuwarden_cleanup_step_duration_seconds": ("histogram", {"step"}),

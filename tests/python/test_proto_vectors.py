@@ -149,7 +149,7 @@ RESULT = {
     "metrics": ["uptime_ms", "devices", "dirty", "cleaning", "cleanups", "requests", "errors",
                 "events", "generation", "published", "published_revision", "revision",
                 "cleanup_duration", "cleanup_steps", "quarantines", "request_duration", "events_published",
-                "libvirt"],
+                "libvirt", "fenced"],
     "maintenance": DEVICE,
 }
 STATES = ["discovered", "sanitized", "allocatable", "attached", "quarantined"]
