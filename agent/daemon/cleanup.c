@@ -463,19 +463,21 @@ static bool same_group(gwd *d, const char *a, const char *b)
  * the other on the request thread, before READY. */
 void gwd_cleanup_kick(gwd *d)
 {
-    /* Fences first: a GPU released from quarantine is let go before its
-     * clean-up, which holds the group itself, starts; one quarantined just
-     * now is fenced before the op that did it answers. */
-    gwd_fence_sync(d);
-    pthread_mutex_lock(&d->lock);
-    bool ready = gwd_attachment_ready(d);
-    pthread_mutex_unlock(&d->lock);
-    if (!ready)
-        return;
     gw_device **list = NULL;
     size_t n = 0;
     if (gw_registry_list(d->reg, &list, &n) < 0)
         return;
+    /* Fences first: a GPU released from quarantine is let go before its
+     * clean-up, which holds the group itself, starts; one quarantined just
+     * now is fenced before the op that did it answers. */
+    gwd_fence_sync(d, list, n);
+    pthread_mutex_lock(&d->lock);
+    bool ready = gwd_attachment_ready(d);
+    pthread_mutex_unlock(&d->lock);
+    if (!ready) {
+        gw_device_list_free(list, n);
+        return;
+    }
     const gw_device **go = gw_xcalloc(n + 1, sizeof *go);
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {

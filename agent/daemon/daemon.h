@@ -264,10 +264,11 @@ bool gwd_cleanup_retry_due(gwd *d);
 
 /* fence.c: the VFIO group node of every quarantined GPU held open, so that
  * no VM can open the group (a hot-plug included). */
-/* Take the fences the quarantined GPUs want, lift those no longer wanted,
- * and say why one cannot be taken. Main thread: the first thing every
- * clean-up kick does; takes d->lock itself. */
-void gwd_fence_sync(gwd *d);
+/* Take the fences the quarantined GPUs of `list` (the registry's, n
+ * devices) want, lift those no longer wanted, and say why one cannot be
+ * taken. Main thread: the first thing every clean-up kick does, on the
+ * kick's own listing; takes d->lock itself. */
+void gwd_fence_sync(gwd *d, gw_device *const *list, size_t n);
 /* A clean-up of `address` is about to start: lift the fences its bus reset
  * could need. Main thread; takes d->lock itself. */
 void gwd_fence_yield(gwd *d, const char *address);

@@ -234,12 +234,8 @@ static void fence_one(gwd *d, const gw_gpu *g, gw_device *const *list, size_t n)
            g->address, g->iommu_group, g->iommu_group);
 }
 
-void gwd_fence_sync(gwd *d)
+void gwd_fence_sync(gwd *d, gw_device *const *list, size_t n)
 {
-    gw_device **list = NULL;
-    size_t n = 0;
-    if (gw_registry_list(d->reg, &list, &n) < 0)
-        return;
     pthread_mutex_lock(&d->lock);
     for (size_t i = 0; i < d->n_fences; i++)
         d->fences[i].seen = false;
@@ -261,7 +257,6 @@ void gwd_fence_sync(gwd *d)
         *f = d->fences[--d->n_fences];
     }
     pthread_mutex_unlock(&d->lock);
-    gw_device_list_free(list, n);
 }
 
 void gwd_fence_yield(gwd *d, const char *address)
@@ -271,14 +266,13 @@ void gwd_fence_yield(gwd *d, const char *address)
     for (size_t i = 0; p && i < d->n_fences; i++) {
         gwd_fence *f = &d->fences[i];
         const gw_gpu *q = gwd_fleet_gpu(d, f->address);
-        if (f->handle && q && (!strcmp(f->address, address) || reset_reaches(p, q))) {
-            char *why = !strcmp(f->address, address)
-                            ? gw_strdup_printf("its clean-up starts")
-                            : gw_strdup_printf("a clean-up of %s starts under the same bridge: its bus reset "
-                                               "needs the group, and holds it itself",
-                                               address);
+        /* (Its own GPU's clean-up never starts here: leaving quarantine
+         * lifted the fence at the sync before.) */
+        if (f->handle && q && reset_reaches(p, q)) {
+            _cleanup_free_ char *why = gw_strdup_printf("a clean-up of %s starts under the same bridge: its bus "
+                                                        "reset needs the group, and holds it itself",
+                                                        address);
             fence_lift(d, f, why);
-            free(why);
         }
     }
     pthread_mutex_unlock(&d->lock);
