@@ -356,7 +356,7 @@ static int do_write(gw_sim *s, const char *path, long offset, const void *buf, s
         else if (a->kind == ACT_BIND)
             bind_dev(s, a->target, a->data);
         else if (a->kind == ACT_HOLD)
-            gw_sim_holder_add(&s->holders, &s->n_holders, a->target, a->err, a->data);
+            (void)gw_sim_process_open(s, a->target, a->err, a->data);     /* refused: kept in s->refused */
         else if (a->kind == ACT_REMOVE)
             remove_dev(s, a->target);
     }
@@ -570,6 +570,7 @@ static void sim_destroy(void *data)
     free(s->rom_on);
     gw_sim_holders_free(s->holders, s->n_holders);
     gw_sim_holders_free(s->races, s->n_races);
+    gw_sim_holders_free(s->refused, s->n_refused);
     for (size_t i = 0; i < s->n_held; i++)
         free(s->held[i]);
     free(s->held);
@@ -683,11 +684,22 @@ void gw_sim_after_write_hold(gw_sim *s, const char *trigger, const char *group, 
     pthread_mutex_unlock(&s->lock);
 }
 
-void gw_sim_hold_group(gw_sim *s, const char *group, int pid, const char *comm)
+int gw_sim_hold_group(gw_sim *s, const char *group, int pid, const char *comm)
 {
     pthread_mutex_lock(&s->lock);
-    gw_sim_holder_add(&s->holders, &s->n_holders, group, pid, comm);
+    int r = gw_sim_process_open(s, group, pid, comm);
     pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+size_t gw_sim_refused_opens(gw_sim *s, const char *group)
+{
+    pthread_mutex_lock(&s->lock);
+    size_t n = 0;
+    for (size_t i = 0; i < s->n_refused; i++)
+        n += !strcmp(s->refused[i].group, group);
+    pthread_mutex_unlock(&s->lock);
+    return n;
 }
 
 void gw_sim_race_hold(gw_sim *s, const char *group, int pid, const char *comm)

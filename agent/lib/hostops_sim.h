@@ -112,11 +112,16 @@ void gw_sim_after_write_remove(gw_sim *sim, const char *trigger, const char *add
  * NULL), device `address` is bound to `driver` (NULL: unbound). */
 void gw_sim_after_write_bind(gw_sim *sim, const char *trigger, const char *trigger_data, const char *address,
                              const char *driver);
-/* Process `pid` (named `comm`) holds /dev/vfio/<group> open from now on, or
- * after a successful write to `trigger`; until gw_sim_release_group(). */
-void gw_sim_hold_group(gw_sim *sim, const char *group, int pid, const char *comm);
+/* Process `pid` (named `comm`) opens /dev/vfio/<group> now, or after a
+ * successful write to `trigger`, and holds it until gw_sim_release_group().
+ * As on the kernel, the open is refused (-EBUSY) while the group node is
+ * open already (through hold(), by another process, or in the tree's proc);
+ * a refused open is counted by gw_sim_refused_opens(). */
+int gw_sim_hold_group(gw_sim *sim, const char *group, int pid, const char *comm);
 void gw_sim_after_write_hold(gw_sim *sim, const char *trigger, const char *group, int pid, const char *comm);
 void gw_sim_release_group(gw_sim *sim, const char *group, int pid);
+/* How many processes' opens of /dev/vfio/<group> were refused so far. */
+size_t gw_sim_refused_opens(gw_sim *sim, const char *group);
 /* Process `pid` opens /dev/vfio/<group> just before the next hold() of it:
  * invisible to any /proc scan before that hold, which then gets -EBUSY. */
 void gw_sim_race_hold(gw_sim *sim, const char *group, int pid, const char *comm);

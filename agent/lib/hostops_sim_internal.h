@@ -53,6 +53,8 @@ struct gw_sim {
     size_t n_races;
     char **held;            /* groups held through the backend's own hold() */
     size_t n_held;
+    sim_holder *refused;    /* processes whose open of a group node the kernel refused (EBUSY) */
+    size_t n_refused;
     struct sim_vfio *vfio;  /* hostops_sim_vfio.c: BAR memory, open devices, log */
 };
 
@@ -97,6 +99,10 @@ char *gw_sim_held_list(gw_sim *s);
 
 /* The vtable's hold/release (they take the lock themselves). */
 int gw_sim_hold(void *data, const char *path, void **handle);
+/* Process `pid` opens /dev/vfio/<group>: refused with -EBUSY (and kept in
+ * s->refused) while anyone has it open, as the kernel does; else it holds
+ * it from now on. */
+int gw_sim_process_open(gw_sim *s, const char *group, int pid, const char *comm);
 void gw_sim_release(void *data, void *handle);
 
 /* ---- hostops_sim_vfio.c: the vtable's version-3 operations (they take the

@@ -419,6 +419,16 @@ static bool group_taken(gw_sim *s, const char *group)
     return false;
 }
 
+int gw_sim_process_open(gw_sim *s, const char *group, int pid, const char *comm)
+{
+    if (group_taken(s, group)) {
+        gw_sim_holder_add(&s->refused, &s->n_refused, group, pid, comm);
+        return -EBUSY;
+    }
+    gw_sim_holder_add(&s->holders, &s->n_holders, group, pid, comm);
+    return 0;
+}
+
 /* A racing holder opens its group just before we do. */
 static void run_races(gw_sim *s, const char *group)
 {

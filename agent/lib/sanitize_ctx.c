@@ -32,6 +32,9 @@ void gw_sctx_unref(gw_sctx *c)
         return;
     gw_sctx_release_fn release = c->on_release;
     void *release_data = c->on_release_data;
+    /* An abandoned run's hold lasts until its last step returns: that step
+     * may still use it, and the device it guards was not cleaned. */
+    gw_release_run_holds(c, NULL);
     gw_hostops_unref(c->ops);
     gw_spolicy_unref(c->policy);
     gw_kvlist_clear(&c->pins);

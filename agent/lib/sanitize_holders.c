@@ -6,11 +6,15 @@
  * libvirt knows about it; resetting the device under it corrupts the VM.
  *
  * The scan is a look at a moving system: a process can open the node right
- * after it. So right before the reset the clean-up also holds the group
- * node itself (gw_hold_groups): the kernel allows one open at a time, and
- * its EBUSY is the final word on whether someone has it. */
+ * after it. So once the device is on vfio-pci the clean-up holds the group
+ * node itself until the run ends (gw_hold_for_run): the kernel allows one
+ * open at a time, and its EBUSY is the final word on whether someone has it.
+ * The steps that need the group (the reset, the BAR scrub, the BAR0 read)
+ * borrow that hold; groups the run does not hold (a bus reset's neighbours)
+ * are held just across the step (gw_hold_groups). */
 #include <ctype.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "sanitize_internal.h"
 
@@ -193,6 +197,20 @@ char *gw_vfio_holders_of(const gw_vfio_scan *s, size_t node)
 
 /* ---- the check --------------------------------------------------------- */
 
+/* The holders of node i but this run: this process's open of a group node
+ * the run holds (gw_hold_for_run) is the clean-up's own, not a tenant's. */
+static char *others_of(gw_sctx *c, const gw_vfio_scan *s, size_t node)
+{
+    pthread_mutex_lock(&c->lock);
+    bool ours = s->nodes[node].group && gw_group_held(&c->run_holds, s->nodes[node].group);
+    pthread_mutex_unlock(&c->lock);
+    gw_strbuf b = { 0 };
+    for (size_t i = 0; i < s->n_holders; i++)
+        if (s->holders[i].node == node && !(ours && s->holders[i].pid == (long)getpid()))
+            gw_strbuf_append(&b, "%spid %ld (%s)", b.len ? ", " : "", s->holders[i].pid, s->holders[i].comm);
+    return b.s;
+}
+
 static void note_scan(gw_sctx *c, const gw_vfio_scan *s)
 {
     gw_strbuf nodes = { 0 };
@@ -222,7 +240,7 @@ gw_verdict gw_check_holders(gw_sctx *c, const gw_addrlist *targets)
         note_scan(c, &s);
     gw_verdict v = GW_VERDICT_PASS;
     for (size_t i = 0; i < s.n_nodes; i++) {
-        _cleanup_free_ char *who = gw_vfio_holders_of(&s, i);
+        _cleanup_free_ char *who = others_of(c, &s, i);
         if (who)
             v = gw_fail(c, "%s: %s (%s) is open by %s: in use", s.nodes[i].address, s.nodes[i].what,
                         s.nodes[i].path, who);
@@ -233,11 +251,13 @@ gw_verdict gw_check_holders(gw_sctx *c, const gw_addrlist *targets)
 
 /* ---- holding the group nodes across the reset ---------------------------- */
 
-static void push_hold(gw_group_holds *h, void *handle, const char *group)
+static void push_hold(gw_group_holds *h, void *handle, const char *group, bool borrowed)
 {
     h->handles = gw_xrealloc(h->handles, h->n + 1, sizeof *h->handles);
     h->groups = gw_xrealloc(h->groups, h->n + 1, sizeof *h->groups);
+    h->borrowed = gw_xrealloc(h->borrowed, h->n + 1, sizeof *h->borrowed);
     h->groups[h->n] = gw_xstrdup(group);
+    h->borrowed[h->n] = borrowed;
     h->handles[h->n++] = handle;
 }
 
@@ -276,6 +296,11 @@ static gw_verdict busy(gw_sctx *c, const gw_addrlist *fns, const gw_vfio_node *n
     }
     bool no_proc = s.no_proc;
     gw_vfio_scan_clear(&s);
+    _cleanup_free_ char *self = gw_strdup_printf("pid %ld (", (long)getpid());
+    if (who && !strncmp(who, self, strlen(self)) && !strchr(who, ','))
+        return gw_fail(c, "%s: %s (%s) is open by %s: in use (the kernel refused our open: EBUSY; that is this "
+                       "process: the clean-up of another device in its reach, or a fence, holds it)",
+                       n->address, n->what, n->path, who);
     if (who)
         return gw_fail(c, "%s: %s (%s) is open by %s: in use (the kernel refused our open: EBUSY)", n->address,
                        n->what, n->path, who);
@@ -297,11 +322,20 @@ gw_verdict gw_hold_groups(gw_sctx *c, const gw_addrlist *fns, const char *across
         const gw_vfio_node *n = &nodes.nodes[i];
         if (!n->group)
             continue;   /* device cdevs are not exclusive: the scan covers them */
+        pthread_mutex_lock(&c->lock);
+        void *handle = out != &c->run_holds ? gw_group_held(&c->run_holds, n->group) : NULL;
+        pthread_mutex_unlock(&c->lock);
+        if (handle) {
+            push_hold(out, handle, n->group, true);
+            gw_note(c, "%s held since the bind step: no VM can take the group during %s", n->path, across);
+            continue;
+        }
         _cleanup_free_ char *path = gw_strdup_printf("dev/vfio/%s", n->group);
-        void *handle = NULL;
         int r = gw_hostops_hold(c->ops, path, &handle);
         if (r == 0) {
-            push_hold(out, handle, n->group);
+            pthread_mutex_lock(&c->lock);
+            push_hold(out, handle, n->group, false);
+            pthread_mutex_unlock(&c->lock);
             gw_note(c, "holding %s open across %s (one open at a time: no VM can take the group meanwhile)",
                     n->path, across);
         } else if (r == -EBUSY) {
@@ -322,10 +356,36 @@ gw_verdict gw_hold_groups(gw_sctx *c, const gw_addrlist *fns, const char *across
 void gw_release_groups(gw_sctx *c, gw_group_holds *h)
 {
     for (size_t i = 0; i < h->n; i++) {
-        gw_hostops_release(c->ops, h->handles[i]);
+        if (!h->borrowed[i])
+            gw_hostops_release(c->ops, h->handles[i]);
         free(h->groups[i]);
     }
     free(h->handles);
     free(h->groups);
+    free(h->borrowed);
     memset(h, 0, sizeof *h);
+}
+
+/* ---- the run's own hold: from bind to the end ------------------------------ */
+
+gw_verdict gw_hold_for_run(gw_sctx *c, const gw_addrlist *fns)
+{
+    /* Filled under the lock by gw_hold_groups(); read by the steps after. */
+    return gw_hold_groups(c, fns, "the rest of the clean-up", &c->run_holds);
+}
+
+void gw_release_run_holds(gw_sctx *c, const char *why)
+{
+    pthread_mutex_lock(&c->lock);
+    gw_group_holds h = c->run_holds;
+    memset(&c->run_holds, 0, sizeof c->run_holds);
+    pthread_mutex_unlock(&c->lock);
+    if (why && h.n) {
+        gw_strbuf nodes = { 0 };
+        for (size_t i = 0; i < h.n; i++)
+            gw_strbuf_append(&nodes, "%s/dev/vfio/%s", i ? ", " : "", h.groups[i]);
+        gw_note(c, "let go of %s: %s", gw_strbuf_str(&nodes), why);
+        gw_strbuf_clear(&nodes);
+    }
+    gw_release_groups(c, &h);
 }

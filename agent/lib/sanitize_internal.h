@@ -85,6 +85,14 @@ void gw_scrub_commands_free(char ***cmds, size_t n);
 
 /* ---- the run context ---------------------------------------------------- */
 
+/* Group nodes held open (gw_hold_groups). */
+typedef struct gw_group_holds {
+    void **handles;
+    char **groups;              /* the group number of each handle */
+    bool *borrowed;             /* the run's own hold (gw_hold_for_run): not released with these */
+    size_t n;
+} gw_group_holds;
+
 typedef struct gw_sctx gw_sctx;
 typedef void (*gw_sctx_release_fn)(void *data);
 
@@ -107,6 +115,7 @@ struct gw_sctx {
     bool in_use;                /* (lock) a step stopped because the device is or may be in use */
     gw_kvlist power_saved;      /* (lock) address -> power/control before the clean-up set "on" */
     bool power_seen;            /* (lock) bind looked at the power state: report it at the end */
+    gw_group_holds run_holds;   /* (lock) from bind to the end of the run: gw_hold_for_run() */
 
     gw_sctx_release_fn on_release;
     void *on_release_data;
@@ -253,13 +262,6 @@ gw_verdict gw_check_holders(gw_sctx *c, const gw_addrlist *targets);
 /* "pid 123 (qemu-system-x86), pid 7 (x)" for node i; NULL when none. */
 char *gw_vfio_holders_of(const gw_vfio_scan *s, size_t node);
 
-/* Group nodes held open across the reset (gw_hold_groups). */
-typedef struct gw_group_holds {
-    void **handles;
-    char **groups;              /* the group number of each handle */
-    size_t n;
-} gw_group_holds;
-
 /* Open /dev/vfio/<group> of every group of `fns` and keep it open: while it
  * is, the kernel lets no one else open it (one open at a time). PASS when
  * every node is held or absent; FAIL when the kernel says someone has it
@@ -268,6 +270,16 @@ typedef struct gw_group_holds {
  * names what the hold is for in the evidence ("the reset"). */
 gw_verdict gw_hold_groups(gw_sctx *c, const gw_addrlist *fns, const char *across, gw_group_holds *out);
 void gw_release_groups(gw_sctx *c, gw_group_holds *h);
+/* The run's own hold: the groups of `fns` held from the end of the bind step
+ * to the end of the run (c->run_holds), so that no VM can hot-plug the device
+ * while it is cleaned (libvirt runs no hook for attach-device; only the
+ * kernel's one-open-at-a-time rule keeps QEMU out). gw_hold_groups() of a
+ * group held this way hands out the same handle, borrowed. Same verdicts as
+ * gw_hold_groups(). */
+gw_verdict gw_hold_for_run(gw_sctx *c, const gw_addrlist *fns);
+/* Let the run's hold go (the driver scrub, which must hand the device to a
+ * host driver, and the end of the run); noted in the evidence when `why`. */
+void gw_release_run_holds(gw_sctx *c, const char *why);
 /* The handle holding group `group`, NULL when it is not held. */
 void *gw_group_held(const gw_group_holds *h, const char *group);
 /* The same for the group of function `addr`: 0 with *group (malloc'd) and

@@ -163,15 +163,16 @@ static char *gone_since(gw_sctx *c, bool health_done)
 }
 
 /* Whether another process opened the device's VFIO nodes during the step
- * that just ended: evidence, or NULL. not_in_use checked at the start, and
- * the reset holds the group nodes across its own writes, but between and
- * after them nothing stops a process from opening /dev/vfio/N: libvirt runs
- * no hook for a hot-plug (`virsh attach-device`), so a running domain can
- * take a GPU in the middle of its clean-up. The clean-up then does not
- * count (in use: the GPU stays dirty, and the domain that took it is told
- * it is not clean); seen in the kernel lab's operator guest. This process's
- * own holds (another clean-up worker's reset) are not a tenant's. `fns`:
- * the device's functions, listed once for the run. */
+ * that just ended: evidence, or NULL. From bind on the run holds the group
+ * node (gw_hold_for_run), which the kernel lets no one else open; this is
+ * the check for what that hold does not cover: a VFIO device node
+ * (/dev/vfio/devices/vfioN, not exclusive) and the driver scrub's round
+ * trip, during which the group is let go. libvirt runs no hook for a
+ * hot-plug (`virsh attach-device`), so a running domain could take a GPU
+ * there; the clean-up then does not count (in use: the GPU stays dirty, and
+ * the domain that took it is told it is not clean). This process's own
+ * holds (the run's, a fence, another worker's reset) are not a tenant's.
+ * `fns`: the device's functions, listed once for the run. */
 static char *opened_since(gw_sctx *c, const gw_addrlist *fns)
 {
     gw_vfio_scan s;
@@ -274,6 +275,11 @@ gw_sanitize_result *gw_pipeline_run(gw_sctx *c)
             break;
     }
     gw_addrlist_clear(&fns);
+    /* Every step thread has returned unless the run was abandoned (then the
+     * last reference lets go, gw_sctx_unref()): the group is free for the
+     * next tenant only now, after the last step. */
+    if (!gw_sctx_abandoned(c))
+        gw_release_run_holds(c, NULL);
     pthread_mutex_lock(&c->lock);
     gw_kvlist_copy(&r->pins, c->pins.v, c->pins.n);
     r->in_use = r->verdict == GW_VERDICT_FAIL && c->in_use;

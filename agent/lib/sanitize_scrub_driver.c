@@ -15,11 +15,14 @@
  * outlast the step's timeout, since an abandoned run writes nothing more,
  * the way back included.
  *
- * No IOMMU group is held across this round trip, unlike the reset and the
- * BAR scrub: the host driver has to own the device, and a held group node
- * would only be in its way. Use is checked right before leaving vfio-pci
- * instead. Every sysfs write goes through gw_host_write(): managed devices
- * only, each one in the evidence. */
+ * The run's hold of the group node (taken at bind) is let go for this round
+ * trip: the host driver has to own the device, and a group whose container
+ * the reset set up keeps every kernel driver off it (DMA ownership). Use is
+ * checked right before leaving vfio-pci instead, and the hold is taken again
+ * once the device is back: if a process opened the new group node in
+ * between, that open's EBUSY fails the step (in use). Every sysfs write goes
+ * through gw_host_write(): managed devices only, each one in the
+ * evidence. */
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -219,13 +222,15 @@ gw_verdict gw_scrub_driver(gw_sctx *c, const gw_model_policy *m)
         v = gw_fail(c, "not scrubbed");
     else
         v = GW_VERDICT_PASS;
-    gw_addrlist_clear(&fns);
     gw_addrlist_clear(&bridges);
-    if (v != GW_VERDICT_PASS)
+    if (v != GW_VERDICT_PASS) {
+        gw_addrlist_clear(&fns);
         return v;
+    }
 
     /* From here on the device may have left vfio-pci: every path below goes
      * through back_to_vfio(). */
+    gw_release_run_holds(c, "the host driver must own the device");
     if (move_to(c, m->scrub_driver) < 0)
         v = gw_fail(c, "binding %s failed: %s", m->scrub_driver, gw_error_message());
     else
@@ -233,5 +238,8 @@ gw_verdict gw_scrub_driver(gw_sctx *c, const gw_model_policy *m)
     if (v == GW_VERDICT_PASS)
         v = run_commands(c, m);
     gw_verdict back = back_to_vfio(c);
+    if (back == GW_VERDICT_PASS)
+        back = gw_hold_for_run(c, &fns);
+    gw_addrlist_clear(&fns);
     return v == GW_VERDICT_PASS ? back : GW_VERDICT_FAIL;
 }

@@ -3,7 +3,12 @@
  * group on vfio-pci, the way libvirt does it: driver_override, unbind from
  * the current driver, drivers_probe. Bridges are never rebound, and nothing
  * is written unless every function that needs a write is managed. Then the
- * functions are kept in D0 for the rest of the clean-up (sanitize_power.c). */
+ * functions are kept in D0 for the rest of the clean-up (sanitize_power.c),
+ * and the group node is held open until the run ends (gw_hold_for_run): a
+ * hot-plug (`virsh attach-device`, which no libvirt hook gates) opens
+ * /dev/vfio/<group> in QEMU, and while the clean-up has it open the kernel
+ * refuses that open. Before this step there is no group node to hold (the
+ * device was not on vfio-pci); not_in_use looked for holders then. */
 #include <string.h>
 
 #include "sanitize_internal.h"
@@ -149,6 +154,7 @@ static gw_verdict run(gw_sctx *c)
             group ? group : " (no IOMMU group)");
     /* Now, not before: binding to vfio-pci is what suspends them. */
     gw_power_hold_on(c, &fns);
+    v = gw_hold_for_run(c, &fns);      /* says why when it cannot */
 out:
     for (size_t i = 0; plan && i < fns.n; i++) {
         free(plan[i].driver);

@@ -762,6 +762,13 @@ def test_scrub_driver_round_trip_through_virtio_pci(model_daemon, server):
     assert f"command 2 (/lab/run/drv-ok second {a}) exited 0 in " in ev, ev
     assert f"wrote '{a}' to sys/bus/pci/drivers/virtio-pci/unbind" in ev, ev
     assert f"{a} back on vfio-pci" in ev, ev
+    # The run's hold of the group (taken at bind) is let go for the round
+    # trip and taken again on the node vfio-pci creates on the way back.
+    grp = g.sh(f"basename $(readlink /sys/bus/pci/devices/{a}/iommu_group)").strip()
+    assert f"let go of /dev/vfio/{grp}: the host driver must own the device" in ev, ev
+    assert ev.index(f"{a} back on vfio-pci") < ev.index(
+        f"holding /dev/vfio/{grp} open across the rest of the clean-up"), ev
+    assert f"/dev/vfio/{grp} held since the bind step" in step(s, "health")["evidence"], s
     assert g.sh(f"basename $(readlink /sys/bus/pci/devices/{a}/driver)").strip() == "vfio-pci"
     assert server.sysfs("gpu5", "driver_override") == "vfio-pci"
 

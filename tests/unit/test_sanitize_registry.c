@@ -109,8 +109,8 @@ static void results_move_the_device_and_pins_persist(void **state)
                         "0000:03:00.0: aer_dev_nonfatal TOTAL 0 unchanged; 0000:02:00.0: aer_dev_fatal TOTAL 0 "
                         "unchanged; 0000:02:00.0: aer_dev_nonfatal TOTAL 0 unchanged; link width x8 below x16 "
                         "recorded at the first clean-up; link at 16.0 GT/s; BAR registers hold the addresses the "
-                        "kernel assigned (BAR0 0xf0000000, BAR1 0x38000000000); holding /dev/vfio/10 open across the "
-                        "BAR0 read (one open at a time: no VM can take the group meanwhile); no BAR0 (VFIO region 0 "
+                        "kernel assigned (BAR0 0xf0000000, BAR1 0x38000000000); /dev/vfio/10 held since the bind "
+                        "step: no VM can take the group during the BAR0 read; no BAR0 (VFIO region 0 "
                         "is empty): nothing to read; end of the run: wrote 'auto' to "
                         "sys/bus/pci/devices/0000:03:00.0/power/control; 0000:03:00.0 now: D3hot, runtime "
                         "suspended");

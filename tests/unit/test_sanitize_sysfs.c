@@ -258,7 +258,10 @@ static void real_backend_holds_the_group_node_across_the_reset(void **state)
     fx_snapshot(H.root, &after);
     if (gw_sanitize_result_verdict(res) != GW_VERDICT_PASS)
         fail_msg("expected a pass: %s", gw_sanitize_result_reason(res));
-    assert_non_null(strstr(step_of(res, GW_STEP_RESET)->evidence, "holding /dev/vfio/10 open across the reset"));
+    assert_non_null(strstr(step_of(res, GW_STEP_BIND)->evidence,
+                           "holding /dev/vfio/10 open across the rest of the clean-up"));
+    assert_non_null(strstr(step_of(res, GW_STEP_RESET)->evidence,
+                           "/dev/vfio/10 held since the bind step: no VM can take the group during the reset"));
     assert_non_null(strstr(step_of(res, GW_STEP_NOT_IN_USE)->evidence,
                            "no process has /dev/vfio/10 open (1 processes looked at)"));
     const fx_entry *node0 = fx_snap_get(&before, "/dev/vfio/10"), *node1 = fx_snap_get(&after, "/dev/vfio/10");
