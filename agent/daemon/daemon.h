@@ -114,6 +114,8 @@ typedef struct gwd {
     bool attach_current;
     struct gwd_fence *fences;           /* (L) quarantined GPUs' groups held open (fence.c) */
     size_t n_fences;
+    struct gwd_kept *kept;              /* (L) fence descriptors systemd handed back at start (fence_store.c) */
+    size_t n_kept;
     gw_inventory *inventory;            /* (L) the last inventory built */
     uint64_t issued[GWD_ISSUED_MAX];    /* (L) generations served, ring */
     uint64_t issued_rev[GWD_ISSUED_MAX];/* (L) the revision at which each was last the current one */
@@ -275,8 +277,26 @@ void gwd_fence_yield(gwd *d, const char *address);
 /* Whether IOMMU group `group` is fenced; how many are. Caller holds d->lock. */
 bool gwd_fence_held(gwd *d, const char *group);
 size_t gwd_fence_count(gwd *d);
-/* Release every fence (shutdown). */
+/* Release every fence (shutdown). systemd's copies stay in its store: a
+ * restart keeps them, a stop closes them. */
 void gwd_fence_fini(gwd *d);
+
+/* fence_store.c: fences kept across a restart in systemd's file descriptor
+ * store. Main thread. */
+/* Take the fence descriptors systemd hands back at start (close others). */
+void gwd_fence_store_init(gwd *d);
+/* The descriptor kept for `group`, now the caller's; -1 when none. */
+int gwd_fence_store_take(gwd *d, const char *group);
+/* Give the descriptor of fence `handle` on `group` to the store: whether it
+ * is there now (false without systemd, or a backend without descriptors). */
+bool gwd_fence_store_put(gwd *d, const char *group, void *handle);
+/* Take `group`'s descriptor out of the store and wait until systemd has
+ * closed its copy. */
+void gwd_fence_store_drop(const char *group);
+/* After the first sync: let go of kept descriptors no fence adopted. */
+void gwd_fence_store_settle(gwd *d);
+/* Shutdown: close kept descriptors never synced (systemd keeps its own). */
+void gwd_fence_store_fini(gwd *d);
 
 /* events.c */
 void gwd_events_on_transition(const gw_transition *t, const gw_device *after, void *userdata);

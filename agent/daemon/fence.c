@@ -20,13 +20,16 @@
  * that bridge and needs each group's node in hand (VFIO_DEVICE_PCI_HOT_RESET),
  * so the clean-up holds them itself for the reset.
  *
- * A fence lasts as long as the daemon: its descriptor closes when the
- * process ends, and the next start takes it again.
+ * A fence outlives a restart of the daemon: its descriptor is also kept in
+ * systemd's file descriptor store, and the next start adopts it
+ * (fence_store.c). Without systemd, or once the unit is stopped for good,
+ * it lasts as long as the process.
  *
  * Everything here runs on the main thread; the table is (L), read by the
  * device view under d->lock. */
 #include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "daemon.h"
 #include "sanitize_internal.h"
@@ -39,6 +42,7 @@ typedef struct gwd_fence {
     char *why;                  /* not held: why, as last logged */
     int err;                    /* not held: the hold's errno (negative), 0 when refused by a rule */
     bool seen;                  /* wanted by this sync */
+    bool stored;                /* its descriptor is in systemd's store too */
 } gwd_fence;
 
 static gwd_fence *fence_find(gwd *d, const char *group)
@@ -186,10 +190,37 @@ static void fence_lift(gwd *d, gwd_fence *f, const char *why)
 {
     if (!f->handle)
         return;
+    if (f->stored)
+        gwd_fence_store_drop(f->group);     /* systemd's copy first: the node is free after both */
+    f->stored = false;
     gw_hostops_release(d->ops, f->handle);
     f->handle = NULL;
     gwd_view_changed(d);
     gw_log(GW_LOG_NOTICE, "%s: fence on IOMMU group %s lifted: %s", f->address, f->group, why);
+}
+
+/* Hold f's group node: through the descriptor systemd kept across a
+ * restart when it is still the node's open (*kept), else anew; either way
+ * in systemd's store after. Caller holds d->lock. */
+static int fence_take(gwd *d, gwd_fence *f, bool *kept)
+{
+    char node[64];
+    snprintf(node, sizeof node, "dev/vfio/%s", f->group);
+    int fd = gwd_fence_store_take(d, f->group);
+    if (fd >= 0) {
+        if (gw_hostops_adopt(d->ops, node, fd, &f->handle) == 0) {
+            f->stored = *kept = true;
+            return 0;
+        }
+        gw_log(GW_LOG_NOTICE, "IOMMU group %s: the fence kept across the restart is not the node's open now (%s): "
+                              "held anew", f->group, gw_error_message());
+        gwd_fence_store_drop(f->group);
+        close(fd);
+    }
+    int r = gw_hostops_hold(d->ops, node, &f->handle);
+    if (r == 0)
+        f->stored = gwd_fence_store_put(d, f->group, f->handle);
+    return r;
 }
 
 /* One quarantined GPU: its group fenced, or the reason it is not. Caller
@@ -211,9 +242,8 @@ static void fence_one(gwd *d, const gw_gpu *g, gw_device *const *list, size_t n)
     }
     if (f->handle)
         return;
-    char node[64];
-    snprintf(node, sizeof node, "dev/vfio/%s", g->iommu_group);
-    int r = gw_hostops_hold(d->ops, node, &f->handle);
+    bool kept = false;
+    int r = fence_take(d, f, &kept);
     if (r < 0) {
         f->handle = NULL;
         /* Said already (the holder scan reads all of /proc: not on every
@@ -230,8 +260,9 @@ static void fence_one(gwd *d, const gw_gpu *g, gw_device *const *list, size_t n)
     snprintf(f->address, sizeof f->address, "%s", g->address);
     gwd_view_changed(d);
     gw_log(GW_LOG_NOTICE, "%s: fenced: gpuwardend holds IOMMU group %s (/dev/vfio/%s) open while it is "
-                          "quarantined, so no VM or process can open it (a hot-plug included)",
-           g->address, g->iommu_group, g->iommu_group);
+                          "quarantined, so no VM or process can open it (a hot-plug included)%s",
+           g->address, g->iommu_group, g->iommu_group,
+           kept ? "; the same open systemd kept across the restart" : "");
 }
 
 void gwd_fence_sync(gwd *d, gw_device *const *list, size_t n)
@@ -256,6 +287,8 @@ void gwd_fence_sync(gwd *d, gw_device *const *list, size_t n)
         free(f->why);
         *f = d->fences[--d->n_fences];
     }
+    if (d->n_kept)
+        gwd_fence_store_settle(d);      /* the first sync adopted what it could */
     pthread_mutex_unlock(&d->lock);
 }
 
@@ -301,4 +334,5 @@ void gwd_fence_fini(gwd *d)
     free(d->fences);
     d->fences = NULL;
     d->n_fences = 0;
+    gwd_fence_store_fini(d);
 }

@@ -253,6 +253,7 @@ int main(int argc, char **argv)
     d.replies = gwd_replies_new();
     if (bind_endpoints(&d) < 0 || gwd_server_start(&d) < 0)
         goto out;
+    gwd_fence_store_init(&d);     /* before the first kick, which adopts them */
     if (gwd_fleet_scan(&d) < 0)
         goto out;
     /* The first scan's records and pins: a constant number of writes, not

@@ -24,6 +24,7 @@ static size_t backend_size(unsigned int version)
     switch (version) {
     case 1: return offsetof(gw_hostops_backend, hold);
     case 2: return offsetof(gw_hostops_backend, vfio_open);
+    case 3: return offsetof(gw_hostops_backend, held_fd);
     default: return sizeof(gw_hostops_backend);
     }
 }
@@ -63,6 +64,10 @@ GW_EXTERN int gw_hostops_new(gw_hostops **out, const gw_hostops_backend *backend
     if (!be.hold != !be.release) {
         drop_backend(backend, data);
         return gw_error_set(-EINVAL, "gw_hostops_new: hold and release come together (one is NULL)");
+    }
+    if (!be.held_fd != !be.adopt || (be.held_fd && !be.hold)) {
+        drop_backend(backend, data);
+        return gw_error_set(-EINVAL, "gw_hostops_new: held_fd and adopt come together, and with hold/release");
     }
     bool vfio;
     if (!vfio_complete(&be, &vfio)) {
@@ -197,6 +202,29 @@ GW_EXTERN void gw_hostops_release(gw_hostops *ops, void *handle)
 {
     if (ops && handle && ops->be.release)
         ops->be.release(ops->data, handle);
+}
+
+GW_EXTERN int gw_hostops_held_fd(gw_hostops *ops, void *handle)
+{
+    if (!ops || !handle)
+        return gw_error_set(-EINVAL, "gw_hostops_held_fd: NULL argument");
+    if (!ops->be.held_fd)
+        return gw_error_set(-EOPNOTSUPP, "%s: backend's holds have no descriptor to keep across a restart",
+                            ops->name);
+    return ops->be.held_fd(ops->data, handle);
+}
+
+GW_EXTERN int gw_hostops_adopt(gw_hostops *ops, const char *path, int fd, void **handle)
+{
+    if (!ops || !handle || fd < 0)
+        return gw_error_set(-EINVAL, "gw_hostops_adopt: NULL argument or no descriptor");
+    *handle = NULL;
+    int r = check_path(path);
+    if (r < 0)
+        return r;
+    if (!ops->be.adopt)
+        return gw_error_set(-EOPNOTSUPP, "%s: backend cannot adopt a hold's descriptor", ops->name);
+    return ops->be.adopt(ops->data, path, fd, handle);
 }
 
 /* ---- VFIO device access ------------------------------------------------ */

@@ -159,6 +159,54 @@ static void sysfs_release(void *data, void *handle)
     free(held);
 }
 
+/* Holds across a restart (vtable version 4). */
+static int sysfs_held_fd(void *data, void *handle)
+{
+    (void)data;
+    return ((gw_vfio_group *)handle)->fd;
+}
+
+/* Whether `fd` is the live open of the node at `path`, asked three ways,
+ * because a group node's number alone proves little: when a group goes away
+ * (its last device leaves vfio-pci) and comes back, the new node may get
+ * the old number. So: the same node (character device number; on a test
+ * tree, where nodes are plain files, the same file); a group the kernel
+ * still serves (an old descriptor's VFIO_GROUP_GET_STATUS is ENODEV); and
+ * the node's one open taken, which is this one if anyone's (a fresh open
+ * that succeeds means `fd` holds nothing). */
+static int sysfs_adopt(void *data, const char *path, int fd, void **handle)
+{
+    sysfs_host *h = data;
+    struct stat now, kept;
+    int r = gw_root_stat(h->root.fd, path, &now);
+    if (r < 0)
+        return gw_error_set(r == -ENOENT ? -ESTALE : r, "%s/%s: %s: the kept descriptor is not its open",
+                            SHOWN_ROOT(h), path, gw_root_strerror(r));
+    if (fstat(fd, &kept) < 0)
+        return gw_error_set(-errno, "kept descriptor %d for %s/%s: %s", fd, SHOWN_ROOT(h), path, strerror(errno));
+    bool chr = S_ISCHR(now.st_mode);
+    if (chr ? !S_ISCHR(kept.st_mode) || kept.st_rdev != now.st_rdev
+            : kept.st_dev != now.st_dev || kept.st_ino != now.st_ino)
+        return gw_error_set(-ESTALE, "kept descriptor %d is not an open of %s/%s (another node)", fd,
+                            SHOWN_ROOT(h), path);
+    if (chr) {
+        if ((r = gw_vfio_sys_group_alive(fd)) < 0)
+            return gw_error_set(-ESTALE, "kept descriptor %d of %s/%s: the group it opened is gone (%s)", fd,
+                                SHOWN_ROOT(h), path, strerror(-r));
+        int probe = gw_openat_root(h->root.fd, path, O_RDWR | O_NOCTTY);
+        if (probe >= 0) {
+            close(probe);
+            return gw_error_set(-ESTALE, "kept descriptor %d does not hold %s/%s: a new open of it succeeded",
+                                fd, SHOWN_ROOT(h), path);
+        }
+    }
+    gw_vfio_group *held = gw_xcalloc(1, sizeof *held);
+    held->fd = fd;
+    held->container = -1;
+    *handle = held;
+    return 0;
+}
+
 /* VFIO (vtable version 3): hostops_vfio.c, the container under the root. */
 static int sysfs_vfio_open(void *data, void *group, const char *address, void **device)
 {
@@ -325,6 +373,8 @@ GW_EXTERN int gw_hostops_sysfs_new(gw_hostops **out, const char *root)
         .vfio_hot_reset = sysfs_vfio_hot_reset,
         .vfio_close = sysfs_vfio_close,
         .write_config = sysfs_write_config,
+        .held_fd = sysfs_held_fd,
+        .adopt = sysfs_adopt,
     };
     return gw_hostops_new(out, &be, h);
 }

@@ -37,6 +37,12 @@ static int vfio_err(int e, const char *what, const char *address)
     return gw_error_set(-e, "VFIO %s %s: %s", what, address, strerror(e));
 }
 
+int gw_vfio_sys_group_alive(int fd)
+{
+    struct vfio_group_status st = { .argsz = sizeof st };
+    return ioctl(fd, VFIO_GROUP_GET_STATUS, &st) < 0 ? -errno : 0;
+}
+
 /* Attach the held group to a container of its own, with an IOMMU model: the
  * kernel hands out device fds only then. Type1v2 is what every current
  * kernel has; type1 for older ones. */

@@ -20,6 +20,10 @@ typedef struct gw_vfio_group {
 /* The version-3 operations. `rootfd`/`root` are the backend's host root:
  * the container node is <root>/dev/vfio/vfio. */
 int gw_vfio_sys_open(int rootfd, const char *root, gw_vfio_group *group, const char *address, void **device);
+/* Whether the kernel still serves group descriptor `fd`: 0, or -errno of
+ * VFIO_GROUP_GET_STATUS (ENODEV once the group went away, its last device
+ * off vfio-pci, even when a new group has the node's number now). */
+int gw_vfio_sys_group_alive(int fd);
 int gw_vfio_sys_region(void *device, unsigned int index, gw_vfio_region *out);
 int gw_vfio_sys_map(void *device, unsigned int index, void **addr);
 void gw_vfio_sys_unmap(void *device, unsigned int index, void *addr);

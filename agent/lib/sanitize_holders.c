@@ -111,11 +111,17 @@ static void add_holder(gw_vfio_scan *s, long pid, const char *comm, size_t node)
     s->holders[s->n_holders++] = (gw_vfio_holder){ pid, gw_xstrdup(comm), node };
 }
 
+/* Which node a descriptor's link names. A descriptor opened in another
+ * mount namespace, whose /dev this one cannot reach, reads as the path
+ * inside devtmpfs, "/vfio/10" (seen in the kernel lab: PID 1's copy of a
+ * fence the daemon opened under PrivateMounts=): that names the node too. */
 static long node_of(const gw_vfio_scan *s, const char *target)
 {
-    for (size_t i = 0; i < s->n_nodes; i++)
-        if (!strcmp(s->nodes[i].path, target))
+    for (size_t i = 0; i < s->n_nodes; i++) {
+        const char *p = s->nodes[i].path;
+        if (!strcmp(p, target) || (!strncmp(p, "/dev/", 5) && !strcmp(p + 4, target)))
             return (long)i;
+    }
     return -1;
 }
 

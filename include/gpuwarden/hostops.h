@@ -151,16 +151,31 @@ typedef struct gw_hostops_backend {
      * gw_hostops_write_config() below describes; -EIO when the range cannot
      * be written. */
     int (*write_config)(void *data, const char *address, unsigned int offset, const void *buf, size_t len);
+
+    /* ---- version 4: holds that outlive the process (optional: both NULL,
+     * or both set) ----
+     * A service manager can keep a descriptor open across a restart of the
+     * process that made it (systemd's file descriptor store) and hand it
+     * back. held_fd(): the descriptor behind a handle of hold(), still the
+     * handle's (not to be closed). adopt(): a handle made of such a
+     * descriptor handed back for `path`: 0 and *handle, the descriptor the
+     * handle's from then on; -ESTALE when it is not the live open of the node
+     * at `path` now (the node was made anew: the device was rebound, the
+     * group went and came back), the descriptor left to the caller. */
+    int (*held_fd)(void *data, void *handle);
+    int (*adopt)(void *data, const char *path, int fd, void **handle);
 } gw_hostops_backend;
 
 /* Version 1 is the vtable up to `destroy`; version 2 adds hold/release;
- * version 3 adds the vfio_* operations and write_config. gw_hostops_new()
- * accepts all three: a backend's struct is read only up to the end of its
- * version's fields (a version-1 struct up to `destroy`, a version-2 one up to
- * `release`), and what a version lacks is -EOPNOTSUPP (gw_hostops_hold() on
- * version 1, gw_hostops_vfio_*() and gw_hostops_write_config() on versions 1
- * and 2). */
-#define GW_HOSTOPS_BACKEND_VERSION 3
+ * version 3 adds the vfio_* operations and write_config; version 4
+ * held_fd/adopt. gw_hostops_new() accepts all four: a backend's struct is
+ * read only up to the end of its version's fields (a version-1 struct up to
+ * `destroy`, a version-2 one up to `release`, a version-3 one up to
+ * `write_config`), and what a version lacks is -EOPNOTSUPP
+ * (gw_hostops_hold() on version 1, gw_hostops_vfio_*() and
+ * gw_hostops_write_config() on versions 1 and 2, gw_hostops_held_fd() and
+ * gw_hostops_adopt() before version 4). */
+#define GW_HOSTOPS_BACKEND_VERSION 4
 #define GW_HOSTOPS_BACKEND_VERSION_MIN 1
 
 /* Wrap a backend. The vtable is copied; `data` belongs to the new object
@@ -205,6 +220,27 @@ GW_EXTERN int gw_hostops_write_config(gw_hostops *ops, const char *address, unsi
  * every handle with gw_hostops_release(), which accepts NULL. */
 GW_EXTERN int gw_hostops_hold(gw_hostops *ops, const char *path, void **handle);
 GW_EXTERN void gw_hostops_release(gw_hostops *ops, void *handle);
+
+/* ---- holds across a restart (vtable version 4) --------------------------
+ * gpuwardend gives the descriptor of each fence to systemd's file
+ * descriptor store, so that a quarantined GPU's group stays held while the
+ * daemon restarts, and takes it back at its next start:
+ *
+ *     int fd = gw_hostops_held_fd(ops, held);            // >= 0: store it
+ *     ...next start, fd handed back by systemd...
+ *     if (gw_hostops_adopt(ops, "dev/vfio/45", fd, &held) < 0)
+ *         close(fd);          // -ESTALE: not the group's open any more
+ *
+ * gw_hostops_held_fd(): the descriptor behind a handle of
+ * gw_hostops_hold(), still the handle's (not to be closed; dup it to keep
+ * it); -EOPNOTSUPP on a backend whose holds have none (the simulated one),
+ * -EINVAL for NULL. gw_hostops_adopt(): a hold made of descriptor `fd` for
+ * `path` (checked as for every entry point): 0 and *handle, released with
+ * gw_hostops_release() like any hold, which then closes `fd`; -ESTALE when
+ * `fd` is not the live open of the node at `path` now; on any error `fd` is
+ * left open, the caller's. */
+GW_EXTERN int gw_hostops_held_fd(gw_hostops *ops, void *handle);
+GW_EXTERN int gw_hostops_adopt(gw_hostops *ops, const char *path, int fd, void **handle);
 
 /* ---- VFIO device access (vtable version 3) ----------------------------
  * Every call is -EOPNOTSUPP on a backend without it (versions 1 and 2). */

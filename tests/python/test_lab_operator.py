@@ -115,9 +115,12 @@ class OperatorHost(Host):
         return path
 
     def vfio_held(self, pid):
-        """The /dev/vfio/N group nodes process `pid` holds."""
+        """The /dev/vfio/N group nodes process `pid` holds. A descriptor
+        opened in another mount namespace whose /dev this one cannot reach
+        reads as "/vfio/N", the path inside its devtmpfs: PID 1's copies of
+        the daemon's fences (the unit's PrivateMounts=)."""
         out = self.sh(f"ls -l /proc/{pid}/fd")
-        return sorted(set(re.findall(r"-> /dev/vfio/(\d+)$", out, re.M)), key=int)
+        return sorted(set(re.findall(r"-> (?:/dev)?/vfio/(\d+)$", out, re.M)), key=int)
 
     def group(self, qid):
         return str(self.show(qid)["iommu_group"])
@@ -483,6 +486,73 @@ def test_a_quarantined_gpu_is_fenced_against_hot_plug(settled):
     assert h.driver("gpu2") == "vfio-pci"
     assert group in h.vfio_held(h.unit_pid("gpuwardend"))
     h.virsh("destroy vm-f")
+    assert h.denials() == []
+
+
+def test_a_fence_outlives_a_restart_of_the_daemon(settled):
+    """The fence's descriptor is also in systemd's file descriptor store
+    (agent/daemon/fence_store.c; the unit's FileDescriptorStoreMax=). When
+    the daemon dies (SIGKILL here, as a crash), PID 1 still holds the
+    quarantined GPU's group: a shell's open and libvirt's attach-device fail
+    with "Device or resource busy" until the unit's restart, which adopts
+    the same open as its fence. A systemctl restart keeps it the same way.
+    A release takes it out of the store before the clean-up, which then
+    reaches its verdict (the invalid ROM: quarantined again), not "in use"
+    by PID 1."""
+    h = settled
+    aq = h.addr["gpu2"]
+    group = h.group("gpu2")
+    assert h.show("gpu2")["fenced"] is True
+    assert h.sh("systemctl show -p NFileDescriptorStore --value gpuwardend").strip() == "1"
+    assert group in h.vfio_held(1)
+    # A restart slow enough to look at the gap (drop-in, then back).
+    h.sh("mkdir -p /run/systemd/system/gpuwardend.service.d; printf '[Service]\\nRestartSec=20s\\n' > "
+         "/run/systemd/system/gpuwardend.service.d/lab-slow.conf; systemctl daemon-reload")
+    try:
+        h.virsh(f"create {make_domain(h, 'vm-r', native_hotplug=True)}")
+        pid = h.qemu_pid("vm-r")
+        old = h.unit_pid("gpuwardend")
+        h.sh("systemctl kill -s KILL gpuwardend")
+        h.wait(lambda: h.sh("systemctl show -p ActiveState --value gpuwardend").strip() != "active",
+               "the daemon gone", timeout=10)
+        rc, out = h.g.run(f"exec 3<>/dev/vfio/{group}")
+        assert rc != 0 and "Device or resource busy" in out, out
+        rc, out = h.virsh(f"attach-device vm-r {h.hostdev_file('gpu2')} --live", check=False)
+        assert rc != 0 and "Device or resource busy" in out, out
+        assert h.vfio_held(pid) == []
+        diag = h.sh("ls -l /proc/1/fd | grep vfio; systemctl status --no-pager gpuwardend | head -8; "
+                    "journalctl -q -o cat --no-pager -u gpuwardend | tail -20")
+        assert group in h.vfio_held(1), diag
+        assert h.sh("systemctl show -p ActiveState --value gpuwardend").strip() != "active", diag
+        h.virsh("destroy vm-r")
+    finally:
+        h.sh("rm -f /run/systemd/system/gpuwardend.service.d/lab-slow.conf; systemctl daemon-reload")
+    h.wait(lambda: h.sh("systemctl show -p ActiveState --value gpuwardend").strip() == "active",
+           "the restart", timeout=SLOW)
+    new = h.unit_pid("gpuwardend")
+    assert new != old
+    h.wait(lambda: h.show("gpu2")["fenced"] is True, "the fence after the restart", timeout=SLOW)
+    assert group in h.vfio_held(new)
+    log = h.sh(f"journalctl -q -o cat --no-pager _PID={new}")
+    assert "1 fence descriptor(s) kept by systemd across the restart" in log, log[-3000:]
+    assert f"{aq}: fenced: gpuwardend holds IOMMU group {group}" in log and \
+        "the same open systemd kept across the restart" in log, log[-3000:]
+
+    h.sh("systemctl restart gpuwardend")
+    newer = h.unit_pid("gpuwardend")
+    h.wait(lambda: h.show("gpu2")["fenced"] is True, "the fence after systemctl restart", timeout=SLOW)
+    assert "the same open systemd kept across the restart" in h.sh(f"journalctl -q -o cat --no-pager _PID={newer}")
+    assert h.sh("systemctl show -p NFileDescriptorStore --value gpuwardend").strip() == "1"
+
+    since = h.last_seq("gpu2")
+    h.sh(f"gpuwarden release {aq}")
+    h.wait(lambda: any(r["event"] in ("cleanup_failed", "cleanup_aborted") for r in h.audit("gpu2", since)),
+           "the clean-up after the release", timeout=SLOW)
+    ev = events(h.audit("gpu2", since))
+    assert "cleanup_failed" in ev and "cleanup_aborted" not in ev, h.audit("gpu2", since)
+    assert (h.show("gpu2")["reason"] or "").startswith("firmware"), h.show("gpu2")
+    h.wait(lambda: h.show("gpu2")["fenced"] is True, "the fence again", timeout=SLOW)
+    assert h.sh("systemctl show -p NFileDescriptorStore --value gpuwardend").strip() == "1"
     assert h.denials() == []
 
 

@@ -28,6 +28,7 @@
 #include "../../agent/daemon/config.c"
 #include "../../agent/daemon/events.c"
 #include "../../agent/daemon/fence.c"
+#include "../../agent/daemon/fence_store.c"
 #include "../../agent/daemon/fleet.c"
 #include "../../agent/daemon/manpage.c"
 #include "../../agent/daemon/metrics.c"

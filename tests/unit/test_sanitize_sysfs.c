@@ -10,8 +10,11 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include "sanitize_fixture.h"
+#include "hostops_sim.h"
 #include "sanitize_internal.h"
 
 #define GPU "0000:03:00.0"
@@ -213,6 +216,8 @@ static void real_backend_finds_a_vfio_holder_in_proc_and_writes_nothing(void **s
     proc_fd("4242", "31", "/dev/vfio/10", NULL);
     proc_fd("4243", "5", "/dev/vfio/vfio", "libvirtd\n");     /* the container node: not a group */
     proc_fd("4300", "7", "/dev/vfio/10", NULL);                /* no comm: exited during the scan */
+    proc_fd("1", "97", "/vfio/10", "systemd\n");               /* opened in a mount namespace out of reach */
+    proc_fd("4301", "8", "/vfio", "x\n");                      /* no group */
     mkpath("proc/sys");                                         /* not a process */
     fx_snap before, after;
     fx_snapshot(H.root, &before);
@@ -222,7 +227,8 @@ static void real_backend_finds_a_vfio_holder_in_proc_and_writes_nothing(void **s
     fx_snapshot(H.root, &after);
     assert_int_equal(gw_sanitize_result_failed_step(res), GW_STEP_NOT_IN_USE);
     assert_string_equal(gw_sanitize_result_reason(res), "not_in_use: 0000:03:00.0: IOMMU group 10 (/dev/vfio/10) "
-                                                        "is open by pid 4242 (qemu-system-x86): in use");
+                                                        "is open by pid 1 (systemd), pid 4242 (qemu-system-x86): "
+                                                        "in use");
     assert_true(gw_sanitize_result_in_use(res));
     assert_tree_changes(&before, &after, NULL, 0);
     fx_snap_free(&before);
@@ -348,6 +354,57 @@ static void real_backend_writes_config_with_one_pwrite_at_the_offset(void **stat
     fx_snap_free(&after);
 }
 
+/* A hold's descriptor, kept elsewhere across a restart (systemd's store in
+ * gpuwardend) and adopted again: only while it is still an open of the
+ * node at that path. On a tree the nodes are plain files, so "the same
+ * node" is the same file; the kernel's checks (the group still served, the
+ * node's one open taken) are the lab's (test_lab_operator.py). */
+static void a_kept_hold_is_adopted_only_for_its_own_node(void **state)
+{
+    (void)state;
+    fx_std(&H, 1);
+    fx_write(&H);
+    mkpath("dev/vfio");
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/dev/vfio", H.root);
+    fx_write_text(dir, "10", "");
+    fx_write_text(dir, "11", "");
+    gw_hostops *ops = NULL;
+    assert_int_equal(gw_hostops_sysfs_new(&ops, H.root), 0);
+    void *held = NULL, *again = NULL;
+    assert_int_equal(gw_hostops_hold(ops, "dev/vfio/10", &held), 0);
+    int fd = gw_hostops_held_fd(ops, held);
+    assert_true(fd >= 0);
+    int kept = dup(fd);         /* what the store hands back */
+    gw_hostops_release(ops, held);
+
+    /* Another node, a missing one, an escape: refused, the descriptor still
+     * the caller's. */
+    assert_int_equal(gw_hostops_adopt(ops, "dev/vfio/11", kept, &again), -ESTALE);
+    assert_null(again);
+    assert_non_null(strstr(gw_error_message(), "is not an open of"));
+    assert_int_equal(gw_hostops_adopt(ops, "dev/vfio/12", kept, &again), -ESTALE);
+    assert_int_equal(gw_hostops_adopt(ops, "../dev/vfio/10", kept, &again), -EINVAL);
+    assert_int_equal(gw_hostops_adopt(ops, "dev/vfio/10", -1, &again), -EINVAL);
+    assert_true(fcntl(kept, F_GETFD) >= 0);
+    /* Its own node: a hold like any, released with the descriptor. */
+    assert_int_equal(gw_hostops_adopt(ops, "dev/vfio/10", kept, &again), 0);
+    assert_int_equal(gw_hostops_held_fd(ops, again), kept);
+    gw_hostops_release(ops, again);
+    assert_int_equal(fcntl(kept, F_GETFD), -1);
+    gw_hostops_unref(ops);
+
+    /* The simulator's holds have no descriptor. */
+    gw_sim *sim = NULL;
+    gw_hostops *simops = NULL;
+    assert_int_equal(gw_hostops_sim_new(&simops, &sim, H.root), 0);
+    assert_int_equal(gw_hostops_hold(simops, "dev/vfio/10", &held), 0);
+    assert_int_equal(gw_hostops_held_fd(simops, held), -EOPNOTSUPP);
+    assert_int_equal(gw_hostops_adopt(simops, "dev/vfio/10", 0, &again), -EOPNOTSUPP);
+    gw_hostops_release(simops, held);
+    gw_hostops_unref(simops);
+}
+
 static void version_1_backend_still_works(void **state)
 {
     (void)state;
@@ -446,6 +503,7 @@ int main(void)
         cmocka_unit_test_teardown(real_backend_finds_a_vfio_holder_in_proc_and_writes_nothing, teardown),
         cmocka_unit_test_teardown(real_backend_holds_the_group_node_across_the_reset, teardown),
         cmocka_unit_test_teardown(real_backend_writes_config_with_one_pwrite_at_the_offset, teardown),
+        cmocka_unit_test_teardown(a_kept_hold_is_adopted_only_for_its_own_node, teardown),
         cmocka_unit_test_teardown(version_1_backend_still_works, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
