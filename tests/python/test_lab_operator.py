@@ -489,6 +489,12 @@ def test_a_quarantined_gpu_is_fenced_against_hot_plug(settled):
     assert h.denials() == []
 
 
+# A restart slow enough to look at the gap (a drop-in, then back).
+SLOW_RESTART = ("mkdir -p /run/systemd/system/gpuwardend.service.d; printf '[Service]\\nRestartSec=20s\\n' > "
+                "/run/systemd/system/gpuwardend.service.d/lab-slow.conf; systemctl daemon-reload")
+FAST_RESTART = "rm -f /run/systemd/system/gpuwardend.service.d/lab-slow.conf; systemctl daemon-reload"
+
+
 def test_a_fence_outlives_a_restart_of_the_daemon(settled):
     """The fence's descriptor is also in systemd's file descriptor store
     (agent/daemon/fence_store.c; the unit's FileDescriptorStoreMax=). When
@@ -496,6 +502,8 @@ def test_a_fence_outlives_a_restart_of_the_daemon(settled):
     quarantined GPU's group: a shell's open and libvirt's attach-device fail
     with "Device or resource busy" until the unit's restart, which adopts
     the same open as its fence. A systemctl restart keeps it the same way.
+    A kept descriptor whose group went away and came back while the daemon
+    was down is not adopted (it holds nothing): the fence is taken anew.
     A release takes it out of the store before the clean-up, which then
     reaches its verdict (the invalid ROM: quarantined again), not "in use"
     by PID 1."""
@@ -506,8 +514,7 @@ def test_a_fence_outlives_a_restart_of_the_daemon(settled):
     assert h.sh("systemctl show -p NFileDescriptorStore --value gpuwardend").strip() == "1"
     assert group in h.vfio_held(1)
     # A restart slow enough to look at the gap (drop-in, then back).
-    h.sh("mkdir -p /run/systemd/system/gpuwardend.service.d; printf '[Service]\\nRestartSec=20s\\n' > "
-         "/run/systemd/system/gpuwardend.service.d/lab-slow.conf; systemctl daemon-reload")
+    h.sh(SLOW_RESTART)
     try:
         h.virsh(f"create {make_domain(h, 'vm-r', native_hotplug=True)}")
         pid = h.qemu_pid("vm-r")
@@ -526,7 +533,7 @@ def test_a_fence_outlives_a_restart_of_the_daemon(settled):
         assert h.sh("systemctl show -p ActiveState --value gpuwardend").strip() != "active", diag
         h.virsh("destroy vm-r")
     finally:
-        h.sh("rm -f /run/systemd/system/gpuwardend.service.d/lab-slow.conf; systemctl daemon-reload")
+        h.sh(FAST_RESTART)
     h.wait(lambda: h.sh("systemctl show -p ActiveState --value gpuwardend").strip() == "active",
            "the restart", timeout=SLOW)
     new = h.unit_pid("gpuwardend")
@@ -542,6 +549,34 @@ def test_a_fence_outlives_a_restart_of_the_daemon(settled):
     newer = h.unit_pid("gpuwardend")
     h.wait(lambda: h.show("gpu2")["fenced"] is True, "the fence after systemctl restart", timeout=SLOW)
     assert "the same open systemd kept across the restart" in h.sh(f"journalctl -q -o cat --no-pager _PID={newer}")
+    assert h.sh("systemctl show -p NFileDescriptorStore --value gpuwardend").strip() == "1"
+
+    # A kept descriptor that is no longer the group's open is not adopted:
+    # while the daemon is down, gpu2 leaves vfio-pci and comes back, so its
+    # group goes away and a new one gets the node. PID 1's copy holds the
+    # old group, which holds nothing: the new node opens.
+    h.sh(SLOW_RESTART)
+    try:
+        h.sh("systemctl kill -s KILL gpuwardend")
+        h.wait(lambda: h.sh("systemctl show -p ActiveState --value gpuwardend").strip() != "active",
+               "the daemon gone", timeout=10)
+        h.sh(f"echo {aq} > /sys/bus/pci/drivers/vfio-pci/unbind; echo {aq} > /sys/bus/pci/drivers_probe")
+        assert h.driver("gpu2") == "vfio-pci"
+        rc, out = h.g.run(f"exec 3<>/dev/vfio/{group}")
+        assert rc == 0, out
+        assert h.sh("systemctl show -p ActiveState --value gpuwardend").strip() != "active"
+    finally:
+        h.sh(FAST_RESTART)
+    h.wait(lambda: h.sh("systemctl show -p ActiveState --value gpuwardend").strip() == "active",
+           "the restart", timeout=SLOW)
+    stale = h.unit_pid("gpuwardend")
+    h.wait(lambda: h.show("gpu2")["fenced"] is True, "the fence taken anew", timeout=SLOW)
+    log = h.sh(f"journalctl -q -o cat --no-pager _PID={stale}")
+    assert f"IOMMU group {group}: the fence kept across the restart is not the node's open now" in log, log[-3000:]
+    assert "held anew" in log and "the same open systemd kept" not in log, log[-3000:]
+    assert group in h.vfio_held(stale)
+    rc, out = h.g.run(f"exec 3<>/dev/vfio/{group}")
+    assert rc != 0 and "Device or resource busy" in out, out
     assert h.sh("systemctl show -p NFileDescriptorStore --value gpuwardend").strip() == "1"
 
     since = h.last_seq("gpu2")

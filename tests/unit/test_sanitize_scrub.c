@@ -881,6 +881,7 @@ static void stub_destroy(void *d) { gw_hostops_unref(d); }
 static int stub_hold(void *d, const char *p, void **h) { return gw_hostops_hold(d, p, h); }
 static void stub_release(void *d, void *h) { gw_hostops_release(d, h); }
 static int stub_vfio_open(void *d, void *g, const char *a, void **dev) { return gw_hostops_vfio_open(d, g, a, dev); }
+static int stub_held_fd(void *d, void *h) { return gw_hostops_held_fd(d, h); }
 
 /* The vtable as version-2 backends were compiled: it ends at release. */
 typedef struct backend_v2 {
@@ -935,6 +936,25 @@ static void version_2_backend_has_no_vfio(void **state)
                               .release = stub_release, .vfio_open = stub_vfio_open };
     assert_int_equal(gw_hostops_new(&ops, &be, gw_hostops_ref(W.ops)), -EINVAL);
     assert_contains(gw_error_message(), "the vfio_* operations come together");
+
+    /* Version 4's held_fd and adopt come as a pair, and need hold. */
+    be = (gw_hostops_backend){ .version = 4, .name = "half4", .read = stub_read, .write = stub_write,
+                               .readlink = stub_readlink, .list = stub_list, .exists = stub_exists,
+                               .read_config = stub_config, .destroy = stub_destroy, .hold = stub_hold,
+                               .release = stub_release, .held_fd = stub_held_fd };
+    assert_int_equal(gw_hostops_new(&ops, &be, gw_hostops_ref(W.ops)), -EINVAL);
+    assert_contains(gw_error_message(), "held_fd and adopt come together");
+    /* A version-3 vtable is read up to write_config: what lies after it (here
+     * held_fd without adopt) is never looked at, and holds have no
+     * descriptor to keep. */
+    be.version = 3;
+    assert_int_equal(gw_hostops_new(&ops, &be, gw_hostops_ref(W.ops)), 0);
+    void *h = NULL;
+    assert_int_equal(gw_hostops_hold(ops, "dev/vfio/10", &h), 0);
+    assert_int_equal(gw_hostops_held_fd(ops, h), -EOPNOTSUPP);
+    assert_int_equal(gw_hostops_adopt(ops, "dev/vfio/10", 3, &(void *){ NULL }), -EOPNOTSUPP);
+    gw_hostops_release(ops, h);
+    gw_hostops_unref(ops);
 }
 
 int main(void)
