@@ -28,15 +28,16 @@
  *
  * Besides sysfs, the clean-up reads `proc/<pid>/fd/<n>` links and
  * `proc/<pid>/comm` through the same backend (who holds a VFIO node open), and
- * holds the GPU's `dev/vfio/<group>` open across the reset (hold/release,
- * vtable version 2), so that no VM can open the group in the meantime:
+ * holds the GPU's `dev/vfio/<group>` open from the end of its bind step to
+ * the end of the run (hold/release, vtable version 2), so that no VM can
+ * open the group in the meantime, a hot-plug included:
  *
  *     void *held;
  *     int r = gw_hostops_hold(ops, "dev/vfio/45", &held);
  *     if (r == -EBUSY)
- *         ... a process (a running QEMU) has the group: do not reset ...
+ *         ... a process (a running QEMU) has the group: do not clean ...
  *     else {
- *         ... reset (r == -ENOENT: no node to hold, go on) ...
+ *         ... reset, scrub, checks (r == -ENOENT: no node to hold, go on) ...
  *         gw_hostops_release(ops, held);      // NULL is fine
  *     }
  *
