@@ -119,17 +119,14 @@ void gwd_fence_store_settle(gwd *d)
         gw_log(GW_LOG_NOTICE, "IOMMU group %s: the fence kept across the restart is no longer wanted: let go",
                d->kept[i].group);
         gwd_fence_store_drop(d->kept[i].group);
-        close(d->kept[i].fd);
     }
-    free(d->kept);
-    d->kept = NULL;
-    d->n_kept = 0;
+    gwd_fence_store_fini(d);
 }
 
 void gwd_fence_store_fini(gwd *d)
 {
     for (size_t i = 0; i < d->n_kept; i++)
-        close(d->kept[i].fd);       /* handed back and never synced: systemd keeps its copies */
+        close(d->kept[i].fd);       /* systemd keeps its copies unless dropped */
     free(d->kept);
     d->kept = NULL;
     d->n_kept = 0;

@@ -194,9 +194,14 @@ void gw_vfio_scan_clear(gw_vfio_scan *s)
 
 char *gw_vfio_holders_of(const gw_vfio_scan *s, size_t node)
 {
+    return gw_vfio_holders_but(s, node, -1);
+}
+
+char *gw_vfio_holders_but(const gw_vfio_scan *s, size_t node, long pid)
+{
     gw_strbuf b = { 0 };
     for (size_t i = 0; i < s->n_holders; i++)
-        if (s->holders[i].node == node)
+        if (s->holders[i].node == node && s->holders[i].pid != pid)
             gw_strbuf_append(&b, "%spid %ld (%s)", b.len ? ", " : "", s->holders[i].pid, s->holders[i].comm);
     return b.s;
 }
@@ -210,11 +215,7 @@ static char *others_of(gw_sctx *c, const gw_vfio_scan *s, size_t node)
     pthread_mutex_lock(&c->lock);
     bool ours = s->nodes[node].group && gw_group_held(&c->run_holds, s->nodes[node].group);
     pthread_mutex_unlock(&c->lock);
-    gw_strbuf b = { 0 };
-    for (size_t i = 0; i < s->n_holders; i++)
-        if (s->holders[i].node == node && !(ours && s->holders[i].pid == (long)getpid()))
-            gw_strbuf_append(&b, "%spid %ld (%s)", b.len ? ", " : "", s->holders[i].pid, s->holders[i].comm);
-    return b.s;
+    return gw_vfio_holders_but(s, node, ours ? (long)getpid() : -1);
 }
 
 static void note_scan(gw_sctx *c, const gw_vfio_scan *s)
@@ -295,15 +296,19 @@ static gw_verdict busy(gw_sctx *c, const gw_addrlist *fns, const gw_vfio_node *n
     pthread_mutex_unlock(&c->lock);
     gw_vfio_scan s;
     _cleanup_free_ char *who = NULL;
+    bool only_self = false;     /* every holder is this process */
     if (gw_vfio_holders(c->ops, fns, &s) == 0) {
-        for (size_t i = 0; i < s.n_nodes && !who; i++)
-            if (!strcmp(s.nodes[i].path, n->path))
-                who = gw_vfio_holders_of(&s, i);
+        for (size_t i = 0; i < s.n_nodes && !who; i++) {
+            if (strcmp(s.nodes[i].path, n->path))
+                continue;
+            who = gw_vfio_holders_of(&s, i);
+            _cleanup_free_ char *others = gw_vfio_holders_but(&s, i, (long)getpid());
+            only_self = who && !others;
+        }
     }
     bool no_proc = s.no_proc;
     gw_vfio_scan_clear(&s);
-    _cleanup_free_ char *self = gw_strdup_printf("pid %ld (", (long)getpid());
-    if (who && !strncmp(who, self, strlen(self)) && !strchr(who, ','))
+    if (only_self)
         return gw_fail(c, "%s: %s (%s) is open by %s: in use (the kernel refused our open: EBUSY; that is this "
                        "process: the clean-up of another device in its reach, or a fence, holds it)",
                        n->address, n->what, n->path, who);

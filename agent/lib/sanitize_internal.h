@@ -261,6 +261,8 @@ void gw_vfio_scan_clear(gw_vfio_scan *s);
 gw_verdict gw_check_holders(gw_sctx *c, const gw_addrlist *targets);
 /* "pid 123 (qemu-system-x86), pid 7 (x)" for node i; NULL when none. */
 char *gw_vfio_holders_of(const gw_vfio_scan *s, size_t node);
+/* The same without process `pid` (-1: none left out). */
+char *gw_vfio_holders_but(const gw_vfio_scan *s, size_t node, long pid);
 
 /* Open /dev/vfio/<group> of every group of `fns` and keep it open: while it
  * is, the kernel lets no one else open it (one open at a time). PASS when
